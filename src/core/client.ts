@@ -1,0 +1,249 @@
+// Protocol client shared by every Hush protocol: opens a WebSocket, checks the
+// server's identity against the pinned fingerprint, encrypts blocks, batches
+// requests issued in the same tick into one block, and matches responses to
+// requests by corrId. Runtime-neutral: the WebSocket comes through a factory
+// (the platform's WebSocket by default; `ws` in Node, see node/websocket.ts).
+import { BlockCipher, decodeBlock, encodeBlock, packBlocks } from './block.ts';
+import { type ServerAddress, webSocketUrl } from './address.ts';
+import { Encoder } from './encoding.ts';
+import type { CryptoSuite } from './crypto/suite.ts';
+import {
+  decodeServerHello,
+  deriveBlockKeys,
+  encodeClientHello,
+  fingerprintMatches,
+  negotiateVersion,
+  verifyServerHello,
+} from './handshake.ts';
+import {
+  authenticator,
+  decodeTransmission,
+  encodeTransmission,
+  signedPart,
+  type Transmission,
+} from './transmission.ts';
+
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: any }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+}
+
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+export const platformWebSocket: WebSocketFactory = (url) =>
+  new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url);
+
+export interface ClientOptions {
+  address: ServerAddress;
+  protocol: string;
+  versions: [number, number];
+  blockSize: number;
+  crypto: CryptoSuite;
+  webSocket?: WebSocketFactory;
+  /** Per-request timeout. */
+  timeoutMs?: number;
+  /** Server-initiated transmissions (empty corrId). */
+  onEvent?: (entityId: Uint8Array, command: Uint8Array) => void;
+  onClose?: (reason: string) => void;
+}
+
+export class ConnectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConnectionError';
+  }
+}
+
+interface Pending {
+  resolve: (command: Uint8Array) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class ProtocolClient {
+  private outbox: Uint8Array[] = [];
+  private flushQueued = false;
+  private readonly pending = new Map<string, Pending>();
+  private readonly authKeys = new WeakMap<Uint8Array, Uint8Array>();
+  private nextCorrId = 1;
+  private closedReason: string | undefined;
+
+  private constructor(
+    private readonly ws: WebSocketLike,
+    private readonly opts: ClientOptions,
+    readonly version: number,
+    readonly sessionId: Uint8Array,
+    private readonly sessionKey: Uint8Array,
+    private readonly sendCipher: BlockCipher,
+    private readonly recvCipher: BlockCipher,
+  ) {}
+
+  static connect(opts: ClientOptions): Promise<ProtocolClient> {
+    const { crypto, blockSize } = opts;
+    const ws = (opts.webSocket ?? platformWebSocket)(webSocketUrl(opts.address));
+    ws.binaryType = 'arraybuffer';
+    return new Promise((resolve, reject) => {
+      const fail = (why: string) => {
+        ws.onmessage = ws.onclose = ws.onerror = null;
+        try {
+          ws.close();
+        } catch {}
+        reject(new ConnectionError(why));
+      };
+      const timer = setTimeout(() => fail('handshake timeout'), opts.timeoutMs ?? 10_000);
+      ws.onerror = () => {};
+      ws.onclose = (ev) => {
+        clearTimeout(timer);
+        fail(`closed during handshake: ${ev.code} ${ev.reason}`);
+      };
+      ws.onmessage = (ev) => {
+        clearTimeout(timer);
+        const block = toBytes(ev.data);
+        if (!block || block.length !== blockSize) return fail('bad hello block');
+        const items = decodeBlock(block);
+        if (!items.ok || items.value.length !== 1) return fail('bad hello block');
+        const hello = decodeServerHello(items.value[0]!);
+        if (!hello.ok) return fail(`bad server hello: ${hello.error}`);
+        const h = hello.value;
+        if (h.protocol !== opts.protocol) return fail(`server speaks ${h.protocol}, not ${opts.protocol}`);
+        if (!fingerprintMatches(crypto, h.identityKey, opts.address.fingerprint))
+          return fail('server identity does not match the address fingerprint');
+        if (!verifyServerHello(crypto, h)) return fail('bad server hello signature');
+        const version = negotiateVersion(opts.versions, [h.minVersion, h.maxVersion]);
+        if (version === undefined) return fail('no common protocol version');
+        const eph = crypto.x25519KeyPair();
+        const dh = crypto.x25519(eph.privateKey, h.sessionKey);
+        if (!dh) return fail('bad session key');
+        const hi = encodeClientHello({ version, fingerprint: opts.address.fingerprint, clientKey: eph.publicKey });
+        ws.send(encodeBlock([hi], blockSize));
+        const keys = deriveBlockKeys(crypto, dh, h.sessionId);
+        const client = new ProtocolClient(
+          ws,
+          opts,
+          version,
+          h.sessionId,
+          h.sessionKey,
+          new BlockCipher(crypto, keys.clientToServer, blockSize),
+          new BlockCipher(crypto, keys.serverToClient, blockSize),
+        );
+        client.attach();
+        resolve(client);
+      };
+    });
+  }
+
+  private attach(): void {
+    this.ws.onmessage = (ev) => this.receive(toBytes(ev.data));
+    this.ws.onclose = (ev) => this.closed(`connection closed: ${ev.code} ${ev.reason}`);
+    this.ws.onerror = () => {};
+  }
+
+  get connected(): boolean {
+    return this.closedReason === undefined;
+  }
+
+  /**
+   * Sends a command and resolves with the response's command bytes.
+   * `authKey` is the entity's X25519 private key; omit it for unauthenticated commands.
+   */
+  request(entityId: Uint8Array, command: Uint8Array, authKey?: Uint8Array): Promise<Uint8Array> {
+    if (this.closedReason !== undefined) return Promise.reject(new ConnectionError(this.closedReason));
+    const corrId = new Encoder(8).u32(0).u32(this.nextCorrId++).done();
+    const signed = signedPart(corrId, entityId, command);
+    const auth = authKey ? authenticator(this.opts.crypto, this.authKey(authKey), this.sessionId, signed) : new Uint8Array(0);
+    return new Promise((resolve, reject) => {
+      const key = corrKey(corrId);
+      const timer = setTimeout(() => {
+        this.pending.delete(key);
+        reject(new ConnectionError('request timeout'));
+      }, this.opts.timeoutMs ?? 30_000);
+      this.pending.set(key, { resolve, reject, timer });
+      this.enqueue(encodeTransmission(auth, signed));
+    });
+  }
+
+  /** Sends raw transmission bytes as they are (for tests of bad input). */
+  sendRaw(transmission: Uint8Array): void {
+    this.enqueue(transmission);
+  }
+
+  private authKey(privateKey: Uint8Array): Uint8Array {
+    let k = this.authKeys.get(privateKey);
+    if (!k) {
+      k = this.opts.crypto.x25519(privateKey, this.sessionKey) ?? new Uint8Array(32);
+      this.authKeys.set(privateKey, k);
+    }
+    return k;
+  }
+
+  private enqueue(t: Uint8Array): void {
+    this.outbox.push(t);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const items = this.outbox;
+    this.outbox = [];
+    if (this.closedReason !== undefined) return;
+    for (const block of packBlocks(items, this.sendCipher.contentSize)) this.ws.send(this.sendCipher.seal(block));
+  }
+
+  private receive(data: Uint8Array | undefined): void {
+    const content = data && this.recvCipher.open(data);
+    if (!content) return this.close('bad block from server');
+    const items = decodeBlock(content);
+    if (!items.ok) return this.close(`bad block from server: ${items.error}`);
+    for (const item of items.value) {
+      const t = decodeTransmission(item);
+      if (!t.ok) return this.close(`bad transmission from server: ${t.error}`);
+      this.dispatch(t.value);
+    }
+  }
+
+  private dispatch(t: Transmission): void {
+    if (t.corrId.length === 0) return this.opts.onEvent?.(t.entityId, t.command);
+    const key = corrKey(t.corrId);
+    const p = this.pending.get(key);
+    if (!p) return; // a response after its timeout
+    this.pending.delete(key);
+    clearTimeout(p.timer);
+    p.resolve(t.command);
+  }
+
+  close(reason = 'closed by client'): void {
+    if (this.closedReason !== undefined) return;
+    try {
+      this.ws.close(1000);
+    } catch {}
+    this.closed(reason);
+  }
+
+  private closed(reason: string): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    this.ws.onmessage = this.ws.onclose = null;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new ConnectionError(reason));
+    }
+    this.pending.clear();
+    this.opts.onClose?.(reason);
+  }
+}
+
+const corrKey = (b: Uint8Array) => String.fromCharCode(...b);
+
+function toBytes(data: unknown): Uint8Array | undefined {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return undefined;
+}

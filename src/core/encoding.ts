@@ -1,0 +1,257 @@
+// Binary encoding shared by every Hush protocol: big-endian integers and
+// length-prefixed byte strings. The decoder is strict: any read past the end,
+// over-long length or trailing byte is a ParseError, caught at the boundary by
+// `parse`, so callers only ever see a typed result.
+
+export class ParseError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'ParseError';
+  }
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Runs a decoder over the whole input; never throws for malformed input. */
+export function parse<T>(bytes: Uint8Array, read: (d: Decoder) => T): Parsed<T> {
+  try {
+    const d = new Decoder(bytes);
+    const value = read(d);
+    d.end();
+    return { ok: true, value };
+  } catch (e) {
+    if (e instanceof ParseError) return { ok: false, error: e.reason };
+    throw e;
+  }
+}
+
+export class Encoder {
+  private buf: Uint8Array;
+  private view: DataView;
+  private pos = 0;
+
+  constructor(capacity = 256) {
+    this.buf = new Uint8Array(capacity);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  private reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  u8(v: number): this {
+    this.reserve(1);
+    this.view.setUint8(this.pos, v);
+    this.pos += 1;
+    return this;
+  }
+
+  u16(v: number): this {
+    this.reserve(2);
+    this.view.setUint16(this.pos, v);
+    this.pos += 2;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.reserve(4);
+    this.view.setUint32(this.pos, v);
+    this.pos += 4;
+    return this;
+  }
+
+  /** Unsigned 64-bit from a non-negative safe integer (timestamps in ms). */
+  u64(v: number): this {
+    this.u32(Math.floor(v / 0x1_0000_0000));
+    return this.u32(v >>> 0);
+  }
+
+  /** Raw bytes of a length both sides know. */
+  raw(b: Uint8Array): this {
+    this.reserve(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+    return this;
+  }
+
+  /** Bytes with a 1-byte length prefix (≤ 255). */
+  short(b: Uint8Array): this {
+    if (b.length > 0xff) throw new RangeError('short bytes over 255');
+    return this.u8(b.length).raw(b);
+  }
+
+  /** Bytes with a 2-byte length prefix (≤ 65535). */
+  long(b: Uint8Array): this {
+    if (b.length > 0xffff) throw new RangeError('long bytes over 65535');
+    return this.u16(b.length).raw(b);
+  }
+
+  /** ASCII tag with a 1-byte length prefix. */
+  tag(s: string): this {
+    return this.short(ascii(s));
+  }
+
+  bool(v: boolean): this {
+    return this.u8(v ? 1 : 0);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  done(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+}
+
+export class Decoder {
+  private readonly view: DataView;
+  private pos = 0;
+
+  constructor(private readonly buf: Uint8Array) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  private need(n: number, what: string): void {
+    if (this.pos + n > this.buf.length) throw new ParseError(`truncated ${what}`);
+  }
+
+  u8(): number {
+    this.need(1, 'u8');
+    return this.view.getUint8(this.pos++);
+  }
+
+  u16(): number {
+    this.need(2, 'u16');
+    const v = this.view.getUint16(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4, 'u32');
+    const v = this.view.getUint32(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  u64(): number {
+    const hi = this.u32();
+    const lo = this.u32();
+    if (hi > 0x1fffff) throw new ParseError('u64 beyond safe integer');
+    return hi * 0x1_0000_0000 + lo;
+  }
+
+  raw(n: number, what = 'bytes'): Uint8Array {
+    this.need(n, what);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  short(): Uint8Array {
+    return this.raw(this.u8(), 'short bytes');
+  }
+
+  long(): Uint8Array {
+    return this.raw(this.u16(), 'long bytes');
+  }
+
+  /** Fixed-length field that must have exactly `n` bytes behind its 1-byte prefix. */
+  key(n: number, what: string): Uint8Array {
+    const b = this.short();
+    if (b.length !== n) throw new ParseError(`${what} must be ${n} bytes`);
+    return b;
+  }
+
+  tag(): string {
+    const b = this.short();
+    for (const c of b) if (c < 0x21 || c > 0x7e) throw new ParseError('tag is not printable ASCII');
+    return String.fromCharCode(...b);
+  }
+
+  bool(): boolean {
+    const v = this.u8();
+    if (v > 1) throw new ParseError('bool must be 0 or 1');
+    return v === 1;
+  }
+
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
+
+  end(): void {
+    if (this.pos !== this.buf.length) throw new ParseError('trailing bytes');
+  }
+}
+
+export function ascii(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i) & 0x7f;
+  return b;
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const B64_INDEX = new Map([...B64].map((c, i) => [c, i]));
+
+/** Unpadded base64url, the text form of keys, IDs and fingerprints. */
+export function toBase64Url(b: Uint8Array): string {
+  let s = '';
+  let i = 0;
+  for (; i + 2 < b.length; i += 3) {
+    const n = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+    s += B64[n >> 18]! + B64[(n >> 12) & 63]! + B64[(n >> 6) & 63]! + B64[n & 63]!;
+  }
+  if (i < b.length) {
+    const n = (b[i]! << 16) | ((b[i + 1] ?? 0) << 8);
+    s += B64[n >> 18]! + B64[(n >> 12) & 63]!;
+    if (i + 1 < b.length) s += B64[(n >> 6) & 63]!;
+  }
+  return s;
+}
+
+export function fromBase64Url(s: string): Uint8Array | undefined {
+  if (s.length % 4 === 1) return undefined;
+  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (const c of s) {
+    const v = B64_INDEX.get(c);
+    if (v === undefined) return undefined;
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  // Non-canonical trailing bits would give two spellings of one value.
+  if ((acc & ((1 << bits) - 1)) !== 0) return undefined;
+  return out;
+}

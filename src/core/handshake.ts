@@ -1,0 +1,110 @@
+// Handshake: the first block each way, unencrypted and padded to the block size.
+//
+// server → client  SERVER_HELLO: tag(protocol) u16 minVersion u16 maxVersion
+//                  short(identityKey 32) short(sessionKey 32) short(sessionId 32)
+//                  short(signature 64)
+//   signature = Ed25519(identity, "hush-hello" ‖ the hello up to the signature)
+// client → server  CLIENT_HELLO: u16 version short(fingerprint 32) short(clientKey 32)
+//
+// The client checks the identity key against the fingerprint pinned in the
+// address and the signature over the fresh session key; both sides then derive
+// the block keys from X25519(clientKey, sessionKey) salted with the sessionId.
+// Command authenticators are HMACs keyed by X25519(entity key, sessionKey) over
+// sessionId ‖ transmission, so they are worthless on any other connection.
+import { ascii, concat, Decoder, Encoder, equalBytes, parse, ParseError, type Parsed } from './encoding.ts';
+import type { CryptoSuite } from './crypto/suite.ts';
+
+export interface ServerHello {
+  protocol: string;
+  minVersion: number;
+  maxVersion: number;
+  identityKey: Uint8Array;
+  sessionKey: Uint8Array;
+  sessionId: Uint8Array;
+  signature: Uint8Array;
+}
+
+export interface ClientHello {
+  version: number;
+  fingerprint: Uint8Array;
+  clientKey: Uint8Array;
+}
+
+const HELLO_CONTEXT = ascii('hush-hello');
+
+function helloBody(h: Omit<ServerHello, 'signature'>): Encoder {
+  return new Encoder(160)
+    .tag(h.protocol)
+    .u16(h.minVersion)
+    .u16(h.maxVersion)
+    .short(h.identityKey)
+    .short(h.sessionKey)
+    .short(h.sessionId);
+}
+
+export function encodeServerHello(h: ServerHello): Uint8Array {
+  return helloBody(h).short(h.signature).done();
+}
+
+export function signServerHello(
+  crypto: CryptoSuite,
+  identityPrivateKey: Uint8Array,
+  h: Omit<ServerHello, 'signature'>,
+): ServerHello {
+  const signature = crypto.ed25519Sign(identityPrivateKey, concat(HELLO_CONTEXT, helloBody(h).done()));
+  return { ...h, signature };
+}
+
+export function decodeServerHello(b: Uint8Array): Parsed<ServerHello> {
+  return parse(b, (d: Decoder) => {
+    const protocol = d.tag();
+    const minVersion = d.u16();
+    const maxVersion = d.u16();
+    if (minVersion > maxVersion || minVersion === 0) throw new ParseError('bad version range');
+    return {
+      protocol,
+      minVersion,
+      maxVersion,
+      identityKey: d.key(32, 'identity key'),
+      sessionKey: d.key(32, 'session key'),
+      sessionId: d.key(32, 'session id'),
+      signature: d.key(64, 'signature'),
+    };
+  });
+}
+
+export function verifyServerHello(crypto: CryptoSuite, h: ServerHello): boolean {
+  const { signature, ...body } = h;
+  return crypto.ed25519Verify(h.identityKey, signature, concat(HELLO_CONTEXT, helloBody(body).done()));
+}
+
+export function encodeClientHello(h: ClientHello): Uint8Array {
+  return new Encoder(80).u16(h.version).short(h.fingerprint).short(h.clientKey).done();
+}
+
+export function decodeClientHello(b: Uint8Array): Parsed<ClientHello> {
+  return parse(b, (d: Decoder) => ({
+    version: d.u16(),
+    fingerprint: d.key(32, 'fingerprint'),
+    clientKey: d.key(32, 'client key'),
+  }));
+}
+
+/** Highest version both sides speak, or undefined. */
+export function negotiateVersion(ours: [number, number], theirs: [number, number]): number | undefined {
+  const v = Math.min(ours[1], theirs[1]);
+  return v >= Math.max(ours[0], theirs[0]) ? v : undefined;
+}
+
+export interface BlockKeys {
+  clientToServer: Uint8Array;
+  serverToClient: Uint8Array;
+}
+
+export function deriveBlockKeys(crypto: CryptoSuite, dhSecret: Uint8Array, sessionId: Uint8Array): BlockKeys {
+  const okm = crypto.hkdfSha256(dhSecret, sessionId, ascii('hush block keys'), 64);
+  return { clientToServer: okm.slice(0, 32), serverToClient: okm.slice(32) };
+}
+
+export const fingerprintMatches = (crypto: CryptoSuite, identityKey: Uint8Array, fingerprint: Uint8Array) =>
+  equalBytes(crypto.sha256(identityKey), fingerprint);

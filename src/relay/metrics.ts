@@ -1,0 +1,57 @@
+// Prometheus metrics of a relay. Counts only: no IDs, keys or sizes of single messages.
+import client from 'prom-client';
+import type { QueueStore } from './store/store.ts';
+
+export class RelayMetrics {
+  readonly registry = new client.Registry();
+  readonly commands = new client.Counter({
+    name: 'hush_relay_commands_total',
+    help: 'Commands received, by command',
+    labelNames: ['command'],
+    registers: [this.registry],
+  });
+  readonly errors = new client.Counter({
+    name: 'hush_relay_errors_total',
+    help: 'Error responses, by error',
+    labelNames: ['error'],
+    registers: [this.registry],
+  });
+  readonly messagesSent = new client.Counter({
+    name: 'hush_relay_messages_sent_total',
+    help: 'Messages accepted from senders',
+    registers: [this.registry],
+  });
+  readonly messagesDelivered = new client.Counter({
+    name: 'hush_relay_messages_delivered_total',
+    help: 'MSG transmissions delivered to recipients',
+    registers: [this.registry],
+  });
+  readonly notifications = new client.Counter({
+    name: 'hush_relay_notifications_total',
+    help: 'NMSG events, by outcome: delivered to a subscribed notifier, or stored until one subscribes',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly connections = new client.Gauge({
+    name: 'hush_relay_connections',
+    help: 'Open client connections',
+    registers: [this.registry],
+  });
+
+  constructor(store: QueueStore) {
+    const counts = () => store.counts();
+    const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
+      new client.Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(pick(counts()));
+        },
+      });
+    gauge('hush_relay_queues', 'Queues in the store', (c) => c.queues);
+    gauge('hush_relay_messages_stored', 'Messages waiting in queues', (c) => c.messages);
+    gauge('hush_relay_notifiers', 'Queues with notifier credentials', (c) => c.notifiers);
+    gauge('hush_relay_pending_notifications', 'NMSGs kept for an unsubscribed notifier', (c) => c.pendingNotifications);
+  }
+}

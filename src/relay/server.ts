@@ -1,0 +1,476 @@
+// The relay: command handlers and subscriptions. Handlers run synchronously
+// against the store's in-memory state; ProtocolServer holds their replies
+// until the store has flushed.
+import type { Logger } from 'pino';
+import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import type { Transmission } from '../core/transmission.ts';
+import { formatAddress, fingerprintOf } from '../core/address.ts';
+import { equalBytes } from '../core/encoding.ts';
+import { ProtocolServer, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { RelayMetrics } from './metrics.ts';
+import {
+  decodeCommand,
+  encodeMeta,
+  encodeMessagePlain,
+  encodeResponse,
+  ID_LENGTH,
+  MSG_ID_LENGTH,
+  RELAY_BLOCK_SIZE,
+  RELAY_PROTOCOL,
+  RELAY_VERSIONS,
+  UNKNOWN_COMMAND,
+  type RelayCommand,
+  type RelayError,
+  type RelayResponse,
+} from './protocol.ts';
+import { idKey } from './store/memory.ts';
+import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
+
+export interface RelayLimits {
+  /** Messages a queue may hold before SEND gets QUOTA. */
+  queueQuota: number;
+  /** Largest SEND body; larger gets LARGE_MSG. */
+  maxMessageBytes: number;
+  /** Messages older than this are deleted undelivered. */
+  messageTtlMs: number;
+  /** How long the latest NMSG is kept for an unsubscribed notifier. */
+  pendingNotificationTtlMs: number;
+  maxConnections: number;
+  /** Replies a connection may have waiting before its commands get BUSY. */
+  maxPending: number;
+}
+
+export const DEFAULT_LIMITS: RelayLimits = {
+  queueQuota: 128,
+  maxMessageBytes: 16_000,
+  messageTtlMs: 21 * 24 * 3600_000,
+  pendingNotificationTtlMs: 24 * 3600_000,
+  maxConnections: 10_000,
+  maxPending: 4096,
+};
+
+export interface RelayServerOptions {
+  identity: KeyPair;
+  crypto: CryptoSuite;
+  store: QueueStore;
+  host: string;
+  port: number;
+  /** Host name put in the printed address (defaults to `host`). */
+  publicHost?: string;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  limits?: Partial<RelayLimits>;
+  log: Logger;
+  metrics?: RelayMetrics;
+  now?: () => number;
+  /** How often expired messages and notifications are swept. */
+  expireIntervalMs?: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const BUSY = encodeResponse({ type: 'ERR', error: 'BUSY' });
+
+export class RelayServer {
+  readonly metrics: RelayMetrics;
+  readonly limits: RelayLimits;
+  private readonly server: ProtocolServer;
+  private readonly store: QueueStore;
+  private readonly crypto: CryptoSuite;
+  readonly now: () => number;
+  /** Answers for unknown IDs are computed against this key, so they cost what a wrong key costs. */
+  private readonly dummyKey: Uint8Array;
+  readonly recipients = new Map<string, RelaySession>();
+  readonly notifiers = new Map<string, RelaySession>();
+  readonly services = new Map<string, RelaySession>();
+  private expireTimer: ReturnType<typeof setInterval> | undefined;
+  address = '';
+
+  constructor(readonly opts: RelayServerOptions) {
+    this.store = opts.store;
+    this.crypto = opts.crypto;
+    this.now = opts.now ?? Date.now;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.metrics = opts.metrics ?? new RelayMetrics(opts.store);
+    this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
+    this.server = new ProtocolServer({
+      protocol: RELAY_PROTOCOL,
+      versions: RELAY_VERSIONS,
+      blockSize: RELAY_BLOCK_SIZE,
+      identity: opts.identity,
+      crypto: opts.crypto,
+      host: opts.host,
+      port: opts.port,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      maxConnections: this.limits.maxConnections,
+      maxPending: this.limits.maxPending,
+      barrier: () => this.store.flush(),
+      handler: (session) => new RelaySession(this, session),
+      busyReply: BUSY,
+      log: opts.log,
+      onConnections: (n) => this.metrics.connections.set(n),
+    });
+  }
+
+  async start(): Promise<number> {
+    const port = await this.server.listen();
+    this.address = formatAddress({
+      fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
+      host: this.opts.publicHost ?? this.opts.host,
+      port,
+      tls: this.opts.tls !== undefined,
+    });
+    this.expire();
+    this.expireTimer = setInterval(() => this.expire(), this.opts.expireIntervalMs ?? 60_000);
+    this.expireTimer.unref();
+    this.opts.log.info({ event: 'relay_started', port, tls: this.opts.tls !== undefined });
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.expireTimer);
+    await this.server.close();
+    await this.store.close();
+  }
+
+  /** Resolves when every reply queued so far has been written. */
+  drain = () => this.server.drain();
+
+  get connections(): number {
+    return this.server.connections;
+  }
+
+  expire(): void {
+    const now = this.now();
+    const messages = this.store.expireMessages(now - this.limits.messageTtlMs);
+    const ntfs = this.store.expirePendingNotifications(now - this.limits.pendingNotificationTtlMs);
+    if (messages + ntfs > 0) this.opts.log.info({ event: 'expired', messages, notifications: ntfs });
+  }
+
+  // ---- helpers the sessions share ----
+
+  newId = () => this.crypto.randomBytes(ID_LENGTH);
+
+  /** Answer for an unknown ID, after the work a wrong key would cost: no existence oracle. */
+  unknownEntity(session: Session, t: Transmission): 'AUTH' {
+    session.verify(t, this.dummyKey);
+    return 'AUTH';
+  }
+
+  sealMessage(q: QueueRecord, m: StoredMessage): RelayResponse {
+    // Re-encrypted for the recipient, so delivered bytes share nothing with sent bytes.
+    const sealed = this.crypto.seal(q.rcvDhSecret, m.msgId, encodeMessagePlain(m.ts, m.notify, m.body));
+    return { type: 'MSG', msgId: m.msgId, sealed };
+  }
+
+  /** Sends the oldest message to the queue's subscriber, unless one is already awaiting ACK. */
+  deliver(q: QueueRecord): void {
+    const s = this.recipients.get(idKey(q.rcvId));
+    if (!s) return;
+    const k = idKey(q.rcvId);
+    if (s.inFlight.has(k)) return;
+    const m = this.store.peekMessage(q.rcvId);
+    if (!m) return;
+    s.inFlight.set(k, idKey(m.msgId));
+    s.event(q.rcvId, this.sealMessage(q, m));
+    this.metrics.messagesDelivered.inc();
+  }
+
+  /** The session that gets NMSGs of a queue: its own NSUB, else its service's NSUBS. */
+  notifierSession(q: QueueRecord): RelaySession | undefined {
+    const n = q.notifier;
+    if (!n) return undefined;
+    return this.notifiers.get(idKey(n.notifierId)) ?? (n.serviceId && this.services.get(idKey(n.serviceId)));
+  }
+
+  notify(q: QueueRecord, m: StoredMessage): void {
+    const n = q.notifier!;
+    const nonce = this.crypto.randomBytes(12);
+    const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
+    const s = this.notifierSession(q);
+    if (s) {
+      s.event(n.notifierId, { type: 'NMSG', nonce, sealedMeta });
+      this.metrics.notifications.inc({ outcome: 'delivered' });
+    } else {
+      this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
+      this.metrics.notifications.inc({ outcome: 'stored' });
+    }
+  }
+
+  /** Hands a kept NMSG to a notifier that just subscribed. */
+  flushPending(q: QueueRecord, s: RelaySession): void {
+    const p = this.store.takePendingNotification(q.rcvId);
+    if (p) {
+      s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
+      this.metrics.notifications.inc({ outcome: 'delivered' });
+    }
+  }
+
+  /** Ends the notifier subscription of a queue (NDEL, DEL, NKEY replacing it) with DELD. */
+  dropNotifier(q: QueueRecord): void {
+    const n = q.notifier;
+    if (!n) return;
+    const s = this.notifierSession(q);
+    this.notifiers.delete(idKey(n.notifierId));
+    s?.ntfSubs.delete(idKey(n.notifierId));
+    s?.event(n.notifierId, { type: 'DELD' });
+  }
+}
+
+type Reply = RelayResponse | RelayError;
+
+/** One client connection's view of the relay: its subscriptions and command handlers. */
+class RelaySession implements SessionHandler {
+  /** Recipient subscriptions: rcvId key → msgId key awaiting ACK (absent: none in flight). */
+  readonly rcvSubs = new Set<string>();
+  readonly inFlight = new Map<string, string>();
+  readonly ntfSubs = new Set<string>();
+  serviceId: Uint8Array | undefined;
+
+  constructor(
+    private readonly relay: RelayServer,
+    private readonly session: Session,
+  ) {}
+
+  event(entityId: Uint8Array, r: RelayResponse): void {
+    this.session.send(EMPTY, entityId, encodeResponse(r));
+  }
+
+  malformed(corrId: Uint8Array): void {
+    this.answer(corrId, EMPTY, 'SYNTAX');
+  }
+
+  private answer(corrId: Uint8Array, entityId: Uint8Array, r: Reply): void {
+    const response: RelayResponse = typeof r === 'string' ? { type: 'ERR', error: r } : r;
+    if (response.type === 'ERR') this.relay.metrics.errors.inc({ error: response.error });
+    this.session.send(corrId, entityId, encodeResponse(response));
+  }
+
+  transmission(t: Transmission): void {
+    const c = decodeCommand(t.command);
+    if (!c.ok) return this.answer(t.corrId, t.entityId, c.error === UNKNOWN_COMMAND ? 'UNKNOWN' : 'SYNTAX');
+    this.relay.metrics.commands.inc({ command: c.value.type });
+    this.answer(t.corrId, t.entityId, this.handle(t, c.value));
+    // Deliveries a command triggers go after its reply.
+    this.after?.();
+    this.after = undefined;
+  }
+
+  private after: (() => void) | undefined;
+
+  private handle(t: Transmission, c: RelayCommand): Reply {
+    const s = this.session;
+    switch (c.type) {
+      case 'PING':
+        if (t.entityId.length > 0) return 'HAS_ENTITY';
+        if (t.auth.length > 0) return 'HAS_AUTH';
+        return { type: 'PONG' };
+      case 'NEW':
+        if (t.entityId.length > 0) return 'HAS_ENTITY';
+        if (t.auth.length === 0) return 'NO_AUTH';
+        if (!s.verify(t, c.rcvAuthKey)) return 'AUTH';
+        return this.newQueue(c);
+      case 'NSUBS':
+        if (t.entityId.length > 0) return 'HAS_ENTITY';
+        if (t.auth.length === 0) return 'NO_AUTH';
+        if (!s.verify(t, c.serviceKey)) return 'AUTH';
+        return this.subscribeService(this.relay.opts.crypto.sha256(c.serviceKey));
+      case 'SEND':
+        return this.send(t, c);
+      case 'NSUB': {
+        if (t.entityId.length === 0) return 'NO_ENTITY';
+        if (t.auth.length === 0) return 'NO_AUTH';
+        const q = this.relay.opts.store.byNotifier(t.entityId);
+        if (!q) return this.relay.unknownEntity(s, t);
+        return s.verify(t, q.notifier!.ntfAuthKey) ? this.subscribeNotifier(q) : 'AUTH';
+      }
+    }
+    // Recipient commands.
+    if (t.entityId.length === 0) return 'NO_ENTITY';
+    if (t.auth.length === 0) return 'NO_AUTH';
+    const q = this.relay.opts.store.byRecipient(t.entityId);
+    if (!q) return this.relay.unknownEntity(s, t);
+    if (!s.verify(t, q.rcvAuthKey)) return 'AUTH';
+    return this.recipient(q, c);
+  }
+
+  private newQueue(c: Extract<RelayCommand, { type: 'NEW' }>): Reply {
+    const { crypto, store } = this.relay.opts;
+    const queueDh = crypto.x25519KeyPair();
+    const rcvDhSecret = crypto.x25519(queueDh.privateKey, c.rcvDhKey);
+    if (!rcvDhSecret) return 'SYNTAX';
+    let ntf: { record: NonNullable<QueueRecord['notifier']>; srvNtfDhKey: Uint8Array } | undefined;
+    if (c.ntf) {
+      ntf = this.notifierKeys(c.ntf.ntfAuthKey, c.ntf.rcvNtfDhKey);
+      if (!ntf) return 'SYNTAX';
+    }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const q: QueueRecord = {
+        rcvId: this.relay.newId(),
+        sndId: this.relay.newId(),
+        rcvAuthKey: c.rcvAuthKey,
+        rcvDhSecret,
+        suspended: false,
+        ...(ntf ? { notifier: ntf.record } : {}),
+      };
+      if (!store.createQueue(q)) continue;
+      return {
+        type: 'IDS',
+        rcvId: q.rcvId,
+        sndId: q.sndId,
+        srvDhKey: queueDh.publicKey,
+        ...(ntf ? { ntf: { notifierId: ntf.record.notifierId, srvNtfDhKey: ntf.srvNtfDhKey } } : {}),
+      };
+    }
+    return 'INTERNAL';
+  }
+
+  private notifierKeys(ntfAuthKey: Uint8Array, rcvNtfDhKey: Uint8Array) {
+    const { crypto } = this.relay.opts;
+    const dh = crypto.x25519KeyPair();
+    const rcvNtfDhSecret = crypto.x25519(dh.privateKey, rcvNtfDhKey);
+    if (!rcvNtfDhSecret) return undefined;
+    return { record: { notifierId: this.relay.newId(), ntfAuthKey, rcvNtfDhSecret }, srvNtfDhKey: dh.publicKey };
+  }
+
+  private recipient(q: QueueRecord, c: RelayCommand): Reply {
+    const { store } = this.relay.opts;
+    const k = idKey(q.rcvId);
+    switch (c.type) {
+      case 'SUB': {
+        const other = this.relay.recipients.get(k);
+        if (other && other !== this) {
+          other.rcvSubs.delete(k);
+          other.inFlight.delete(k);
+          other.event(q.rcvId, { type: 'END' });
+        }
+        this.relay.recipients.set(k, this);
+        this.rcvSubs.add(k);
+        this.inFlight.delete(k); // a repeated SUB delivers the unacknowledged message again
+        this.after = () => this.relay.deliver(q);
+        return { type: 'OK' };
+      }
+      case 'GET': {
+        if (this.rcvSubs.has(k)) return 'PROHIBITED';
+        const m = store.peekMessage(q.rcvId);
+        return m ? this.relay.sealMessage(q, m) : { type: 'OK' };
+      }
+      case 'ACK': {
+        const acked = store.ackMessage(q.rcvId, c.msgId);
+        const wasInFlight = this.inFlight.get(k) === idKey(c.msgId);
+        if (wasInFlight) {
+          this.inFlight.delete(k);
+          this.after = () => this.relay.deliver(q);
+        }
+        return acked ? { type: 'OK' } : 'NO_MSG';
+      }
+      case 'KEY':
+        if (q.sndAuthKey) return equalBytes(q.sndAuthKey, c.sndAuthKey) ? { type: 'OK' } : 'AUTH';
+        store.secureQueue(q.rcvId, c.sndAuthKey);
+        return { type: 'OK' };
+      case 'NKEY': {
+        const ntf = this.notifierKeys(c.ntfAuthKey, c.rcvNtfDhKey);
+        if (!ntf) return 'SYNTAX';
+        this.relay.dropNotifier(q);
+        if (!store.setNotifier(q.rcvId, ntf.record)) return 'INTERNAL';
+        return { type: 'NID', notifierId: ntf.record.notifierId, srvNtfDhKey: ntf.srvNtfDhKey };
+      }
+      case 'NDEL':
+        if (q.notifier) {
+          this.relay.dropNotifier(q);
+          store.deleteNotifier(q.rcvId);
+        }
+        return { type: 'OK' };
+      case 'OFF':
+        store.suspendQueue(q.rcvId);
+        return { type: 'OK' };
+      case 'DEL': {
+        this.relay.dropNotifier(q);
+        const sub = this.relay.recipients.get(k);
+        if (sub) {
+          this.relay.recipients.delete(k);
+          sub.rcvSubs.delete(k);
+          sub.inFlight.delete(k);
+          if (sub !== this) sub.event(q.rcvId, { type: 'DELD' });
+        }
+        store.deleteQueue(q.rcvId);
+        return { type: 'OK' };
+      }
+      default:
+        return 'UNKNOWN';
+    }
+  }
+
+  private send(t: Transmission, c: Extract<RelayCommand, { type: 'SEND' }>): Reply {
+    const { store, crypto } = this.relay.opts;
+    if (t.entityId.length === 0) return 'NO_ENTITY';
+    const q = store.bySender(t.entityId);
+    if (!q) return this.relay.unknownEntity(this.session, t);
+    // Until KEY secures the queue only an unauthenticated SEND is accepted; after, only the sender key.
+    if (q.sndAuthKey ? !this.session.verify(t, q.sndAuthKey) : t.auth.length > 0) return 'AUTH';
+    if (q.suspended) return 'AUTH';
+    if (c.body.length > this.relay.limits.maxMessageBytes) return 'LARGE_MSG';
+    if (store.messageCount(q.rcvId) >= this.relay.limits.queueQuota) return 'QUOTA';
+    const m: StoredMessage = { msgId: crypto.randomBytes(MSG_ID_LENGTH), ts: this.relay.now(), notify: c.notify, body: c.body.slice() };
+    store.addMessage(q.rcvId, m);
+    this.relay.metrics.messagesSent.inc();
+    this.after = () => {
+      this.relay.deliver(q);
+      if (c.notify && q.notifier) this.relay.notify(q, m);
+    };
+    return { type: 'OK' };
+  }
+
+  private subscribeNotifier(q: QueueRecord): Reply {
+    const n = q.notifier!;
+    const k = idKey(n.notifierId);
+    const current = this.relay.notifierSession(q);
+    if (current && current !== this) {
+      current.ntfSubs.delete(k);
+      current.event(n.notifierId, { type: 'END' });
+    }
+    const { store } = this.relay.opts;
+    if (this.serviceId) {
+      // A service's queues are found through the service: one NSUBS resubscribes them all.
+      this.relay.notifiers.delete(k);
+      if (!n.serviceId || !equalBytes(n.serviceId, this.serviceId)) store.setService(q.rcvId, this.serviceId);
+    } else {
+      if (n.serviceId) store.setService(q.rcvId, undefined);
+      this.relay.notifiers.set(k, this);
+      this.ntfSubs.add(k);
+    }
+    this.after = () => this.relay.flushPending(q, this);
+    return { type: 'OK' };
+  }
+
+  private subscribeService(serviceId: Uint8Array): Reply {
+    const k = idKey(serviceId);
+    const previous = this.relay.services.get(k);
+    const queues = this.relay.opts.store.queuesOfService(serviceId);
+    if (previous && previous !== this) {
+      previous.serviceId = undefined;
+      previous.event(EMPTY, { type: 'ENDS', count: queues.length });
+    }
+    this.relay.services.set(k, this);
+    this.serviceId = serviceId;
+    this.after = () => {
+      for (const q of queues) {
+        // Individual NSUBs elsewhere lose to the service subscription.
+        const nk = idKey(q.notifier!.notifierId);
+        const other = this.relay.notifiers.get(nk);
+        if (other) {
+          this.relay.notifiers.delete(nk);
+          other.ntfSubs.delete(nk);
+          if (other !== this) other.event(q.notifier!.notifierId, { type: 'END' });
+        }
+        this.relay.flushPending(q, this);
+      }
+    };
+    return { type: 'SOKS', count: queues.length };
+  }
+
+  closed(): void {
+    for (const k of this.rcvSubs) if (this.relay.recipients.get(k) === this) this.relay.recipients.delete(k);
+    for (const k of this.ntfSubs) if (this.relay.notifiers.get(k) === this) this.relay.notifiers.delete(k);
+    if (this.serviceId && this.relay.services.get(idKey(this.serviceId)) === this)
+      this.relay.services.delete(idKey(this.serviceId));
+  }
+}

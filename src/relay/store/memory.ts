@@ -1,0 +1,251 @@
+// In-memory relay store: the state every backend reads from. Each mutation is
+// expressed as a StoreRecord, applied here and handed to `persist` — a no-op
+// for a pure memory store, an append for the journal.
+import { equalBytes } from '../../core/encoding.ts';
+import type { StoreRecord } from './records.ts';
+import type {
+  NotifierRecord,
+  PendingNotification,
+  QueueRecord,
+  QueueStore,
+  StoreCounts,
+  StoredMessage,
+} from './store.ts';
+
+export const idKey = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+
+export class MemoryQueueStore implements QueueStore {
+  protected readonly queues = new Map<string, QueueRecord>();
+  private readonly senders = new Map<string, QueueRecord>();
+  private readonly notifiers = new Map<string, QueueRecord>();
+  private readonly services = new Map<string, Set<QueueRecord>>();
+  protected readonly messages = new Map<string, StoredMessage[]>();
+  protected readonly pending = new Map<string, PendingNotification>();
+  private messageTotal = 0;
+
+  byRecipient = (rcvId: Uint8Array) => this.queues.get(idKey(rcvId));
+  bySender = (sndId: Uint8Array) => this.senders.get(idKey(sndId));
+  byNotifier = (notifierId: Uint8Array) => this.notifiers.get(idKey(notifierId));
+
+  queuesOfService(serviceId: Uint8Array): QueueRecord[] {
+    return [...(this.services.get(idKey(serviceId)) ?? [])];
+  }
+
+  protected persist(_r: StoreRecord): void {}
+
+  private record(r: StoreRecord): void {
+    this.apply(r);
+    this.persist(r);
+  }
+
+  createQueue(q: QueueRecord): boolean {
+    if (this.idTaken(q.rcvId) || this.idTaken(q.sndId) || (q.notifier && this.idTaken(q.notifier.notifierId)))
+      return false;
+    this.record({ t: 'QNEW', q });
+    return true;
+  }
+
+  /** IDs of all three kinds share one space, so no ID is ever reused across roles. */
+  private idTaken(id: Uint8Array): boolean {
+    const k = idKey(id);
+    return this.queues.has(k) || this.senders.has(k) || this.notifiers.has(k);
+  }
+
+  secureQueue(rcvId: Uint8Array, sndAuthKey: Uint8Array): void {
+    this.record({ t: 'QKEY', rcvId, sndAuthKey });
+  }
+
+  setNotifier(rcvId: Uint8Array, n: NotifierRecord): boolean {
+    if (this.idTaken(n.notifierId)) return false;
+    this.record({ t: 'NSET', rcvId, n });
+    return true;
+  }
+
+  deleteNotifier(rcvId: Uint8Array): void {
+    this.record({ t: 'NDEL', rcvId });
+  }
+
+  setService(rcvId: Uint8Array, serviceId: Uint8Array | undefined): void {
+    this.record(serviceId ? { t: 'NSVC', rcvId, serviceId } : { t: 'NSVC', rcvId });
+  }
+
+  suspendQueue(rcvId: Uint8Array): void {
+    this.record({ t: 'QOFF', rcvId });
+  }
+
+  deleteQueue(rcvId: Uint8Array): void {
+    this.record({ t: 'QDEL', rcvId });
+  }
+
+  addMessage(rcvId: Uint8Array, m: StoredMessage): void {
+    this.record({ t: 'MADD', rcvId, m });
+  }
+
+  peekMessage(rcvId: Uint8Array): StoredMessage | undefined {
+    return this.messages.get(idKey(rcvId))?.[0];
+  }
+
+  ackMessage(rcvId: Uint8Array, msgId: Uint8Array): boolean {
+    const head = this.peekMessage(rcvId);
+    if (!head || !equalBytes(head.msgId, msgId)) return false;
+    this.record({ t: 'MACK', rcvId, msgId });
+    return true;
+  }
+
+  messageCount(rcvId: Uint8Array): number {
+    return this.messages.get(idKey(rcvId))?.length ?? 0;
+  }
+
+  expireMessages(before: number): number {
+    let n = 0;
+    for (const [k, list] of this.messages) {
+      const rcvId = this.queues.get(k)!.rcvId;
+      while (list.length > 0 && list[0]!.ts < before) {
+        this.record({ t: 'MACK', rcvId, msgId: list[0]!.msgId });
+        n++;
+      }
+    }
+    return n;
+  }
+
+  setPendingNotification(rcvId: Uint8Array, p: PendingNotification): void {
+    this.record({ t: 'PSET', rcvId, p });
+  }
+
+  takePendingNotification(rcvId: Uint8Array): PendingNotification | undefined {
+    const p = this.pending.get(idKey(rcvId));
+    if (p) this.record({ t: 'PCLR', rcvId });
+    return p;
+  }
+
+  expirePendingNotifications(before: number): number {
+    let n = 0;
+    for (const [k, p] of this.pending) {
+      if (p.ts >= before) continue;
+      this.record({ t: 'PCLR', rcvId: this.queues.get(k)!.rcvId });
+      n++;
+    }
+    return n;
+  }
+
+  counts(): StoreCounts {
+    return {
+      queues: this.queues.size,
+      messages: this.messageTotal,
+      notifiers: this.notifiers.size,
+      pendingNotifications: this.pending.size,
+    };
+  }
+
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  /** Applies a record to the in-memory state; records for unknown queues are ignored. */
+  protected apply(r: StoreRecord): void {
+    if (r.t === 'QNEW') {
+      const q = { ...r.q };
+      const k = idKey(q.rcvId);
+      this.queues.set(k, q);
+      this.senders.set(idKey(q.sndId), q);
+      if (q.notifier) this.linkNotifier(q, q.notifier);
+      return;
+    }
+    const k = idKey(r.rcvId);
+    const q = this.queues.get(k);
+    if (!q) return;
+    switch (r.t) {
+      case 'QKEY':
+        q.sndAuthKey = r.sndAuthKey;
+        break;
+      case 'NSET': // a pending NMSG was sealed for the old notifier: drop it
+        this.unlinkNotifier(q);
+        this.pending.delete(k);
+        this.linkNotifier(q, r.n);
+        break;
+      case 'NDEL':
+        this.unlinkNotifier(q);
+        this.pending.delete(k);
+        break;
+      case 'NSVC':
+        if (!q.notifier) break;
+        this.unlinkService(q);
+        q.notifier = { ...q.notifier };
+        if (r.serviceId) q.notifier.serviceId = r.serviceId;
+        else delete q.notifier.serviceId;
+        this.linkService(q);
+        break;
+      case 'QOFF':
+        q.suspended = true;
+        break;
+      case 'QDEL':
+        this.unlinkNotifier(q);
+        this.queues.delete(k);
+        this.senders.delete(idKey(q.sndId));
+        this.messageTotal -= this.messages.get(k)?.length ?? 0;
+        this.messages.delete(k);
+        this.pending.delete(k);
+        break;
+      case 'MADD': {
+        let list = this.messages.get(k);
+        if (!list) this.messages.set(k, (list = []));
+        list.push(r.m);
+        this.messageTotal++;
+        break;
+      }
+      case 'MACK': {
+        const list = this.messages.get(k);
+        if (!list || !list[0] || !equalBytes(list[0].msgId, r.msgId)) break;
+        list.shift();
+        this.messageTotal--;
+        if (list.length === 0) this.messages.delete(k);
+        break;
+      }
+      case 'PSET':
+        this.pending.set(k, r.p);
+        break;
+      case 'PCLR':
+        this.pending.delete(k);
+        break;
+    }
+  }
+
+  private linkNotifier(q: QueueRecord, n: NotifierRecord): void {
+    q.notifier = n;
+    this.notifiers.set(idKey(n.notifierId), q);
+    this.linkService(q);
+  }
+
+  private unlinkNotifier(q: QueueRecord): void {
+    if (!q.notifier) return;
+    this.unlinkService(q);
+    this.notifiers.delete(idKey(q.notifier.notifierId));
+    delete q.notifier;
+  }
+
+  private linkService(q: QueueRecord): void {
+    const s = q.notifier?.serviceId;
+    if (!s) return;
+    const k = idKey(s);
+    let set = this.services.get(k);
+    if (!set) this.services.set(k, (set = new Set()));
+    set.add(q);
+  }
+
+  private unlinkService(q: QueueRecord): void {
+    const s = q.notifier?.serviceId;
+    if (!s) return;
+    const set = this.services.get(idKey(s));
+    set?.delete(q);
+    if (set?.size === 0) this.services.delete(idKey(s));
+  }
+
+  /** Records that rebuild the live state (for compaction). */
+  protected *liveRecords(): Generator<StoreRecord> {
+    for (const [k, q] of this.queues) {
+      yield { t: 'QNEW', q };
+      for (const m of this.messages.get(k) ?? []) yield { t: 'MADD', rcvId: q.rcvId, m };
+      const p = this.pending.get(k);
+      if (p) yield { t: 'PSET', rcvId: q.rcvId, p };
+    }
+  }
+}

@@ -1,0 +1,315 @@
+// WebSocket server shared by every Hush protocol: handshake, block encryption,
+// batching of replies, connection and pending-command limits. A protocol plugs
+// in a handler per session; the handler works synchronously on in-memory state
+// and the server holds every reply until `barrier()` (the store's durability
+// flush) resolves, so nothing is acknowledged before it is safe on disk.
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { BlockCipher, decodeBlock, encodeBlock, packBlocks } from '../core/block.ts';
+import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import {
+  decodeClientHello,
+  deriveBlockKeys,
+  encodeServerHello,
+  fingerprintMatches,
+  signServerHello,
+} from '../core/handshake.ts';
+import {
+  decodeTransmission,
+  encodeTransmission,
+  signedPart,
+  verifyAuthenticator,
+  type Transmission,
+} from '../core/transmission.ts';
+import type { Logger } from 'pino';
+
+/** WebSocket close codes Hush servers use. */
+export const CLOSE = {
+  PROTOCOL: 4000, // bad block, bad hello, text frame
+  VERSION: 4001,
+  IDENTITY: 4002,
+  HANDSHAKE_TIMEOUT: 4003,
+  CONNECTIONS: 4004,
+  BUSY: 4005,
+  INTERNAL: 4006,
+} as const;
+
+export interface SessionHandler {
+  /** A transmission that decoded; the handler must answer it through session.reply. */
+  transmission(t: Transmission): void;
+  /** A transmission that did not decode: answer it with a syntax error. */
+  malformed(corrId: Uint8Array, reason: string): void;
+  closed(): void;
+}
+
+export interface ProtocolServerOptions {
+  protocol: string;
+  versions: [number, number];
+  blockSize: number;
+  identity: KeyPair;
+  crypto: CryptoSuite;
+  host: string;
+  port: number;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  maxConnections: number;
+  /** Replies a session may have waiting before new commands get BUSY. */
+  maxPending: number;
+  handshakeTimeoutMs?: number;
+  barrier: () => Promise<void> | void;
+  handler: (session: Session) => SessionHandler;
+  /** Errors a protocol answers for transmissions it cannot take. */
+  busyReply: Uint8Array;
+  log: Logger;
+  onConnections?: (n: number) => void;
+}
+
+let sessionCounter = 0;
+
+export class Session {
+  /** Log-safe session number (the sessionId itself is never logged). */
+  readonly n = ++sessionCounter;
+  handler!: SessionHandler;
+  private outbox: Uint8Array[] = [];
+  private readonly authKeys = new Map<string, Uint8Array>();
+  closed = false;
+
+  constructor(
+    private readonly server: ProtocolServer,
+    private readonly ws: WebSocket,
+    readonly sessionId: Uint8Array,
+    private readonly sessionKey: KeyPair,
+    readonly version: number,
+    private readonly cipherIn: BlockCipher,
+    private readonly cipherOut: BlockCipher,
+  ) {}
+
+  /**
+   * True if `t` carries a valid authenticator for `publicKey` on this session.
+   * The X25519 secret is computed once per key and session, then an HMAC per
+   * command: cheap on the hot path, and useless on any other connection.
+   */
+  verify(t: Transmission, publicKey: Uint8Array): boolean {
+    const id = keyId(publicKey);
+    let k = this.authKeys.get(id);
+    if (!k) {
+      k = this.server.crypto.x25519(this.sessionKey.privateKey, publicKey) ?? new Uint8Array(32);
+      if (this.authKeys.size >= 100_000) this.authKeys.clear();
+      this.authKeys.set(id, k);
+    }
+    return verifyAuthenticator(this.server.crypto, k, this.sessionId, t);
+  }
+
+  /** Queues a reply (corrId set) or an event (empty corrId). */
+  send(corrId: Uint8Array, entityId: Uint8Array, command: Uint8Array): void {
+    if (this.closed) return;
+    this.outbox.push(encodeTransmission(EMPTY, signedPart(corrId, entityId, command)));
+    this.server.markDirty(this);
+  }
+
+  get pending(): number {
+    return this.outbox.length;
+  }
+
+  takeOutbox(): Uint8Array[] {
+    const o = this.outbox;
+    this.outbox = [];
+    return o;
+  }
+
+  writeBlocks(items: Uint8Array[]): void {
+    if (this.closed) return;
+    for (const block of packBlocks(items, this.cipherOut.contentSize)) this.ws.send(this.cipherOut.seal(block));
+  }
+
+  receive(data: Uint8Array): void {
+    const content = this.cipherIn.open(data);
+    if (!content) return this.close(CLOSE.PROTOCOL, 'bad block');
+    const items = decodeBlock(content);
+    if (!items.ok) return this.close(CLOSE.PROTOCOL, `bad block: ${items.error}`);
+    for (const item of items.value) {
+      const t = decodeTransmission(item);
+      if (this.outbox.length >= this.server.opts.maxPending) {
+        if (this.outbox.length >= 2 * this.server.opts.maxPending) return this.close(CLOSE.BUSY, 'too many pending commands');
+        this.send(t.ok ? t.value.corrId : EMPTY, t.ok ? t.value.entityId : EMPTY, this.server.opts.busyReply);
+        continue;
+      }
+      if (t.ok) this.handler.transmission(t.value);
+      else this.handler.malformed(corrIdOf(item), t.error);
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.close(code, reason);
+    this.detach();
+  }
+
+  detach(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.outbox = [];
+    this.server.sessionClosed(this);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+const keyId = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+
+/** Best-effort corrId of an undecodable transmission, so the client can match the error. */
+function corrIdOf(item: Uint8Array): Uint8Array {
+  const authLen = item[0];
+  if (authLen === undefined || 1 + authLen >= item.length) return EMPTY;
+  const len = item[1 + authLen]!;
+  const start = 2 + authLen;
+  return len <= 24 && start + len <= item.length ? item.slice(start, start + len) : EMPTY;
+}
+
+export class ProtocolServer {
+  readonly crypto: CryptoSuite;
+  private readonly http: http.Server;
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Set<Session>();
+  private handshaking = 0;
+  private dirty = new Set<Session>();
+  private flushScheduled = false;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(readonly opts: ProtocolServerOptions) {
+    this.crypto = opts.crypto;
+    this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
+    this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
+    this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
+    this.wss.on('connection', (ws) => this.accept(ws));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
+    });
+  }
+
+  get connections(): number {
+    return this.sessions.size + this.handshaking;
+  }
+
+  private accept(ws: WebSocket): void {
+    const { crypto, blockSize, log } = this.opts;
+    if (this.connections >= this.opts.maxConnections) {
+      log.warn({ event: 'connection_refused', reason: 'limit' });
+      ws.close(CLOSE.CONNECTIONS, 'too many connections');
+      return;
+    }
+    this.handshaking++;
+    let done = false;
+    const finish = () => {
+      if (!done) {
+        done = true;
+        this.handshaking--;
+        clearTimeout(timer);
+      }
+    };
+    const timer = setTimeout(() => {
+      finish();
+      ws.close(CLOSE.HANDSHAKE_TIMEOUT, 'handshake timeout');
+    }, this.opts.handshakeTimeoutMs ?? 10_000);
+    ws.on('error', () => {});
+    ws.once('close', finish);
+    const sessionKey = crypto.x25519KeyPair();
+    const sessionId = crypto.randomBytes(32);
+    const hello = signServerHello(crypto, this.opts.identity.privateKey, {
+      protocol: this.opts.protocol,
+      minVersion: this.opts.versions[0],
+      maxVersion: this.opts.versions[1],
+      identityKey: this.opts.identity.publicKey,
+      sessionKey: sessionKey.publicKey,
+      sessionId,
+    });
+    ws.send(encodeBlock([encodeServerHello(hello)], blockSize));
+    ws.once('message', (data, isBinary) => {
+      finish();
+      const block = isBinary ? toU8(data) : undefined;
+      const items = block?.length === blockSize ? decodeBlock(block) : undefined;
+      const ch = items?.ok && items.value.length === 1 ? decodeClientHello(items.value[0]!) : undefined;
+      if (!ch?.ok) return ws.close(CLOSE.PROTOCOL, 'bad client hello');
+      const { version, fingerprint, clientKey } = ch.value;
+      if (version < this.opts.versions[0] || version > this.opts.versions[1])
+        return ws.close(CLOSE.VERSION, 'unsupported version');
+      if (!fingerprintMatches(crypto, this.opts.identity.publicKey, fingerprint))
+        return ws.close(CLOSE.IDENTITY, 'identity mismatch');
+      const dh = crypto.x25519(sessionKey.privateKey, clientKey);
+      if (!dh) return ws.close(CLOSE.PROTOCOL, 'bad client key');
+      const keys = deriveBlockKeys(crypto, dh, sessionId);
+      const session = new Session(
+        this,
+        ws,
+        sessionId,
+        sessionKey,
+        version,
+        new BlockCipher(crypto, keys.clientToServer, blockSize),
+        new BlockCipher(crypto, keys.serverToClient, blockSize),
+      );
+      session.handler = this.opts.handler(session);
+      this.sessions.add(session);
+      this.opts.onConnections?.(this.sessions.size);
+      ws.on('message', (msg, binary) => {
+        if (!binary) return session.close(CLOSE.PROTOCOL, 'text frame');
+        session.receive(toU8(msg));
+      });
+      ws.on('close', () => session.detach());
+    });
+  }
+
+  sessionClosed(session: Session): void {
+    if (!this.sessions.delete(session)) return;
+    this.dirty.delete(session);
+    session.handler.closed();
+    this.opts.onConnections?.(this.sessions.size);
+  }
+
+  markDirty(session: Session): void {
+    this.dirty.add(session);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Group commit: one durability barrier for every reply queued since the last one. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = [...this.dirty].map((s) => [s, s.takeOutbox()] as const);
+    this.dirty.clear();
+    this.flushing = this.flushing
+      .then(() => this.opts.barrier())
+      .then(
+        () => {
+          for (const [s, items] of batch) if (items.length > 0) s.writeBlocks(items);
+        },
+        (err) => {
+          this.opts.log.error({ event: 'store_flush_failed', err: String(err) });
+          for (const [s] of batch) s.close(CLOSE.INTERNAL, 'store failure');
+        },
+      );
+  }
+
+  /** Resolves when every reply queued so far has been written to its socket. */
+  async drain(): Promise<void> {
+    while (this.flushScheduled || this.dirty.size > 0) await new Promise((r) => setImmediate(r));
+    await this.flushing;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions) s.close(1001, 'server shutting down');
+    await new Promise<void>((r) => this.wss.close(() => r()));
+    await new Promise<void>((r) => this.http.close(() => r()));
+    this.http.closeAllConnections?.();
+  }
+}
+
+function toU8(data: unknown): Uint8Array {
+  if (Buffer.isBuffer(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  return new Uint8Array(data as ArrayBuffer);
+}
