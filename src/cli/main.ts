@@ -1,0 +1,73 @@
+// The `hush` command.
+//   hush start [--dir D]                       the local stack (for now: a relay), initialized on first run
+//   hush relay init [--dir D] [--host H] [--port P]
+//   hush relay start [--dir D]
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../server/config.ts';
+import { initRelay, startRelay } from '../relay/cli.ts';
+import { relayFiles } from '../relay/config.ts';
+
+const USAGE = `usage:
+  hush start [--dir DIR]                                  start a local relay (initialized on first run)
+  hush relay init [--dir DIR] [--host HOST] [--port PORT] create identity key and config, print the address
+  hush relay start [--dir DIR]                            run the relay
+Settings: DIR/relay.json, overridden by HUSH_RELAY_* environment variables (see README).`;
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      dir: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const cmd = positionals.join(' ');
+  if (values.help || cmd === '') return console.log(USAGE);
+  switch (cmd) {
+    case 'relay init': {
+      const dir = values.dir ?? 'data/relay';
+      const address = initRelay({
+        dir,
+        ...(values.host ? { host: values.host } : {}),
+        ...(values.port ? { port: Number(values.port) } : {}),
+      });
+      console.log(`relay initialized in ${dir}\naddress: ${address}`);
+      return;
+    }
+    case 'relay start':
+      return run(values.dir ?? 'data/relay');
+    case 'start': {
+      const dir = path.join(values.dir ?? 'data', 'relay');
+      if (!fs.existsSync(relayFiles(dir).identity)) initRelay({ dir });
+      return run(dir);
+    }
+    default:
+      throw new UsageError(`unknown command: ${cmd}`);
+  }
+}
+
+class UsageError extends Error {}
+
+async function run(dir: string): Promise<void> {
+  const relay = await startRelay(dir);
+  console.log(`relay address: ${relay.address}\nmetrics port: ${relay.metricsPort} (/metrics, /healthz)`);
+  const stop = async () => {
+    await relay.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main(process.argv.slice(2)).catch((e) => {
+  if (e instanceof ConfigError || e instanceof UsageError) {
+    console.error(`hush: ${e.message}`);
+    if (e instanceof UsageError) console.error(USAGE);
+  } else console.error(`hush: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(e instanceof UsageError ? 64 : 1);
+});

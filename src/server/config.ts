@@ -1,0 +1,56 @@
+// Config loading shared by every Hush server: a JSON file, then environment
+// overrides, then one zod validation whose errors name the setting and where it came from.
+import fs from 'node:fs';
+import type { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** env variable → dotted path in the config object. */
+export type EnvMap = Record<string, string>;
+
+export function loadConfig<S extends z.ZodType>(
+  schema: S,
+  file: string,
+  envMap: EnvMap,
+  env: NodeJS.ProcessEnv = process.env,
+): z.infer<S> {
+  let raw: Record<string, unknown> = {};
+  if (fs.existsSync(file)) {
+    try {
+      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: must be a JSON object`);
+  }
+  const sources = new Map<string, string>();
+  for (const [name, path] of Object.entries(envMap)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, path, value);
+    sources.set(path, name);
+  }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((i) => {
+    const path = i.path.join('.');
+    const from = sources.get(path) ? `env ${sources.get(path)}` : file;
+    return `  ${path || '(root)'}: ${i.message} (from ${from})`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let o = obj;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof o[p] !== 'object' || o[p] === null) o[p] = {};
+    o = o[p] as Record<string, unknown>;
+  }
+  o[parts.at(-1)!] = value;
+}
