@@ -1,6 +1,5 @@
 // Errors every Hush protocol shares; each protocol adds its own.
 export const COMMON_ERRORS = [
-  'BLOCK', // the block could not be read (bad framing or padding)
   'SYNTAX', // a transmission or command is malformed
   'UNKNOWN', // unknown command tag
   'NO_AUTH', // the command needs an authenticator
