@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../src/core/crypto/node.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
@@ -28,7 +28,7 @@ export interface TestRelay {
 }
 
 export async function startRelay(
-  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string } } = {},
+  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string }; log?: Logger } = {},
 ): Promise<TestRelay> {
   const store = opts.store ?? new MemoryQueueStore();
   const server = new RelayServer({
@@ -37,7 +37,7 @@ export async function startRelay(
     store,
     host: '127.0.0.1',
     port: opts.port ?? 0,
-    log: silent,
+    log: opts.log ?? silent,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),

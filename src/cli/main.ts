@@ -34,7 +34,8 @@ async function main(argv: string[]): Promise<void> {
       const address = initRelay({
         dir,
         ...(values.host ? { host: values.host } : {}),
-        ...(values.port ? { port: Number(values.port) } : {}),
+        // Checked here: Number('abc') is NaN, which relay.json stores as null and zod then reads as port 0.
+        ...(values.port ? { port: portArg(values.port) } : {}),
       });
       console.log(`relay initialized in ${dir}\naddress: ${address}`);
       return;
@@ -52,6 +53,12 @@ async function main(argv: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+function portArg(v: string): number {
+  const port = Number(v);
+  if (!/^[0-9]+$/.test(v) || port < 1 || port > 65535) throw new UsageError(`--port: not a port number (1-65535): ${v}`);
+  return port;
+}
 
 async function run(dir: string): Promise<void> {
   const relay = await startRelay(dir);

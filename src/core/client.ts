@@ -3,7 +3,7 @@
 // requests issued in the same tick into one block, and matches responses to
 // requests by corrId. Runtime-neutral: the WebSocket comes through a factory
 // (the platform's WebSocket by default; `ws` in Node, see node/websocket.ts).
-import { BlockCipher, decodeBlock, encodeBlock, packBlocks } from './block.ts';
+import { BlockCipher, decodeBlock, encodeBlock, maxItemLength, packBlocks } from './block.ts';
 import { type ServerAddress, webSocketUrl } from './address.ts';
 import { Encoder } from './encoding.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
@@ -157,6 +157,10 @@ export class ProtocolClient {
     const corrId = new Encoder(8).u32(0).u32(this.nextCorrId++).done();
     const signed = signedPart(corrId, entityId, command);
     const auth = authKey ? authenticator(this.opts.crypto, this.authKey(authKey), this.sessionId, signed) : new Uint8Array(0);
+    const t = encodeTransmission(auth, signed);
+    // Refused here: packBlocks would throw later inside the flush microtask, which crashes the process.
+    if (t.length > maxItemLength(this.sendCipher.contentSize))
+      return Promise.reject(new RangeError('transmission larger than a block'));
     return new Promise((resolve, reject) => {
       const key = corrKey(corrId);
       const timer = setTimeout(() => {
@@ -164,7 +168,7 @@ export class ProtocolClient {
         reject(new ConnectionError('request timeout'));
       }, this.opts.timeoutMs ?? 30_000);
       this.pending.set(key, { resolve, reject, timer });
-      this.enqueue(encodeTransmission(auth, signed));
+      this.enqueue(t);
     });
   }
 

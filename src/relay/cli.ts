@@ -45,7 +45,8 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
   const c = loadRelayConfig(dir, env);
   const files = relayFiles(dir);
   const log = createLogger('relay', c.logLevel);
-  const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB << 20 });
+  // MB × 2^20 by multiplication: `<< 20` is 32-bit and wraps to ≤ 0 from 2048 MB on.
+  const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 });
   if (store.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: store.truncatedBytes });
   const server = new RelayServer({
     identity: readIdentity(files.identity),

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { loadConfig, type EnvMap } from '../server/config.ts';
+import { MAX_MESSAGE_BYTES } from './protocol.ts';
 import { DEFAULT_LIMITS } from './server.ts';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -26,7 +27,7 @@ export const relayConfigSchema = z
     limits: z
       .object({
         queueQuota: positive.default(DEFAULT_LIMITS.queueQuota),
-        maxMessageBytes: positive.max(16_000).default(DEFAULT_LIMITS.maxMessageBytes),
+        maxMessageBytes: positive.max(MAX_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxMessageBytes),
         messageTtlHours: positive.default(DEFAULT_LIMITS.messageTtlMs / 3600_000),
         maxConnections: positive.default(DEFAULT_LIMITS.maxConnections),
         maxPending: positive.default(DEFAULT_LIMITS.maxPending),

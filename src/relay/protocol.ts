@@ -7,6 +7,8 @@ export const RELAY_PROTOCOL = 'relay';
 export const RELAY_VERSIONS: [number, number] = [1, 1];
 export const RELAY_BLOCK_SIZE = 16384;
 
+/** Largest SEND body: its MSG (with seal overhead) still fits one block. */
+export const MAX_MESSAGE_BYTES = 16_000;
 export const ID_LENGTH = 24;
 export const MSG_ID_LENGTH = 12;
 export const KEY = 32;

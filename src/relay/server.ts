@@ -14,6 +14,7 @@ import {
   encodeMessagePlain,
   encodeResponse,
   ID_LENGTH,
+  MAX_MESSAGE_BYTES,
   MSG_ID_LENGTH,
   RELAY_BLOCK_SIZE,
   RELAY_PROTOCOL,
@@ -23,7 +24,7 @@ import {
   type RelayError,
   type RelayResponse,
 } from './protocol.ts';
-import { idKey } from './store/memory.ts';
+import { idKey, latin1Bytes } from './store/memory.ts';
 import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 
 export interface RelayLimits {
@@ -42,7 +43,7 @@ export interface RelayLimits {
 
 export const DEFAULT_LIMITS: RelayLimits = {
   queueQuota: 128,
-  maxMessageBytes: 16_000,
+  maxMessageBytes: MAX_MESSAGE_BYTES,
   messageTtlMs: 21 * 24 * 3600_000,
   pendingNotificationTtlMs: 24 * 3600_000,
   maxConnections: 10_000,
@@ -89,6 +90,8 @@ export class RelayServer {
     this.crypto = opts.crypto;
     this.now = opts.now ?? Date.now;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    // A larger body would make a MSG that no block can carry.
+    if (this.limits.maxMessageBytes > MAX_MESSAGE_BYTES) throw new RangeError(`maxMessageBytes is at most ${MAX_MESSAGE_BYTES}`);
     this.metrics = opts.metrics ?? new RelayMetrics(opts.store);
     this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
     this.server = new ProtocolServer({
@@ -143,6 +146,20 @@ export class RelayServer {
     const messages = this.store.expireMessages(now - this.limits.messageTtlMs);
     const ntfs = this.store.expirePendingNotifications(now - this.limits.pendingNotificationTtlMs);
     if (messages + ntfs > 0) this.opts.log.info({ event: 'expired', messages, notifications: ntfs });
+    if (messages > 0) this.releaseExpiredInFlight();
+  }
+
+  /** A subscriber whose in-flight message expired would wait for an ACK that cannot succeed. */
+  private releaseExpiredInFlight(): void {
+    for (const [k, s] of this.recipients) {
+      const inFlight = s.inFlight.get(k);
+      if (inFlight === undefined) continue;
+      const q = this.store.byRecipient(latin1Bytes(k));
+      const head = q && this.store.peekMessage(q.rcvId);
+      if (head && idKey(head.msgId) === inFlight) continue;
+      s.inFlight.delete(k);
+      if (q) this.deliver(q);
+    }
   }
 
   // ---- helpers the sessions share ----
@@ -355,9 +372,11 @@ class RelaySession implements SessionHandler {
       }
       case 'ACK': {
         const acked = store.ackMessage(q.rcvId, c.msgId);
-        const wasInFlight = this.inFlight.get(k) === idKey(c.msgId);
-        if (wasInFlight) {
-          this.inFlight.delete(k);
+        // The subscriber may be waiting on this message even when the ACK comes
+        // from another connection (after a GET there): release it either way.
+        const sub = this.relay.recipients.get(k);
+        if (sub?.inFlight.get(k) === idKey(c.msgId)) {
+          sub.inFlight.delete(k);
           this.after = () => this.relay.deliver(q);
         }
         return acked ? { type: 'OK' } : 'NO_MSG';
@@ -405,7 +424,8 @@ class RelaySession implements SessionHandler {
     const q = store.bySender(t.entityId);
     if (!q) return this.relay.unknownEntity(this.session, t);
     // Until KEY secures the queue only an unauthenticated SEND is accepted; after, only the sender key.
-    if (q.sndAuthKey ? !this.session.verify(t, q.sndAuthKey) : t.auth.length > 0) return 'AUTH';
+    if (!q.sndAuthKey && t.auth.length > 0) return this.relay.unknownEntity(this.session, t); // same cost as a wrong key
+    if (q.sndAuthKey && !this.session.verify(t, q.sndAuthKey)) return 'AUTH';
     if (q.suspended) return 'AUTH';
     if (c.body.length > this.relay.limits.maxMessageBytes) return 'LARGE_MSG';
     if (store.messageCount(q.rcvId) >= this.relay.limits.queueQuota) return 'QUOTA';
@@ -449,6 +469,10 @@ class RelaySession implements SessionHandler {
       previous.serviceId = undefined;
       previous.event(EMPTY, { type: 'ENDS', count: queues.length });
     }
+    // A connection holds one service: switching keys releases the old one, whose entry would
+    // otherwise outlive the connection and swallow its queues' NMSGs instead of keeping them.
+    const held = this.serviceId && idKey(this.serviceId);
+    if (held && held !== k && this.relay.services.get(held) === this) this.relay.services.delete(held);
     this.relay.services.set(k, this);
     this.serviceId = serviceId;
     this.after = () => {

@@ -124,6 +124,10 @@ export class Session {
   }
 
   receive(data: Uint8Array): void {
+    // ws still emits frames that arrive while the socket is closing: once this
+    // session has closed (bad block, BUSY...), its commands must not run, or a
+    // detached session could take subscriptions or store messages.
+    if (this.closed) return;
     const content = this.cipherIn.open(data);
     if (!content) return this.close(CLOSE.PROTOCOL, 'bad block');
     const items = decodeBlock(content);
@@ -285,7 +289,16 @@ export class ProtocolServer {
       .then(() => this.opts.barrier())
       .then(
         () => {
-          for (const [s, items] of batch) if (items.length > 0) s.writeBlocks(items);
+          for (const [s, items] of batch) {
+            if (items.length === 0) continue;
+            try {
+              s.writeBlocks(items);
+            } catch (err) {
+              // A reply that fits no block is a server bug: drop that session, keep serving.
+              this.opts.log.error({ event: 'reply_failed', session: s.n, err: String(err) });
+              s.close(CLOSE.INTERNAL, 'reply too large');
+            }
+          }
         },
         (err) => {
           this.opts.log.error({ event: 'store_flush_failed', err: String(err) });

@@ -12,7 +12,9 @@ import type {
   StoredMessage,
 } from './store.ts';
 
+/** Map key of an ID: its bytes as a latin1 string (cheap, and reversible by latin1Bytes). */
 export const idKey = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+export const latin1Bytes = (k: string) => new Uint8Array(Buffer.from(k, 'latin1'));
 
 export class MemoryQueueStore implements QueueStore {
   protected readonly queues = new Map<string, QueueRecord>();
