@@ -14,7 +14,7 @@ export interface ServerAddress {
 
 export type AddressResult = { ok: true; value: ServerAddress } | { ok: false; error: string };
 
-const ADDRESS = /^hush(\+ws)?:\/\/([A-Za-z0-9_-]{43})@(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+const ADDRESS = /^hush(\+ws)?:\/\/([A-Za-z0-9_-]{43})@(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([1-9][0-9]{0,4})$/;
 
 export function parseAddress(text: string): AddressResult {
   const m = ADDRESS.exec(text);

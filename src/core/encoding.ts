@@ -68,6 +68,7 @@ export class Encoder {
 
   /** Unsigned 64-bit from a non-negative safe integer (timestamps in ms). */
   u64(v: number): this {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError('u64 must be a non-negative safe integer');
     this.u32(Math.floor(v / 0x1_0000_0000));
     return this.u32(v >>> 0);
   }

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { formatAddress, fingerprintOf } from '../core/address.ts';
 import { nodeCrypto } from '../core/crypto/node.ts';
+import { ConfigError } from '../server/config.ts';
 import { createIdentity, readIdentity } from '../server/identity.ts';
 import { createLogger } from '../server/log.ts';
 import { startOps } from '../server/ops.ts';
@@ -20,12 +21,12 @@ export function initRelay(o: InitOptions): string {
   const files = relayFiles(o.dir);
   if (fs.existsSync(files.identity)) throw new Error(`${files.identity} exists: this relay is already initialized`);
   fs.mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-  const identity = createIdentity(files.identity);
   if (!fs.existsSync(files.config)) {
     const config = { host: o.host ?? '127.0.0.1', port: o.port ?? 5223 };
     fs.writeFileSync(files.config, JSON.stringify(config, null, 2) + '\n');
   }
-  const c = loadRelayConfig(o.dir);
+  const c = loadRelayConfig(o.dir); // before the key exists: a bad setting leaves init repeatable
+  const identity = createIdentity(files.identity);
   return formatAddress({
     fingerprint: fingerprintOf(nodeCrypto, identity.publicKey),
     host: c.publicHost ?? c.host,
@@ -44,6 +45,7 @@ export interface RunningRelay {
 export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<RunningRelay> {
   const c = loadRelayConfig(dir, env);
   const files = relayFiles(dir);
+  if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush relay init --dir ${dir}\` first`);
   const log = createLogger('relay', c.logLevel);
   // MB × 2^20 by multiplication: `<< 20` is 32-bit and wraps to ≤ 0 from 2048 MB on.
   const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 });

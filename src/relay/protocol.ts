@@ -224,6 +224,7 @@ export function decodeMessagePlain(msgId: Uint8Array, b: Uint8Array): Parsed<Rec
   return parse(b, (d) => {
     const ts = d.u64();
     const flags = d.u8();
+    if (flags & ~FLAG_NOTIFY) throw new ParseError('unknown message flags');
     return { msgId, ts, notify: (flags & FLAG_NOTIFY) !== 0, body: d.raw(d.remaining) };
   });
 }

@@ -233,6 +233,7 @@ export class ProtocolServer {
     });
     ws.send(encodeBlock([encodeServerHello(hello)], blockSize));
     ws.once('message', (data, isBinary) => {
+      if (done) return; // timed out: the socket is closing, a late hello starts nothing
       finish();
       const block = isBinary ? toU8(data) : undefined;
       const items = block?.length === blockSize ? decodeBlock(block) : undefined;
@@ -315,9 +316,15 @@ export class ProtocolServer {
 
   async close(): Promise<void> {
     for (const s of this.sessions) s.close(1001, 'server shutting down');
+    // Sockets still in the handshake go at once; closing ones get a second to say goodbye.
+    for (const ws of this.wss.clients) if (ws.readyState === ws.OPEN) ws.terminate();
+    const grace = setTimeout(() => {
+      for (const ws of this.wss.clients) ws.terminate();
+    }, 1000);
     await new Promise<void>((r) => this.wss.close(() => r()));
+    this.http.closeAllConnections();
     await new Promise<void>((r) => this.http.close(() => r()));
-    this.http.closeAllConnections?.();
+    clearTimeout(grace);
   }
 }
 

@@ -30,7 +30,7 @@ export const nobleCrypto: CryptoSuite = {
   ed25519Sign: (privateKey, data) => ed25519.sign(data, privateKey),
   ed25519Verify(publicKey, signature, data) {
     try {
-      return ed25519.verify(signature, data, publicKey);
+      return ed25519.verify(signature, data, publicKey, { zip215: false }); // RFC 8032 rules, as OpenSSL
     } catch {
       return false;
     }

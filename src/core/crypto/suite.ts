@@ -1,7 +1,7 @@
 // The crypto seam: protocol code calls these few primitives and never a
 // runtime's API directly. Clients use the @noble implementation (browsers,
 // React Native, Node); servers use node:crypto for native speed. Both must
-// agree bit for bit (test/crypto.test.ts).
+// agree bit for bit (test/core/crypto.test.ts).
 
 export interface KeyPair {
   publicKey: Uint8Array;
