@@ -1,9 +1,8 @@
 // Relay protocol client for recipients, senders and notifiers. Isomorphic:
 // crypto and WebSocket come through the seams (noble and the platform's
 // WebSocket by default).
-import { parseAddress, type ServerAddress } from '../core/address.ts';
-import { ProtocolClient, type WebSocketFactory } from '../core/client.ts';
-import { nobleCrypto } from '../core/crypto/noble.ts';
+import type { ServerAddress } from '../core/address.ts';
+import { CommandClient, CommandError, type CommandClientOptions, type ProtocolSpec } from '../core/command-client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import {
   decodeMessagePlain,
@@ -17,27 +16,16 @@ import {
   type NotifierIds,
   type ReceivedMessage,
   type RelayCommand,
-  type RelayError,
   type RelayResponse,
 } from './protocol.ts';
 
-export class RelayCommandError extends Error {
-  constructor(readonly error: RelayError | 'UNEXPECTED') {
-    super(`relay answered ${error}`);
-    this.name = 'RelayCommandError';
-  }
-}
+/** Thrown for an ERR from the relay; `error` is the relay's error tag. */
+export { CommandError as RelayCommandError };
 
 /** A server-initiated transmission: MSG, NMSG, END, ENDS or DELD, with the entity it concerns. */
 export type RelayEvent = RelayResponse & { entityId: Uint8Array };
 
-export interface RelayClientOptions {
-  crypto?: CryptoSuite;
-  webSocket?: WebSocketFactory;
-  timeoutMs?: number;
-  onEvent?: (e: RelayEvent) => void;
-  onClose?: (reason: string) => void;
-}
+export type RelayClientOptions = CommandClientOptions<RelayResponse>;
 
 export interface QueueIds {
   rcvId: Uint8Array;
@@ -48,59 +36,18 @@ export interface QueueIds {
 
 const EMPTY = new Uint8Array(0);
 
-export class RelayClient {
-  private constructor(
-    readonly conn: ProtocolClient,
-    readonly crypto: CryptoSuite,
-  ) {}
+const RELAY_SPEC: ProtocolSpec<RelayCommand, RelayResponse> = {
+  protocol: RELAY_PROTOCOL,
+  versions: RELAY_VERSIONS,
+  blockSize: RELAY_BLOCK_SIZE,
+  encodeCommand,
+  decodeResponse,
+};
 
+export class RelayClient extends CommandClient<RelayCommand, RelayResponse> {
   static async connect(address: string | ServerAddress, opts: RelayClientOptions = {}): Promise<RelayClient> {
-    let a = address;
-    if (typeof a === 'string') {
-      const parsed = parseAddress(a);
-      if (!parsed.ok) throw new Error(parsed.error);
-      a = parsed.value;
-    }
-    const crypto = opts.crypto ?? nobleCrypto;
-    const conn = await ProtocolClient.connect({
-      address: a,
-      protocol: RELAY_PROTOCOL,
-      versions: RELAY_VERSIONS,
-      blockSize: RELAY_BLOCK_SIZE,
-      crypto,
-      ...(opts.webSocket ? { webSocket: opts.webSocket } : {}),
-      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-      ...(opts.onClose ? { onClose: opts.onClose } : {}),
-      onEvent: (entityId, command) => {
-        const r = decodeResponse(command);
-        if (r.ok) opts.onEvent?.({ ...r.value, entityId });
-      },
-    });
-    return new RelayClient(conn, crypto);
-  }
-
-  /** Sends a command; resolves with the response, throws RelayCommandError on ERR. */
-  async command(entityId: Uint8Array, c: RelayCommand, authKey?: Uint8Array): Promise<RelayResponse> {
-    const bytes = await this.conn.request(entityId, encodeCommand(c), authKey);
-    const r = decodeResponse(bytes);
-    if (!r.ok) throw new RelayCommandError('UNEXPECTED');
-    if (r.value.type === 'ERR') throw new RelayCommandError(r.value.error);
-    return r.value;
-  }
-
-  private async expect<T extends RelayResponse['type']>(
-    type: T,
-    entityId: Uint8Array,
-    c: RelayCommand,
-    authKey?: Uint8Array,
-  ): Promise<Extract<RelayResponse, { type: T }>> {
-    const r = await this.command(entityId, c, authKey);
-    if (r.type !== type) throw new RelayCommandError('UNEXPECTED');
-    return r as Extract<RelayResponse, { type: T }>;
-  }
-
-  private ok(entityId: Uint8Array, c: RelayCommand, authKey: Uint8Array): Promise<void> {
-    return this.expect('OK', entityId, c, authKey).then(() => undefined);
+    const { conn, crypto } = await CommandClient.open(RELAY_SPEC, address, opts);
+    return new RelayClient(conn, crypto, RELAY_SPEC);
   }
 
   /** NEW: creates a queue; with `ntf`, notifier credentials in the same round trip. */
@@ -121,7 +68,7 @@ export class RelayClient {
     const r = await this.command(rcvId, { type: 'GET' }, rcvAuthKey);
     if (r.type === 'MSG') return r;
     if (r.type === 'OK') return undefined;
-    throw new RelayCommandError('UNEXPECTED');
+    throw new CommandError('UNEXPECTED');
   }
 
   ack = (rcvId: Uint8Array, rcvAuthKey: Uint8Array, msgId: Uint8Array) =>
@@ -161,10 +108,6 @@ export class RelayClient {
   }
 
   ping = () => this.expect('PONG', EMPTY, { type: 'PING' }).then(() => undefined);
-
-  close(): void {
-    this.conn.close();
-  }
 }
 
 /** Opens a MSG with the queue's secret X25519(recipient DH key, relay's srvDhKey). */

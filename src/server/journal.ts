@@ -21,6 +21,14 @@ export interface JournalOptions {
   compactMinBytes?: number;
 }
 
+/** Where a store's changes go after they are applied in memory. */
+export interface RecordLog<R> {
+  append(r: R): void;
+  /** The durability barrier: resolves when every appended record is stored. */
+  flush(): Promise<void> | void;
+  close(): Promise<void> | void;
+}
+
 export interface JournalCodec<R> {
   encode(r: R): Uint8Array;
   decode(b: Uint8Array): Parsed<R>;
@@ -28,7 +36,7 @@ export interface JournalCodec<R> {
 
 const FRAME_HEADER = 8;
 
-export class Journal<R> {
+export class Journal<R> implements RecordLog<R> {
   private fd: number;
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;

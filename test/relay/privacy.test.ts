@@ -152,7 +152,7 @@ function commonPrefix(a: Uint8Array, b: Uint8Array): number {
   return i;
 }
 
-async function errorOf(p: Promise<unknown>): Promise<RelayError | 'UNEXPECTED'> {
+async function errorOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
   } catch (e) {

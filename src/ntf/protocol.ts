@@ -1,0 +1,209 @@
+// The notification server (NTF) protocol: token and subscription commands,
+// their responses, statuses and errors, and their one encoding. Same core as
+// the relay (blocks, handshake, session-bound authenticators); see docs/ntf.md.
+import { COMMON_ERRORS } from '../core/errors.ts';
+import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+
+export const NTF_PROTOCOL = 'ntf';
+export const NTF_VERSIONS: [number, number] = [1, 1];
+export const NTF_BLOCK_SIZE = 4096;
+
+export const ID_LENGTH = 24;
+export const KEY = 32;
+export const CODE_LENGTH = 32;
+/** TCRN intervals below this many minutes are refused with QUOTA. */
+export const MIN_CRON_MINUTES = 20;
+export const MAX_DEVICE_TOKEN = 2048;
+export const MAX_RELAY_ADDRESS = 255;
+
+export const NTF_ERRORS = [...COMMON_ERRORS, 'NO_PROVIDER'] as const;
+export type NtfError = (typeof NTF_ERRORS)[number];
+const ERROR_SET: ReadonlySet<string> = new Set(NTF_ERRORS);
+
+/** Push providers a token can name. Which ones a server accepts is its configuration. */
+export const PROVIDERS = ['apns', 'apns-sandbox', 'fcm', 'webpush', 'test'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+const PROVIDER_SET: ReadonlySet<string> = new Set(PROVIDERS);
+
+export interface DeviceToken {
+  provider: Provider;
+  /** Provider-specific bytes: APNs token, FCM registration token, Web Push subscription. */
+  token: Uint8Array;
+}
+
+export const INVALID_REASONS = ['BAD', 'TOPIC', 'EXPIRED', 'UNREGISTERED'] as const;
+export type InvalidReason = (typeof INVALID_REASONS)[number];
+const REASON_SET: ReadonlySet<string> = new Set(INVALID_REASONS);
+
+export type TokenStatus =
+  | { status: 'NEW' | 'REGISTERED' | 'CONFIRMED' | 'ACTIVE' | 'EXPIRED' }
+  | { status: 'INVALID'; reason: InvalidReason };
+export type TokenStatusName = TokenStatus['status'];
+const TOKEN_STATUSES: ReadonlySet<string> = new Set(['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'EXPIRED']);
+
+export const SUB_STATUSES = ['NEW', 'PENDING', 'ACTIVE', 'INACTIVE', 'END', 'DELETED', 'AUTH'] as const;
+export type SubStatus = (typeof SUB_STATUSES)[number];
+const SUB_STATUS_SET: ReadonlySet<string> = new Set(SUB_STATUSES);
+/** Terminal statuses: the client must create the subscription again. */
+export const TERMINAL_SUB_STATUSES: ReadonlySet<SubStatus> = new Set(['END', 'DELETED', 'AUTH']);
+
+export type NtfCommand =
+  // token commands: entity is the token ID (TNEW: empty, authorized by its own tknAuthKey)
+  | { type: 'TNEW'; device: DeviceToken; tknAuthKey: Uint8Array; tknDhKey: Uint8Array }
+  | { type: 'TVFY'; code: Uint8Array }
+  | { type: 'TCHK' }
+  | { type: 'TRPL'; device: DeviceToken }
+  | { type: 'TDEL' }
+  | { type: 'TCRN'; minutes: number }
+  // subscription commands, authorized by the token key: SNEW's entity is the token ID, the others' the subscription ID
+  | { type: 'SNEW'; relay: string; notifierId: Uint8Array; ntfAuthKey: Uint8Array }
+  | { type: 'SCHK' }
+  | { type: 'SDEL' }
+  | { type: 'PING' };
+
+export type NtfCommandType = NtfCommand['type'];
+
+export type NtfResponse =
+  | { type: 'IDTKN'; tokenId: Uint8Array; srvDhKey: Uint8Array }
+  | { type: 'IDSUB'; subId: Uint8Array }
+  | ({ type: 'TKN' } & TokenStatus)
+  | { type: 'SUB'; status: SubStatus }
+  | { type: 'OK' }
+  | { type: 'PONG' }
+  | { type: 'ERR'; error: NtfError };
+
+const writeDevice = (e: Encoder, d: DeviceToken) => e.tag(d.provider).long(d.token);
+
+function readDevice(d: Decoder): DeviceToken {
+  const provider = d.tag();
+  if (!PROVIDER_SET.has(provider)) throw new ParseError('unknown provider');
+  const token = d.long();
+  if (token.length === 0 || token.length > MAX_DEVICE_TOKEN) throw new ParseError('bad device token length');
+  return { provider: provider as Provider, token };
+}
+
+export function encodeCommand(c: NtfCommand): Uint8Array {
+  const e = new Encoder(96).tag(c.type);
+  switch (c.type) {
+    case 'TNEW':
+      writeDevice(e, c.device).short(c.tknAuthKey).short(c.tknDhKey);
+      break;
+    case 'TVFY':
+      e.short(c.code);
+      break;
+    case 'TRPL':
+      writeDevice(e, c.device);
+      break;
+    case 'TCRN':
+      e.u16(c.minutes);
+      break;
+    case 'SNEW':
+      e.short(new TextEncoder().encode(c.relay)).short(c.notifierId).short(c.ntfAuthKey);
+      break;
+  }
+  return e.done();
+}
+
+export const UNKNOWN_COMMAND = 'unknown command';
+
+export function decodeCommand(b: Uint8Array): Parsed<NtfCommand> {
+  return parse(b, (d): NtfCommand => {
+    const type = d.tag();
+    switch (type) {
+      case 'TNEW':
+        return { type, device: readDevice(d), tknAuthKey: d.key(KEY, 'tknAuthKey'), tknDhKey: d.key(KEY, 'tknDhKey') };
+      case 'TVFY':
+        return { type, code: d.key(CODE_LENGTH, 'code') };
+      case 'TRPL':
+        return { type, device: readDevice(d) };
+      case 'TCRN':
+        return { type, minutes: d.u16() };
+      case 'SNEW': {
+        const relay = d.short();
+        for (const c of relay) if (c < 0x21 || c > 0x7e) throw new ParseError('relay address is not ASCII');
+        return {
+          type,
+          relay: String.fromCharCode(...relay),
+          notifierId: d.key(ID_LENGTH, 'notifierId'),
+          ntfAuthKey: d.key(KEY, 'ntfAuthKey'),
+        };
+      }
+      case 'TCHK':
+      case 'TDEL':
+      case 'SCHK':
+      case 'SDEL':
+      case 'PING':
+        return { type };
+      default:
+        throw new ParseError(UNKNOWN_COMMAND);
+    }
+  });
+}
+
+export function encodeResponse(r: NtfResponse): Uint8Array {
+  const e = new Encoder(64).tag(r.type);
+  switch (r.type) {
+    case 'IDTKN':
+      e.short(r.tokenId).short(r.srvDhKey);
+      break;
+    case 'IDSUB':
+      e.short(r.subId);
+      break;
+    case 'TKN':
+      writeTokenStatus(e, r);
+      break;
+    case 'SUB':
+      e.tag(r.status);
+      break;
+    case 'ERR':
+      e.tag(r.error);
+      break;
+  }
+  return e.done();
+}
+
+export function decodeResponse(b: Uint8Array): Parsed<NtfResponse> {
+  return parse(b, (d): NtfResponse => {
+    const type = d.tag();
+    switch (type) {
+      case 'IDTKN':
+        return { type, tokenId: d.key(ID_LENGTH, 'tokenId'), srvDhKey: d.key(KEY, 'srvDhKey') };
+      case 'IDSUB':
+        return { type, subId: d.key(ID_LENGTH, 'subId') };
+      case 'TKN':
+        return { type, ...readTokenStatus(d) };
+      case 'SUB': {
+        const status = d.tag();
+        if (!SUB_STATUS_SET.has(status)) throw new ParseError('unknown subscription status');
+        return { type, status: status as SubStatus };
+      }
+      case 'ERR': {
+        const error = d.tag();
+        if (!ERROR_SET.has(error)) throw new ParseError('unknown error');
+        return { type, error: error as NtfError };
+      }
+      case 'OK':
+      case 'PONG':
+        return { type };
+      default:
+        throw new ParseError('unknown response');
+    }
+  });
+}
+
+export function readTokenStatus(d: Decoder): TokenStatus {
+  const status = d.tag();
+  if (status === 'INVALID') {
+    const reason = d.tag();
+    if (!REASON_SET.has(reason)) throw new ParseError('unknown invalid reason');
+    return { status, reason: reason as InvalidReason };
+  }
+  if (!TOKEN_STATUSES.has(status)) throw new ParseError('unknown token status');
+  return { status } as TokenStatus;
+}
+
+export function writeTokenStatus(e: Encoder, s: TokenStatus): Encoder {
+  e.tag(s.status);
+  if (s.status === 'INVALID') e.tag(s.reason);
+  return e;
+}

@@ -1,0 +1,96 @@
+// What a push carries to the device, sealed with the token's DH secret
+// (X25519(device tknDhKey, server srvDhKey)) and padded to one fixed size, so
+// the push provider sees the same opaque blob for every kind of push:
+//
+//   data   = nonce(12) ‖ ChaCha20-Poly1305(tknDhSecret, nonce, padded)
+//   padded = long(plain) ‖ zeros, PUSH_PLAIN_SIZE bytes in all
+//   plain  = u8 kind, then
+//     1 verification: key(32) code
+//     2 message:      u8 n, n × (key(24) notifierId, key(12) nonce, key(36) sealedMeta), oldest first
+//     3 check:        nothing (periodic "check your messages", TCRN)
+//
+// Message entries are the relay's NMSGs as they came: still sealed for the
+// recipient, so the notification server never reads message IDs or times.
+import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+import type { CryptoSuite } from '../core/crypto/suite.ts';
+import { CODE_LENGTH, ID_LENGTH } from './protocol.ts';
+
+export const PUSH_PLAIN_SIZE = 2048;
+/** 12-byte nonce + padded plain text + 16-byte tag. */
+export const PUSH_DATA_SIZE = 12 + PUSH_PLAIN_SIZE + 16;
+/** Most entries a message push carries: the newest ones, one per queue. */
+export const MAX_PUSH_ENTRIES = 16;
+
+export interface PushEntry {
+  notifierId: Uint8Array;
+  nonce: Uint8Array;
+  sealedMeta: Uint8Array;
+}
+
+export type PushContent =
+  | { kind: 'verification'; code: Uint8Array }
+  | { kind: 'message'; entries: PushEntry[] }
+  | { kind: 'check' };
+
+export type PushKind = PushContent['kind'];
+const KINDS: PushKind[] = ['verification', 'message', 'check'];
+
+export function encodePushContent(c: PushContent): Uint8Array {
+  const e = new Encoder(128).u8(KINDS.indexOf(c.kind) + 1);
+  if (c.kind === 'verification') e.short(c.code);
+  if (c.kind === 'message') {
+    if (c.entries.length > MAX_PUSH_ENTRIES) throw new RangeError('too many push entries');
+    e.u8(c.entries.length);
+    for (const x of c.entries) e.short(x.notifierId).short(x.nonce).short(x.sealedMeta);
+  }
+  return e.done();
+}
+
+export function decodePushContent(b: Uint8Array): Parsed<PushContent> {
+  return parse(b, (d: Decoder): PushContent => {
+    const kind = KINDS[d.u8() - 1];
+    switch (kind) {
+      case 'verification':
+        return { kind, code: d.key(CODE_LENGTH, 'code') };
+      case 'message': {
+        const n = d.u8();
+        if (n > MAX_PUSH_ENTRIES) throw new ParseError('too many push entries');
+        const entries: PushEntry[] = [];
+        for (let i = 0; i < n; i++)
+          entries.push({ notifierId: d.key(ID_LENGTH, 'notifierId'), nonce: d.key(12, 'nonce'), sealedMeta: d.key(36, 'sealedMeta') });
+        return { kind, entries };
+      }
+      case 'check':
+        return { kind };
+      default:
+        throw new ParseError('unknown push kind');
+    }
+  });
+}
+
+/** Server side: seals push content for the device. */
+export function sealPush(crypto: CryptoSuite, tknDhSecret: Uint8Array, c: PushContent): Uint8Array {
+  const padded = new Uint8Array(PUSH_PLAIN_SIZE);
+  padded.set(new Encoder(PUSH_PLAIN_SIZE).long(encodePushContent(c)).done());
+  const nonce = crypto.randomBytes(12);
+  const sealed = crypto.seal(tknDhSecret, nonce, padded);
+  const data = new Uint8Array(PUSH_DATA_SIZE);
+  data.set(nonce);
+  data.set(sealed, 12);
+  return data;
+}
+
+/** Device side: opens a push's data. Undefined if it is not for this token or malformed. */
+export function openPush(crypto: CryptoSuite, tknDhSecret: Uint8Array, data: Uint8Array): PushContent | undefined {
+  if (data.length !== PUSH_DATA_SIZE) return undefined;
+  const padded = crypto.open(tknDhSecret, data.subarray(0, 12), data.subarray(12));
+  if (!padded) return undefined;
+  const r = parse(padded, (d) => {
+    const plain = d.long();
+    for (const z of d.raw(d.remaining)) if (z !== 0) throw new ParseError('non-zero padding');
+    return plain;
+  });
+  if (!r.ok) return undefined;
+  const c = decodePushContent(r.value);
+  return c.ok ? c.value : undefined;
+}

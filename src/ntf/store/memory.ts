@@ -1,0 +1,228 @@
+// In-memory NTF store: the state every backend reads from. Each mutation is an
+// NtfRecord, applied here and handed to `persist` (journal append, SQL batch).
+import type { DeviceToken, TokenStatus } from '../protocol.ts';
+import type { RecordLog } from '../../server/journal.ts';
+import { latin1, type NtfRecord } from './records.ts';
+import type {
+  LastNotification,
+  NtfStore,
+  NtfStoreCounts,
+  StoredSubStatus,
+  SubRecord,
+  TokenRecord,
+} from './store.ts';
+
+/** Last notifications kept per token: more than a push carries would never be sent. */
+export const LAST_PER_TOKEN = 16;
+
+const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${d.provider}\u0000${latin1(d.token)}\u0000${latin1(authKey)}`;
+
+export class MemoryNtfStore implements NtfStore {
+  protected readonly tokens = new Map<string, TokenRecord>();
+  private readonly devices = new Map<string, TokenRecord>();
+  private readonly crons = new Set<TokenRecord>();
+  protected readonly subs = new Map<string, SubRecord>();
+  /** relay → notifierId → subscription */
+  private readonly byRelay = new Map<string, Map<string, SubRecord>>();
+  private readonly byToken = new Map<string, Set<SubRecord>>();
+  /** tokenId → subId → latest notification, in arrival order */
+  protected readonly last = new Map<string, Map<string, LastNotification>>();
+  private readonly tokenCounts: NtfStoreCounts['tokens'] = { NEW: 0, REGISTERED: 0, CONFIRMED: 0, ACTIVE: 0, INVALID: 0, EXPIRED: 0 };
+  private readonly subCounts: NtfStoreCounts['subscriptions'] = { NEW: 0, PENDING: 0, ACTIVE: 0, END: 0, DELETED: 0, AUTH: 0 };
+
+  token = (tokenId: string) => this.tokens.get(tokenId);
+  tokenOfDevice = (device: DeviceToken, tknAuthKey: Uint8Array) => this.devices.get(deviceKey(device, tknAuthKey));
+  cronTokens = () => this.crons.values();
+  sub = (subId: string) => this.subs.get(subId);
+  subOfNotifier = (relay: string, notifierId: string) => this.byRelay.get(relay)?.get(notifierId);
+  subsOfToken = (tokenId: string) => this.byToken.get(tokenId)?.values() ?? [].values();
+  subsOfRelay = (relay: string) => this.byRelay.get(relay)?.values() ?? [].values();
+  relays = () => this.byRelay.keys();
+
+  lastNotifications(tokenId: string, limit: number): LastNotification[] {
+    const all = [...(this.last.get(tokenId)?.values() ?? [])];
+    return all.slice(Math.max(0, all.length - limit));
+  }
+
+  private log: RecordLog<NtfRecord> | undefined;
+
+  /** Where changes go once loaded: a journal, a database. */
+  attach(log: RecordLog<NtfRecord>): void {
+    this.log = log;
+  }
+
+  /** Replays a stored record into memory, without logging it again. */
+  load(r: NtfRecord): void {
+    this.apply(r);
+  }
+
+  private record(r: NtfRecord): void {
+    this.apply(r);
+    this.log?.append(r);
+  }
+
+  createToken(t: TokenRecord): boolean {
+    if (this.tokens.has(t.tokenId)) return false;
+    this.record({ t: 'TNEW', token: t });
+    return true;
+  }
+
+  setTokenStatus(tokenId: string, status: TokenStatus): void {
+    this.record({ t: 'TSTAT', tokenId, status });
+  }
+
+  replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array): void {
+    this.record({ t: 'TDEV', tokenId, device, code });
+  }
+
+  renewCode(tokenId: string, code: Uint8Array): void {
+    this.record({ t: 'TCODE', tokenId, code });
+  }
+
+  setCron(tokenId: string, minutes: number, nextAt: number): void {
+    this.record({ t: 'TCRN', tokenId, minutes, nextAt });
+  }
+
+  deleteToken(tokenId: string): void {
+    this.record({ t: 'TDEL', tokenId });
+  }
+
+  createSub(s: SubRecord): boolean {
+    if (this.subs.has(s.subId) || this.subOfNotifier(s.relay, s.notifierId)) return false;
+    this.record({ t: 'SNEW', sub: s });
+    return true;
+  }
+
+  setSubStatus(subId: string, status: StoredSubStatus): void {
+    if (this.subs.get(subId)?.status !== status) this.record({ t: 'SSTAT', subId, status });
+  }
+
+  deleteSub(subId: string): void {
+    this.record({ t: 'SDEL', subId });
+  }
+
+  setLastNotification(tokenId: string, n: LastNotification): void {
+    this.record({ t: 'LAST', tokenId, n });
+  }
+
+  counts(): NtfStoreCounts {
+    return { tokens: { ...this.tokenCounts }, subscriptions: { ...this.subCounts } };
+  }
+
+  async flush(): Promise<void> {
+    await this.log?.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.log?.close();
+  }
+
+  /** Applies a record; records for unknown tokens or subscriptions are ignored. */
+  private apply(r: NtfRecord): void {
+    switch (r.t) {
+      case 'TNEW': {
+        const t = { ...r.token };
+        this.tokens.set(t.tokenId, t);
+        this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.tokenCounts[t.status.status]++;
+        if (t.cronMinutes > 0) this.crons.add(t);
+        return;
+      }
+      case 'SNEW': {
+        const s = { ...r.sub };
+        if (!this.tokens.has(s.tokenId)) return;
+        this.subs.set(s.subId, s);
+        let relay = this.byRelay.get(s.relay);
+        if (!relay) this.byRelay.set(s.relay, (relay = new Map()));
+        relay.set(s.notifierId, s);
+        let set = this.byToken.get(s.tokenId);
+        if (!set) this.byToken.set(s.tokenId, (set = new Set()));
+        set.add(s);
+        this.subCounts[s.status]++;
+        return;
+      }
+      case 'SSTAT': {
+        const s = this.subs.get(r.subId);
+        if (!s) return;
+        this.subCounts[s.status]--;
+        s.status = r.status;
+        this.subCounts[s.status]++;
+        return;
+      }
+      case 'SDEL': {
+        const s = this.subs.get(r.subId);
+        if (s) this.unlinkSub(s);
+        return;
+      }
+    }
+    const t = this.tokens.get(r.tokenId);
+    if (!t) return;
+    switch (r.t) {
+      case 'TSTAT':
+        this.tokenCounts[t.status.status]--;
+        t.status = r.status;
+        this.tokenCounts[t.status.status]++;
+        break;
+      case 'TDEV':
+        this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        t.device = r.device;
+        this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.setCode(t, r.code);
+        break;
+      case 'TCODE':
+        this.setCode(t, r.code);
+        break;
+      case 'TCRN':
+        t.cronMinutes = r.minutes;
+        t.cronNextAt = r.nextAt;
+        if (r.minutes > 0) this.crons.add(t);
+        else this.crons.delete(t);
+        break;
+      case 'TDEL':
+        for (const s of [...this.subsOfToken(t.tokenId)]) this.unlinkSub(s);
+        this.tokens.delete(t.tokenId);
+        this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        this.crons.delete(t);
+        this.last.delete(t.tokenId);
+        this.tokenCounts[t.status.status]--;
+        break;
+      case 'LAST': {
+        let m = this.last.get(t.tokenId);
+        if (!m) this.last.set(t.tokenId, (m = new Map()));
+        m.delete(r.n.subId); // re-inserted last: Map order is arrival order
+        m.set(r.n.subId, r.n);
+        if (m.size > LAST_PER_TOKEN) m.delete(m.keys().next().value!);
+        break;
+      }
+    }
+  }
+
+  /** A new code puts the token back to REGISTERED: it must be verified again. */
+  private setCode(t: TokenRecord, code: Uint8Array): void {
+    t.code = code;
+    this.tokenCounts[t.status.status]--;
+    t.status = { status: 'REGISTERED' };
+    this.tokenCounts.REGISTERED++;
+  }
+
+  private unlinkSub(s: SubRecord): void {
+    this.subs.delete(s.subId);
+    const relay = this.byRelay.get(s.relay);
+    relay?.delete(s.notifierId);
+    if (relay?.size === 0) this.byRelay.delete(s.relay);
+    const set = this.byToken.get(s.tokenId);
+    set?.delete(s);
+    if (set?.size === 0) this.byToken.delete(s.tokenId);
+    this.last.get(s.tokenId)?.delete(s.subId);
+    this.subCounts[s.status]--;
+  }
+
+  /** Records that rebuild the live state (compaction, export). */
+  *liveRecords(): Generator<NtfRecord> {
+    for (const token of this.tokens.values()) {
+      yield { t: 'TNEW', token };
+      for (const sub of this.subsOfToken(token.tokenId)) yield { t: 'SNEW', sub };
+      for (const n of this.last.get(token.tokenId)?.values() ?? []) yield { t: 'LAST', tokenId: token.tokenId, n };
+    }
+  }
+}

@@ -1,0 +1,138 @@
+// NTF store records: each change of the notification server's state as one
+// record, applied by the memory store, appended by the journal, and turned into
+// SQL by the PostgreSQL store.
+import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { PROVIDERS, readTokenStatus, SUB_STATUSES, writeTokenStatus, type DeviceToken, type Provider, type TokenStatus } from '../protocol.ts';
+import type { LastNotification, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
+
+export type NtfRecord =
+  | { t: 'TNEW'; token: TokenRecord }
+  | { t: 'TSTAT'; tokenId: string; status: TokenStatus }
+  | { t: 'TDEV'; tokenId: string; device: DeviceToken; code: Uint8Array }
+  | { t: 'TCODE'; tokenId: string; code: Uint8Array }
+  | { t: 'TCRN'; tokenId: string; minutes: number; nextAt: number }
+  | { t: 'TDEL'; tokenId: string }
+  | { t: 'SNEW'; sub: SubRecord }
+  | { t: 'SSTAT'; subId: string; status: StoredSubStatus }
+  | { t: 'SDEL'; subId: string }
+  | { t: 'LAST'; tokenId: string; n: LastNotification };
+
+const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST'] as const;
+
+export const latin1 = (b: Uint8Array) => String.fromCharCode.apply(null, b as unknown as number[]);
+export function bytesOf(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
+}
+
+const str = (e: Encoder, s: string) => e.short(bytesOf(s));
+const readStr = (d: Decoder) => latin1(d.short());
+const writeDevice = (e: Encoder, x: DeviceToken) => e.tag(x.provider).long(x.token);
+function readDevice(d: Decoder): DeviceToken {
+  const provider = d.tag();
+  if (!(PROVIDERS as readonly string[]).includes(provider)) throw new ParseError('unknown provider');
+  return { provider: provider as Provider, token: d.long() };
+}
+function readSubStatus(d: Decoder): StoredSubStatus {
+  const s = d.tag();
+  if (s === 'INACTIVE' || !(SUB_STATUSES as readonly string[]).includes(s)) throw new ParseError('bad stored status');
+  return s as StoredSubStatus;
+}
+
+export function encodeNtfRecord(r: NtfRecord): Uint8Array {
+  const e = new Encoder(160).u8(TAGS.indexOf(r.t));
+  switch (r.t) {
+    case 'TNEW': {
+      const k = r.token;
+      str(e, k.tokenId);
+      writeDevice(e, k.device).short(k.tknAuthKey).short(k.tknDhKey).short(k.srvDhKey).short(k.tknDhSecret);
+      writeTokenStatus(e, k.status).short(k.code).u16(k.cronMinutes).u64(k.cronNextAt);
+      break;
+    }
+    case 'TSTAT':
+      writeTokenStatus(str(e, r.tokenId), r.status);
+      break;
+    case 'TDEV':
+      writeDevice(str(e, r.tokenId), r.device).short(r.code);
+      break;
+    case 'TCODE':
+      str(e, r.tokenId).short(r.code);
+      break;
+    case 'TCRN':
+      str(e, r.tokenId).u16(r.minutes).u64(r.nextAt);
+      break;
+    case 'TDEL':
+      str(e, r.tokenId);
+      break;
+    case 'SNEW': {
+      const s = r.sub;
+      str(str(str(str(str(e, s.subId), s.tokenId), s.relay), s.notifierId), s.ntfAuthKey).tag(s.status);
+      break;
+    }
+    case 'SSTAT':
+      str(e, r.subId).tag(r.status);
+      break;
+    case 'SDEL':
+      str(e, r.subId);
+      break;
+    case 'LAST':
+      str(str(e, r.tokenId), r.n.subId).short(r.n.nonce).short(r.n.sealedMeta).u64(r.n.ts);
+      break;
+  }
+  return e.done();
+}
+
+export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
+  return parse(b, (d): NtfRecord => {
+    const t = TAGS[d.u8()];
+    switch (t) {
+      case 'TNEW':
+        return {
+          t,
+          token: {
+            tokenId: readStr(d),
+            device: readDevice(d),
+            tknAuthKey: d.short(),
+            tknDhKey: d.short(),
+            srvDhKey: d.short(),
+            tknDhSecret: d.short(),
+            status: readTokenStatus(d),
+            code: d.short(),
+            cronMinutes: d.u16(),
+            cronNextAt: d.u64(),
+          },
+        };
+      case 'TSTAT':
+        return { t, tokenId: readStr(d), status: readTokenStatus(d) };
+      case 'TDEV':
+        return { t, tokenId: readStr(d), device: readDevice(d), code: d.short() };
+      case 'TCODE':
+        return { t, tokenId: readStr(d), code: d.short() };
+      case 'TCRN':
+        return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
+      case 'TDEL':
+        return { t, tokenId: readStr(d) };
+      case 'SNEW':
+        return {
+          t,
+          sub: {
+            subId: readStr(d),
+            tokenId: readStr(d),
+            relay: readStr(d),
+            notifierId: readStr(d),
+            ntfAuthKey: readStr(d),
+            status: readSubStatus(d),
+          },
+        };
+      case 'SSTAT':
+        return { t, subId: readStr(d), status: readSubStatus(d) };
+      case 'SDEL':
+        return { t, subId: readStr(d) };
+      case 'LAST':
+        return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+      default:
+        throw new ParseError('unknown record');
+    }
+  });
+}

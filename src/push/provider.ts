@@ -1,0 +1,28 @@
+// The push-provider interface: how a notification server (or a push gateway)
+// hands a sealed push to Apple, Google, a Web Push service — or a test.
+import type { DeviceToken, InvalidReason, Provider } from '../ntf/protocol.ts';
+import type { PushKind } from '../ntf/push.ts';
+
+export interface PushRequest {
+  device: DeviceToken;
+  /** Providers render kinds differently: a message is a visible alert the app may rewrite, the others are silent. */
+  kind: PushKind;
+  /** The sealed, fixed-size push data (src/ntf/push.ts). */
+  data: Uint8Array;
+}
+
+export type PushResult =
+  | { outcome: 'delivered' }
+  /** Worth trying again: rate limit, server error, lost connection. */
+  | { outcome: 'retry'; reason: string; afterMs?: number }
+  /** The device token is dead: the token becomes INVALID(reason). */
+  | { outcome: 'invalid'; reason: InvalidReason }
+  /** This push will never go through, but the token may be fine (e.g. our credentials). */
+  | { outcome: 'failed'; reason: string };
+
+export interface PushProvider {
+  /** The token providers this one delivers for. */
+  readonly serves: readonly Provider[];
+  send(req: PushRequest): Promise<PushResult>;
+  close(): Promise<void>;
+}
