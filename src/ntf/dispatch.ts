@@ -1,0 +1,211 @@
+// Push dispatch: one queue per push provider, so a failing provider cannot
+// starve the others. A token has at most one queued job per kind, and a
+// message push is built when a worker takes it — from the newest last
+// notifications of the token at that moment — so NMSGs that arrive while a
+// push waits (back-pressure, retries, a slow provider) coalesce into it.
+// A full queue parks tokens in an overflow set that refills it as it drains:
+// memory stays bounded by the number of tokens and no push is lost.
+import type { Logger } from 'pino';
+import type { CryptoSuite } from '../core/crypto/suite.ts';
+import type { PushProvider, PushResult } from '../push/provider.ts';
+import type { NtfMetrics } from './metrics.ts';
+import type { Provider } from './protocol.ts';
+import { MAX_PUSH_ENTRIES, sealPush, type PushContent, type PushKind } from './push.ts';
+import { bytesOf } from './store/records.ts';
+import type { NtfStore, TokenRecord } from './store/store.ts';
+
+export interface DispatchOptions {
+  /** Jobs queued per provider before tokens wait in the overflow set. */
+  queueLimit: number;
+  /** Pushes in flight per provider. */
+  concurrency: number;
+  /** Attempts per push before it is dropped as failed. */
+  maxAttempts: number;
+  /** First retry delay; doubled each attempt, with jitter, up to maxBackoffMs. */
+  backoffMs: number;
+  maxBackoffMs: number;
+}
+
+export const DEFAULT_DISPATCH: DispatchOptions = {
+  queueLimit: 10_000,
+  concurrency: 256,
+  maxAttempts: 6,
+  backoffMs: 500,
+  maxBackoffMs: 60_000,
+};
+
+interface Job {
+  tokenId: string;
+  kind: PushKind;
+  attempt: number;
+}
+
+/** The pushes waiting for one provider. */
+class ProviderQueue {
+  readonly jobs: Job[] = [];
+  /** tokenId + kind of every job queued, overflowing, in flight or waiting to retry. */
+  readonly queued = new Set<string>();
+  readonly overflow: Job[] = [];
+  inFlight = 0;
+
+  constructor(
+    readonly name: string,
+    readonly provider: PushProvider,
+  ) {}
+
+  get length(): number {
+    return this.jobs.length + this.overflow.length;
+  }
+}
+
+const jobKey = (j: { tokenId: string; kind: PushKind }) => `${j.kind}:${j.tokenId}`;
+
+export class Dispatcher {
+  private readonly queues = new Map<Provider, ProviderQueue>();
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private closed = false;
+  readonly opts: DispatchOptions;
+
+  constructor(
+    private readonly deps: {
+      providers: PushProvider[];
+      store: NtfStore;
+      crypto: CryptoSuite;
+      log: Logger;
+      metrics: NtfMetrics;
+      now: () => number;
+    },
+    opts: Partial<DispatchOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_DISPATCH, ...opts };
+    for (const p of deps.providers) {
+      const q = new ProviderQueue(p.serves.join(','), p);
+      for (const name of p.serves) this.queues.set(name, q);
+    }
+  }
+
+  serves(provider: Provider): boolean {
+    return this.queues.has(provider);
+  }
+
+  /** Queue lengths by provider, for metrics. */
+  queueLengths(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const q of new Set(this.queues.values())) m.set(q.name, q.length);
+    return m;
+  }
+
+  push(token: TokenRecord, kind: PushKind): void {
+    const q = this.queues.get(token.device.provider);
+    if (!q || this.closed) return;
+    const job: Job = { tokenId: token.tokenId, kind, attempt: 0 };
+    const key = jobKey(job);
+    if (q.queued.has(key)) return; // coalesced into the waiting job
+    q.queued.add(key);
+    if (q.jobs.length < this.opts.queueLimit) q.jobs.push(job);
+    else q.overflow.push(job);
+    this.pump(q);
+  }
+
+  private pump(q: ProviderQueue): void {
+    while (q.inFlight < this.opts.concurrency && q.jobs.length > 0) {
+      const job = q.jobs.shift()!;
+      const refill = q.overflow.shift();
+      if (refill) q.jobs.push(refill);
+      void this.run(q, job);
+    }
+  }
+
+  private async run(q: ProviderQueue, job: Job): Promise<void> {
+    const { store, metrics } = this.deps;
+    const token = store.token(job.tokenId);
+    const content = token && this.content(token, job.kind);
+    if (!token || !content) {
+      q.queued.delete(jobKey(job));
+      return;
+    }
+    // From here on, a new NMSG queues a new push: this one is already built.
+    if (job.kind === 'message') q.queued.delete(jobKey(job));
+    q.inFlight++;
+    let result: PushResult;
+    const started = performance.now();
+    try {
+      result = await q.provider.send({ device: token.device, kind: job.kind, data: sealPush(this.deps.crypto, token.tknDhSecret, content) });
+    } catch (e) {
+      result = { outcome: 'retry', reason: String(e) };
+    }
+    q.inFlight--;
+    metrics.pushSeconds.observe({ provider: q.name }, (performance.now() - started) / 1000);
+    const outcome = result.outcome;
+    if (outcome === 'retry' && job.attempt + 1 < this.opts.maxAttempts && !this.closed) {
+      metrics.pushRetries.inc({ provider: q.name });
+      if (job.kind === 'message') q.queued.add(jobKey(job));
+      this.retryLater(q, { ...job, attempt: job.attempt + 1 }, result.afterMs);
+    } else {
+      if (job.kind !== 'message') q.queued.delete(jobKey(job));
+      this.settle(token.tokenId, job, q.name, result);
+    }
+    if (!this.closed) this.pump(q);
+  }
+
+  private settle(tokenId: string, job: Job, provider: string, result: PushResult): void {
+    const { store, metrics, log } = this.deps;
+    const token = store.token(tokenId);
+    switch (result.outcome) {
+      case 'delivered':
+        metrics.pushes.inc({ provider, kind: job.kind, outcome: 'delivered' });
+        if (job.kind === 'verification' && token?.status.status === 'REGISTERED')
+          store.setTokenStatus(tokenId, { status: 'CONFIRMED' });
+        return;
+      case 'invalid':
+        metrics.pushes.inc({ provider, kind: job.kind, outcome: 'invalid' });
+        if (token) store.setTokenStatus(tokenId, { status: 'INVALID', reason: result.reason });
+        log.info({ event: 'token_invalid', provider, reason: result.reason });
+        return;
+      default:
+        metrics.pushes.inc({ provider, kind: job.kind, outcome: 'failed' });
+        log.warn({ event: 'push_failed', provider, kind: job.kind, attempts: job.attempt + 1, reason: result.reason });
+    }
+  }
+
+  private retryLater(q: ProviderQueue, job: Job, afterMs?: number): void {
+    const backoff = Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** (job.attempt - 1));
+    const delay = Math.max(afterMs ?? 0, backoff * (0.5 + Math.random() / 2));
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      q.jobs.push(job);
+      this.pump(q);
+    }, delay);
+    this.timers.add(timer);
+  }
+
+  /** What a job sends now, or undefined if the token may not get it any more. */
+  private content(token: TokenRecord, kind: PushKind): PushContent | undefined {
+    if (kind === 'verification') return { kind, code: token.code };
+    if (token.status.status !== 'ACTIVE') return undefined;
+    if (kind === 'check') return { kind };
+    const { store } = this.deps;
+    const entries = store.lastNotifications(token.tokenId, MAX_PUSH_ENTRIES).flatMap((n) => {
+      const sub = store.sub(n.subId);
+      return sub ? [{ notifierId: bytesOf(sub.notifierId), nonce: n.nonce, sealedMeta: n.sealedMeta }] : [];
+    });
+    return entries.length > 0 ? { kind, entries } : undefined;
+  }
+
+  /** Periodic "check messages" pushes that are due; one interval after TCRN, then every interval. */
+  runCron(): void {
+    const { store, now } = this.deps;
+    const t = now();
+    for (const token of store.cronTokens()) {
+      if (token.cronNextAt > t) continue;
+      store.setCron(token.tokenId, token.cronMinutes, t + token.cronMinutes * 60_000);
+      if (token.status.status === 'ACTIVE') this.push(token, 'check');
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}

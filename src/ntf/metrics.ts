@@ -1,0 +1,86 @@
+// Prometheus metrics of a notification server. Counts and timings only.
+import client from 'prom-client';
+import { SUB_STATUSES, type SubStatus } from './protocol.ts';
+import type { NtfStoreCounts } from './store/store.ts';
+
+export interface NtfMetricSources {
+  counts(): NtfStoreCounts;
+  /** ACTIVE subscriptions at relays that are disconnected now (reported INACTIVE). */
+  inactive(): number;
+  relayConnections(): number;
+  queueLengths(): Map<string, number>;
+}
+
+export class NtfMetrics {
+  readonly registry = new client.Registry();
+  private sources: NtfMetricSources | undefined;
+  private readonly r = [this.registry];
+
+  readonly commands = new client.Counter({ name: 'hush_ntf_commands_total', help: 'Commands received, by command', labelNames: ['command'], registers: this.r });
+  readonly errors = new client.Counter({ name: 'hush_ntf_errors_total', help: 'Error responses, by error', labelNames: ['error'], registers: this.r });
+  readonly connections = new client.Gauge({ name: 'hush_ntf_connections', help: 'Open client connections', registers: this.r });
+  readonly received = new client.Counter({ name: 'hush_ntf_notifications_received_total', help: 'NMSGs received from relays', registers: this.r });
+  readonly pushes = new client.Counter({
+    name: 'hush_ntf_pushes_total',
+    help: 'Pushes finished, by provider, kind and outcome (delivered, invalid, failed)',
+    labelNames: ['provider', 'kind', 'outcome'],
+    registers: this.r,
+  });
+  readonly pushRetries = new client.Counter({ name: 'hush_ntf_push_retries_total', help: 'Push attempts to be retried', labelNames: ['provider'], registers: this.r });
+  readonly pushSeconds = new client.Histogram({
+    name: 'hush_ntf_push_seconds',
+    help: 'Time a push provider took to accept or refuse a push',
+    labelNames: ['provider'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: this.r,
+  });
+
+  constructor() {
+    const self = this;
+    new client.Gauge({
+      name: 'hush_ntf_tokens',
+      help: 'Tokens by status',
+      labelNames: ['status'],
+      registers: this.r,
+      collect() {
+        const c = self.sources?.counts().tokens;
+        if (c) for (const [status, n] of Object.entries(c)) this.set({ status }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_subscriptions',
+      help: 'Subscriptions by status',
+      labelNames: ['status'],
+      registers: this.r,
+      collect() {
+        if (!self.sources) return;
+        const c: Record<SubStatus, number> = { ...self.sources.counts().subscriptions, INACTIVE: 0 };
+        const inactive = self.sources.inactive();
+        c.ACTIVE -= inactive;
+        c.INACTIVE = inactive;
+        for (const status of SUB_STATUSES) this.set({ status }, c[status]);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_relay_connections',
+      help: 'Relays the server is connected to',
+      registers: this.r,
+      collect() {
+        if (self.sources) this.set(self.sources.relayConnections());
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_push_queue_length',
+      help: 'Pushes waiting, by provider',
+      labelNames: ['provider'],
+      registers: this.r,
+      collect() {
+        for (const [provider, n] of self.sources?.queueLengths() ?? []) this.set({ provider }, n);
+      },
+    });
+  }
+
+  bind(sources: NtfMetricSources): void {
+    this.sources = sources;
+  }
+}

@@ -1,0 +1,332 @@
+// The notification server: token and subscription commands, the relay
+// subscriber feeding NMSGs in, and the dispatcher sending pushes out.
+import type { Logger } from 'pino';
+import { formatAddress, fingerprintOf, parseAddress } from '../core/address.ts';
+import type { WebSocketFactory } from '../core/client.ts';
+import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import { equalBytes } from '../core/encoding.ts';
+import type { Transmission } from '../core/transmission.ts';
+import type { PushProvider } from '../push/provider.ts';
+import { ProtocolServer, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { Dispatcher, type DispatchOptions } from './dispatch.ts';
+import { NtfMetrics } from './metrics.ts';
+import {
+  CODE_LENGTH,
+  decodeCommand,
+  encodeResponse,
+  ID_LENGTH,
+  MIN_CRON_MINUTES,
+  NTF_BLOCK_SIZE,
+  NTF_PROTOCOL,
+  NTF_VERSIONS,
+  UNKNOWN_COMMAND,
+  type NtfCommand,
+  type NtfError,
+  type NtfResponse,
+  type SubStatus,
+} from './protocol.ts';
+import { bytesOf, latin1 } from './store/records.ts';
+import type { NtfStore, SubRecord, TokenRecord } from './store/store.ts';
+import { RelaySubscriber } from './subscriber.ts';
+
+export interface NtfServerOptions {
+  identity: KeyPair;
+  /** X25519 key the server identifies with at relays (NSUBS). */
+  serviceKey: KeyPair;
+  crypto: CryptoSuite;
+  store: NtfStore;
+  providers: PushProvider[];
+  /** How relay connections are opened (Node: nodeWebSocket()). */
+  relayWebSocket: WebSocketFactory;
+  host: string;
+  port: number;
+  publicHost?: string;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  log: Logger;
+  metrics?: NtfMetrics;
+  now?: () => number;
+  dispatch?: Partial<DispatchOptions>;
+  maxConnections?: number;
+  maxPending?: number;
+  /** How often due TCRN pushes are looked for. */
+  cronIntervalMs?: number;
+  subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number };
+}
+
+const EMPTY = new Uint8Array(0);
+const OK: NtfResponse = { type: 'OK' };
+const BUSY = encodeResponse({ type: 'ERR', error: 'BUSY' });
+/** Token states that may manage subscriptions (INVALID/EXPIRED: so a client can clean up). */
+const SUB_ALLOWED = new Set(['ACTIVE', 'INVALID', 'EXPIRED']);
+
+export class NtfServer {
+  readonly metrics: NtfMetrics;
+  readonly dispatcher: Dispatcher;
+  readonly subscriber: RelaySubscriber;
+  readonly store: NtfStore;
+  readonly crypto: CryptoSuite;
+  readonly now: () => number;
+  private readonly server: ProtocolServer;
+  private readonly dummyKey: Uint8Array;
+  private cronTimer: ReturnType<typeof setInterval> | undefined;
+  private flushQueued = false;
+  address = '';
+
+  constructor(readonly opts: NtfServerOptions) {
+    this.store = opts.store;
+    this.crypto = opts.crypto;
+    this.now = opts.now ?? Date.now;
+    this.metrics = opts.metrics ?? new NtfMetrics();
+    this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
+    this.dispatcher = new Dispatcher(
+      { providers: opts.providers, store: opts.store, crypto: opts.crypto, log: opts.log, metrics: this.metrics, now: this.now },
+      opts.dispatch,
+    );
+    this.subscriber = new RelaySubscriber({
+      crypto: opts.crypto,
+      serviceKey: opts.serviceKey,
+      webSocket: opts.relayWebSocket,
+      store: opts.store,
+      log: opts.log,
+      onNotification: (sub, nmsg) => this.notification(sub, nmsg),
+      changed: () => this.persistSoon(),
+      ...opts.subscriber,
+    });
+    this.metrics.bind({
+      counts: () => this.store.counts(),
+      inactive: () => this.subscriber.inactive(),
+      relayConnections: () => this.subscriber.connections,
+      queueLengths: () => this.dispatcher.queueLengths(),
+    });
+    this.server = new ProtocolServer({
+      protocol: NTF_PROTOCOL,
+      versions: NTF_VERSIONS,
+      blockSize: NTF_BLOCK_SIZE,
+      identity: opts.identity,
+      crypto: opts.crypto,
+      host: opts.host,
+      port: opts.port,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      maxConnections: opts.maxConnections ?? 10_000,
+      maxPending: opts.maxPending ?? 4096,
+      barrier: () => this.store.flush(),
+      handler: (session) => new NtfSession(this, session),
+      busyReply: BUSY,
+      log: opts.log,
+      onConnections: (n) => this.metrics.connections.set(n),
+    });
+  }
+
+  async start(): Promise<number> {
+    const port = await this.server.listen();
+    this.address = formatAddress({
+      fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
+      host: this.opts.publicHost ?? this.opts.host,
+      port,
+      tls: this.opts.tls !== undefined,
+    });
+    this.subscriber.start();
+    this.cronTimer = setInterval(() => this.runCron(), this.opts.cronIntervalMs ?? 10_000);
+    this.cronTimer.unref();
+    this.opts.log.info({ event: 'ntf_started', port, tls: this.opts.tls !== undefined });
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.cronTimer);
+    this.subscriber.close();
+    this.dispatcher.close();
+    await this.server.close();
+    await this.store.flush();
+    await this.store.close();
+    await Promise.all(this.opts.providers.map((p) => p.close()));
+  }
+
+  get connections(): number {
+    return this.server.connections;
+  }
+
+  /** Sends the TCRN pushes that are due (also run by a timer). */
+  runCron(): void {
+    this.dispatcher.runCron();
+    this.persistSoon();
+  }
+
+  /** Changes made outside a command (push results, relay events) are flushed soon after. */
+  persistSoon(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => {
+      this.flushQueued = false;
+      this.store.flush().catch((err) => this.opts.log.error({ event: 'store_flush_failed', err: String(err) }));
+    });
+  }
+
+  private notification(sub: SubRecord, nmsg: { nonce: Uint8Array; sealedMeta: Uint8Array }): void {
+    this.metrics.received.inc();
+    const token = this.store.token(sub.tokenId);
+    if (!token) return;
+    this.store.setLastNotification(token.tokenId, {
+      subId: sub.subId,
+      nonce: nmsg.nonce,
+      sealedMeta: nmsg.sealedMeta,
+      ts: this.now(),
+    });
+    this.persistSoon();
+    if (token.status.status === 'ACTIVE') this.dispatcher.push(token, 'message');
+  }
+
+  /** The reported status: ACTIVE reads INACTIVE while its relay is disconnected. */
+  subStatus(sub: SubRecord): SubStatus {
+    return sub.status === 'ACTIVE' && !this.subscriber.connected(sub.relay) ? 'INACTIVE' : sub.status;
+  }
+
+  unknownEntity(session: Session, t: Transmission): 'AUTH' {
+    session.verify(t, this.dummyKey);
+    return 'AUTH';
+  }
+
+  newId = () => latin1(this.crypto.randomBytes(ID_LENGTH));
+}
+
+type Reply = NtfResponse | NtfError;
+
+class NtfSession implements SessionHandler {
+  constructor(
+    private readonly ntf: NtfServer,
+    private readonly session: Session,
+  ) {}
+
+  malformed(corrId: Uint8Array): void {
+    this.answer(corrId, EMPTY, 'SYNTAX');
+  }
+
+  closed(): void {}
+
+  private answer(corrId: Uint8Array, entityId: Uint8Array, r: Reply): void {
+    const response: NtfResponse = typeof r === 'string' ? { type: 'ERR', error: r } : r;
+    if (response.type === 'ERR') this.ntf.metrics.errors.inc({ error: response.error });
+    this.session.send(corrId, entityId, encodeResponse(response));
+  }
+
+  transmission(t: Transmission): void {
+    const c = decodeCommand(t.command);
+    if (!c.ok) return this.answer(t.corrId, t.entityId, c.error === UNKNOWN_COMMAND ? 'UNKNOWN' : 'SYNTAX');
+    this.ntf.metrics.commands.inc({ command: c.value.type });
+    this.answer(t.corrId, t.entityId, this.handle(t, c.value));
+  }
+
+  private handle(t: Transmission, c: NtfCommand): Reply {
+    const { store } = this.ntf;
+    const s = this.session;
+    switch (c.type) {
+      case 'PING':
+        return shapeError(t, false, false) ?? { type: 'PONG' };
+      case 'TNEW': {
+        const bad = shapeError(t, false, true);
+        if (bad) return bad;
+        if (!s.verify(t, c.tknAuthKey)) return 'AUTH';
+        return this.newToken(c);
+      }
+    }
+    const bad = shapeError(t, true, true);
+    if (bad) return bad;
+    const id = latin1(t.entityId);
+    // SCHK and SDEL name a subscription; everything else a token.
+    const sub = c.type === 'SCHK' || c.type === 'SDEL' ? store.sub(id) : undefined;
+    const token = store.token(sub ? sub.tokenId : id);
+    if (!token || ((c.type === 'SCHK' || c.type === 'SDEL') && !sub)) return this.ntf.unknownEntity(s, t);
+    if (!s.verify(t, token.tknAuthKey)) return 'AUTH';
+    switch (c.type) {
+      case 'SCHK':
+        return { type: 'SUB', status: this.ntf.subStatus(sub!) };
+      case 'SDEL':
+        store.deleteSub(sub!.subId);
+        return OK;
+      default:
+        return this.tokenCommand(token, c);
+    }
+  }
+
+  private newToken(c: Extract<NtfCommand, { type: 'TNEW' }>): Reply {
+    const { store, crypto, dispatcher } = this.ntf;
+    if (!dispatcher.serves(c.device.provider)) return 'NO_PROVIDER';
+    const existing = store.tokenOfDevice(c.device, c.tknAuthKey);
+    if (existing) {
+      // A repeated TNEW (the reply or the push got lost): same token, the code pushed again.
+      if (!equalBytes(existing.tknDhKey, c.tknDhKey)) return 'AUTH';
+      const st = existing.status.status;
+      if (st === 'NEW' || st === 'INVALID' || st === 'EXPIRED') store.renewCode(existing.tokenId, crypto.randomBytes(CODE_LENGTH));
+      dispatcher.push(existing, 'verification');
+      return { type: 'IDTKN', tokenId: bytesOf(existing.tokenId), srvDhKey: existing.srvDhKey };
+    }
+    const dh = crypto.x25519KeyPair();
+    const tknDhSecret = crypto.x25519(dh.privateKey, c.tknDhKey);
+    if (!tknDhSecret) return 'SYNTAX';
+    const token: TokenRecord = {
+      tokenId: this.ntf.newId(),
+      device: c.device,
+      tknAuthKey: c.tknAuthKey,
+      tknDhKey: c.tknDhKey,
+      srvDhKey: dh.publicKey,
+      tknDhSecret,
+      status: { status: 'REGISTERED' },
+      code: crypto.randomBytes(CODE_LENGTH),
+      cronMinutes: 0,
+      cronNextAt: 0,
+    };
+    if (!store.createToken(token)) return 'INTERNAL';
+    dispatcher.push(store.token(token.tokenId)!, 'verification');
+    return { type: 'IDTKN', tokenId: bytesOf(token.tokenId), srvDhKey: token.srvDhKey };
+  }
+
+  private tokenCommand(token: TokenRecord, c: NtfCommand): Reply {
+    const { store, crypto, dispatcher } = this.ntf;
+    const status = token.status.status;
+    switch (c.type) {
+      case 'TVFY': {
+        const verifiable = status === 'REGISTERED' || status === 'CONFIRMED' || status === 'ACTIVE';
+        if (!verifiable || !equalBytes(token.code, c.code)) return 'AUTH';
+        store.setTokenStatus(token.tokenId, { status: 'ACTIVE' });
+        return OK;
+      }
+      case 'TCHK':
+        return { type: 'TKN', ...token.status };
+      case 'TRPL':
+        if (!dispatcher.serves(c.device.provider)) return 'NO_PROVIDER';
+        store.replaceDevice(token.tokenId, c.device, crypto.randomBytes(CODE_LENGTH));
+        dispatcher.push(token, 'verification');
+        return OK;
+      case 'TDEL':
+        store.deleteToken(token.tokenId);
+        return OK;
+      case 'TCRN':
+        if (c.minutes !== 0 && c.minutes < MIN_CRON_MINUTES) return 'QUOTA';
+        // The first check push comes one interval from now, not at once and not never.
+        store.setCron(token.tokenId, c.minutes, c.minutes === 0 ? 0 : this.ntf.now() + c.minutes * 60_000);
+        return OK;
+      case 'SNEW':
+        if (!SUB_ALLOWED.has(status)) return 'AUTH';
+        return this.newSub(token, c);
+      default:
+        return 'UNKNOWN';
+    }
+  }
+
+  private newSub(token: TokenRecord, c: Extract<NtfCommand, { type: 'SNEW' }>): Reply {
+    const { store, subscriber } = this.ntf;
+    if (!parseAddress(c.relay).ok) return 'SYNTAX';
+    const notifierId = latin1(c.notifierId);
+    const ntfAuthKey = latin1(c.ntfAuthKey);
+    const existing = store.subOfNotifier(c.relay, notifierId);
+    if (existing) {
+      // Idempotent for the same token and key; a queue belongs to one token.
+      if (existing.tokenId !== token.tokenId || existing.ntfAuthKey !== ntfAuthKey) return 'AUTH';
+      return { type: 'IDSUB', subId: bytesOf(existing.subId) };
+    }
+    const sub: SubRecord = { subId: this.ntf.newId(), tokenId: token.tokenId, relay: c.relay, notifierId, ntfAuthKey, status: 'NEW' };
+    if (!store.createSub(sub)) return 'INTERNAL';
+    subscriber.add(store.sub(sub.subId)!);
+    return { type: 'IDSUB', subId: bytesOf(sub.subId) };
+  }
+}

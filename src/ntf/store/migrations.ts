@@ -1,0 +1,50 @@
+// Schema migrations of the NTF server's PostgreSQL store, in order: version N
+// is the N-th string. Each runs once, inside the migration transaction, with
+// `search_path` set to the store's schema, so names are unqualified here.
+// Append new versions; never edit one that has shipped.
+export const NTF_MIGRATIONS: readonly string[] = [
+  // 1: tokens, subscriptions and the last notification per (token, subscription).
+  `
+  CREATE TABLE tokens (
+    token_id bytea PRIMARY KEY,
+    provider text NOT NULL,
+    device_token bytea NOT NULL,
+    tkn_auth_key bytea NOT NULL,
+    tkn_dh_key bytea NOT NULL,
+    srv_dh_key bytea NOT NULL,
+    tkn_dh_secret bytea NOT NULL,
+    status text NOT NULL,
+    invalid_reason text NULL,
+    code bytea NOT NULL,
+    cron_minutes int NOT NULL DEFAULT 0,
+    cron_next_at bigint NOT NULL DEFAULT 0,
+    CHECK ((status = 'INVALID') = (invalid_reason IS NOT NULL))
+  );
+
+  CREATE TABLE subscriptions (
+    sub_id bytea PRIMARY KEY,
+    token_id bytea NOT NULL REFERENCES tokens (token_id) ON DELETE CASCADE,
+    relay text NOT NULL,
+    notifier_id bytea NOT NULL,
+    ntf_auth_key bytea NOT NULL,
+    status text NOT NULL,
+    UNIQUE (relay, notifier_id)
+  );
+  -- for ON DELETE CASCADE from tokens
+  CREATE INDEX subscriptions_token_id ON subscriptions (token_id);
+
+  -- seq: arrival order, which the memory store keeps (ts may tie or go back).
+  CREATE SEQUENCE last_notifications_seq;
+  CREATE TABLE last_notifications (
+    token_id bytea NOT NULL REFERENCES tokens (token_id) ON DELETE CASCADE,
+    sub_id bytea NOT NULL REFERENCES subscriptions (sub_id) ON DELETE CASCADE,
+    nonce bytea NOT NULL,
+    sealed_meta bytea NOT NULL,
+    ts bigint NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (token_id, sub_id)
+  );
+  -- for ON DELETE CASCADE from subscriptions
+  CREATE INDEX last_notifications_sub_id ON last_notifications (sub_id);
+  `,
+];

@@ -1,0 +1,229 @@
+// Relay subscriber: one connection per relay (pinned by the fingerprint in its
+// address) carrying every subscription the server has there. On connect it
+// identifies as the server's service (NSUBS): every queue it ever subscribed
+// is subscribed again by that one command, so a restart of either side costs
+// O(1) commands per relay. New subscriptions wait a short batching window and
+// go out as NSUBs in blocks. A lost connection is retried with exponential
+// backoff and jitter; meanwhile its ACTIVE subscriptions read as INACTIVE.
+import type { Logger } from 'pino';
+import type { WebSocketFactory } from '../core/client.ts';
+import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import { RelayClient, RelayCommandError, type RelayEvent } from '../relay/client.ts';
+import { bytesOf, latin1 } from './store/records.ts';
+import type { NtfStore, SubRecord } from './store/store.ts';
+
+export interface SubscriberOptions {
+  crypto: CryptoSuite;
+  serviceKey: KeyPair;
+  webSocket: WebSocketFactory;
+  store: NtfStore;
+  log: Logger;
+  /** An NMSG for a subscription. */
+  onNotification(sub: SubRecord, nmsg: { nonce: Uint8Array; sealedMeta: Uint8Array }): void;
+  /** Background changes to persist. */
+  changed(): void;
+  batchWindowMs?: number;
+  /** NSUBs in flight per relay (below the relay's pending limit). */
+  batchSize?: number;
+  backoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class RelaySubscriber {
+  private readonly links = new Map<string, RelayLink>();
+  private closed = false;
+
+  constructor(readonly opts: SubscriberOptions) {}
+
+  /** Connects to every relay the store has subscriptions at. */
+  start(): void {
+    for (const relay of [...this.opts.store.relays()]) this.link(relay);
+  }
+
+  /** A new subscription: NSUB in the next batch. */
+  add(sub: SubRecord): void {
+    this.opts.store.setSubStatus(sub.subId, 'PENDING');
+    this.link(sub.relay).queue(sub);
+  }
+
+  connected(relay: string): boolean {
+    return this.links.get(relay)?.connected ?? false;
+  }
+
+  get connections(): number {
+    let n = 0;
+    for (const l of this.links.values()) if (l.connected) n++;
+    return n;
+  }
+
+  /** ACTIVE subscriptions at relays that are disconnected now. */
+  inactive(): number {
+    let n = 0;
+    for (const [relay, l] of this.links)
+      if (!l.connected) for (const s of this.opts.store.subsOfRelay(relay)) if (s.status === 'ACTIVE') n++;
+    return n;
+  }
+
+  private link(relay: string): RelayLink {
+    let l = this.links.get(relay);
+    if (!l) {
+      l = new RelayLink(relay, this.opts);
+      this.links.set(relay, l);
+      if (!this.closed) l.connect();
+    }
+    return l;
+  }
+
+  /** Resolves once every relay link has finished its current (re)subscription. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.settled()));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const l of this.links.values()) l.close();
+  }
+}
+
+class RelayLink {
+  private client: RelayClient | undefined;
+  private waiting: SubRecord[] = [];
+  private batchTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private failures = 0;
+  private closed = false;
+  private work: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly relay: string,
+    private readonly o: SubscriberOptions,
+  ) {}
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  async connect(): Promise<void> {
+    const { log, crypto, webSocket, serviceKey, store } = this.o;
+    try {
+      const client = await RelayClient.connect(this.relay, {
+        crypto,
+        webSocket,
+        timeoutMs: 30_000,
+        onEvent: (e) => this.event(client, e),
+        onClose: () => this.lost(client),
+      });
+      if (this.closed) return client.close();
+      this.client = client;
+      const count = await client.subscribeService(serviceKey);
+      this.failures = 0;
+      // Subscriptions the service does not cover yet, and all of them if the relay lost track.
+      const subs = [...store.subsOfRelay(this.relay)];
+      const active = subs.filter((s) => s.status === 'ACTIVE').length;
+      const redo = subs.filter((s) => s.status === 'NEW' || s.status === 'PENDING' || (count < active && s.status === 'ACTIVE'));
+      log.info({ event: 'relay_connected', services: count, resubscribe: redo.length });
+      this.waiting.push(...redo);
+      this.flushSoon(0);
+    } catch (e) {
+      log.warn({ event: 'relay_connect_failed', err: e instanceof Error ? e.message : String(e) });
+      this.client?.close();
+      this.client = undefined;
+      this.retry();
+    }
+  }
+
+  private retry(): void {
+    if (this.closed || this.retryTimer) return;
+    const base = Math.min(this.o.maxBackoffMs ?? 30_000, (this.o.backoffMs ?? 250) * 2 ** this.failures++);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, base * (0.5 + Math.random() / 2));
+  }
+
+  private lost(client: RelayClient): void {
+    if (client !== this.client) return;
+    this.client = undefined;
+    this.o.log.warn({ event: 'relay_disconnected' });
+    this.retry();
+  }
+
+  queue(sub: SubRecord): void {
+    this.waiting.push(sub);
+    this.flushSoon(this.o.batchWindowMs ?? 10);
+  }
+
+  private flushSoon(ms: number): void {
+    if (this.batchTimer || !this.client) return;
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      this.work = this.work.then(() => this.subscribeWaiting());
+    }, ms);
+  }
+
+  /** NSUBs for the waiting subscriptions, a batch at a time. */
+  private async subscribeWaiting(): Promise<void> {
+    const { store } = this.o;
+    const size = this.o.batchSize ?? 1000;
+    while (this.waiting.length > 0) {
+      const client = this.client;
+      if (!client) return; // kept waiting for the next connection
+      const batch = this.waiting.splice(0, size).filter((s) => store.sub(s.subId) === s);
+      const results = await Promise.allSettled(
+        batch.map((s) => client.subscribeNotifier(bytesOf(s.notifierId), bytesOf(s.ntfAuthKey))),
+      );
+      results.forEach((r, i) => {
+        const s = batch[i]!;
+        if (r.status === 'fulfilled') store.setSubStatus(s.subId, 'ACTIVE');
+        else if (r.reason instanceof RelayCommandError && r.reason.error === 'AUTH') store.setSubStatus(s.subId, 'AUTH');
+        else this.waiting.push(s); // connection trouble: again on the next connection
+      });
+      this.o.changed();
+      if (results.some((r) => r.status === 'rejected' && !(r.reason instanceof RelayCommandError))) return;
+    }
+  }
+
+  private event(client: RelayClient, e: RelayEvent): void {
+    if (client !== this.client) return; // a replaced connection
+    const { store } = this.o;
+    if (e.type === 'ENDS') {
+      // Another connection of this service took over: let it, and come back later.
+      this.o.log.warn({ event: 'relay_service_taken_over' });
+      client.close();
+      return;
+    }
+    const sub = store.subOfNotifier(this.relay, latin1(e.entityId));
+    if (!sub) return;
+    switch (e.type) {
+      case 'NMSG':
+        this.o.onNotification(sub, e);
+        return;
+      case 'END':
+        store.setSubStatus(sub.subId, 'END');
+        break;
+      case 'DELD':
+        store.setSubStatus(sub.subId, 'DELETED');
+        break;
+      default:
+        return;
+    }
+    this.o.changed();
+  }
+
+  async settled(): Promise<void> {
+    while (this.batchTimer || this.waiting.length > 0) {
+      if (!this.client) return;
+      await new Promise((r) => setTimeout(r, 5));
+      await this.work;
+    }
+    await this.work;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.batchTimer);
+    clearTimeout(this.retryTimer);
+    this.client?.close();
+    this.client = undefined;
+  }
+}
