@@ -1,9 +1,9 @@
 // `hush relay init|start`: creates a relay's identity and config, and runs it.
 import fs from 'node:fs';
-import { formatAddress, fingerprintOf } from '../core/address.ts';
 import { nodeCrypto } from '../core/crypto/node.ts';
 import { ConfigError } from '../server/config.ts';
-import { createIdentity, readIdentity } from '../server/identity.ts';
+import { readKeyFile } from '../server/identity.ts';
+import { initServer } from '../server/init.ts';
 import { createLogger } from '../server/log.ts';
 import { startOps } from '../server/ops.ts';
 import { loadRelayConfig, relayFiles } from './config.ts';
@@ -19,19 +19,12 @@ export interface InitOptions {
 /** Creates the identity key and a config file; returns the address clients will use. */
 export function initRelay(o: InitOptions): string {
   const files = relayFiles(o.dir);
-  if (fs.existsSync(files.identity)) throw new Error(`${files.identity} exists: this relay is already initialized`);
-  fs.mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(files.config)) {
-    const config = { host: o.host ?? '127.0.0.1', port: o.port ?? 5223 };
-    fs.writeFileSync(files.config, JSON.stringify(config, null, 2) + '\n');
-  }
-  const c = loadRelayConfig(o.dir); // before the key exists: a bad setting leaves init repeatable
-  const identity = createIdentity(files.identity);
-  return formatAddress({
-    fingerprint: fingerprintOf(nodeCrypto, identity.publicKey),
-    host: c.publicHost ?? c.host,
-    port: c.port,
-    tls: c.tls !== undefined,
+  return initServer({
+    dir: o.dir,
+    configFile: files.config,
+    identityFile: files.identity,
+    initialConfig: { host: o.host ?? '127.0.0.1', port: o.port ?? 5223 },
+    load: () => loadRelayConfig(o.dir),
   });
 }
 
@@ -51,7 +44,7 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
   const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 });
   if (store.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: store.truncatedBytes });
   const server = new RelayServer({
-    identity: readIdentity(files.identity),
+    identity: readKeyFile(files.identity),
     crypto: nodeCrypto,
     store,
     host: c.host,
