@@ -88,7 +88,7 @@ export class MemoryNtfStore implements NtfStore {
   }
 
   createSub(s: SubRecord): boolean {
-    if (this.subs.has(s.subId) || this.subOfNotifier(s.relay, s.notifierId)) return false;
+    if (!this.tokens.has(s.tokenId) || this.subs.has(s.subId) || this.subOfNotifier(s.relay, s.notifierId)) return false;
     this.record({ t: 'SNEW', sub: s });
     return true;
   }

@@ -75,7 +75,7 @@ export interface NtfStore {
   /** Deletes the token with its subscriptions and last notifications. */
   deleteToken(tokenId: string): void;
 
-  /** False if the ID is taken or (relay, notifierId) is subscribed already. */
+  /** False if the token is unknown, the ID is taken or (relay, notifierId) is subscribed already. */
   createSub(s: SubRecord): boolean;
   setSubStatus(subId: string, status: StoredSubStatus): void;
   deleteSub(subId: string): void;

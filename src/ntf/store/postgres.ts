@@ -1,0 +1,557 @@
+// The NTF store in PostgreSQL, write-behind like the journal: the state lives in
+// a MemoryNtfStore that answers every read; the database is where it survives.
+//
+// Open: run the migrations (under an advisory lock, in one transaction), then
+// stream tokens, subscriptions and last notifications into memory through
+// `store.load()`, in one REPEATABLE READ snapshot, page by page with a cursor.
+//
+// Write: `PostgresLog.append(r)` only marks what the record touched (a token,
+// a subscription, a (token, subscription) notification) and what it deleted.
+// `flush()` writes all of it in ONE transaction, as batched statements over
+// unnest() arrays, and resolves after COMMIT. What it writes for a touched key
+// is the memory store's state of that key at the moment the flush starts, which
+// is the state after every record appended until then: so later records win by
+// construction, and however many records touched a row, it is written once.
+// Order inside the transaction: deletes first (tokens, then subscriptions: the
+// foreign keys cascade to subscriptions and last notifications, as the memory
+// store does), then token rows, new subscriptions, status changes, and last
+// notifications (stale ones deleted, new ones upserted in arrival order).
+// Flushes run one at a time; a flush called while one runs waits for it and
+// then writes whatever is queued by then (flush calls made while one is waiting
+// share it). A failed flush rolls back and puts its keys back in the queue: the
+// next flush writes them again (every statement is idempotent, so a COMMIT whose
+// outcome was lost to a broken connection is safe to repeat).
+import pg from 'pg';
+import type { CustomTypesConfig, PoolClient } from 'pg';
+import type { RecordLog } from '../../server/journal.ts';
+import { INVALID_REASONS, PROVIDERS, SUB_STATUSES, type InvalidReason, type Provider, type TokenStatus } from '../protocol.ts';
+import { LAST_PER_TOKEN, MemoryNtfStore } from './memory.ts';
+import { NTF_MIGRATIONS } from './migrations.ts';
+import type { NtfRecord } from './records.ts';
+import type { NtfStore, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
+
+export interface PostgresNtfStoreOptions {
+  /** postgres://user:password@host:port/database (HUSH_NTF_DATABASE_URL). */
+  url: string;
+  /** Schema of the tables; created if missing. Default `hush_ntf`. */
+  schema?: string;
+  /** Rows fetched per page while loading. */
+  pageSize?: number;
+  /** Rows per statement while flushing (one transaction holds many statements). */
+  batchRows?: number;
+  /** Connections kept (flushes use one at a time). */
+  poolSize?: number;
+  /** Give up connecting after this long (pg's own default is to wait forever). */
+  connectTimeoutMs?: number;
+}
+
+export interface PostgresLoadStats {
+  tokens: number;
+  subscriptions: number;
+  lastNotifications: number;
+  ms: number;
+}
+
+export const DEFAULT_NTF_SCHEMA = 'hush_ntf';
+
+// IDs and keys are latin1 strings in memory (one char per byte): Buffer's
+// latin1 codec is the native equivalent of bytesOf()/latin1() in records.ts.
+const buf = (s: string) => Buffer.from(s, 'latin1');
+
+function checkSchema(schema: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`bad schema name ${JSON.stringify(schema)}: want [a-z_][a-z0-9_]*`);
+  return schema;
+}
+
+/** Opens the store: migrate, load everything into memory, attach the log. */
+export async function openPostgresNtfStore(
+  opts: PostgresNtfStoreOptions,
+): Promise<{ store: MemoryNtfStore; log: PostgresLog; loaded: PostgresLoadStats }> {
+  const schema = checkSchema(opts.schema ?? DEFAULT_NTF_SCHEMA);
+  const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 2, connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000 });
+  // An idle connection that breaks is dropped by the pool; the next query opens another.
+  pool.on('error', () => {});
+  try {
+    await migrate(pool, schema);
+    const store = new MemoryNtfStore();
+    const loaded = await loadNtfState(pool, schema, store, opts.pageSize ?? 50_000);
+    const log = new PostgresLog(pool, schema, store, opts.batchRows ?? 10_000);
+    store.attach(log);
+    return { store, log, loaded };
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw e;
+  }
+}
+
+// ---- migrations ----
+
+/** Applies the migrations the schema lacks; concurrent callers wait on one advisory lock. */
+export async function migrate(pool: pg.Pool, schema: string, migrations: readonly string[] = NTF_MIGRATIONS): Promise<number[]> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  const c = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await c.query('BEGIN');
+    await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`hush_ntf_migrations:${schema}`]);
+    // Created only when missing: a role that owns the schema need not be allowed to create one.
+    const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+    if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${s}`);
+    await c.query(`SET LOCAL search_path TO ${s}`);
+    await c.query(`CREATE TABLE IF NOT EXISTS migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = new Set((await c.query<{ version: number }>('SELECT version FROM migrations')).rows.map((r) => r.version));
+    const newest = Math.max(0, ...done);
+    if (newest > migrations.length) {
+      throw new Error(`schema ${schema} is at version ${newest}, newer than this server knows (${migrations.length})`);
+    }
+    const applied: number[] = [];
+    for (let v = 1; v <= migrations.length; v++) {
+      if (done.has(v)) continue;
+      await c.query(migrations[v - 1]!);
+      await c.query('INSERT INTO migrations (version) VALUES ($1)', [v]);
+      applied.push(v);
+    }
+    await c.query('COMMIT');
+    return applied;
+  } catch (e) {
+    broken = e as Error;
+    await c.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    c.release(broken);
+  }
+}
+
+// ---- load ----
+
+type Parser = (value: string) => unknown;
+const typesWith = (overrides: Record<number, Parser>): CustomTypesConfig => ({
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    overrides[oid] ?? (pg.types.getTypeParser as (o: number, f?: string) => Parser)(oid, format)) as CustomTypesConfig['getTypeParser'],
+});
+const BYTEA = 17;
+const INT8 = 20;
+/** bytea arrives as '\x' + hex. */
+const hexBytes = (v: string) => {
+  const b = Buffer.from(v.slice(2), 'hex');
+  return new Uint8Array(b.buffer, b.byteOffset, b.length); // a plain Uint8Array, like every other backend's
+};
+/** A loaded bytea column back to the latin1 string memory holds, without a copy. */
+const str = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('latin1');
+const bytesTypes = typesWith({ [BYTEA]: hexBytes, [INT8]: Number });
+const latin1Types = typesWith({ [BYTEA]: (v) => Buffer.from(v.slice(2), 'hex').toString('latin1'), [INT8]: Number });
+
+const PROVIDER_SET: ReadonlySet<string> = new Set(PROVIDERS);
+const REASON_SET: ReadonlySet<string> = new Set(INVALID_REASONS);
+const TOKEN_STATUS_SET: ReadonlySet<string> = new Set(['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'EXPIRED', 'INVALID']);
+const SUB_STATUS_SET: ReadonlySet<string> = new Set(SUB_STATUSES.filter((x) => x !== 'INACTIVE'));
+
+function bad(what: string, value: unknown): never {
+  throw new Error(`NTF store: bad ${what} in the database: ${JSON.stringify(value)}`);
+}
+
+function tokenStatus(status: string, reason: string | null): TokenStatus {
+  if (!TOKEN_STATUS_SET.has(status)) bad('token status', status);
+  if (status !== 'INVALID') return { status } as TokenStatus;
+  if (reason === null || !REASON_SET.has(reason)) bad('invalid reason', reason);
+  return { status, reason: reason as InvalidReason };
+}
+
+/** Streams every row into the store, in one snapshot. */
+export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStore & { load(r: NtfRecord): void }, pageSize = 50_000): Promise<PostgresLoadStats> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  pageSize = Math.max(1, Math.floor(pageSize));
+  const started = performance.now();
+  const c = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const tokens = await each(
+      c,
+      `SELECT token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
+              status, invalid_reason, code, cron_minutes, cron_next_at FROM ${s}.tokens`,
+      bytesTypes,
+      pageSize,
+      (r) => {
+        const provider = r[1] as string;
+        if (!PROVIDER_SET.has(provider)) bad('provider', provider);
+        store.load({
+          t: 'TNEW',
+          token: {
+            tokenId: str(r[0] as Uint8Array),
+            device: { provider: provider as Provider, token: r[2] as Uint8Array },
+            tknAuthKey: r[3] as Uint8Array,
+            tknDhKey: r[4] as Uint8Array,
+            srvDhKey: r[5] as Uint8Array,
+            tknDhSecret: r[6] as Uint8Array,
+            status: tokenStatus(r[7] as string, r[8] as string | null),
+            code: r[9] as Uint8Array,
+            cronMinutes: r[10] as number,
+            cronNextAt: r[11] as number,
+          },
+        });
+      },
+    );
+    const subscriptions = await each(
+      c,
+      `SELECT sub_id, token_id, relay, notifier_id, ntf_auth_key, status FROM ${s}.subscriptions`,
+      latin1Types,
+      pageSize,
+      (r) => {
+        const status = r[5] as string;
+        if (!SUB_STATUS_SET.has(status)) bad('subscription status', status);
+        store.load({
+          t: 'SNEW',
+          sub: {
+            subId: r[0] as string,
+            tokenId: r[1] as string,
+            relay: r[2] as string,
+            notifierId: r[3] as string,
+            ntfAuthKey: r[4] as string,
+            status: status as StoredSubStatus,
+          },
+        });
+      },
+    );
+    // In arrival order: the memory store keeps each token's in that order.
+    const lastNotifications = await each(
+      c,
+      `SELECT token_id, sub_id, nonce, sealed_meta, ts FROM ${s}.last_notifications ORDER BY seq`,
+      bytesTypes,
+      pageSize,
+      (r) => {
+        const tokenId = str(r[0] as Uint8Array);
+        const subId = str(r[1] as Uint8Array);
+        store.load({ t: 'LAST', tokenId, n: { subId, nonce: r[2] as Uint8Array, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
+      },
+    );
+    await c.query('COMMIT');
+    return { tokens, subscriptions, lastNotifications, ms: Math.round(performance.now() - started) };
+  } catch (e) {
+    broken = e as Error;
+    await c.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    c.release(broken);
+  }
+}
+
+/** Runs `sql` through a cursor, `pageSize` rows a fetch; the next page is fetched while this one is applied. */
+async function each(c: PoolClient, sql: string, types: CustomTypesConfig, pageSize: number, row: (r: unknown[]) => void): Promise<number> {
+  await c.query(`DECLARE ntf_load NO SCROLL CURSOR FOR ${sql}`);
+  const fetch = () => c.query<unknown[]>({ text: `FETCH ${pageSize} FROM ntf_load`, rowMode: 'array', types });
+  let n = 0;
+  let next = fetch();
+  for (;;) {
+    const page = await next;
+    const more = page.rows.length === pageSize;
+    if (more) {
+      next = fetch();
+      next.catch(() => {}); // awaited on the next turn; an error thrown below must not leave it unhandled
+    }
+    for (const r of page.rows) row(r);
+    n += page.rows.length;
+    if (!more) break;
+  }
+  await c.query('CLOSE ntf_load');
+  return n;
+}
+
+// ---- the write-behind log ----
+
+/** What the log reads back at flush time: the memory store. */
+export type NtfStateView = Pick<NtfStore, 'token' | 'sub' | 'lastNotifications'>;
+
+/** The keys records touched since the last flush. */
+class Pending {
+  readonly tokensDeleted = new Set<string>();
+  readonly tokensChanged = new Set<string>();
+  readonly subsDeleted = new Set<string>();
+  readonly subsCreated = new Set<string>();
+  readonly subsStatus = new Set<string>();
+  /** tokenId → subIds with a new last notification */
+  readonly last = new Map<string, Set<string>>();
+  records = 0;
+
+  add(r: NtfRecord): void {
+    this.records++;
+    switch (r.t) {
+      case 'TNEW':
+        this.tokensChanged.add(r.token.tokenId);
+        return;
+      case 'TSTAT':
+      case 'TDEV':
+      case 'TCODE':
+      case 'TCRN':
+        this.tokensChanged.add(r.tokenId);
+        return;
+      case 'TDEL':
+        this.tokensDeleted.add(r.tokenId);
+        return;
+      case 'SNEW':
+        this.subsCreated.add(r.sub.subId);
+        return;
+      case 'SSTAT':
+        this.subsStatus.add(r.subId);
+        return;
+      case 'SDEL':
+        this.subsDeleted.add(r.subId);
+        return;
+      case 'LAST': {
+        let subs = this.last.get(r.tokenId);
+        if (!subs) this.last.set(r.tokenId, (subs = new Set()));
+        subs.add(r.n.subId);
+        return;
+      }
+    }
+  }
+
+  /** Adds the keys of an earlier (failed) flush. */
+  merge(earlier: Pending): void {
+    for (const k of ['tokensDeleted', 'tokensChanged', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
+      for (const id of earlier[k]) this[k].add(id);
+    }
+    for (const [tokenId, subs] of earlier.last) {
+      const mine = this.last.get(tokenId);
+      if (!mine) this.last.set(tokenId, subs);
+      else for (const s of subs) mine.add(s);
+    }
+    this.records += earlier.records;
+  }
+}
+
+interface Statement {
+  text: string;
+  values: unknown[][];
+}
+
+/** Column arrays for one statement kind, cut into statements of at most `max` rows. */
+class Columns {
+  private cols: unknown[][];
+  readonly out: Statement[] = [];
+  constructor(
+    private readonly text: string,
+    private readonly width: number,
+    private readonly max: number,
+  ) {
+    this.cols = Array.from({ length: width }, () => []);
+  }
+  push(...row: unknown[]): void {
+    for (let i = 0; i < this.width; i++) this.cols[i]!.push(row[i]);
+    if (this.cols[0]!.length >= this.max) this.cut();
+  }
+  cut(): Statement[] {
+    if (this.cols[0]!.length > 0) {
+      this.out.push({ text: this.text, values: this.cols });
+      this.cols = Array.from({ length: this.width }, () => []);
+    }
+    return this.out;
+  }
+}
+
+export class PostgresLog implements RecordLog<NtfRecord> {
+  private pending = new Pending();
+  /** The end of the chain of flushes. */
+  private tail: Promise<void> = Promise.resolve();
+  /** A flush queued behind a running one, not started yet: later callers share it. */
+  private waiting: Promise<void> | undefined;
+  private closed = false;
+  private readonly sql: Record<
+    'delTokens' | 'delSubs' | 'upsertTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast',
+    string
+  >;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    schema: string,
+    private readonly state: NtfStateView,
+    private readonly batchRows = 10_000,
+  ) {
+    const s = pg.escapeIdentifier(checkSchema(schema));
+    this.sql = {
+      delTokens: `DELETE FROM ${s}.tokens WHERE token_id = ANY($1::bytea[])`,
+      delSubs: `DELETE FROM ${s}.subscriptions WHERE sub_id = ANY($1::bytea[])`,
+      upsertTokens: `
+        INSERT INTO ${s}.tokens (token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
+                                 status, invalid_reason, code, cron_minutes, cron_next_at)
+        SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[],
+                             $8::text[], $9::text[], $10::bytea[], $11::int[], $12::bigint[])
+        ON CONFLICT (token_id) DO UPDATE SET
+          provider = EXCLUDED.provider, device_token = EXCLUDED.device_token, tkn_auth_key = EXCLUDED.tkn_auth_key,
+          tkn_dh_key = EXCLUDED.tkn_dh_key, srv_dh_key = EXCLUDED.srv_dh_key, tkn_dh_secret = EXCLUDED.tkn_dh_secret,
+          status = EXCLUDED.status, invalid_reason = EXCLUDED.invalid_reason, code = EXCLUDED.code,
+          cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at`,
+      insertSubs: `
+        INSERT INTO ${s}.subscriptions (sub_id, token_id, relay, notifier_id, ntf_auth_key, status)
+        SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])
+        ON CONFLICT (sub_id) DO UPDATE SET
+          token_id = EXCLUDED.token_id, relay = EXCLUDED.relay, notifier_id = EXCLUDED.notifier_id,
+          ntf_auth_key = EXCLUDED.ntf_auth_key, status = EXCLUDED.status`,
+      subStatus: `
+        UPDATE ${s}.subscriptions s SET status = u.status
+        FROM unnest($1::bytea[], $2::text[]) AS u (sub_id, status) WHERE s.sub_id = u.sub_id`,
+      // Every notification of these tokens that memory no longer holds (replaced, pushed out by newer ones).
+      delLast: `
+        DELETE FROM ${s}.last_notifications
+        WHERE token_id = ANY($1::bytea[])
+          AND (token_id, sub_id) NOT IN (SELECT * FROM unnest($2::bytea[], $3::bytea[]))`,
+      // seq is drawn in arrival order (output expressions are evaluated after ORDER BY).
+      upsertLast: `
+        INSERT INTO ${s}.last_notifications (token_id, sub_id, nonce, sealed_meta, ts, seq)
+        SELECT u.token_id, u.sub_id, u.nonce, u.sealed_meta, u.ts, nextval('${s}.last_notifications_seq')
+        FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[]) WITH ORDINALITY
+             AS u (token_id, sub_id, nonce, sealed_meta, ts, ord)
+        ORDER BY u.ord
+        ON CONFLICT (token_id, sub_id) DO UPDATE SET
+          nonce = EXCLUDED.nonce, sealed_meta = EXCLUDED.sealed_meta, ts = EXCLUDED.ts, seq = EXCLUDED.seq`,
+    };
+  }
+
+  /** Records appended and not yet committed. */
+  get queued(): number {
+    return this.pending.records;
+  }
+
+  append(r: NtfRecord): void {
+    this.pending.add(r);
+  }
+
+  /** Resolves once every record appended before the call is committed. */
+  flush(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('NTF store: flush after close'));
+    if (this.waiting) return this.waiting;
+    const p = this.tail.then(() => {
+      this.waiting = undefined;
+      return this.write();
+    });
+    this.waiting = p;
+    this.tail = p.catch(() => {});
+    return p;
+  }
+
+  /** Flushes, then closes the connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      await this.pool.end();
+    }
+  }
+
+  /** Closes the connections without writing what is queued (a crash, or giving up after a fatal error). */
+  async discard(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = new Pending();
+    await this.tail;
+    await this.pool.end();
+  }
+
+  private async write(): Promise<void> {
+    const p = this.pending;
+    if (p.records === 0) return;
+    this.pending = new Pending();
+    // Built now, synchronously: the memory state matches exactly the records taken.
+    const statements = this.statements(p);
+    let c: PoolClient | undefined;
+    let broken: Error | undefined;
+    try {
+      c = await this.pool.connect();
+      await c.query('BEGIN');
+      for (const st of statements) await c.query(st.text, st.values);
+      await c.query('COMMIT');
+    } catch (e) {
+      broken = e as Error;
+      if (c) await c.query('ROLLBACK').catch(() => {});
+      this.pending.merge(p); // written again by the next flush
+      throw e;
+    } finally {
+      c?.release(broken);
+    }
+  }
+
+  private statements(p: Pending): Statement[] {
+    const max = this.batchRows;
+    const delTokens = new Columns(this.sql.delTokens, 1, max);
+    const delSubs = new Columns(this.sql.delSubs, 1, max);
+    const tokens = new Columns(this.sql.upsertTokens, 12, max);
+    const subs = new Columns(this.sql.insertSubs, 6, max);
+    const statuses = new Columns(this.sql.subStatus, 2, max);
+    const lastUpserts = new Columns(this.sql.upsertLast, 5, max);
+    const lastDeletes: Statement[] = [];
+
+    for (const id of p.tokensDeleted) delTokens.push(buf(id));
+    for (const id of p.subsDeleted) delSubs.push(buf(id));
+    for (const id of p.tokensChanged) {
+      const t = this.state.token(id);
+      if (t) tokens.push(...tokenRow(t));
+      else if (!p.tokensDeleted.has(id)) delTokens.push(buf(id)); // never stored (memory ignored it): nothing to write
+    }
+    for (const id of p.subsCreated) {
+      const s = this.state.sub(id);
+      if (s) subs.push(...subRow(s));
+      else if (!p.subsDeleted.has(id)) delSubs.push(buf(id));
+    }
+    for (const id of p.subsStatus) {
+      if (p.subsCreated.has(id)) continue; // written whole above
+      const s = this.state.sub(id);
+      if (s) statuses.push(buf(id), s.status);
+    }
+
+    // Last notifications: per touched token, keep exactly what memory keeps.
+    let tokenIds: Buffer[] = [];
+    let keepT: Buffer[] = [];
+    let keepS: Buffer[] = [];
+    const cutDeletes = () => {
+      if (tokenIds.length > 0) lastDeletes.push({ text: this.sql.delLast, values: [tokenIds, keepT, keepS] });
+      tokenIds = [];
+      keepT = [];
+      keepS = [];
+    };
+    for (const [tokenId, touched] of p.last) {
+      const tid = buf(tokenId);
+      tokenIds.push(tid);
+      for (const n of this.state.lastNotifications(tokenId, LAST_PER_TOKEN)) {
+        const sid = buf(n.subId);
+        keepT.push(tid);
+        keepS.push(sid);
+        // One of a subscription that does not exist has no row to refer to: memory keeps it, the database cannot.
+        if (touched.has(n.subId) && this.state.sub(n.subId)) lastUpserts.push(tid, sid, n.nonce, n.sealedMeta, n.ts);
+      }
+      if (keepT.length >= max) cutDeletes();
+    }
+    cutDeletes();
+
+    return [
+      ...delTokens.cut(),
+      ...delSubs.cut(),
+      ...tokens.cut(),
+      ...subs.cut(),
+      ...statuses.cut(),
+      ...lastDeletes,
+      ...lastUpserts.cut(),
+    ];
+  }
+}
+
+function tokenRow(t: TokenRecord): unknown[] {
+  return [
+    buf(t.tokenId),
+    t.device.provider,
+    t.device.token,
+    t.tknAuthKey,
+    t.tknDhKey,
+    t.srvDhKey,
+    t.tknDhSecret,
+    t.status.status,
+    t.status.status === 'INVALID' ? t.status.reason : null,
+    t.code,
+    t.cronMinutes,
+    t.cronNextAt,
+  ];
+}
+
+const subRow = (s: SubRecord): unknown[] => [buf(s.subId), buf(s.tokenId), s.relay, buf(s.notifierId), buf(s.ntfAuthKey), s.status];
+
