@@ -1,0 +1,98 @@
+// `hush ntf init|start`: creates a notification server's keys and config, and runs it.
+import fs from 'node:fs';
+import { nodeCrypto } from '../core/crypto/node.ts';
+import { nodeWebSocket } from '../node/websocket.ts';
+import { ApnsProvider } from '../push/apns/provider.ts';
+import type { PushProvider } from '../push/provider.ts';
+import { ConfigError } from '../server/config.ts';
+import { readKeyFile } from '../server/identity.ts';
+import { initServer } from '../server/init.ts';
+import { createLogger } from '../server/log.ts';
+import { startOps } from '../server/ops.ts';
+import { loadNtfConfig, ntfFiles, type NtfConfig } from './config.ts';
+import { NtfServer } from './server.ts';
+import { openJournalNtfStore } from './store/journal.ts';
+import { openPostgresNtfStore } from './store/postgres.ts';
+
+/** Creates the identity and service keys and a config file; returns the server's address. */
+export function initNtf(o: { dir: string; host?: string; port?: number }): string {
+  const files = ntfFiles(o.dir);
+  return initServer({
+    dir: o.dir,
+    configFile: files.config,
+    identityFile: files.identity,
+    keyFiles: [[files.serviceKey, 'x25519']],
+    initialConfig: { host: o.host ?? '127.0.0.1', port: o.port ?? 5224 },
+    load: () => loadNtfConfig(o.dir),
+  });
+}
+
+async function openStore(c: NtfConfig, dir: string) {
+  if (c.store.backend === 'postgres')
+    return (await openPostgresNtfStore({ url: c.store.databaseUrl!, schema: c.store.schema })).store;
+  return openJournalNtfStore(ntfFiles(dir).store, { fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 }).store;
+}
+
+function providers(c: NtfConfig): PushProvider[] {
+  const list: PushProvider[] = [];
+  if (c.apns)
+    list.push(
+      new ApnsProvider({
+        host: c.apns.host,
+        keyId: c.apns.keyId,
+        teamId: c.apns.teamId,
+        key: fs.readFileSync(c.apns.keyFile, 'utf8'),
+        topic: c.apns.topic,
+        serves: [c.apns.serves ?? (c.apns.host === 'sandbox' ? 'apns-sandbox' : 'apns')],
+        connections: c.apns.connections,
+        ...(c.apns.caFile ? { ca: fs.readFileSync(c.apns.caFile) } : {}),
+      }),
+    );
+  return list;
+}
+
+export interface RunningNtf {
+  server: NtfServer;
+  address: string;
+  metricsPort: number;
+  stop(): Promise<void>;
+}
+
+export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<RunningNtf> {
+  const c = loadNtfConfig(dir, env);
+  const files = ntfFiles(dir);
+  if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush ntf init --dir ${dir}\` first`);
+  const log = createLogger('ntf', c.logLevel);
+  const list = providers(c);
+  if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns in ntf.json' });
+  const server = new NtfServer({
+    identity: readKeyFile(files.identity),
+    serviceKey: readKeyFile(files.serviceKey, 'x25519'),
+    crypto: nodeCrypto,
+    store: await openStore(c, dir),
+    providers: list,
+    relayWebSocket: nodeWebSocket(),
+    host: c.host,
+    port: c.port,
+    ...(c.publicHost ? { publicHost: c.publicHost } : {}),
+    ...(c.tls ? { tls: { cert: fs.readFileSync(c.tls.cert), key: fs.readFileSync(c.tls.key) } } : {}),
+    log,
+    dispatch: c.dispatch,
+    cronIntervalMs: c.cronIntervalSeconds * 1000,
+  });
+  await server.start();
+  const ops = await startOps(server.metrics.registry, c.metrics.host, c.metrics.port, () => ({
+    ok: true,
+    connections: server.connections,
+    relays: server.subscriber.connections,
+  }));
+  return {
+    server,
+    address: server.address,
+    metricsPort: ops.port,
+    async stop() {
+      await ops.close();
+      await server.stop();
+    },
+  };
+}

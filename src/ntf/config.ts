@@ -1,0 +1,92 @@
+// Notification server configuration: <dir>/ntf.json, overridden by HUSH_NTF_* variables.
+import path from 'node:path';
+import { z } from 'zod';
+import { loadConfig, type EnvMap } from '../server/config.ts';
+import { DEFAULT_DISPATCH } from './dispatch.ts';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positive = z.coerce.number().int().positive();
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
+export const ntfConfigSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(5224),
+    publicHost: z.string().min(1).optional(),
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    metrics: z
+      .object({ host: z.string().min(1).default('127.0.0.1'), port: port.default(9465) })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        backend: z.enum(['journal', 'postgres']).default('journal'),
+        fsync: bool.default(false),
+        compactMinMB: positive.default(64),
+        /** postgres://user@host:port/db, for backend postgres. */
+        databaseUrl: z.string().min(1).optional(),
+        schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('hush_ntf'),
+      })
+      .strict()
+      .prefault({})
+      .refine((s) => s.backend !== 'postgres' || s.databaseUrl, { message: 'store.databaseUrl is required for backend postgres' }),
+    /** Apple Push Notification service: token-based (.p8) authentication. */
+    apns: z
+      .object({
+        host: z.string().min(1).default('production'),
+        keyId: z.string().min(1),
+        teamId: z.string().min(1),
+        keyFile: z.string().min(1),
+        topic: z.string().min(1),
+        /** Tokens of development builds are 'apns-sandbox'. */
+        serves: z.enum(['apns', 'apns-sandbox']).optional(),
+        caFile: z.string().min(1).optional(),
+        connections: positive.default(1),
+      })
+      .strict()
+      .optional(),
+    dispatch: z
+      .object({
+        queueLimit: positive.default(DEFAULT_DISPATCH.queueLimit),
+        concurrency: positive.default(DEFAULT_DISPATCH.concurrency),
+        maxAttempts: positive.default(DEFAULT_DISPATCH.maxAttempts),
+      })
+      .strict()
+      .prefault({}),
+    cronIntervalSeconds: positive.default(10),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type NtfConfig = z.infer<typeof ntfConfigSchema>;
+
+export const NTF_ENV: EnvMap = {
+  HUSH_NTF_HOST: 'host',
+  HUSH_NTF_PORT: 'port',
+  HUSH_NTF_PUBLIC_HOST: 'publicHost',
+  HUSH_NTF_TLS_CERT: 'tls.cert',
+  HUSH_NTF_TLS_KEY: 'tls.key',
+  HUSH_NTF_METRICS_HOST: 'metrics.host',
+  HUSH_NTF_METRICS_PORT: 'metrics.port',
+  HUSH_NTF_STORE: 'store.backend',
+  HUSH_NTF_FSYNC: 'store.fsync',
+  HUSH_NTF_DATABASE_URL: 'store.databaseUrl',
+  HUSH_NTF_DATABASE_SCHEMA: 'store.schema',
+  HUSH_NTF_APNS_HOST: 'apns.host',
+  HUSH_NTF_APNS_KEY_ID: 'apns.keyId',
+  HUSH_NTF_APNS_TEAM_ID: 'apns.teamId',
+  HUSH_NTF_APNS_KEY_FILE: 'apns.keyFile',
+  HUSH_NTF_APNS_TOPIC: 'apns.topic',
+  HUSH_NTF_APNS_CA_FILE: 'apns.caFile',
+  HUSH_LOG_LEVEL: 'logLevel',
+};
+
+export const ntfFiles = (dir: string) => ({
+  config: path.join(dir, 'ntf.json'),
+  identity: path.join(dir, 'identity.key'),
+  serviceKey: path.join(dir, 'service.key'),
+  store: path.join(dir, 'store'),
+});
+
+export const loadNtfConfig = (dir: string, env: NodeJS.ProcessEnv = process.env) =>
+  loadConfig(ntfConfigSchema, ntfFiles(dir).config, NTF_ENV, env);

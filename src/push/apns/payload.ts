@@ -1,0 +1,94 @@
+// APNs rendering of a push: the JSON body and the request headers.
+//
+// Apple sees only what it must: a generic alert (the app's Notification Service
+// Extension replaces it on the device after opening `d`), or a silent
+// background wake-up, plus the sealed fixed-size blob `d` (base64url). Every
+// kind of push therefore has the same shape of body and one size per kind,
+// well under Apple's 4096-byte limit for the whole JSON.
+//
+//   message:      {"aps":{"alert":{"title":…,"body":…},"mutable-content":1,"category":"MESSAGE"},"d":"…"}
+//                 apns-push-type alert, apns-priority 10
+//   verification: {"aps":{"content-available":1},"d":"…"}   background, priority 5
+//   check:        {"aps":{"content-available":1},"d":"…"}   background, priority 5
+// The two background kinds share every header and their lifetime, so Apple
+// cannot tell a verification from a periodic check.
+import type { PushKind } from '../../ntf/push.ts';
+import type { PushRequest } from '../provider.ts';
+
+/** Largest JSON body APNs accepts for a (non-VoIP) notification, in bytes. */
+export const APNS_MAX_PAYLOAD = 4096;
+
+export interface ApnsAlert {
+  title: string;
+  body: string;
+}
+
+/** What the device shows if the extension cannot run (and all that Apple sees). */
+export const DEFAULT_ALERT: ApnsAlert = { title: 'New message', body: 'You have a new message' };
+
+/** The category of message alerts, so the app can attach actions to them. */
+export const MESSAGE_CATEGORY = 'MESSAGE';
+
+/** Seconds Apple keeps an undelivered push of each kind (apns-expiration = now + this). */
+export const DEFAULT_TTL_SECONDS: Readonly<Record<PushKind, number>> = {
+  message: 24 * 3600,
+  // background kinds alike (see above): a stale check is superseded by the next (TCRN ≥ 20 min)
+  verification: 3600,
+  check: 3600,
+};
+
+export type ApnsPushType = 'alert' | 'background';
+
+export interface ApnsHeaders {
+  'apns-push-type': ApnsPushType;
+  'apns-priority': '10' | '5';
+  /** UNIX seconds after which Apple drops the push if it could not deliver it. */
+  'apns-expiration': string;
+  'apns-topic': string;
+  'apns-collapse-id'?: string;
+}
+
+export interface ApnsRenderOptions {
+  /** The app's bundle ID. */
+  topic: string;
+  alert?: ApnsAlert;
+  ttlSeconds?: Partial<Record<PushKind, number>>;
+  /** Milliseconds since the epoch. */
+  now?: () => number;
+}
+
+export interface ApnsRendered {
+  headers: ApnsHeaders;
+  body: string;
+}
+
+/** The JSON body, as sent (UTF-8). Throws if it would exceed APNS_MAX_PAYLOAD (only a very long custom alert can). */
+export function apnsBody(req: Pick<PushRequest, 'kind' | 'data'>, alert: ApnsAlert = DEFAULT_ALERT): string {
+  const d = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength).toString('base64url');
+  const aps =
+    req.kind === 'message'
+      ? { alert: { title: alert.title, body: alert.body }, 'mutable-content': 1, category: MESSAGE_CATEGORY }
+      : { 'content-available': 1 };
+  const body = JSON.stringify({ aps, d });
+  const size = Buffer.byteLength(body);
+  if (size > APNS_MAX_PAYLOAD) throw new RangeError(`APNs payload of ${size} bytes exceeds ${APNS_MAX_PAYLOAD}`);
+  return body;
+}
+
+export function apnsHeaders(kind: PushKind, opts: ApnsRenderOptions): ApnsHeaders {
+  const now = opts.now ?? Date.now;
+  const ttl = opts.ttlSeconds?.[kind] ?? DEFAULT_TTL_SECONDS[kind];
+  const alert = kind === 'message';
+  const headers: ApnsHeaders = {
+    'apns-push-type': alert ? 'alert' : 'background',
+    // Apple requires 5 for background pushes; 10 delivers alerts at once
+    'apns-priority': alert ? '10' : '5',
+    'apns-expiration': String(Math.floor(now() / 1000) + ttl),
+    'apns-topic': opts.topic,
+  };
+  return headers;
+}
+
+export function renderApns(req: Pick<PushRequest, 'kind' | 'data'>, opts: ApnsRenderOptions): ApnsRendered {
+  return { headers: apnsHeaders(req.kind, opts), body: apnsBody(req, opts.alert) };
+}
