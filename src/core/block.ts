@@ -15,22 +15,35 @@ export const maxItemLength = (contentSize: number) => contentSize - BLOCK_HEADER
 
 export function encodeBlock(items: Uint8Array[], contentSize: number): Uint8Array {
   // Written straight into the zero-filled block: one allocation, no copies of the padding.
+  const used = blockUsed(items, contentSize);
+  const out = new Uint8Array(contentSize);
+  writeBlock(items, out, used);
+  return out;
+}
+
+/** Bytes the header and items of a block take; throws, before anything is written, if they don't fit. */
+function blockUsed(items: Uint8Array[], contentSize: number): number {
   let size = BLOCK_HEADER;
   for (const item of items) {
     if (item.length > 0xffff) throw new RangeError('long bytes over 65535');
     size += ITEM_HEADER + item.length;
   }
   if (size > contentSize) throw new RangeError('block overflow');
-  const out = new Uint8Array(contentSize);
-  const view = new DataView(out.buffer);
-  view.setUint16(0, items.length);
+  return size;
+}
+
+/** Writes header and items at the start of `out` (whose bytes from `used` on must be zero). */
+function writeBlock(items: Uint8Array[], out: Uint8Array, used: number): void {
+  out[0] = items.length >>> 8;
+  out[1] = items.length;
   let pos = BLOCK_HEADER;
   for (const item of items) {
-    view.setUint16(pos, item.length);
+    out[pos] = item.length >>> 8;
+    out[pos + 1] = item.length;
     out.set(item, pos + ITEM_HEADER);
     pos += ITEM_HEADER + item.length;
   }
-  return out;
+  if (pos !== used) throw new Error('block size mismatch');
 }
 
 export function decodeBlock(block: Uint8Array): Parsed<Uint8Array[]> {
@@ -62,21 +75,26 @@ function allZero(b: Uint8Array): boolean {
 
 /** Packs items greedily into as few blocks as possible, keeping their order. */
 export function packBlocks(items: Uint8Array[], contentSize: number): Uint8Array[] {
-  const blocks: Uint8Array[] = [];
+  return groupBlocks(items, contentSize).map((batch) => encodeBlock(batch, contentSize));
+}
+
+/** The items of each block packBlocks makes, not yet encoded (for BlockCipher.sealItems). */
+export function groupBlocks(items: Uint8Array[], contentSize: number): Uint8Array[][] {
+  const blocks: Uint8Array[][] = [];
   let batch: Uint8Array[] = [];
   let used = BLOCK_HEADER;
   for (const item of items) {
     const size = ITEM_HEADER + item.length;
     if (size + BLOCK_HEADER > contentSize) throw new RangeError('transmission larger than a block');
     if (used + size > contentSize || batch.length === 0xffff) {
-      blocks.push(encodeBlock(batch, contentSize));
+      blocks.push(batch);
       batch = [];
       used = BLOCK_HEADER;
     }
     batch.push(item);
     used += size;
   }
-  if (batch.length > 0) blocks.push(encodeBlock(batch, contentSize));
+  if (batch.length > 0) blocks.push(batch);
   return blocks;
 }
 
@@ -84,6 +102,9 @@ export function packBlocks(items: Uint8Array[], contentSize: number): Uint8Array
 export class BlockCipher {
   private counter = 0;
   private readonly nonce = new Uint8Array(NONCE_LENGTH);
+  /** Plain block reused by sealItems: bytes from `scratchUsed` on are zero. */
+  private scratch: Uint8Array | undefined;
+  private scratchUsed = 0;
 
   constructor(
     private readonly crypto: CryptoSuite,
@@ -104,6 +125,21 @@ export class BlockCipher {
 
   seal(content: Uint8Array): Uint8Array {
     return this.crypto.seal(this.key, this.next(), content);
+  }
+
+  /**
+   * seal(encodeBlock(items, contentSize)), with the plain block encoded into a
+   * buffer this cipher reuses rather than a new one per block: blocks are
+   * large, and allocating them is what drives the garbage collector on a busy
+   * server. (The suite's seal returns new bytes; it keeps nothing of its input.)
+   */
+  sealItems(items: Uint8Array[]): Uint8Array {
+    const used = blockUsed(items, this.contentSize);
+    const s = (this.scratch ??= new Uint8Array(this.contentSize));
+    if (used < this.scratchUsed) s.fill(0, used, this.scratchUsed);
+    writeBlock(items, s, used);
+    this.scratchUsed = used;
+    return this.seal(s);
   }
 
   /** Undefined if the block was altered, reordered, replayed or has the wrong size. */

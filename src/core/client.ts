@@ -3,7 +3,7 @@
 // requests issued in the same tick into one block, and matches responses to
 // requests by corrId. Runtime-neutral: the WebSocket comes through a factory
 // (the platform's WebSocket by default; `ws` in Node, see node/websocket.ts).
-import { BlockCipher, decodeBlock, encodeBlock, maxItemLength, packBlocks } from './block.ts';
+import { BlockCipher, decodeBlock, encodeBlock, groupBlocks, maxItemLength } from './block.ts';
 import { type ServerAddress, webSocketUrl } from './address.ts';
 import { Encoder } from './encoding.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
@@ -87,7 +87,9 @@ export class ProtocolClient {
   static connect(opts: ClientOptions): Promise<ProtocolClient> {
     const { crypto, blockSize } = opts;
     const ws = (opts.webSocket ?? platformWebSocket)(webSocketUrl(opts.address));
-    ws.binaryType = 'arraybuffer';
+    // Browsers default to Blobs: ask for ArrayBuffers. Node's `ws` gives Buffers (views of what the
+    // socket read) unless asked for ArrayBuffers, which it would copy every block into.
+    if (ws.binaryType !== 'nodebuffer') ws.binaryType = 'arraybuffer';
     return new Promise((resolve, reject) => {
       const fail = (why: string) => {
         ws.onmessage = ws.onclose = ws.onerror = null;
@@ -158,7 +160,7 @@ export class ProtocolClient {
     const signed = signedPart(corrId, entityId, command);
     const auth = authKey ? authenticator(this.opts.crypto, this.authKey(authKey), this.sessionId, signed) : new Uint8Array(0);
     const t = encodeTransmission(auth, signed);
-    // Refused here: packBlocks would throw later inside the flush microtask, which crashes the process.
+    // Refused here: groupBlocks would throw later inside the flush microtask, which crashes the process.
     if (t.length > maxItemLength(this.sendCipher.contentSize))
       return Promise.reject(new RangeError('transmission larger than a block'));
     return new Promise((resolve, reject) => {
@@ -198,7 +200,7 @@ export class ProtocolClient {
     const items = this.outbox;
     this.outbox = [];
     if (this.closedReason !== undefined) return;
-    for (const block of packBlocks(items, this.sendCipher.contentSize)) this.ws.send(this.sendCipher.seal(block));
+    for (const batch of groupBlocks(items, this.sendCipher.contentSize)) this.ws.send(this.sendCipher.sealItems(batch));
   }
 
   private receive(data: Uint8Array | undefined): void {

@@ -43,6 +43,22 @@ export function encodeTransmission(auth: Uint8Array, signed: Uint8Array): Uint8A
   return concat(Uint8Array.of(auth.length), auth, signed);
 }
 
+/**
+ * encodeTransmission(empty authenticator, signedPart(corrId, entityId, command))
+ * in one allocation: the form of every reply and event a server sends.
+ */
+export function encodeUnauthenticated(corrId: Uint8Array, entityId: Uint8Array, command: Uint8Array): Uint8Array {
+  if (corrId.length > 0xff || entityId.length > 0xff) throw new RangeError('short bytes over 255');
+  const out = new Uint8Array(3 + corrId.length + entityId.length + command.length);
+  out[1] = corrId.length;
+  out.set(corrId, 2);
+  const e = 2 + corrId.length;
+  out[e] = entityId.length;
+  out.set(entityId, e + 1);
+  out.set(command, e + 1 + entityId.length);
+  return out;
+}
+
 export function authenticator(crypto: CryptoSuite, key: Uint8Array, sessionId: Uint8Array, signed: Uint8Array) {
   return crypto.hmacSha256(key, concat(sessionId, signed));
 }

@@ -148,7 +148,8 @@ const notifierKeys = (d: Decoder): NotifierKeys => ({
 });
 
 export function encodeResponse(r: RelayResponse): Uint8Array {
-  const e = new Encoder(64).tag(r.type);
+  // A MSG is sized exactly (tag 1+3, msgId 1+n, sealed 2+n): no regrowing, no copy.
+  const e = new Encoder(r.type === 'MSG' ? 7 + r.msgId.length + r.sealed.length : 64).tag(r.type);
   switch (r.type) {
     case 'IDS':
       e.short(r.rcvId).short(r.sndId).short(r.srvDhKey).bool(r.ntf !== undefined);

@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { BlockCipher, decodeBlock, encodeBlock, packBlocks } from '../core/block.ts';
+import { BlockCipher, decodeBlock, encodeBlock, groupBlocks } from '../core/block.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import {
   decodeClientHello,
@@ -18,8 +18,7 @@ import {
 } from '../core/handshake.ts';
 import {
   decodeTransmission,
-  encodeTransmission,
-  signedPart,
+  encodeUnauthenticated,
   verifyAuthenticator,
   type Transmission,
 } from '../core/transmission.ts';
@@ -104,7 +103,7 @@ export class Session {
   /** Queues a reply (corrId set) or an event (empty corrId). */
   send(corrId: Uint8Array, entityId: Uint8Array, command: Uint8Array): void {
     if (this.closed) return;
-    this.outbox.push(encodeTransmission(EMPTY, signedPart(corrId, entityId, command)));
+    this.outbox.push(encodeUnauthenticated(corrId, entityId, command));
     this.server.markDirty(this);
   }
 
@@ -120,7 +119,7 @@ export class Session {
 
   writeBlocks(items: Uint8Array[]): void {
     if (this.closed) return;
-    for (const block of packBlocks(items, this.cipherOut.contentSize)) this.ws.send(this.cipherOut.seal(block));
+    for (const batch of groupBlocks(items, this.cipherOut.contentSize)) this.ws.send(this.cipherOut.sealItems(batch));
   }
 
   receive(data: Uint8Array): void {

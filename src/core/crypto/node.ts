@@ -31,8 +31,29 @@ function rawPair(type: 'x25519' | 'ed25519'): KeyPair {
 
 const u8 = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
+// Small random values (IDs, nonces: one or two per message on a relay) are cut
+// from a pool filled from OpenSSL 4 KiB at a time: a randomBytes call costs
+// microseconds, most of it fixed. Each value is copied out and its pool bytes
+// zeroed, so nothing handed out stays behind in the pool.
+const POOL_BYTES = 4096;
+const POOLED_MAX = 64;
+let pool = Buffer.alloc(0);
+let poolPos = 0;
+function randomBytes(n: number): Uint8Array {
+  if (n > POOLED_MAX) return u8(crypto.randomBytes(n));
+  if (poolPos + n > pool.length) {
+    pool = crypto.randomBytes(POOL_BYTES);
+    poolPos = 0;
+  }
+  const out = new Uint8Array(n);
+  out.set(pool.subarray(poolPos, poolPos + n));
+  pool.fill(0, poolPos, poolPos + n);
+  poolPos += n;
+  return out;
+}
+
 export const nodeCrypto: CryptoSuite = {
-  randomBytes: (n) => u8(crypto.randomBytes(n)),
+  randomBytes,
   sha256: (data) => u8(crypto.createHash('sha256').update(data).digest()),
   hmacSha256: (key, data) => u8(crypto.createHmac('sha256', key).update(data).digest()),
   hkdfSha256: (ikm, salt, info, length) => new Uint8Array(crypto.hkdfSync('sha256', ikm, salt, info, length)),
@@ -69,7 +90,8 @@ export const nodeCrypto: CryptoSuite = {
     if (aad) d.setAAD(aad, { plaintextLength: sealed.length - 16 });
     try {
       const head = d.update(sealed.subarray(0, sealed.length - 16));
-      return u8(Buffer.concat([head, d.final()]));
+      const tail = d.final(); // empty for a stream cipher: then no copy of the (block-sized) head
+      return u8(tail.length === 0 ? head : Buffer.concat([head, tail]));
     } catch {
       return undefined;
     }

@@ -34,7 +34,12 @@ function readNotifier(d: Decoder): NotifierRecord {
 }
 
 export function encodeRecord(r: StoreRecord): Uint8Array {
-  const e = new Encoder(r.t === 'MADD' ? r.m.body.length + 64 : 128).u8(TAGS.indexOf(r.t));
+  // Sized so the two records of every message need no copy: MADD exactly (tag, rcvId, msgId,
+  // ts, notify, body), the rest within 64 bytes, small enough for V8 to allocate cheaply (the
+  // encoder grows for the larger, rarer ones).
+  const e = new Encoder(
+    r.t === 'MADD' ? 14 + r.rcvId.length + r.m.msgId.length + r.m.body.length : 64,
+  ).u8(TAGS.indexOf(r.t));
   switch (r.t) {
     case 'QNEW': {
       const q = r.q;

@@ -1,0 +1,173 @@
+// Helpers every benchmark section shares: machine facts, statistics, child
+// processes that are always killed, and the results file format
+//   bench/results/<section>.json = { figures: { name: number }, machine, date, notes }
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.dirname(BENCH_DIR);
+export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+
+export function machine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Nearest-rank percentile (p in 0..100) of an already sorted array. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export const round = (x: number, digits = 0) => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+/** CPU time (user + system, ms) a Linux process has used so far; undefined elsewhere. */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (ms) all processes on the machine have used so far (Linux); undefined elsewhere. */
+export function machineBusyMs(): number | undefined {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal ...; idle and iowait are not busy; guest time is inside user.
+    const busy = f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3]! - (f[4] ?? 0);
+    return (busy * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+export const selfCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Child processes a section started; killAll() runs at the end of the section, even on error. */
+export class Children {
+  private readonly procs = new Set<ChildProcess>();
+
+  spawn(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
+    const p = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.procs.add(p);
+    p.once('exit', () => this.procs.delete(p));
+    return p;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs` for whatever is still running. */
+  async killAll(graceMs = 3000): Promise<void> {
+    const live = [...this.procs].filter((p) => p.exitCode === null && p.signalCode === null);
+    await Promise.all(live.map((p) => stop(p, graceMs)));
+  }
+}
+
+/** Runs a child to its end; resolves with its stdout, rejects on a non-zero exit or after `timeoutMs`. */
+export function runChild(children: Children, cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  const p = children.spawn(cmd, args);
+  let out = '';
+  let err = '';
+  p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`child did not finish within ${timeoutMs} ms: ${err}`));
+    }, timeoutMs);
+    p.once('exit', (code, signal) => {
+      clearTimeout(t);
+      if (code === 0) resolve(out);
+      else reject(new Error(`child failed (${code ?? signal}): ${err || out}`));
+    });
+  });
+}
+
+export function stop(p: ChildProcess, graceMs = 3000): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    p.kill('SIGTERM');
+  });
+}
+
+/** Resolves with the first match of `re` on the child's stdout; rejects if it exits or times out. */
+export function waitForLine(p: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const done = (f: () => void) => {
+      clearTimeout(t);
+      p.stdout?.off('data', onOut);
+      p.stderr?.off('data', onErr);
+      p.off('exit', onExit);
+      f();
+    };
+    const onOut = (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(re);
+      if (m) done(() => resolve(m));
+    };
+    const onErr = (d: Buffer) => {
+      err += d.toString();
+    };
+    const onExit = (code: number | null) => done(() => reject(new Error(`child exited (${code}) before ready: ${err || out}`)));
+    const t = setTimeout(() => done(() => reject(new Error(`child not ready within ${timeoutMs} ms: ${err || out}`))), timeoutMs);
+    p.stdout?.on('data', onOut);
+    p.stderr?.on('data', onErr);
+    p.once('exit', onExit);
+  });
+}
+
+export interface SectionResult {
+  figures: Record<string, number>;
+  notes?: Record<string, unknown>;
+}
+
+export function writeResults(section: string, r: SectionResult): string {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${section}.json`);
+  const doc = { figures: r.figures, machine: machine(), date: new Date().toISOString(), ...(r.notes ? { notes: r.notes } : {}) };
+  fs.writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
+  return file;
+}
+
+/** A plain text table. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
