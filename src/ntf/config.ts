@@ -1,23 +1,15 @@
 // Notification server configuration: <dir>/ntf.json, overridden by HUSH_NTF_* variables.
 import path from 'node:path';
 import { z } from 'zod';
-import { loadConfig, type EnvMap } from '../server/config.ts';
+import { boolSchema, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
 import { DEFAULT_DISPATCH } from './dispatch.ts';
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positive = z.coerce.number().int().positive();
-const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+const positive = positiveSchema;
+const bool = boolSchema;
 
 export const ntfConfigSchema = z
   .object({
-    host: z.string().min(1).default('127.0.0.1'),
-    port: port.default(5224),
-    publicHost: z.string().min(1).optional(),
-    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
-    metrics: z
-      .object({ host: z.string().min(1).default('127.0.0.1'), port: port.default(9465) })
-      .strict()
-      .prefault({}),
+    ...listenerSchema(5224, 9465),
     store: z
       .object({
         backend: z.enum(['journal', 'postgres']).default('journal'),
@@ -54,7 +46,6 @@ export const ntfConfigSchema = z
       .strict()
       .prefault({}),
     cronIntervalSeconds: positive.default(10),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
 

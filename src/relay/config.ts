@@ -1,25 +1,16 @@
 // Relay configuration: <dir>/relay.json, overridden by HUSH_RELAY_* variables.
 import path from 'node:path';
 import { z } from 'zod';
-import { loadConfig, type EnvMap } from '../server/config.ts';
+import { boolSchema, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
 import { MAX_MESSAGE_BYTES } from './protocol.ts';
 import { DEFAULT_LIMITS } from './server.ts';
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positive = z.coerce.number().int().positive();
-const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+const positive = positiveSchema;
+const bool = boolSchema;
 
 export const relayConfigSchema = z
   .object({
-    host: z.string().min(1).default('127.0.0.1'),
-    port: port.default(5223),
-    /** Host name clients use, put into the printed address. */
-    publicHost: z.string().min(1).optional(),
-    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
-    metrics: z
-      .object({ host: z.string().min(1).default('127.0.0.1'), port: port.default(9464) })
-      .strict()
-      .default({ host: '127.0.0.1', port: 9464 }),
+    ...listenerSchema(5223, 9464),
     store: z
       .object({ fsync: bool.default(false), compactMinMB: positive.default(64) })
       .strict()
@@ -34,7 +25,6 @@ export const relayConfigSchema = z
       })
       .strict()
       .prefault({}),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 // Config loading shared by every Hush server: a JSON file, then environment
 // overrides, then one zod validation whose errors name the setting and where it came from.
 import fs from 'node:fs';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -53,4 +53,26 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
     o = o[p] as Record<string, unknown>;
   }
   o[parts.at(-1)!] = value;
+}
+
+// Schema pieces every server's config shares.
+export const portSchema = z.coerce.number().int().min(0).max(65535);
+export const positiveSchema = z.coerce.number().int().positive();
+/** A boolean, also from the env strings "true" and "false". */
+export const boolSchema = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
+/** host, port, publicHost, tls, metrics and logLevel, with this server's default ports. */
+export function listenerSchema(defaultPort: number, defaultMetricsPort: number) {
+  return {
+    host: z.string().min(1).default('127.0.0.1'),
+    port: portSchema.default(defaultPort),
+    /** Host name clients use, put into the printed address. */
+    publicHost: z.string().min(1).optional(),
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    metrics: z
+      .object({ host: z.string().min(1).default('127.0.0.1'), port: portSchema.default(defaultMetricsPort) })
+      .strict()
+      .prefault({}),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  };
 }
