@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { PushProvider, PushResult } from '../push/provider.ts';
 import type { NtfMetrics } from './metrics.ts';
-import type { Provider } from './protocol.ts';
+import { equalBytes } from '../core/encoding.ts';
+import type { DeviceToken, Provider } from './protocol.ts';
 import { MAX_PUSH_ENTRIES, sealPush, type PushContent, type PushKind } from './push.ts';
 import { bytesOf } from './store/records.ts';
 import type { NtfStore, TokenRecord } from './store/store.ts';
@@ -120,7 +121,10 @@ export class Dispatcher {
     const { store, metrics } = this.deps;
     const token = store.token(job.tokenId);
     const content = token && this.content(token, job.kind);
-    if (!token || !content) {
+    // A TRPL to another provider leaves this job in the old provider's queue: the
+    // new device token is not this provider's to push to (a real provider would
+    // call it invalid). TRPL queued the verification push with the right provider.
+    if (!token || !content || this.queues.get(token.device.provider) !== q) {
       q.queued.delete(jobKey(job));
       return;
     }
@@ -129,10 +133,13 @@ export class Dispatcher {
     q.inFlight++;
     let result: PushResult;
     const started = performance.now();
+    const device = token.device;
     try {
-      result = await q.provider.send({ device: token.device, kind: job.kind, data: sealPush(this.deps.crypto, token.tknDhSecret, content) });
+      result = await q.provider.send({ device, kind: job.kind, data: sealPush(this.deps.crypto, token.tknDhSecret, content) });
     } catch (e) {
-      result = { outcome: 'retry', reason: String(e) };
+      // Only the error's class: its text may carry the device token (a Web Push
+      // endpoint URL, an APNs request path), and the reason ends up in the logs.
+      result = { outcome: 'retry', reason: `provider threw ${e instanceof Error ? e.name : typeof e}` };
     }
     q.inFlight--;
     metrics.pushSeconds.observe({ provider: q.name }, (performance.now() - started) / 1000);
@@ -143,14 +150,18 @@ export class Dispatcher {
       this.retryLater(q, { ...job, attempt: job.attempt + 1 }, result.afterMs);
     } else {
       if (job.kind !== 'message') q.queued.delete(jobKey(job));
-      this.settle(token.tokenId, job, q.name, result);
+      this.settle(token.tokenId, job, q.name, result, device);
     }
     if (!this.closed) this.pump(q);
   }
 
-  private settle(tokenId: string, job: Job, provider: string, result: PushResult): void {
+  private settle(tokenId: string, job: Job, provider: string, result: PushResult, device: DeviceToken): void {
     const { store, metrics, log } = this.deps;
-    const token = store.token(tokenId);
+    // The device token may have been replaced (TRPL) while this push was in flight:
+    // an answer about the old device token (typically "unregistered": the OS rotated
+    // it) must neither invalidate nor confirm the new one.
+    const current = store.token(tokenId);
+    const token = current && current.device.provider === device.provider && equalBytes(current.device.token, device.token) ? current : undefined;
     switch (result.outcome) {
       case 'delivered':
         metrics.pushes.inc({ provider, kind: job.kind, outcome: 'delivered' });

@@ -1,0 +1,586 @@
+// Fixtures for notification-server tests: an NTF server on loopback with an
+// in-process capture push provider and an optional controllable clock, a
+// `device()` that registers and verifies a token the way a phone would (by
+// opening the verification push), and a real relay *process* that can be
+// killed with SIGKILL and restarted on the same directory and port.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import type { KeyPair } from '../../src/core/crypto/suite.ts';
+import { nodeWebSocket } from '../../src/node/websocket.ts';
+import { NtfClient, NtfCommandError } from '../../src/ntf/client.ts';
+import type { DispatchOptions } from '../../src/ntf/dispatch.ts';
+import { decodeResponse, type DeviceToken, type NtfResponse, type Provider, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
+import { openPush, type PushContent, type PushKind } from '../../src/ntf/push.ts';
+import { NtfServer } from '../../src/ntf/server.ts';
+import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
+import type { NtfStore } from '../../src/ntf/store/store.ts';
+import type { PushProvider, PushRequest, PushResult } from '../../src/push/provider.ts';
+import { connect, crypto, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `cond` (sync or async) every 10 ms until it is truthy; throws after `timeoutMs`. */
+export async function until<T>(what: string, cond: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+export const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+// ---------------------------------------------------------------------------
+// Capture push provider
+// ---------------------------------------------------------------------------
+
+/** What the provider answers one send; may be async (a slow or hung provider). */
+export type Responder = (req: PushRequest, attempt: CaptureAttempt) => PushResult | Promise<PushResult>;
+
+export interface CaptureAttempt {
+  req: PushRequest;
+  /** Set once the provider answered. */
+  result?: PushResult;
+  /** Time (Date.now) the send was called. */
+  at: number;
+}
+
+/**
+ * An in-process push provider that records every send. `hold()` parks sends
+ * until `release()` (like a slow provider: the push is in flight meanwhile);
+ * `respond` scripts the answers (default: delivered). Pushes that got
+ * `delivered` are queued for `next()`.
+ */
+export class CaptureProvider implements PushProvider {
+  /** Every send, in call order, answered or not. */
+  readonly attempts: CaptureAttempt[] = [];
+  /** Delivered pushes not yet taken by next(). */
+  private readonly inbox: PushRequest[] = [];
+  /** Every delivered push, in order (never consumed). */
+  readonly delivered: PushRequest[] = [];
+  private waiters: Array<() => void> = [];
+  private gate: { promise: Promise<void>; open: () => void } | undefined;
+  private hung = new Set<() => void>();
+  respond: Responder = () => ({ outcome: 'delivered' });
+  closed = false;
+
+  constructor(readonly serves: readonly Provider[] = ['test']) {}
+
+  async send(req: PushRequest): Promise<PushResult> {
+    const attempt: CaptureAttempt = { req: { ...req, data: req.data.slice() }, at: Date.now() };
+    this.attempts.push(attempt);
+    this.wake();
+    if (this.gate) await this.gate.promise;
+    let result: PushResult;
+    try {
+      result = await this.respond(attempt.req, attempt);
+    } catch (e) {
+      // a throwing provider: answered (the dispatcher sees the exception)
+      attempt.result = { outcome: 'retry', reason: 'provider threw' };
+      this.wake();
+      throw e;
+    }
+    attempt.result = result;
+    if (result.outcome === 'delivered') {
+      this.delivered.push(attempt.req);
+      this.inbox.push(attempt.req);
+    }
+    this.wake();
+    return result;
+  }
+
+  /** Parks every send (new and not yet answered) until release(). */
+  hold(): void {
+    if (this.gate) return;
+    let open!: () => void;
+    const promise = new Promise<void>((r) => (open = r));
+    this.gate = { promise, open };
+  }
+
+  release(): void {
+    const g = this.gate;
+    this.gate = undefined;
+    g?.open();
+  }
+
+  /** A responder that never answers (until close()). */
+  hang(): Promise<PushResult> {
+    return new Promise((resolve) => {
+      const r = () => resolve({ outcome: 'retry', reason: 'provider closed' });
+      this.hung.add(r);
+    });
+  }
+
+  /** Sends still waiting for an answer. */
+  get pending(): number {
+    return this.attempts.filter((a) => !a.result).length;
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves when `cond` holds, re-checked on every send and answer. */
+  async waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!cond()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  /** Takes the next delivered push matching `filter`, waiting up to `timeoutMs`. */
+  async next(filter: (r: PushRequest) => boolean = () => true, timeoutMs = 5000): Promise<PushRequest> {
+    let found: PushRequest | undefined;
+    await this.waitFor(
+      'a push',
+      () => {
+        const i = this.inbox.findIndex(filter);
+        if (i >= 0) found = this.inbox.splice(i, 1)[0];
+        return found !== undefined;
+      },
+      timeoutMs,
+    );
+    return found!;
+  }
+
+  /** Delivered pushes still in the inbox that match `filter` (not consumed). */
+  peek(filter: (r: PushRequest) => boolean = () => true): PushRequest[] {
+    return this.inbox.filter(filter);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.release();
+    for (const r of this.hung) r();
+    this.hung.clear();
+  }
+}
+
+/** Matches pushes to one device token. */
+export const forDevice = (d: DeviceToken) => (r: PushRequest) =>
+  r.device.provider === d.provider && sameBytes(r.device.token, d.token);
+
+// ---------------------------------------------------------------------------
+// Controllable clock
+// ---------------------------------------------------------------------------
+
+export class TestClock {
+  constructor(public t = Date.now()) {}
+  now = () => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// NTF server
+// ---------------------------------------------------------------------------
+
+export interface StartNtfOptions {
+  /** Default: one CaptureProvider serving `test`. */
+  providers?: PushProvider[];
+  /** Default: a new MemoryNtfStore. */
+  store?: NtfStore;
+  clock?: TestClock;
+  identity?: KeyPair;
+  serviceKey?: KeyPair;
+  log?: Logger;
+  port?: number;
+  dispatch?: Partial<DispatchOptions>;
+  subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number };
+  /** Default: an hour, so only explicit runCron() calls send check pushes. */
+  cronIntervalMs?: number;
+}
+
+export interface TestNtf {
+  ntf: NtfServer;
+  address: string;
+  identity: KeyPair;
+  serviceKey: KeyPair;
+  /** The first provider (tests that pass other kinds of providers must not use this). */
+  provider: CaptureProvider;
+  providers: PushProvider[];
+  /** A new connected NtfClient, closed by stop(). */
+  client(): Promise<NtfClient>;
+  /** Closes the clients and stops the server (once). */
+  stop(): Promise<void>;
+}
+
+export async function startNtf(opts: StartNtfOptions = {}): Promise<TestNtf> {
+  const providers = opts.providers ?? [new CaptureProvider(['test'])];
+  const identity = opts.identity ?? nodeCrypto.ed25519KeyPair();
+  const serviceKey = opts.serviceKey ?? nodeCrypto.x25519KeyPair();
+  const ntf = new NtfServer({
+    identity,
+    serviceKey,
+    crypto: nodeCrypto,
+    store: opts.store ?? new MemoryNtfStore(),
+    providers,
+    relayWebSocket: nodeWebSocket(),
+    host: '127.0.0.1',
+    port: opts.port ?? 0,
+    log: opts.log ?? silent,
+    ...(opts.clock ? { now: opts.clock.now } : {}),
+    dispatch: { backoffMs: 5, maxBackoffMs: 50, ...opts.dispatch },
+    subscriber: { backoffMs: 50, maxBackoffMs: 500, ...opts.subscriber },
+    cronIntervalMs: opts.cronIntervalMs ?? 3_600_000,
+  });
+  await ntf.start();
+  const clients: NtfClient[] = [];
+  let stopped: Promise<void> | undefined;
+  const first = providers[0];
+  return {
+    ntf,
+    address: ntf.address,
+    identity,
+    serviceKey,
+    provider: first instanceof CaptureProvider ? first : (undefined as unknown as CaptureProvider),
+    providers,
+    async client() {
+      const c = await NtfClient.connect(ntf.address, { webSocket: nodeWebSocket(), timeoutMs: 10_000 });
+      clients.push(c);
+      return c;
+    },
+    stop() {
+      stopped ??= (async () => {
+        for (const c of clients) c.close();
+        await ntf.stop();
+      })();
+      return stopped;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Devices
+// ---------------------------------------------------------------------------
+
+let deviceCounter = 0;
+
+export interface Device {
+  client: NtfClient;
+  provider: CaptureProvider;
+  device: DeviceToken;
+  tknAuth: KeyPair;
+  tknDh: KeyPair;
+  tokenId: Uint8Array;
+  srvDhKey: Uint8Array;
+  /** X25519(tknDh, srvDhKey): what the phone opens pushes with. */
+  secret: Uint8Array;
+  /** The verification code last pushed. */
+  code: Uint8Array;
+  /** Opens push data for this device (asserts it opens). */
+  open(data: Uint8Array): PushContent;
+  /** The next delivered push of `kind` to this device's token, opened. */
+  nextPush<K extends PushKind>(kind: K, timeoutMs?: number): Promise<Extract<PushContent, { kind: K }>>;
+  /** Delivered pushes of `kind` to this device waiting in the provider's inbox. */
+  waiting(kind?: PushKind): PushRequest[];
+  check(): Promise<TokenStatus>;
+  subscribe(relay: string, notifierId: Uint8Array, ntfAuthKey: Uint8Array): Promise<Uint8Array>;
+  subStatus(subId: Uint8Array): Promise<SubStatus>;
+}
+
+export interface DeviceOptions {
+  /** Default: the server's first provider. */
+  provider?: CaptureProvider;
+  /** Provider name in the device token. Default: the provider's first. */
+  name?: Provider;
+  token?: Uint8Array;
+  client?: NtfClient;
+  /** Stop after TNEW and the verification push (status REGISTERED or CONFIRMED). Default true. */
+  verify?: boolean;
+}
+
+/**
+ * Registers a device token (TNEW), takes the verification push from the
+ * provider (as soon as it is sent: a held or hanging provider still shows it),
+ * opens it with the token's DH secret, and verifies (TVFY): status ACTIVE.
+ */
+export async function device(ctx: TestNtf, o: DeviceOptions = {}): Promise<Device> {
+  const provider = o.provider ?? ctx.provider;
+  const client = o.client ?? (await ctx.client());
+  const dev: DeviceToken = { provider: o.name ?? provider.serves[0]!, token: o.token ?? new TextEncoder().encode(`device-${process.pid}-${++deviceCounter}-${hex(crypto.randomBytes(8))}`) };
+  const tknAuth = crypto.x25519KeyPair();
+  const tknDh = crypto.x25519KeyPair();
+  const sentBefore = provider.attempts.length;
+  const { tokenId, srvDhKey } = await client.registerToken(dev, tknAuth, tknDh.publicKey);
+  const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+  const open = (data: Uint8Array) => {
+    const c = openPush(crypto, secret, data);
+    assert.ok(c, 'push data opens with the token secret');
+    return c;
+  };
+  const mine = forDevice(dev);
+  let attempt: CaptureAttempt | undefined;
+  await provider.waitFor('the verification push', () => {
+    attempt = provider.attempts.slice(sentBefore).find((a) => mine(a.req) && a.req.kind === 'verification');
+    return attempt !== undefined;
+  });
+  const v = open(attempt!.req.data);
+  assert.equal(v.kind, 'verification');
+  const d: Device = {
+    client,
+    provider,
+    device: dev,
+    tknAuth,
+    tknDh,
+    tokenId,
+    srvDhKey,
+    secret,
+    code: v.kind === 'verification' ? v.code : new Uint8Array(0),
+    open,
+    async nextPush(kind, timeoutMs = 5000) {
+      const r = await provider.next((r) => mine(r) && r.kind === kind, timeoutMs);
+      const c = open(r.data);
+      assert.equal(c.kind, kind, 'the push opens to the kind the provider was told');
+      return c as never;
+    },
+    waiting: (kind) => provider.peek((r) => mine(r) && (kind === undefined || r.kind === kind)),
+    check: () => client.checkToken(tokenId, tknAuth.privateKey),
+    subscribe: (relay, notifierId, ntfAuthKey) => client.createSubscription(tokenId, tknAuth.privateKey, relay, notifierId, ntfAuthKey),
+    subStatus: (subId) => client.checkSubscription(subId, tknAuth.privateKey),
+  };
+  if (o.verify !== false) {
+    await client.verifyToken(tokenId, tknAuth.privateKey, d.code);
+    assert.deepEqual(await d.check(), { status: 'ACTIVE' });
+  }
+  return d;
+}
+
+/** Asserts that `p` rejects with an ERR carrying `error`. */
+export const rejectsWith = (p: Promise<unknown>, error: string) =>
+  assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof NtfCommandError, `expected ERR ${error}, got ${String(e)}`);
+    assert.equal(e.error, error);
+    return true;
+  });
+
+/** Sends raw command bytes and decodes the response. */
+export async function raw(c: NtfClient, entityId: Uint8Array, command: Uint8Array, authKey?: Uint8Array): Promise<NtfResponse> {
+  const r = decodeResponse(await c.conn.request(entityId, command, authKey));
+  assert.ok(r.ok, 'response decodes');
+  return r.value;
+}
+
+/** NMSGs the server has taken in for known subscriptions. */
+export const received = async (ntf: NtfServer) => (await ntf.metrics.received.get()).values[0]?.value ?? 0;
+
+/** Polls SCHK until it reads `status`. */
+export async function untilSub(d: Device, subId: Uint8Array, status: SubStatus, timeoutMs = 5000): Promise<void> {
+  let last: SubStatus | undefined;
+  await until(
+    `subscription ${status}`,
+    async () => (last = await d.subStatus(subId)) === status,
+    timeoutMs,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message} (last: ${last})`);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// An NTF server with an in-process relay
+// ---------------------------------------------------------------------------
+
+export interface NtfCtx {
+  ntf: TestNtf;
+  relay: TestRelay;
+  /** A relay client for recipients and senders. */
+  rc: TestClient;
+  /** A relay client, closed at the end. */
+  relayClient(): Promise<TestClient>;
+  /** A new queue with notifier credentials. */
+  queue(): Promise<Queue>;
+  /** SNEW for `q`, then waits until the subscription is ACTIVE at the relay. */
+  subscribe(d: Device, q: Queue): Promise<Uint8Array>;
+}
+
+/** Runs `fn` with a fresh in-process relay and NTF server; closes and stops everything afterwards. */
+export async function withNtf(opts: StartNtfOptions, fn: (ctx: NtfCtx) => Promise<void>): Promise<void> {
+  const relay = await startRelay();
+  const clients: TestClient[] = [];
+  let ntf: TestNtf | undefined;
+  try {
+    ntf = await startNtf(opts);
+    const relayClient = async () => {
+      const c = await connect(relay.address);
+      clients.push(c);
+      return c;
+    };
+    const rc = await relayClient();
+    const queue = () => newQueue(rc, true);
+    const subscribe = async (d: Device, q: Queue) => {
+      const subId = await d.subscribe(relay.address, q.ntf!.notifierId, q.ntf!.auth.privateKey);
+      await untilSub(d, subId, 'ACTIVE');
+      return subId;
+    };
+    await fn({ ntf, relay, rc, relayClient, queue, subscribe });
+  } finally {
+    for (const c of clients) c.close();
+    await ntf?.stop();
+    await relay.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A real relay process
+// ---------------------------------------------------------------------------
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const HUSH = path.join(ROOT, 'bin', 'hush.js');
+const ADDRESS = /relay address: (hush\+ws:\/\/([A-Za-z0-9_-]{43})@127\.0\.0\.1:(\d+))/;
+
+/** The environment without any HUSH_* setting of the caller's, plus `extra`. */
+function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HUSH_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export class HushProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Waits for stdout matching `re`; fails if the process exits first or time runs out. */
+  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.stdout);
+      if (m) return m;
+      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`);
+      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
+      await sleep(20);
+    }
+  }
+
+  /** Runs to the end (killed after `timeoutMs`). */
+  async result(timeoutMs = 30_000) {
+    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
+    try {
+      return { ...(await this.exited), stdout: this.stdout, stderr: this.stderr };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  async dispose(): Promise<void> {
+    this.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/**
+ * `hush relay init` + `hush relay start` in a temporary directory. The first
+ * start listens on a free port (HUSH_RELAY_PORT=0); restarts reuse the
+ * directory (identity, journal) and that port, so the address — which NTF
+ * subscriptions name — stays the same.
+ */
+export class RelayProcess {
+  proc: HushProcess | undefined;
+  address = '';
+  fingerprint = '';
+  port = 0;
+  metricsPort = 0;
+  private constructor(
+    readonly dir: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  static async start(env: Record<string, string> = {}): Promise<RelayProcess> {
+    const dir = tmpDir('hush-ntf-relay-');
+    const r = new RelayProcess(dir, env);
+    try {
+      // `init --port 0` is refused (the address it prints would name port 0): the
+      // configured port is a placeholder, HUSH_RELAY_PORT=0 picks a free one at start.
+      const init = await new HushProcess(['relay', 'init', '--dir', dir, '--port', '5223']).result();
+      assert.equal(init.code, 0, `relay init failed: ${init.stderr}${init.stdout}`);
+      await r.launch('0');
+      return r;
+    } catch (e) {
+      await r.stop();
+      throw e;
+    }
+  }
+
+  private async launch(port: string): Promise<void> {
+    const proc = new HushProcess(['relay', 'start', '--dir', this.dir], {
+      HUSH_RELAY_METRICS_PORT: '0',
+      HUSH_LOG_LEVEL: 'warn',
+      ...this.env,
+      HUSH_RELAY_PORT: port,
+    });
+    this.proc = proc;
+    const m = await proc.waitFor(ADDRESS);
+    this.metricsPort = Number((await proc.waitFor(/metrics port: (\d+)/))[1]);
+    const [, address, fingerprint, p] = m;
+    if (this.fingerprint) assert.equal(fingerprint, this.fingerprint, 'same identity after a restart');
+    if (this.port) assert.equal(Number(p), this.port, 'same port after a restart');
+    this.address = address!;
+    this.fingerprint = fingerprint!;
+    this.port = Number(p);
+  }
+
+  get running(): boolean {
+    return this.proc?.running ?? false;
+  }
+
+  /** The relay's /healthz: connections, queues, messages, pendingNotifications. */
+  async healthz(): Promise<Record<string, number | boolean>> {
+    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/healthz`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(res.status, 200);
+    return (await res.json()) as Record<string, number | boolean>;
+  }
+
+  /** kill -9, and waits for the process to be gone. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p) return;
+    p.kill('SIGKILL');
+    const { signal } = await p.exited;
+    assert.ok(signal === 'SIGKILL' || !p.running, 'relay process died');
+  }
+
+  /** Starts again on the same directory and port (after kill()). */
+  async restart(): Promise<void> {
+    assert.ok(!this.running, 'restart after kill()');
+    await this.launch(String(this.port));
+  }
+
+  /** Kills the process and removes the directory. */
+  async stop(): Promise<void> {
+    await this.proc?.dispose();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
