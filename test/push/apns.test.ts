@@ -506,23 +506,24 @@ describe('APNs test server ↔ @parse/node-apn (a client nobody here wrote)', ()
 });
 
 describe('CaptureProvider', () => {
-  it('records requests, scripts results, holds deliveries until release', async () => {
+  it('records sends, scripts answers, holds deliveries until release', async () => {
     const cap = new CaptureProvider();
     assert.deepEqual(cap.serves, ['test']);
-    cap.nextResults({ outcome: 'invalid', reason: 'UNREGISTERED' });
     const req: PushRequest = { device: { provider: 'test', token: randomBytes(8) }, kind: 'check', data: new Uint8Array(PUSH_DATA_SIZE) };
+    cap.respond = () => ({ outcome: 'invalid', reason: 'UNREGISTERED' });
     assert.deepEqual(await cap.send(req), { outcome: 'invalid', reason: 'UNREGISTERED' });
+    cap.respond = () => ({ outcome: 'delivered' });
     assert.deepEqual(await cap.send(req), { outcome: 'delivered' });
     cap.hold();
     let done = false;
     const held = cap.send(req).then((r) => ((done = true), r));
-    await cap.waitFor(3);
+    await cap.waitFor('the third send', () => cap.attempts.length === 3);
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(done, false);
-    assert.equal(cap.waiting, 1);
+    assert.equal(cap.pending, 1);
     cap.release();
     assert.deepEqual(await held, { outcome: 'delivered' });
-    assert.equal(cap.requests.length, 3);
+    assert.equal(cap.delivered.length, 2);
     await cap.close();
   });
 });
