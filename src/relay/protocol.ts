@@ -10,6 +10,8 @@ export const RELAY_BLOCK_SIZE = 16384;
 /** Largest SEND body: its MSG (with seal overhead) still fits one block. */
 export const MAX_MESSAGE_BYTES = 16_000;
 export const ID_LENGTH = 24;
+/** Messages the relay sends a subscribed recipient ahead of its ACKs, per queue. */
+export const DELIVERY_WINDOW = 16;
 export const MSG_ID_LENGTH = 12;
 export const KEY = 32;
 

@@ -13,6 +13,7 @@ import {
   encodeMeta,
   encodeMessagePlain,
   encodeResponse,
+  DELIVERY_WINDOW,
   ID_LENGTH,
   MAX_MESSAGE_BYTES,
   MSG_ID_LENGTH,
@@ -149,15 +150,16 @@ export class RelayServer {
     if (messages > 0) this.releaseExpiredInFlight();
   }
 
-  /** A subscriber whose in-flight message expired would wait for an ACK that cannot succeed. */
+  /** Expired messages leave the front of a subscriber's window: it would wait for ACKs that cannot succeed. */
   private releaseExpiredInFlight(): void {
     for (const [k, s] of this.recipients) {
-      const inFlight = s.inFlight.get(k);
-      if (inFlight === undefined) continue;
+      const sent = s.inFlight.get(k);
+      if (!sent?.length) continue;
       const q = this.store.byRecipient(latin1Bytes(k));
       const head = q && this.store.peekMessage(q.rcvId);
-      if (head && idKey(head.msgId) === inFlight) continue;
-      s.inFlight.delete(k);
+      const headKey = head && idKey(head.msgId);
+      if (sent[0] === headKey) continue;
+      while (sent.length > 0 && sent[0] !== headKey) sent.shift();
       if (q) this.deliver(q);
     }
   }
@@ -178,17 +180,20 @@ export class RelayServer {
     return { type: 'MSG', msgId: m.msgId, sealed };
   }
 
-  /** Sends the oldest message to the queue's subscriber, unless one is already awaiting ACK. */
+  /** Fills the subscriber's delivery window: up to DELIVERY_WINDOW messages ahead of its ACKs, oldest first. */
   deliver(q: QueueRecord): void {
-    const s = this.recipients.get(idKey(q.rcvId));
-    if (!s) return;
     const k = idKey(q.rcvId);
-    if (s.inFlight.has(k)) return;
-    const m = this.store.peekMessage(q.rcvId);
-    if (!m) return;
-    s.inFlight.set(k, idKey(m.msgId));
-    s.event(q.rcvId, this.sealMessage(q, m));
-    this.metrics.messagesDelivered.inc();
+    const s = this.recipients.get(k);
+    if (!s) return;
+    let sent = s.inFlight.get(k);
+    if (!sent) s.inFlight.set(k, (sent = []));
+    while (sent.length < DELIVERY_WINDOW) {
+      const m = this.store.messageAt(q.rcvId, sent.length);
+      if (!m) return;
+      sent.push(idKey(m.msgId));
+      s.event(q.rcvId, this.sealMessage(q, m));
+      this.metrics.messagesDelivered.inc();
+    }
   }
 
   /** The session that gets NMSGs of a queue: its own NSUB, else its service's NSUBS. */
@@ -236,9 +241,9 @@ type Reply = RelayResponse | RelayError;
 
 /** One client connection's view of the relay: its subscriptions and command handlers. */
 class RelaySession implements SessionHandler {
-  /** Recipient subscriptions: rcvId key → msgId key awaiting ACK (absent: none in flight). */
+  /** Recipient subscriptions, and per queue the msgId keys delivered and awaiting ACK, oldest first. */
   readonly rcvSubs = new Set<string>();
-  readonly inFlight = new Map<string, string>();
+  readonly inFlight = new Map<string, string[]>();
   readonly ntfSubs = new Set<string>();
   serviceId: Uint8Array | undefined;
 
@@ -372,11 +377,11 @@ class RelaySession implements SessionHandler {
       }
       case 'ACK': {
         const acked = store.ackMessage(q.rcvId, c.msgId);
-        // The subscriber may be waiting on this message even when the ACK comes
-        // from another connection (after a GET there): release it either way.
-        const sub = this.relay.recipients.get(k);
-        if (sub?.inFlight.get(k) === idKey(c.msgId)) {
-          sub.inFlight.delete(k);
+        // The ACK frees a place in the subscriber's window, also when it comes
+        // from another connection (after a GET there).
+        const sent = this.relay.recipients.get(k)?.inFlight.get(k);
+        if (acked && sent?.[0] === idKey(c.msgId)) {
+          sent.shift();
           this.after = () => this.relay.deliver(q);
         }
         return acked ? { type: 'OK' } : 'NO_MSG';

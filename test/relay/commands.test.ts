@@ -8,6 +8,7 @@ import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import { openMessage, openMeta, RelayCommandError, type RelayEvent } from '../../src/relay/client.ts';
 import {
   decodeResponse,
+  DELIVERY_WINDOW,
   ID_LENGTH,
   KEY,
   type RelayCommand,
@@ -255,23 +256,31 @@ describe('GET', () => {
 });
 
 describe('ACK', () => {
-  test('OK; the next MSG reaches the subscriber only after the ACK', () =>
+  test('a subscriber gets DELIVERY_WINDOW messages ahead of its ACKs; each ACK lets one more through', () =>
     withRelay({}, async ({ open: connectClient }) => {
       const r = await connectClient();
       const q = await newQueue(r);
-      for (const b of ['m1', 'm2', 'm3']) await r.send(q.sndId, bytes(b));
+      const total = DELIVERY_WINDOW + 3;
+      for (let i = 0; i < total; i++) await r.send(q.sndId, bytes(`m${i}`));
       await r.subscribe(q.rcvId, q.rcvAuth.privateKey);
       const got: string[] = [];
-      for (let i = 0; i < 3; i++) {
-        const msg = await next(r, 'MSG');
-        await settle(r);
-        assert.equal(ofType(r, 'MSG').length, 0, 'one message in flight at a time');
-        got.push(text(open(q, msg).body));
-        await r.ack(q.rcvId, q.rcvAuth.privateKey, msg.msgId);
-      }
-      assert.deepEqual(got, ['m1', 'm2', 'm3']);
+      const firstWindow: Array<Extract<RelayEvent, { type: 'MSG' }>> = [];
+      for (let i = 0; i < DELIVERY_WINDOW; i++) firstWindow.push(await next(r, 'MSG'));
+      await settle(r);
+      assert.equal(ofType(r, 'MSG').length, 0, 'no more than the window before an ACK');
+      for (const msg of firstWindow) got.push(text(open(q, msg).body));
+      // An ACK of a message that is not the oldest deletes nothing and frees nothing.
+      await rejectsWith(r.ack(q.rcvId, q.rcvAuth.privateKey, firstWindow[1]!.msgId), 'NO_MSG');
       await settle(r);
       assert.equal(ofType(r, 'MSG').length, 0);
+      for (let i = 0; i < 3; i++) {
+        await r.ack(q.rcvId, q.rcvAuth.privateKey, firstWindow[i]!.msgId);
+        const msg = await next(r, 'MSG');
+        await settle(r);
+        assert.equal(ofType(r, 'MSG').length, 0, 'one more per ACK');
+        got.push(text(open(q, msg).body));
+      }
+      assert.deepEqual(got, Array.from({ length: total }, (_, i) => `m${i}`));
     }));
 
   test('an ACK from another connection (after GET there) releases the subscriber: the next MSG follows', () =>
@@ -851,19 +860,22 @@ describe('message TTL', () => {
     });
   });
 
-  test('a subscriber whose in-flight message expired gets the next one without an ACK', () => {
+  test('expired messages leave the window: the next ones are delivered without an ACK', () => {
     let now = 1_700_000_000_000;
     return withRelay({ now: () => now, limits: { messageTtlMs: 1000 } }, async ({ relay, open: connectClient }) => {
       const c = await connectClient();
       const q = await newQueue(c);
       await c.send(q.sndId, bytes('old'));
       now += 600;
-      await c.send(q.sndId, bytes('young'));
+      for (let i = 0; i < DELIVERY_WINDOW; i++) await c.send(q.sndId, bytes(`young${i}`));
       await c.subscribe(q.rcvId, q.rcvAuth.privateKey);
       assert.equal(text(open(q, await next(c, 'MSG')).body), 'old');
-      now += 500;
+      for (let i = 0; i < DELIVERY_WINDOW - 1; i++) await next(c, 'MSG');
+      await settle(c);
+      assert.equal(ofType(c, 'MSG').length, 0, 'the window is full');
+      now += 500; // 'old' expires, the young ones do not
       relay.server.expire();
-      assert.equal(text(open(q, await next(c, 'MSG')).body), 'young');
+      assert.equal(text(open(q, await next(c, 'MSG')).body), `young${DELIVERY_WINDOW - 1}`);
     });
   });
 });

@@ -84,7 +84,11 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   peekMessage(rcvId: Uint8Array): StoredMessage | undefined {
-    return this.messages.get(idKey(rcvId))?.[0];
+    return this.messageAt(rcvId, 0);
+  }
+
+  messageAt(rcvId: Uint8Array, index: number): StoredMessage | undefined {
+    return this.messages.get(idKey(rcvId))?.[index];
   }
 
   ackMessage(rcvId: Uint8Array, msgId: Uint8Array): boolean {

@@ -61,6 +61,8 @@ export interface QueueStore {
 
   addMessage(rcvId: Uint8Array, m: StoredMessage): void;
   peekMessage(rcvId: Uint8Array): StoredMessage | undefined;
+  /** The message at this place in the queue, oldest = 0. */
+  messageAt(rcvId: Uint8Array, index: number): StoredMessage | undefined;
   /** Deletes the oldest message if it has this ID. */
   ackMessage(rcvId: Uint8Array, msgId: Uint8Array): boolean;
   messageCount(rcvId: Uint8Array): number;
