@@ -122,7 +122,7 @@ class RelayLink {
       const active = subs.filter((s) => s.status === 'ACTIVE').length;
       const redo = subs.filter((s) => s.status === 'NEW' || s.status === 'PENDING' || (count < active && s.status === 'ACTIVE'));
       log.info({ event: 'relay_connected', services: count, resubscribe: redo.length });
-      this.waiting.push(...redo);
+      this.waiting = redo; // every waiting subscription is PENDING, so in `redo` already
       this.flushSoon(0);
     } catch (e) {
       log.warn({ event: 'relay_connect_failed', err: e instanceof Error ? e.message : String(e) });
@@ -172,12 +172,16 @@ class RelayLink {
       const results = await Promise.allSettled(
         batch.map((s) => client.subscribeNotifier(bytesOf(s.notifierId), bytesOf(s.ntfAuthKey))),
       );
+      const retried = new Map<string, number>();
       results.forEach((r, i) => {
         const s = batch[i]!;
-        if (r.status === 'fulfilled') store.setSubStatus(s.subId, 'ACTIVE');
-        else if (r.reason instanceof RelayCommandError && r.reason.error === 'AUTH') store.setSubStatus(s.subId, 'AUTH');
-        else this.waiting.push(s); // connection trouble: again on the next connection
+        if (r.status === 'fulfilled') return store.setSubStatus(s.subId, 'ACTIVE');
+        if (r.reason instanceof RelayCommandError && r.reason.error === 'AUTH') return store.setSubStatus(s.subId, 'AUTH');
+        this.waiting.push(s); // BUSY or connection trouble: again later
+        const why = r.reason instanceof RelayCommandError ? r.reason.error : 'connection';
+        retried.set(why, (retried.get(why) ?? 0) + 1);
       });
+      if (retried.size > 0) this.o.log.warn({ event: 'nsub_retry', ...Object.fromEntries(retried) });
       this.o.changed();
       if (results.some((r) => r.status === 'rejected' && !(r.reason instanceof RelayCommandError))) return;
     }
