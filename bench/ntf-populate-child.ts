@@ -15,13 +15,13 @@
 // Auth keys are real X25519 pairs from a pool of spec.pool (cycled): the relay
 // holds the public halves, the notification server the private ones.
 import { createCipheriv, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { latin1 } from '../src/ntf/store/records.ts';
 import { openJournalNtfStore } from '../src/ntf/store/journal.ts';
 import { openPostgresNtfStore } from '../src/ntf/store/postgres.ts';
 import type { NtfStore, SubRecord, TokenRecord } from '../src/ntf/store/store.ts';
 import { JournalQueueStore } from '../src/relay/store/journal.ts';
-import fs from 'node:fs';
 
 interface Spec {
   seed: string;

@@ -69,6 +69,9 @@ let cursor = 0;
 let outstanding = 0;
 let run: (Run & { start: number }) | undefined;
 let running = false;
+/** BENCH_NTF_DUMP_DIR: every measured SEND's (send time, latency) is written there, for diagnosis. */
+const dumpDir = process.env.BENCH_NTF_DUMP_DIR;
+let series: number[] = [];
 let stats = { latencies: [] as number[], sent: 0, sentInWindow: 0, skipped: 0, completed: 0, completedInWindow: 0, unexpected: 0, errors: 0 };
 let firstError: string | undefined;
 
@@ -123,7 +126,10 @@ function pushed(items: number[]): void {
     outstanding--;
     stats.completed++;
     if (inWindow(t)) stats.completedInWindow++;
-    if (measured[tk]) stats.latencies.push(t - sentAt[tk]!);
+    if (measured[tk]) {
+      stats.latencies.push(t - sentAt[tk]!);
+      if (dumpDir) series.push(sentAt[tk]!, t - sentAt[tk]!, q);
+    }
   }
   topUp();
 }
@@ -164,6 +170,11 @@ async function doRun(r: Run): Promise<void> {
   running = false;
   const deadline = hrMs() + r.drainMs;
   while (outstanding > 0 && hrMs() < deadline) await sleep(10);
+  if (dumpDir) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${dumpDir}/${r.mode}-${r.rate ?? r.window}.json`, JSON.stringify(series));
+    series = [];
+  }
   const result: SenderResult = {
     t: 'result',
     mode: r.mode,

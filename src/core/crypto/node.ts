@@ -22,11 +22,13 @@ const publicKey = (crv: 'X25519' | 'Ed25519', raw: Uint8Array) =>
   crypto.createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
 
 function rawPair(type: 'x25519' | 'ed25519'): KeyPair {
-  const { publicKey: pub, privateKey: priv } = crypto.generateKeyPairSync(type as 'x25519');
-  return {
-    publicKey: new Uint8Array(pub.export({ format: 'der', type: 'spki' }).subarray(12)),
-    privateKey: new Uint8Array(priv.export({ format: 'der', type: 'pkcs8' }).subarray(16)),
-  };
+  const { privateKey: priv } = crypto.generateKeyPairSync(type as 'x25519');
+  // One JWK export carries both halves (DER costs two exports and ~50x more), and
+  // the key object goes into the cache so its first use needs no re-import.
+  const jwk = priv.export({ format: 'jwk' });
+  const privateKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
+  privateKeys.set(privateKey, priv);
+  return { publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')), privateKey };
 }
 
 const u8 = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
