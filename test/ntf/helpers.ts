@@ -4,10 +4,7 @@
 // opening the verification push), and a real relay *process* that can be
 // killed with SIGKILL and restarted on the same directory and port.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
@@ -22,7 +19,8 @@ import type { NtfStore } from '../../src/ntf/store/store.ts';
 import type { PushProvider, PushRequest, PushResult } from '../../src/push/provider.ts';
 import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/testkit/capture-provider.ts';
 
-export { CaptureProvider, forDevice };
+export { CaptureProvider, forDevice, HushProcess };
+import { HushProcess, RELAY_ADDRESS } from '../process.ts';
 import { connect, crypto, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -306,65 +304,6 @@ export async function withNtf(opts: StartNtfOptions, fn: (ctx: NtfCtx) => Promis
 // A real relay process
 // ---------------------------------------------------------------------------
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HUSH = path.join(ROOT, 'bin', 'hush.js');
-const ADDRESS = /relay address: (hush\+ws:\/\/([A-Za-z0-9_-]{43})@127\.0\.0\.1:(\d+))/;
-
-/** The environment without any HUSH_* setting of the caller's, plus `extra`. */
-function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HUSH_')) env[k] = v;
-  return { ...env, ...extra };
-}
-
-export class HushProcess {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Waits for stdout matching `re`; fails if the process exits first or time runs out. */
-  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.stdout);
-      if (m) return m;
-      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`);
-      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
-      await sleep(20);
-    }
-  }
-
-  /** Runs to the end (killed after `timeoutMs`). */
-  async result(timeoutMs = 30_000) {
-    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
-    try {
-      return { ...(await this.exited), stdout: this.stdout, stderr: this.stderr };
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.running) this.child.kill(signal);
-  }
-
-  async dispose(): Promise<void> {
-    this.kill('SIGKILL');
-    await this.exited;
-  }
-}
 
 /**
  * `hush relay init` + `hush relay start` in a temporary directory. The first
@@ -407,7 +346,7 @@ export class RelayProcess {
       HUSH_RELAY_PORT: port,
     });
     this.proc = proc;
-    const m = await proc.waitFor(ADDRESS);
+    const m = await proc.waitFor(RELAY_ADDRESS);
     this.metricsPort = Number((await proc.waitFor(/metrics port: (\d+)/))[1]);
     const [, address, fingerprint, p] = m;
     if (this.fingerprint) assert.equal(fingerprint, this.fingerprint, 'same identity after a restart');

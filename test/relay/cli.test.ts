@@ -2,75 +2,19 @@
 // of init, config errors, health and metrics endpoints, TLS, SIGTERM, and logs
 // that carry no queue IDs.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { openMessage } from '../../src/relay/client.ts';
 import { JournalQueueStore } from '../../src/relay/store/journal.ts';
 import { bytes, connect as connectWith, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
+import { HushProcess } from '../process.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HUSH = path.join(ROOT, 'bin', 'hush.js');
 
-/** The environment without any HUSH_* setting of the caller's, plus `extra`. */
-function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HUSH_')) env[k] = v;
-  return { ...env, ...extra };
-}
-
-class HushProcess {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.stdout);
-      if (m) return m;
-      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`);
-      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  /** Runs to the end; killed (and reported as such) after `timeoutMs`. */
-  async result(timeoutMs = 30_000) {
-    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
-    try {
-      return { ...(await this.exited), stdout: this.stdout, stderr: this.stderr };
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.running) this.child.kill(signal);
-  }
-
-  async dispose(): Promise<void> {
-    this.kill('SIGKILL');
-    await this.exited;
-  }
-}
 
 /** Clients with a generous timeout: the machine may be busy with the relay processes. */
 const connect = (address: string, opts: Parameters<typeof connectWith>[1] = {}) => connectWith(address, { timeoutMs: 15_000, ...opts });

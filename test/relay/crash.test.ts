@@ -2,74 +2,14 @@
 // directory: every SEND that got OK is delivered exactly once (an ACK that got
 // OK is never undone), a pending NMSG survives, and every queue still works.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ConnectionError } from '../../src/core/client.ts';
 import { openMessage, openMeta, type RelayClientOptions } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
+import { HushProcess, RELAY_ADDRESS } from '../process.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HUSH = path.join(ROOT, 'bin', 'hush.js');
-const ADDRESS = /relay address: (hush\+ws:\/\/([A-Za-z0-9_-]{43})@127\.0\.0\.1:(\d+))/;
 
-/** The environment without any HUSH_* setting of the caller's, plus `extra`. */
-function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HUSH_')) env[k] = v;
-  return { ...env, ...extra };
-}
-
-class HushProcess {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Waits for a line of stdout matching `re`; fails if the process exits first or time runs out. */
-  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.stdout);
-      if (m) return m;
-      if (!this.running) throw new Error(`relay exited before ${re}: ${this.stderr}${this.stdout}`);
-      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
-      await sleep(20);
-    }
-  }
-
-  /** Runs to the end (killed after `timeoutMs`). */
-  async result(timeoutMs = 30_000) {
-    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
-    try {
-      return { ...(await this.exited), stdout: this.stdout, stderr: this.stderr };
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.running) this.child.kill(signal);
-  }
-
-  async dispose(): Promise<void> {
-    this.kill('SIGKILL');
-    await this.exited;
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -91,7 +31,7 @@ interface Started {
 async function startProcess(dir: string, env: Record<string, string>): Promise<Started> {
   const proc = new HushProcess(['relay', 'start', '--dir', dir], env);
   try {
-    const m = await proc.waitFor(ADDRESS);
+    const m = await proc.waitFor(RELAY_ADDRESS);
     const mp = await proc.waitFor(/metrics port: (\d+)/);
     return { proc, address: m[1]!, fingerprint: m[2]!, metricsPort: Number(mp[1]) };
   } catch (e) {

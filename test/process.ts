@@ -1,0 +1,66 @@
+// A `bin/hush.js` process for tests: spawned with a clean HUSH_* environment,
+// its output collected, waited on for a printed line, killed at the end.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const HUSH = path.join(ROOT, 'bin', 'hush.js');
+/** The relay's printed address (group 1), fingerprint (2) and port (3). */
+export const RELAY_ADDRESS = /relay address: (hush\+ws:\/\/([A-Za-z0-9_-]{43})@127\.0\.0\.1:(\d+))/;
+
+/** The environment without any HUSH_* setting of the caller's, plus `extra`. */
+export function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HUSH_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export class HushProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Waits for stdout matching `re`; fails if the process exits first or time runs out. */
+  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.stdout);
+      if (m) return m;
+      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`);
+      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Runs to the end (killed after `timeoutMs`). */
+  async result(timeoutMs = 30_000) {
+    const timer = setTimeout(() => this.kill('SIGKILL'), timeoutMs);
+    try {
+      return { ...(await this.exited), stdout: this.stdout, stderr: this.stderr };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  async dispose(): Promise<void> {
+    this.kill('SIGKILL');
+    await this.exited;
+  }
+}
