@@ -331,12 +331,23 @@ export class ProtocolServer {
     for (const s of this.sessions) s.close(1001, 'server shutting down');
     // Sockets still in the handshake go at once; closing ones get a second to say goodbye.
     for (const ws of this.wss.clients) if (ws.readyState === ws.OPEN) ws.terminate();
-    const grace = setTimeout(() => {
+    const terminateAll = () => {
       for (const ws of this.wss.clients) ws.terminate();
-    }, 1000);
-    await new Promise<void>((r) => this.wss.close(() => r()));
+    };
+    const grace = setTimeout(terminateAll, 1000);
+    // Bounded: a peer that never answers the close handshake must not hold up shutdown.
+    const closed = (f: (cb: () => void) => void) =>
+      new Promise<void>((r) => {
+        const t = setTimeout(r, 3000);
+        f(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    await closed((cb) => this.wss.close(() => cb()));
+    terminateAll();
     this.http.closeAllConnections();
-    await new Promise<void>((r) => this.http.close(() => r()));
+    await closed((cb) => this.http.close(() => cb()));
     clearTimeout(grace);
   }
 }
