@@ -1,0 +1,386 @@
+// Http2Pool: requests to one origin over a few long-lived HTTP/2 connections,
+// as APNs, FCM and the push gateway all want.
+//
+// Each connection carries many concurrent streams: at most maxConcurrentStreams,
+// and never more than the server's SETTINGS allow; the rest wait in a FIFO
+// queue. A connection that receives GOAWAY, fails or closes is replaced on the
+// next request. A request whose stream died with its connection resolves as
+// lost (it may or may not have reached the server), never silently dropped;
+// every request resolves within requestTimeoutMs, queueing included.
+import http2, {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+} from 'node:http2';
+import type { Logger } from 'pino';
+
+export interface Http2PoolOptions {
+  /** The origin requests go to (scheme, host, port). */
+  url: string;
+  /** Names the pool in log events: `<name>_connected`, … */
+  name: string;
+  /** Trusted CA certificates (PEM), for a test server; the system's are trusted by default. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Connections to keep (default 1). */
+  connections?: number;
+  /** Streams in flight per connection at most (default 1000; the server's SETTINGS may allow fewer). */
+  maxConcurrentStreams?: number;
+  /** A request not answered by then resolves as lost (default 10 s). */
+  requestTimeoutMs?: number;
+  /** PING idle connections this often to find dead ones (default 60 s; 0 = never). */
+  pingIntervalMs?: number;
+  log?: Logger;
+}
+
+export interface Http2Request {
+  /** Pseudo-headers included (':method', ':path'). */
+  headers: OutgoingHttpHeaders;
+  body: string | Uint8Array;
+}
+
+export type Http2Outcome =
+  /** The server answered. */
+  | { status: number; headers: IncomingHttpHeaders; body: string; connection: number }
+  /** No answer: connection lost, stream reset, timeout, pool closed. The server may have seen it. */
+  | { lost: string }
+  /** It could not be sent and never will be (the connection options are refused). */
+  | { failed: string };
+
+export interface Http2PoolStats {
+  /** Connections opened so far. */
+  connectionsOpened: number;
+  /** Connections open now (draining ones included). */
+  connectionsOpen: number;
+  inFlight: number;
+  queued: number;
+}
+
+interface Conn {
+  id: number;
+  session: ClientHttp2Session;
+  active: number;
+  /** False once it got GOAWAY, failed or closed: no new streams. */
+  usable: boolean;
+  /** The server's SETTINGS_MAX_CONCURRENT_STREAMS, once known. */
+  remoteMax: number;
+  /** A PING is out to see whether the connection is alive. */
+  probing: boolean;
+}
+
+interface Pending {
+  /** Called when the request is sent, so headers carry what is current then (a fresh JWT, say). */
+  build: () => Http2Request;
+  resolve: (r: Http2Outcome) => void;
+  timer: NodeJS.Timeout;
+  done: boolean;
+  stream?: ClientHttp2Stream;
+  conn?: Conn;
+}
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
+/** Response bodies kept at most: error bodies are small; anything longer is not ours to read. */
+const MAX_BODY = 65536;
+
+export class Http2Pool {
+  readonly url: string;
+  private readonly opts: Http2PoolOptions;
+  private readonly maxStreams: number;
+  private readonly timeoutMs: number;
+  private readonly slots: Array<Conn | undefined>;
+  private readonly open = new Set<Conn>();
+  private queue: Pending[] = [];
+  private queueHead = 0;
+  private inFlight = 0;
+  private opened = 0;
+  private closed = false;
+  private readonly pinger: NodeJS.Timeout | undefined;
+
+  constructor(opts: Http2PoolOptions) {
+    this.opts = opts;
+    this.url = new URL(opts.url).origin;
+    const connections = opts.connections ?? 1;
+    this.maxStreams = opts.maxConcurrentStreams ?? 1000;
+    if (!(Number.isInteger(connections) && connections >= 1)) throw new RangeError('connections must be a positive integer');
+    if (!(Number.isInteger(this.maxStreams) && this.maxStreams >= 1)) throw new RangeError('maxConcurrentStreams must be a positive integer');
+    this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.slots = new Array<Conn | undefined>(connections).fill(undefined);
+    const ping = opts.pingIntervalMs ?? 60_000;
+    if (ping > 0) {
+      this.pinger = setInterval(() => this.pingIdle(), ping);
+      this.pinger.unref();
+    }
+  }
+
+  get stats(): Http2PoolStats {
+    return { connectionsOpened: this.opened, connectionsOpen: this.open.size, inFlight: this.inFlight, queued: this.queue.length - this.queueHead };
+  }
+
+  /**
+   * Sends a request when a stream is free. `front` puts it before those waiting
+   * (a resend that already waited its turn once).
+   */
+  request(build: () => Http2Request, opts: { front?: boolean } = {}): Promise<Http2Outcome> {
+    if (this.closed) return Promise.resolve({ lost: 'closed' });
+    return new Promise<Http2Outcome>((resolve) => {
+      const p: Pending = { build, resolve, done: false, timer: undefined as unknown as NodeJS.Timeout };
+      p.timer = setTimeout(() => this.timedOut(p), this.timeoutMs);
+      if (opts.front) this.requeueFront(p);
+      else this.queue.push(p);
+      this.pump();
+    });
+  }
+
+  /** No new streams on this connection (e.g. the server said it is shutting down); it closes once its streams are done. */
+  retire(connection: number): void {
+    for (const c of this.open) if (c.id === connection) this.retireConn(c);
+  }
+
+  /** Stops taking requests; queued ones resolve as lost, in-flight ones finish. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pinger) clearInterval(this.pinger);
+    this.failQueued({ lost: 'closed' });
+    await Promise.all(
+      [...this.open].map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.session.closed || c.session.destroyed) return resolve();
+            c.session.once('close', () => resolve());
+            shut(c.session);
+          }),
+      ),
+    );
+  }
+
+  // ---- dispatch
+
+  private pump(): void {
+    while (this.queueHead < this.queue.length) {
+      const p = this.queue[this.queueHead]!;
+      if (p.done) {
+        this.dequeue();
+        continue;
+      }
+      let c: Conn | undefined;
+      try {
+        c = this.pickConnection();
+      } catch (e) {
+        // http2.connect refused its options (a bad CA, say): nothing queued can go
+        const reason = `connect: ${e instanceof Error ? e.message : String(e)}`;
+        this.opts.log?.error({ event: `${this.opts.name}_connect_failed`, err: reason });
+        this.failQueued({ failed: reason });
+        return;
+      }
+      if (!c) break;
+      this.dequeue();
+      this.dispatch(p, c);
+    }
+  }
+
+  private failQueued(r: Http2Outcome): void {
+    for (let i = this.queueHead; i < this.queue.length; i++) this.finish(this.queue[i]!, r);
+    this.queue = [];
+    this.queueHead = 0;
+  }
+
+  private dequeue(): void {
+    this.queueHead++;
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private requeueFront(p: Pending): void {
+    if (this.closed) return this.finish(p, { lost: 'closed' });
+    if (this.queueHead > 0) this.queue[--this.queueHead] = p;
+    else this.queue.unshift(p);
+  }
+
+  private pickConnection(): Conn | undefined {
+    if (this.closed) return undefined;
+    let best: Conn | undefined;
+    for (let i = 0; i < this.slots.length; i++) {
+      let c = this.slots[i];
+      if (!c || !c.usable) c = this.slots[i] = this.connect();
+      if (c.active < Math.min(this.maxStreams, c.remoteMax) && (!best || c.active < best.active)) best = c;
+    }
+    return best;
+  }
+
+  private connect(): Conn {
+    const id = ++this.opened;
+    const name = this.opts.name;
+    const session = http2.connect(this.url, {
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      peerMaxConcurrentStreams: 1,
+    });
+    // one stream until the server's SETTINGS say how many it takes (APNs may start at 1)
+    const c: Conn = { id, session, active: 0, usable: true, remoteMax: 1, probing: false };
+    this.open.add(c);
+    const log = this.opts.log;
+    log?.debug({ event: `${name}_connecting`, conn: id });
+    // a connection that cannot even be set up (a black hole, a stuck handshake) is given up
+    const connectTimer = setTimeout(() => {
+      if (!session.connecting) return;
+      log?.warn({ event: `${name}_connect_timeout`, conn: id });
+      c.usable = false;
+      session.destroy();
+    }, Math.min(this.timeoutMs, 10_000));
+    connectTimer.unref();
+    session.on('connect', () => {
+      clearTimeout(connectTimer);
+      log?.info({ event: `${name}_connected`, conn: id });
+    });
+    session.on('remoteSettings', (s) => {
+      c.remoteMax = s.maxConcurrentStreams ?? Infinity;
+      this.pump();
+    });
+    session.on('goaway', (code, lastStreamId, data) => {
+      c.usable = false;
+      log?.info({ event: `${name}_goaway`, conn: id, code, lastStreamId, reason: data?.length ? jsonReason(data.toString('utf8')) : undefined });
+      setImmediate(() => this.pump());
+    });
+    session.on('error', (err) => {
+      c.usable = false;
+      log?.warn({ event: `${name}_connection_error`, conn: id, err: err.message });
+    });
+    session.on('frameError', (type, code) => log?.warn({ event: `${name}_frame_error`, conn: id, type, code }));
+    session.on('close', () => {
+      clearTimeout(connectTimer);
+      c.usable = false;
+      this.open.delete(c);
+      log?.debug({ event: `${name}_closed`, conn: id });
+      setImmediate(() => this.pump());
+    });
+    return c;
+  }
+
+  private dispatch(p: Pending, c: Conn): void {
+    let req: Http2Request;
+    let stream: ClientHttp2Stream;
+    try {
+      req = p.build();
+      stream = c.session.request(req.headers);
+    } catch (e) {
+      if (c.session.closed || c.session.destroyed) {
+        // the session closed under us: nothing was sent, so another connection may take it
+        this.retireConn(c);
+        this.requeueFront(p);
+      } else this.finish(p, { failed: `request rejected: ${(e as { code?: string }).code ?? String(e)}` });
+      return;
+    }
+    c.active++;
+    this.inFlight++;
+    p.stream = stream;
+    p.conn = c;
+    let status: number | undefined;
+    let headers: IncomingHttpHeaders = {};
+    let body = '';
+    stream.setEncoding('utf8');
+    stream.on('response', (h) => {
+      headers = h;
+      status = Number(h[':status']);
+    });
+    stream.on('data', (chunk: string) => {
+      if (body.length < MAX_BODY) body += chunk;
+    });
+    stream.on('error', () => {}); // seen as a close without a response
+    stream.on('close', () => {
+      c.active--;
+      this.inFlight--;
+      p.stream = undefined;
+      p.conn = undefined;
+      if (status === undefined) this.finish(p, { lost: lostReason(stream.rstCode, c) });
+      else this.finish(p, { status, headers, body, connection: c.id });
+      this.pump();
+    });
+    stream.end(req.body);
+  }
+
+  private timedOut(p: Pending): void {
+    if (p.done) return;
+    const c = p.conn;
+    p.stream?.close(NGHTTP2_CANCEL);
+    this.finish(p, { lost: 'timeout' });
+    // a silent server or a dead network path: find out, rather than time out every request on it
+    if (c) this.probe(c);
+  }
+
+  private retireConn(c: Conn): void {
+    c.usable = false;
+    if (!c.session.closed && !c.session.destroyed) shut(c.session);
+  }
+
+  /** PINGs the connection; one that does not answer in time is torn down (its requests: lost). */
+  private probe(c: Conn): void {
+    if (c.probing || c.session.closed || c.session.destroyed || c.session.connecting) return;
+    c.probing = true;
+    const kill = () => {
+      c.usable = false;
+      if (!c.session.destroyed) c.session.destroy();
+    };
+    const deadline = setTimeout(() => {
+      this.opts.log?.warn({ event: `${this.opts.name}_ping_timeout`, conn: c.id });
+      kill();
+    }, Math.min(this.timeoutMs, 10_000));
+    deadline.unref();
+    try {
+      c.session.ping((err) => {
+        clearTimeout(deadline);
+        c.probing = false;
+        if (err) kill();
+      });
+    } catch {
+      clearTimeout(deadline);
+      c.probing = false;
+      kill();
+    }
+  }
+
+  private finish(p: Pending, r: Http2Outcome): void {
+    if (p.done) return;
+    p.done = true;
+    clearTimeout(p.timer);
+    p.resolve(r);
+  }
+
+  private pingIdle(): void {
+    for (const c of this.open) if (c.usable && c.active === 0) this.probe(c);
+  }
+}
+
+/**
+ * Closes a session gracefully (its streams finish first). One still connecting
+ * is destroyed instead: Node's close() on it neither emits 'close' nor lets go
+ * of the socket.
+ */
+function shut(session: ClientHttp2Session): void {
+  if (session.connecting) session.destroy();
+  else session.close();
+}
+
+/** Why a stream closed without an answer: it may or may not have reached the server, except when refused. */
+function lostReason(rstCode: number | undefined, c: Conn): string {
+  if (rstCode === NGHTTP2_REFUSED_STREAM) return 'stream refused';
+  if (!c.usable || c.session.closed || c.session.destroyed || rstCode === NGHTTP2_CANCEL || rstCode === NGHTTP2_NO_ERROR || rstCode === undefined)
+    return 'connection lost';
+  return `stream reset (${rstCode})`;
+}
+
+/** `reason` of a JSON error body ({"reason": …}), if there is one. */
+export function jsonReason(body: string): string | undefined {
+  if (!body) return undefined;
+  try {
+    const j: unknown = JSON.parse(body);
+    const r = j && typeof j === 'object' ? (j as { reason?: unknown }).reason : undefined;
+    return typeof r === 'string' ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
