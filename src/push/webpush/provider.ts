@@ -1,0 +1,284 @@
+// WebPushProvider: delivers pushes to Web Push services (RFC 8030) — browser
+// vendors' and UnifiedPush servers alike — encrypted (RFC 8291 aes128gcm) and
+// signed (RFC 8292 VAPID).
+//
+// Each push is one POST of the encrypted 2076-byte push data (2179 bytes on the
+// wire) to the subscription's endpoint, over HTTP/1.1 with a keep-alive agent
+// per origin (push services speak HTTP/1.1 to everyone; HTTP/2 support varies).
+// Plain http: only for loopback endpoints (a local UnifiedPush distributor or
+// test service; the subscription format allows nothing else). Redirects are
+// never followed: the endpoint is the capability, and a push service that
+// moves it must have the subscription renewed (UnifiedPush forbids redirects).
+//
+// Headers:
+//   TTL            per kind, as APNs (message 24 h, verification and check 1 h)
+//   Urgency        high for messages (wake the device now), normal otherwise
+//   Topic: msg     messages only: a push service keeps one undelivered message
+//                  per topic, replacing the older; right here because every
+//                  message push carries the newest entries of all queues, so
+//                  an older undelivered one says nothing the newer does not.
+//                  Verification codes must never be replaced, and checks are
+//                  rare, so they carry no topic.
+//   verification and check share every header, so the push service cannot
+//   tell them apart (as with APNs).
+//
+// Responses:
+//   2xx (201 per RFC 8030)           delivered
+//   404                              invalid UNREGISTERED — the push service does
+//                                    not know the subscription (Mozilla: unknown or
+//                                    malformed endpoint; RFC 8030 §7.3: expired)
+//   410                              invalid EXPIRED — it knew the subscription and it
+//                                    ended (expired, or the user unsubscribed)
+//                                    Both make the token INVALID, which is what matters:
+//                                    the app must subscribe again.
+//   413                              failed PayloadTooLarge (cannot happen under 4096 bytes)
+//   429, 5xx                         retry, afterMs from Retry-After
+//   401, 403                         failed: our VAPID refused (wrong key for a locked
+//                                    subscription, bad JWT); the token may be fine
+//   400, other 4xx, 3xx              failed with the status (and the service's text)
+//   network error, timeout           retry (the push may or may not have arrived)
+import http from 'node:http';
+import https from 'node:https';
+import type { KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Provider } from '../../ntf/protocol.ts';
+import type { PushKind } from '../../ntf/push.ts';
+import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
+import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { encryptWebPush } from './ece.ts';
+import { decodeWebPushSubscription } from './subscription.ts';
+import { VapidSigner } from './vapid.ts';
+
+/** The Topic of message pushes: a newer one replaces an undelivered older one. */
+export const MESSAGE_TOPIC = 'msg';
+
+export type Urgency = 'very-low' | 'low' | 'normal' | 'high';
+
+export interface WebPushConfig {
+  vapid: {
+    /** P-256 private key: PKCS#8 PEM, KeyObject, or web-push's raw base64url scalar. */
+    privateKey: string | KeyObject;
+    /** mailto: or https: contact for push service operators. */
+    subject: string;
+    /** JWT lifetime (default 12 h, at most 24 h). */
+    lifetimeSeconds?: number;
+  };
+  /** Trusted CA certificates (PEM), for a test server; the system's are trusted by default. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Connections per push service origin (default 64); further pushes wait for one. */
+  maxSockets?: number;
+  /** A push not answered by then resolves as retry (default 10 s), waiting for a connection included. */
+  requestTimeoutMs?: number;
+  ttlSeconds?: Partial<Record<PushKind, number>>;
+  /** An origin's idle connections are closed after this long without a push (default 5 min). */
+  idleOriginMs?: number;
+  /** Milliseconds since the epoch (VAPID exp, Retry-After dates). */
+  now?: () => number;
+  log?: Logger;
+}
+
+export interface WebPushHeaders {
+  'content-encoding': 'aes128gcm';
+  'content-type': 'application/octet-stream';
+  ttl: string;
+  urgency: Urgency;
+  topic?: string;
+}
+
+/** Request headers of a push of this kind, VAPID and length left out. */
+export function webPushHeaders(kind: PushKind, ttlSeconds?: Partial<Record<PushKind, number>>): WebPushHeaders {
+  const h: WebPushHeaders = {
+    'content-encoding': 'aes128gcm',
+    'content-type': 'application/octet-stream',
+    ttl: String(ttlSeconds?.[kind] ?? DEFAULT_TTL_SECONDS[kind]),
+    urgency: kind === 'message' ? 'high' : 'normal',
+  };
+  if (kind === 'message') h.topic = MESSAGE_TOPIC;
+  return h;
+}
+
+/** The PushResult of a push service's answer (see the table above). */
+export function webPushResult(status: number, headers: http.IncomingHttpHeaders, body: string, now: number): PushResult {
+  if (status >= 200 && status < 300) return { outcome: 'delivered' };
+  const reason = `HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ''}`;
+  if (status === 404) return { outcome: 'invalid', reason: 'UNREGISTERED' };
+  if (status === 410) return { outcome: 'invalid', reason: 'EXPIRED' };
+  if (status === 413) return { outcome: 'failed', reason: 'PayloadTooLarge' };
+  if (status === 429 || status >= 500) return retryResult(reason, retryAfterMs(headers['retry-after'], now));
+  if (status >= 300 && status < 400) return { outcome: 'failed', reason: `HTTP ${status} redirect not followed` };
+  return { outcome: 'failed', reason };
+}
+
+interface Pending {
+  resolve: (r: PushResult) => void;
+  timer: NodeJS.Timeout;
+  req?: http.ClientRequest;
+  done: boolean;
+}
+
+interface Origin {
+  agent: http.Agent;
+  lastUsed: number;
+  inFlight: number;
+}
+
+export interface WebPushStats {
+  inFlight: number;
+  /** Push service origins with an agent now. */
+  origins: number;
+}
+
+export class WebPushProvider implements PushProvider {
+  readonly serves: readonly Provider[] = ['webpush'];
+  readonly vapid: VapidSigner;
+  private readonly cfg: WebPushConfig;
+  private readonly timeoutMs: number;
+  private readonly maxSockets: number;
+  private readonly idleOriginMs: number;
+  private readonly now: () => number;
+  private readonly origins = new Map<string, Origin>();
+  private readonly pending = new Set<Pending>();
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(cfg: WebPushConfig) {
+    this.cfg = cfg;
+    this.now = cfg.now ?? Date.now;
+    this.vapid = new VapidSigner({
+      privateKey: cfg.vapid.privateKey,
+      subject: cfg.vapid.subject,
+      now: this.now,
+      ...(cfg.vapid.lifetimeSeconds !== undefined ? { lifetimeSeconds: cfg.vapid.lifetimeSeconds } : {}),
+    });
+    this.timeoutMs = cfg.requestTimeoutMs ?? 10_000;
+    this.maxSockets = cfg.maxSockets ?? 64;
+    this.idleOriginMs = cfg.idleOriginMs ?? 5 * 60_000;
+    if (!(Number.isInteger(this.maxSockets) && this.maxSockets >= 1)) throw new RangeError('maxSockets must be a positive integer');
+    if (!(this.timeoutMs > 0)) throw new RangeError('requestTimeoutMs must be positive');
+    for (const [kind, ttl] of Object.entries(cfg.ttlSeconds ?? {}))
+      if (!(Number.isInteger(ttl) && ttl >= 0)) throw new RangeError(`ttlSeconds.${kind} must be a non-negative integer (RFC 8030 TTL)`);
+    // many UnifiedPush servers each with a few idle keep-alive sockets would add up
+    this.sweeper = setInterval(() => this.sweep(), Math.min(this.idleOriginMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  /** The applicationServerKey apps must subscribe with. */
+  get applicationServerKey(): string {
+    return this.vapid.publicKey;
+  }
+
+  get stats(): WebPushStats {
+    return { inFlight: this.pending.size, origins: this.origins.size };
+  }
+
+  send(req: PushRequest): Promise<PushResult> {
+    if (this.closed) return Promise.resolve(retryResult('provider closed'));
+    if (!this.serves.includes(req.device.provider)) return Promise.resolve({ outcome: 'failed', reason: `provider ${req.device.provider} not served` });
+    const sub = decodeWebPushSubscription(req.device.token);
+    if (!sub.ok) return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
+    const { endpoint, p256dh, auth } = sub.value;
+    let body: Uint8Array;
+    try {
+      body = encryptWebPush({ plaintext: req.data, uaPublic: p256dh, authSecret: auth });
+    } catch (e) {
+      if (e instanceof RangeError) return Promise.resolve({ outcome: 'failed', reason: 'PayloadTooLarge' });
+      return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
+    }
+    const url = new URL(endpoint);
+    const origin = this.originFor(url);
+    const headers: http.OutgoingHttpHeaders = {
+      ...webPushHeaders(req.kind, this.cfg.ttlSeconds),
+      authorization: this.vapid.authorization(url.origin),
+      'content-length': body.length,
+    };
+    return new Promise<PushResult>((resolve) => {
+      const p: Pending = { resolve, done: false, timer: undefined as unknown as NodeJS.Timeout };
+      this.pending.add(p);
+      origin.inFlight++;
+      const finish = (r: PushResult) => {
+        if (p.done) return;
+        p.done = true;
+        clearTimeout(p.timer);
+        this.pending.delete(p);
+        origin.inFlight--;
+        origin.lastUsed = this.now();
+        if (r.outcome !== 'delivered') this.logResult(req.kind, r);
+        resolve(r);
+      };
+      p.resolve = finish;
+      p.timer = setTimeout(() => {
+        finish(retryResult('timeout'));
+        p.req?.destroy();
+      }, this.timeoutMs);
+      let request: http.ClientRequest;
+      try {
+        request = (url.protocol === 'https:' ? https.request : http.request)(url, { method: 'POST', agent: origin.agent, headers });
+      } catch (e) {
+        return finish({ outcome: 'failed', reason: `request rejected: ${(e as { code?: string }).code ?? String(e)}` });
+      }
+      p.req = request;
+      request.on('response', (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          res.resume(); // nothing to read, but the socket is free only once the body is consumed
+          return finish({ outcome: 'delivered' });
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          if (text.length < 512) text += c;
+        });
+        const answered = () => finish(webPushResult(status, res.headers, text.trim(), this.now()));
+        res.on('end', answered);
+        res.on('error', answered);
+        res.on('close', answered);
+      });
+      request.on('error', (e: NodeJS.ErrnoException) => finish(retryResult(`network: ${e.code ?? e.message}`)));
+      request.end(body);
+    });
+  }
+
+  /** Stops taking pushes; those in flight resolve as retry; connections are closed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const p of [...this.pending]) {
+      p.resolve(retryResult('provider closed'));
+      p.req?.destroy();
+    }
+    for (const o of this.origins.values()) o.agent.destroy();
+    this.origins.clear();
+  }
+
+  private originFor(url: URL): Origin {
+    let o = this.origins.get(url.origin);
+    if (!o) {
+      const opts = { keepAlive: true, maxSockets: this.maxSockets, scheduling: 'lifo' as const };
+      const agent =
+        url.protocol === 'https:' ? new https.Agent({ ...opts, ...(this.cfg.ca ? { ca: this.cfg.ca } : {}) }) : new http.Agent(opts);
+      o = { agent, lastUsed: this.now(), inFlight: 0 };
+      this.origins.set(url.origin, o);
+    }
+    return o;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, o] of this.origins)
+      if (o.inFlight === 0 && now - o.lastUsed > this.idleOriginMs) {
+        o.agent.destroy();
+        this.origins.delete(key);
+      }
+  }
+
+  // Logs carry the kind and the outcome only: an endpoint (or a self-hosted
+  // UnifiedPush server's origin) identifies a user.
+  private logResult(kind: PushKind, r: PushResult): void {
+    const log = this.cfg.log;
+    if (!log) return;
+    if (r.outcome === 'delivered') return;
+    if (r.outcome === 'failed' && /^HTTP 40[13]/.test(r.reason)) log.warn({ event: 'webpush_vapid_refused', kind, reason: r.reason });
+    else log.debug({ event: 'webpush_not_delivered', kind, outcome: r.outcome, reason: r.reason });
+  }
+}
