@@ -4,6 +4,9 @@
 //   hush relay start [--dir D]
 //   hush ntf init [--dir D] [--host H] [--port P]
 //   hush ntf start [--dir D]
+//   hush gateway init [--dir D] [--host H] [--port P]
+//   hush gateway add-server --name N [--dir D] [--rate R] [--burst B] [--daily-quota Q]
+//   hush gateway start [--dir D]
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,6 +14,7 @@ import { ConfigError } from '../server/config.ts';
 import { initRelay, startRelay } from '../relay/cli.ts';
 import { relayFiles } from '../relay/config.ts';
 import { initNtf, startNtf } from '../ntf/cli.ts';
+import { addServer, initGateway, startGateway } from '../gateway/cli.ts';
 
 const USAGE = `usage:
   hush start [--dir DIR]                                  start a local relay (initialized on first run)
@@ -18,7 +22,13 @@ const USAGE = `usage:
   hush relay start [--dir DIR]                            run the relay
   hush ntf init [--dir DIR] [--host HOST] [--port PORT]   notification server: keys and config, print the address
   hush ntf start [--dir DIR]                              run the notification server
-Settings: DIR/relay.json and DIR/ntf.json, overridden by HUSH_RELAY_* and HUSH_NTF_*
+  hush gateway init [--dir DIR] [--host HOST] [--port PORT]
+                                                          push gateway: seal key and config, print the seal key
+  hush gateway add-server --name NAME [--dir DIR] [--rate N] [--burst N] [--daily-quota N]
+                                                          authorize a notification server, print its key
+  hush gateway start [--dir DIR]                          run the push gateway
+Settings: DIR/relay.json, DIR/ntf.json and DIR/gateway.json, overridden by
+HUSH_RELAY_*, HUSH_NTF_* and HUSH_GATEWAY_*
 environment variables (see README).`;
 
 async function main(argv: string[]): Promise<void> {
@@ -29,6 +39,10 @@ async function main(argv: string[]): Promise<void> {
       dir: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
+      name: { type: 'string' },
+      rate: { type: 'string' },
+      burst: { type: 'string' },
+      'daily-quota': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -56,6 +70,29 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'ntf start':
       return run('notification server', () => startNtf(values.dir ?? 'data/ntf'));
+    case 'gateway init': {
+      const dir = values.dir ?? 'data/gateway';
+      const sealKey = initGateway({ dir, ...listen });
+      console.log(`push gateway initialized in ${dir}\nseal key: ${sealKey}`);
+      return;
+    }
+    case 'gateway add-server': {
+      if (!values.name) throw new UsageError('--name is required');
+      const key = addServer(values.dir ?? 'data/gateway', {
+        name: values.name,
+        ...(values.rate ? { ratePerSecond: countArg('--rate', values.rate, 1) } : {}),
+        ...(values.burst ? { burst: countArg('--burst', values.burst, 1) } : {}),
+        ...(values['daily-quota'] ? { dailyQuota: countArg('--daily-quota', values['daily-quota'], 0) } : {}),
+      });
+      console.log(`server ${values.name} authorized; its key (shown only now; put it in its ntf.json as gateway.key):\n${key}`);
+      return;
+    }
+    case 'gateway start':
+      return run('push gateway', async () => {
+        const g = await startGateway(values.dir ?? 'data/gateway');
+        console.log(`seal key: ${g.sealKey}`);
+        return { ...g, address: g.url };
+      });
     case 'start': {
       const dir = path.join(values.dir ?? 'data', 'relay');
       if (!fs.existsSync(relayFiles(dir).identity)) initRelay({ dir });
@@ -72,6 +109,11 @@ function portArg(v: string): number {
   const port = Number(v);
   if (!/^[0-9]+$/.test(v) || port < 1 || port > 65535) throw new UsageError(`--port: not a port number (1-65535): ${v}`);
   return port;
+}
+
+function countArg(name: string, v: string, min: number): number {
+  if (!/^[0-9]+$/.test(v) || Number(v) < min) throw new UsageError(`${name}: not a whole number >= ${min}: ${v}`);
+  return Number(v);
 }
 
 async function run(what: string, start: () => Promise<{ address: string; metricsPort: number; stop(): Promise<void> }>) {

@@ -274,3 +274,20 @@ export function fromBase64Url(s: string): Uint8Array | undefined {
   if ((acc & ((1 << bits) - 1)) !== 0) return undefined;
   return out;
 }
+
+/** long(plain) ‖ zeros, `size` bytes in all: sealed things of one kind all have one length. */
+export function padTo(plain: Uint8Array, size: number): Uint8Array {
+  if (plain.length + 4 > size) throw new RangeError(`${plain.length} bytes do not fit in ${size}`);
+  const padded = new Uint8Array(size);
+  padded.set(new Encoder(plain.length + 4).long(plain).done());
+  return padded;
+}
+
+/** The plain text of padTo's output; the padding must be zeros. */
+export function unpad(padded: Uint8Array): Parsed<Uint8Array> {
+  return parse(padded, (d) => {
+    const plain = d.long();
+    for (const z of d.raw(d.remaining)) if (z !== 0) throw new ParseError('non-zero padding');
+    return plain;
+  });
+}

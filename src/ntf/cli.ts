@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import { nodeCrypto } from '../core/crypto/node.ts';
 import { nodeWebSocket } from '../node/websocket.ts';
-import { ApnsProvider } from '../push/apns/provider.ts';
+import type { Logger } from 'pino';
+import { GatewayProvider } from '../gateway/client.ts';
+import { createProviders } from '../push/config.ts';
 import type { PushProvider } from '../push/provider.ts';
 import { ConfigError } from '../server/config.ts';
 import { readKeyFile } from '../server/identity.ts';
@@ -33,22 +35,10 @@ async function openStore(c: NtfConfig, dir: string) {
   return openJournalNtfStore(ntfFiles(dir).store, { fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 }).store;
 }
 
-function providers(c: NtfConfig): PushProvider[] {
-  const list: PushProvider[] = [];
-  if (c.apns)
-    list.push(
-      new ApnsProvider({
-        host: c.apns.host,
-        keyId: c.apns.keyId,
-        teamId: c.apns.teamId,
-        key: fs.readFileSync(c.apns.keyFile, 'utf8'),
-        topic: c.apns.topic,
-        serves: [c.apns.serves ?? (c.apns.host === 'sandbox' ? 'apns-sandbox' : 'apns')],
-        connections: c.apns.connections,
-        ...(c.apns.caFile ? { ca: fs.readFileSync(c.apns.caFile) } : {}),
-      }),
-    );
-  return list;
+function providers(c: NtfConfig, log: Logger): PushProvider[] {
+  if (!c.gateway) return createProviders(c, log);
+  const g = c.gateway;
+  return [new GatewayProvider({ url: g.url, key: g.key, connections: g.connections, log, ...(g.caFile ? { ca: fs.readFileSync(g.caFile) } : {}) })];
 }
 
 export interface RunningNtf {
@@ -63,8 +53,8 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
   const files = ntfFiles(dir);
   if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush ntf init --dir ${dir}\` first`);
   const log = createLogger('ntf', c.logLevel);
-  const list = providers(c);
-  if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns in ntf.json' });
+  const list = providers(c, log);
+  if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns, fcm, webpush or gateway in ntf.json' });
   const server = new NtfServer({
     identity: readKeyFile(files.identity),
     serviceKey: readKeyFile(files.serviceKey, 'x25519'),

@@ -2,7 +2,10 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { boolSchema, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
+import { providerEnv, providerSchemas } from '../push/config.ts';
 import { DEFAULT_DISPATCH } from './dispatch.ts';
+
+const PROVIDER_KEYS = Object.keys(providerSchemas) as Array<keyof typeof providerSchemas>;
 
 const positive = positiveSchema;
 const bool = boolSchema;
@@ -22,16 +25,14 @@ export const ntfConfigSchema = z
       .strict()
       .prefault({})
       .refine((s) => s.backend !== 'postgres' || s.databaseUrl, { message: 'store.databaseUrl is required for backend postgres' }),
-    /** Apple Push Notification service: token-based (.p8) authentication. */
-    apns: z
+    /** Providers built in: apns, fcm, webpush (src/push/config.ts). */
+    ...providerSchemas,
+    /** Or a remote push gateway that holds the credentials; then no provider is built in. */
+    gateway: z
       .object({
-        host: z.string().min(1).default('production'),
-        keyId: z.string().min(1),
-        teamId: z.string().min(1),
-        keyFile: z.string().min(1),
-        topic: z.string().min(1),
-        /** Tokens of development builds are 'apns-sandbox'. */
-        serves: z.enum(['apns', 'apns-sandbox']).optional(),
+        url: z.url({ protocol: /^https?$/ }),
+        /** The key `hush gateway add-server` printed. */
+        key: z.string().min(16),
         caFile: z.string().min(1).optional(),
         connections: positive.default(1),
       })
@@ -47,7 +48,11 @@ export const ntfConfigSchema = z
       .prefault({}),
     cronIntervalSeconds: positive.default(10),
   })
-  .strict();
+  .strict()
+  .refine((c) => !c.gateway || !PROVIDER_KEYS.some((k) => c[k]), {
+    message: 'either a gateway or providers built in, not both',
+    path: ['gateway'],
+  });
 
 export type NtfConfig = z.infer<typeof ntfConfigSchema>;
 
@@ -63,12 +68,10 @@ export const NTF_ENV: EnvMap = {
   HUSH_NTF_FSYNC: 'store.fsync',
   HUSH_NTF_DATABASE_URL: 'store.databaseUrl',
   HUSH_NTF_DATABASE_SCHEMA: 'store.schema',
-  HUSH_NTF_APNS_HOST: 'apns.host',
-  HUSH_NTF_APNS_KEY_ID: 'apns.keyId',
-  HUSH_NTF_APNS_TEAM_ID: 'apns.teamId',
-  HUSH_NTF_APNS_KEY_FILE: 'apns.keyFile',
-  HUSH_NTF_APNS_TOPIC: 'apns.topic',
-  HUSH_NTF_APNS_CA_FILE: 'apns.caFile',
+  ...providerEnv('HUSH_NTF_'),
+  HUSH_NTF_GATEWAY_URL: 'gateway.url',
+  HUSH_NTF_GATEWAY_KEY: 'gateway.key',
+  HUSH_NTF_GATEWAY_CA_FILE: 'gateway.caFile',
   HUSH_LOG_LEVEL: 'logLevel',
 };
 

@@ -21,7 +21,8 @@ export type NtfError = (typeof NTF_ERRORS)[number];
 const ERROR_SET: ReadonlySet<string> = new Set(NTF_ERRORS);
 
 /** Push providers a token can name. Which ones a server accepts is its configuration. */
-export const PROVIDERS = ['apns', 'apns-sandbox', 'fcm', 'webpush', 'test'] as const;
+// 'sealed': a token sealed to a push gateway's key (src/gateway/sealed-token.ts), opaque here.
+export const PROVIDERS = ['apns', 'apns-sandbox', 'fcm', 'webpush', 'sealed', 'test'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 const PROVIDER_SET: ReadonlySet<string> = new Set(PROVIDERS);
 

@@ -11,7 +11,7 @@
 //
 // Message entries are the relay's NMSGs as they came: still sealed for the
 // recipient, so the notification server never reads message IDs or times.
-import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+import { Decoder, Encoder, padTo, parse, ParseError, unpad, type Parsed } from '../core/encoding.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { CODE_LENGTH, ID_LENGTH } from './protocol.ts';
 
@@ -70,8 +70,7 @@ export function decodePushContent(b: Uint8Array): Parsed<PushContent> {
 
 /** Server side: seals push content for the device. */
 export function sealPush(crypto: CryptoSuite, tknDhSecret: Uint8Array, c: PushContent): Uint8Array {
-  const padded = new Uint8Array(PUSH_PLAIN_SIZE);
-  padded.set(new Encoder(PUSH_PLAIN_SIZE).long(encodePushContent(c)).done());
+  const padded = padTo(encodePushContent(c), PUSH_PLAIN_SIZE);
   const nonce = crypto.randomBytes(12);
   const sealed = crypto.seal(tknDhSecret, nonce, padded);
   const data = new Uint8Array(PUSH_DATA_SIZE);
@@ -85,11 +84,7 @@ export function openPush(crypto: CryptoSuite, tknDhSecret: Uint8Array, data: Uin
   if (data.length !== PUSH_DATA_SIZE) return undefined;
   const padded = crypto.open(tknDhSecret, data.subarray(0, 12), data.subarray(12));
   if (!padded) return undefined;
-  const r = parse(padded, (d) => {
-    const plain = d.long();
-    for (const z of d.raw(d.remaining)) if (z !== 0) throw new ParseError('non-zero padding');
-    return plain;
-  });
+  const r = unpad(padded);
   if (!r.ok) return undefined;
   const c = decodePushContent(r.value);
   return c.ok ? c.value : undefined;

@@ -23,6 +23,8 @@ export type PushResult =
 export interface PushProvider {
   /** The token providers this one delivers for. */
   readonly serves: readonly Provider[];
+  /** Web Push: the VAPID public key (b64url) apps subscribe with, as applicationServerKey. */
+  readonly applicationServerKey?: string;
   send(req: PushRequest): Promise<PushResult>;
   close(): Promise<void>;
 }

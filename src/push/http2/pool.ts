@@ -373,12 +373,12 @@ function lostReason(rstCode: number | undefined, c: Conn): string {
   return `stream reset (${rstCode})`;
 }
 
-/** `reason` of a JSON error body ({"reason": …}), if there is one. */
-export function jsonReason(body: string): string | undefined {
+/** A string field of a JSON error body ({"reason": …} from Apple), if there is one. */
+export function jsonReason(body: string, field = 'reason'): string | undefined {
   if (!body) return undefined;
   try {
     const j: unknown = JSON.parse(body);
-    const r = j && typeof j === 'object' ? (j as { reason?: unknown }).reason : undefined;
+    const r = j && typeof j === 'object' ? (j as Record<string, unknown>)[field] : undefined;
     return typeof r === 'string' ? r : undefined;
   } catch {
     return undefined;

@@ -1,0 +1,63 @@
+// GatewayProvider: a notification server's push provider that forwards every
+// push to a remote push gateway (src/gateway/server.ts) over HTTP/2, so the
+// notification server needs no Apple or Google credentials of its own.
+//
+//   200 + PushResult   that result, as the gateway's provider gave it
+//   429 (rate/quota)   retry, after retry-after
+//   5xx, lost          retry (a lost request may have been delivered)
+//   401, 4xx           failed: our key is refused or the request is malformed
+import { Http2Pool, jsonReason, type Http2PoolOptions, type Http2PoolStats } from '../push/http2/pool.ts';
+import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../push/provider.ts';
+import { PROVIDERS, type Provider } from '../ntf/protocol.ts';
+import { decodePushResult, encodePushRequest, PUSH_PATH } from './protocol.ts';
+
+export interface GatewayClientConfig extends Omit<Http2PoolOptions, 'name'> {
+  /** The key `hush gateway add-server` printed for this notification server. */
+  key: string;
+  /** Token providers to send through the gateway (default: every one but 'test'). */
+  serves?: readonly Provider[];
+  now?: () => number;
+}
+
+export class GatewayProvider implements PushProvider {
+  readonly serves: readonly Provider[];
+  private readonly pool: Http2Pool;
+  private readonly authorization: string;
+  private readonly now: () => number;
+
+  constructor(cfg: GatewayClientConfig) {
+    this.serves = cfg.serves ?? PROVIDERS.filter((p) => p !== 'test');
+    this.pool = new Http2Pool({ ...cfg, name: 'gateway' });
+    this.authorization = `Bearer ${cfg.key}`;
+    this.now = cfg.now ?? Date.now;
+  }
+
+  get stats(): Http2PoolStats {
+    return this.pool.stats;
+  }
+
+  async send(req: PushRequest): Promise<PushResult> {
+    const body = encodePushRequest(req);
+    const headers = {
+      ':method': 'POST',
+      ':path': PUSH_PATH,
+      authorization: this.authorization,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    };
+    const r = await this.pool.request(() => ({ headers, body }));
+    if ('lost' in r) return retryResult(`gateway: ${r.lost}`);
+    if ('failed' in r) return { outcome: 'failed', reason: `gateway: ${r.failed}` };
+    if (r.status === 200) {
+      const result = decodePushResult(r.body);
+      return result.ok ? result.value : { outcome: 'failed', reason: `gateway: ${result.error}` };
+    }
+    const error = jsonReason(r.body, 'error') ?? `HTTP ${r.status}`;
+    if (r.status === 429 || r.status >= 500) return retryResult(`gateway: ${error}`, retryAfterMs(r.headers['retry-after'], this.now()));
+    return { outcome: 'failed', reason: `gateway: ${error}` };
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

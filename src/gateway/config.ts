@@ -1,0 +1,54 @@
+// Push gateway configuration: <dir>/gateway.json, overridden by HUSH_GATEWAY_* variables.
+import path from 'node:path';
+import { z } from 'zod';
+import { providerEnv, providerSchemas } from '../push/config.ts';
+import { listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
+
+export const serverAccountSchema = z
+  .object({
+    name: z.string().min(1).max(64),
+    /** SHA-256 (hex) of the key the server authenticates with. */
+    keyHash: z.string().regex(/^[0-9a-f]{64}$/),
+    ratePerSecond: positiveSchema.default(1000),
+    /** Pushes allowed at once above the rate (default: two seconds' worth). */
+    burst: positiveSchema.optional(),
+    /** Pushes per UTC day; 0 = unlimited. */
+    dailyQuota: z.coerce.number().int().min(0).default(0),
+  })
+  .strict()
+  .transform((s) => ({ ...s, burst: s.burst ?? s.ratePerSecond * 2 }));
+
+export const gatewayConfigSchema = z
+  .object({
+    ...listenerSchema(5225, 9466),
+    ...providerSchemas,
+    /** The notification servers allowed to push (see `hush gateway add-server`). */
+    servers: z.array(serverAccountSchema).default([]),
+    maxInFlight: positiveSchema.default(10_000),
+  })
+  .strict()
+  .refine((c) => c.tls || ['127.0.0.1', '::1', 'localhost'].includes(c.host), {
+    message: 'tls is required unless the gateway listens on loopback only (keys would cross the network in clear)',
+    path: ['tls'],
+  });
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+
+export const GATEWAY_ENV: EnvMap = {
+  HUSH_GATEWAY_HOST: 'host',
+  HUSH_GATEWAY_PORT: 'port',
+  HUSH_GATEWAY_TLS_CERT: 'tls.cert',
+  HUSH_GATEWAY_TLS_KEY: 'tls.key',
+  HUSH_GATEWAY_METRICS_HOST: 'metrics.host',
+  HUSH_GATEWAY_METRICS_PORT: 'metrics.port',
+  ...providerEnv('HUSH_GATEWAY_'),
+  HUSH_LOG_LEVEL: 'logLevel',
+};
+
+export const gatewayFiles = (dir: string) => ({
+  config: path.join(dir, 'gateway.json'),
+  sealKey: path.join(dir, 'seal.key'),
+});
+
+export const loadGatewayConfig = (dir: string, env: NodeJS.ProcessEnv = process.env) =>
+  loadConfig(gatewayConfigSchema, gatewayFiles(dir).config, GATEWAY_ENV, env);
