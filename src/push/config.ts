@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { positiveSchema } from '../server/config.ts';
+import { boolSchema, positiveSchema } from '../server/config.ts';
 import { ApnsProvider } from './apns/provider.ts';
 import { FcmProvider } from './fcm/provider.ts';
 import type { PushProvider } from './provider.ts';
@@ -49,6 +49,8 @@ export const providerSchemas = {
       subject: z.string().regex(/^(mailto:|https:)/, 'a mailto: or https: URI'),
       caFile,
       maxSockets: positiveSchema.default(64),
+      /** Allow endpoints on loopback/private networks (local UnifiedPush distributors, tests); off: no SSRF by subscription. */
+      allowPrivateNetworks: boolSchema.default(false),
     })
     .strict()
     .optional(),
@@ -106,6 +108,7 @@ export function createProviders(c: ProviderSettings, log?: Logger): PushProvider
       new WebPushProvider({
         vapid: { privateKey: fs.readFileSync(c.webpush.vapidKeyFile, 'utf8'), subject: c.webpush.subject },
         maxSockets: c.webpush.maxSockets,
+        allowPrivateNetworks: c.webpush.allowPrivateNetworks,
         ...read(c.webpush.caFile),
         ...(log ? { log } : {}),
       }),

@@ -3,6 +3,7 @@
 // and that server against web-push (a client nobody here wrote) and against
 // hand-made bad requests.
 import assert from 'node:assert/strict';
+import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../src/push/webpush/address-guard.ts';
 import { createCipheriv, createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
@@ -400,7 +401,7 @@ async function rig(t: TestContext, serverOpts: WebPushTestServerOptions = {}, ov
   const vapid = createVapidKey();
   const providers: WebPushProvider[] = [];
   const newProvider = (o: Partial<WebPushConfig> = {}) => {
-    const p = new WebPushProvider({ vapid: { privateKey: vapid.privateKey, subject: SUBJECT }, ca: server.ca, now: () => clock.now(), ...over, ...o });
+    const p = new WebPushProvider({ vapid: { privateKey: vapid.privateKey, subject: SUBJECT }, ca: server.ca, allowPrivateNetworks: true, now: () => clock.now(), ...over, ...o });
     providers.push(p);
     return p;
   };
@@ -419,6 +420,22 @@ async function rig(t: TestContext, serverOpts: WebPushTestServerOptions = {}, ov
 const push = (device: DeviceToken, kind: PushKind = 'message'): PushRequest => ({ device, kind, data: randomBytes(PUSH_DATA_SIZE) });
 
 describe('WebPushProvider ↔ Web Push test server', () => {
+  it('refuses endpoints on loopback and private networks unless allowed (no SSRF by subscription)', async (t) => {
+    const r = await rig(t);
+    const strict = r.newProvider({ allowPrivateNetworks: false });
+    const refused = { outcome: 'failed', reason: 'endpoint is not on a public network' };
+    assert.deepEqual(await strict.send(push(r.device())), refused);
+    const json = r.server.subscribe({ applicationServerKey: r.vapid.publicKey });
+    for (const host of ['localhost', '[::1]', '10.1.2.3', '192.168.0.9', '169.254.169.254'])
+      assert.deepEqual(await strict.send(push({ provider: 'webpush', token: encodeWebPushSubscription({ ...json, endpoint: json.endpoint.replace('127.0.0.1', host) }) })), refused, host);
+    assert.equal(r.server.messages.length, 0, 'nothing reached the push service');
+    // names are checked after resolution: one that resolves to loopback is refused when connecting
+    const viaName = await new Promise<string>((resolve) => publicOnlyLookup('localhost', {}, (err) => resolve(err?.code ?? 'resolved')));
+    assert.equal(viaName, NOT_PUBLIC);
+    for (const ip of ['8.8.8.8', '2606:4700::1111']) assert.equal(isPublicAddress(ip), true, ip);
+    for (const ip of ['127.0.0.1', '::1', '::ffff:10.0.0.1', 'fd00::1', 'fe80::1', '100.64.0.1', '0.0.0.0', 'not-an-ip']) assert.equal(isPublicAddress(ip), false, ip);
+  });
+
   it('delivers each kind: the push data decrypts at the browser; TTL, Urgency, Topic as designed', async (t) => {
     const r = await rig(t);
     const d = r.device();

@@ -39,12 +39,14 @@
 //   network error, timeout           retry (the push may or may not have arrived)
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Provider } from '../../ntf/protocol.ts';
 import type { PushKind } from '../../ntf/push.ts';
 import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from './address-guard.ts';
 import { encryptWebPush } from './ece.ts';
 import { decodeWebPushSubscription } from './subscription.ts';
 import { VapidSigner } from './vapid.ts';
@@ -72,6 +74,11 @@ export interface WebPushConfig {
   ttlSeconds?: Partial<Record<PushKind, number>>;
   /** An origin's idle connections are closed after this long without a push (default 5 min). */
   idleOriginMs?: number;
+  /**
+   * Allow endpoints on loopback and private networks (default false: such a
+   * push fails, see address-guard.ts). For tests and local UnifiedPush distributors.
+   */
+  allowPrivateNetworks?: boolean;
   /** Milliseconds since the epoch (VAPID exp, Retry-After dates). */
   now?: () => number;
   log?: Logger;
@@ -185,6 +192,10 @@ export class WebPushProvider implements PushProvider {
       return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
     }
     const url = new URL(endpoint);
+    // an IP literal is connected to without a lookup, so it is checked here
+    const literal = url.hostname.replace(/^\[|\]$/g, '');
+    if (!this.cfg.allowPrivateNetworks && (net.isIP(literal) ? !isPublicAddress(literal) : literal === 'localhost'))
+      return Promise.resolve({ outcome: 'failed', reason: 'endpoint is not on a public network' });
     const origin = this.originFor(url);
     const headers: http.OutgoingHttpHeaders = {
       ...webPushHeaders(req.kind, this.cfg.ttlSeconds),
@@ -233,7 +244,9 @@ export class WebPushProvider implements PushProvider {
         res.on('error', answered);
         res.on('close', answered);
       });
-      request.on('error', (e: NodeJS.ErrnoException) => finish(retryResult(`network: ${e.code ?? e.message}`)));
+      request.on('error', (e: NodeJS.ErrnoException) =>
+        finish(e.code === NOT_PUBLIC ? { outcome: 'failed', reason: 'endpoint is not on a public network' } : retryResult(`network: ${e.code ?? e.message}`)),
+      );
       request.end(body);
     });
   }
@@ -254,7 +267,12 @@ export class WebPushProvider implements PushProvider {
   private originFor(url: URL): Origin {
     let o = this.origins.get(url.origin);
     if (!o) {
-      const opts = { keepAlive: true, maxSockets: this.maxSockets, scheduling: 'lifo' as const };
+      const opts = {
+        keepAlive: true,
+        maxSockets: this.maxSockets,
+        scheduling: 'lifo' as const,
+        ...(this.cfg.allowPrivateNetworks ? {} : { lookup: publicOnlyLookup }),
+      };
       const agent =
         url.protocol === 'https:' ? new https.Agent({ ...opts, ...(this.cfg.ca ? { ca: this.cfg.ca } : {}) }) : new http.Agent(opts);
       o = { agent, lastUsed: this.now(), inFlight: 0 };
