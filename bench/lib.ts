@@ -77,8 +77,13 @@ export const selfCpuMs = () => {
 export class Children {
   private readonly procs = new Set<ChildProcess>();
 
-  spawn(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
-    const p = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** With `ipc`, the child also gets an IPC channel (process.send / 'message'; see nextMessage). */
+  spawn(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; ipc?: boolean } = {}): ChildProcess {
+    const p = spawn(cmd, args, {
+      cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? process.env,
+      stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    });
     this.procs.add(p);
     p.once('exit', () => this.procs.delete(p));
     return p;
@@ -149,6 +154,134 @@ export function waitForLine(p: ChildProcess, re: RegExp, timeoutMs = 20_000): Pr
     p.stderr?.on('data', onErr);
     p.once('exit', onExit);
   });
+}
+
+/** Resolves with the child's next IPC message {t: type, …}; rejects if it exits first or after `timeoutMs`. */
+export function nextMessage<T>(p: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: { t?: string }) => {
+      if (m?.t !== type) return;
+      done();
+      resolve(m as T);
+    };
+    const onExit = (code: number | null) => {
+      done();
+      reject(new Error(`child exited (${code}) while waiting for ${type}`));
+    };
+    const t = setTimeout(() => {
+      done();
+      reject(new Error(`no ${type} from child within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(t);
+      p.off('message', onMsg);
+      p.off('exit', onExit);
+    };
+    p.on('message', onMsg);
+    p.once('exit', onExit);
+  });
+}
+
+/**
+ * Waits until the rest of the machine is quiet: other processes (other benchmarks, a test run)
+ * using under `maxPct` % of one core over 500 ms. Resolves false if not within `timeoutMs`, or
+ * undefined where the machine's CPU time cannot be read.
+ */
+export async function waitForQuiet(maxPct = 20, timeoutMs = 10_000): Promise<boolean | undefined> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const a = machineBusyMs();
+    const self = selfCpuMs();
+    const t = performance.now();
+    await sleep(500);
+    const b = machineBusyMs();
+    if (a === undefined || b === undefined) return undefined;
+    const pct = (100 * (b - a - (selfCpuMs() - self))) / (performance.now() - t);
+    if (pct < maxPct) return true;
+    if (performance.now() > deadline) return false;
+  }
+}
+
+/** One request of a closed-loop load: calls `done()` when it succeeded, `done(error)` when not. */
+export type SendOne = (done: (error?: string) => void) => void;
+
+export interface ClosedLoopResult {
+  /** Successes completed inside the measurement window, per second. */
+  perS: number;
+  windowOk: number;
+  windowMs: number;
+  /** The window in CLOCK_MONOTONIC µs (process.hrtime), the clock of --cpu-prof profiles. */
+  windowUs: [number, number];
+  /** Successes and errors over the whole run (warm-up and drain included). */
+  ok: number;
+  errors: number;
+  firstError?: string;
+  /** Requests not finished within the drain time. */
+  unfinished: number;
+  /** CPU of this process, of `peerPid` and of the whole machine over the window, % of one core. */
+  cpuPct: number;
+  peerCpuPct?: number;
+  machineCpuPct?: number;
+}
+
+/**
+ * Closed-loop load from this process: `concurrency` requests in flight, each finished one
+ * replaced at once; counts the successes in `measureMs` after `warmupMs`, then stops sending and
+ * waits up to `drainMs` for the rest. The first error stops the load (the caller fails the run).
+ */
+export async function closedLoop(
+  send: SendOne,
+  o: { concurrency: number; warmupMs: number; measureMs: number; drainMs?: number; peerPid?: number },
+): Promise<ClosedLoopResult> {
+  let ok = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  let inFlight = 0;
+  let running = true;
+  const done = (error?: string) => {
+    inFlight--;
+    if (error === undefined) ok++;
+    else {
+      errors++;
+      firstError ??= error;
+      running = false; // an error may come back synchronously: no loop of failures
+    }
+    if (running) next();
+  };
+  const next = () => {
+    inFlight++;
+    send(done);
+  };
+  const snap = () => ({
+    t: performance.now(),
+    us: Number(process.hrtime.bigint() / 1000n),
+    ok,
+    cpu: selfCpuMs(),
+    peer: o.peerPid === undefined ? undefined : processCpuMs(o.peerPid),
+    machine: machineBusyMs(),
+  });
+  for (let i = 0; i < o.concurrency && running; i++) next();
+  await sleep(o.warmupMs);
+  const a = snap();
+  await sleep(o.measureMs);
+  const b = snap();
+  running = false;
+  const deadline = performance.now() + (o.drainMs ?? 5000);
+  while (inFlight > 0 && performance.now() < deadline) await sleep(5);
+  const windowMs = b.t - a.t;
+  return {
+    perS: ((b.ok - a.ok) * 1000) / windowMs,
+    windowOk: b.ok - a.ok,
+    windowMs,
+    windowUs: [a.us, b.us],
+    ok,
+    errors,
+    ...(firstError !== undefined ? { firstError } : {}),
+    unfinished: inFlight,
+    cpuPct: (100 * (b.cpu - a.cpu)) / windowMs,
+    ...(a.peer !== undefined && b.peer !== undefined ? { peerCpuPct: (100 * (b.peer - a.peer)) / windowMs } : {}),
+    ...(a.machine !== undefined && b.machine !== undefined ? { machineCpuPct: (100 * (b.machine - a.machine)) / windowMs } : {}),
+  };
 }
 
 export interface SectionResult {

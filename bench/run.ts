@@ -3,10 +3,12 @@
 // bench/results/<section>.json. Add a component's benchmark here.
 import { run as relay } from './relay.ts';
 import { run as ntf } from './ntf.ts';
+import { run as push } from './push.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
   { name: 'ntf', run: ntf },
+  { name: 'push', run: push },
 ];
 
 const wanted = process.argv.slice(2);

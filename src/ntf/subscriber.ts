@@ -92,6 +92,8 @@ class RelayLink {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
   private closed = false;
+  /** NSUBS answered on this.client: until then its subscriptions are not live. */
+  private ready = false;
   private work: Promise<void> = Promise.resolve();
 
   constructor(
@@ -99,8 +101,9 @@ class RelayLink {
     private readonly o: SubscriberOptions,
   ) {}
 
+  /** Connected and resubscribed (NSUBS answered). */
   get connected(): boolean {
-    return this.client?.connected ?? false;
+    return this.ready && (this.client?.connected ?? false);
   }
 
   async connect(): Promise<void> {
@@ -114,8 +117,11 @@ class RelayLink {
         onClose: () => this.lost(client),
       });
       if (this.closed) return client.close();
+      // set before NSUBS is answered: NMSGs the relay kept may follow the answer in the same block
       this.client = client;
       const count = await client.subscribeService(serviceKey);
+      if (client !== this.client) return; // lost meanwhile; a reconnect is under way
+      this.ready = true;
       this.failures = 0;
       // Subscriptions the service does not cover yet, and all of them if the relay lost track.
       const subs = [...store.subsOfRelay(this.relay)];
@@ -128,6 +134,7 @@ class RelayLink {
       log.warn({ event: 'relay_connect_failed', err: e instanceof Error ? e.message : String(e) });
       this.client?.close();
       this.client = undefined;
+      this.ready = false;
       this.retry();
     }
   }
@@ -144,6 +151,7 @@ class RelayLink {
   private lost(client: RelayClient): void {
     if (client !== this.client) return;
     this.client = undefined;
+    this.ready = false;
     this.o.log.warn({ event: 'relay_disconnected' });
     this.retry();
   }
@@ -215,7 +223,7 @@ class RelayLink {
   }
 
   async settled(): Promise<void> {
-    while (this.batchTimer || this.waiting.length > 0) {
+    while (this.batchTimer || this.waiting.length > 0 || (this.client && !this.ready)) {
       if (!this.client) return;
       await new Promise((r) => setTimeout(r, 5));
       await this.work;
@@ -229,5 +237,6 @@ class RelayLink {
     clearTimeout(this.retryTimer);
     this.client?.close();
     this.client = undefined;
+    this.ready = false;
   }
 }

@@ -7,9 +7,25 @@ import type { KeyPair } from '../core/crypto/suite.ts';
 
 type KeyType = 'ed25519' | 'x25519';
 
+/**
+ * A new key pair as PEM (PKCS#8, SPKI), encoded by the generating call itself.
+ * Exporting a KeyObject that generateKeyPairSync just returned can deadlock
+ * Node 20: a GC during the export runs the finished key job's destructor, which
+ * waits for the lock the export holds (seen as a process idle forever).
+ */
+export function generatePemKeyPair(
+  type: 'ed25519' | 'x25519' | 'ec' | 'rsa',
+  options: { namedCurve?: string; modulusLength?: number } = {},
+): { privateKey: string; publicKey: string } {
+  return crypto.generateKeyPairSync(type as 'ec', {
+    ...(options as { namedCurve: string }),
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+}
+
 export function createKeyFile(file: string, type: KeyType = 'ed25519'): KeyPair {
-  const { privateKey } = crypto.generateKeyPairSync(type as 'ed25519');
-  fs.writeFileSync(file, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  fs.writeFileSync(file, generatePemKeyPair(type).privateKey, { mode: 0o600, flag: 'wx' });
   return readKeyFile(file, type);
 }
 

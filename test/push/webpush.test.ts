@@ -4,7 +4,8 @@
 // hand-made bad requests.
 import assert from 'node:assert/strict';
 import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../src/push/webpush/address-guard.ts';
-import { createCipheriv, createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createCipheriv, createECDH, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { generatePemKeyPair } from '../../src/server/identity.ts';
 import http from 'node:http';
 import https from 'node:https';
 import { createRequire } from 'node:module';
@@ -373,8 +374,8 @@ describe('VAPID', () => {
     const wp = webpush.generateVAPIDKeys();
     assert.equal(loadVapidKey(wp.privateKey).publicKeyB64, wp.publicKey);
     assert.throws(() => loadVapidKey('not a key'), TypeError);
-    assert.throws(() => loadVapidKey(generateKeyPairSync('ed25519').privateKey), TypeError);
-    assert.throws(() => loadVapidKey(generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey), TypeError);
+    assert.throws(() => loadVapidKey(generatePemKeyPair('ed25519').privateKey), TypeError);
+    assert.throws(() => loadVapidKey(generatePemKeyPair('ec', { namedCurve: 'secp384r1' }).privateKey), TypeError);
     for (const subject of ['', 'ops@hush.example', 'mailto:', 'mailto:ops@localhost', 'http://hush.example', 'https://'])
       assert.throws(() => new VapidSigner({ privateKey, subject }), TypeError, subject);
     assert.ok(new VapidSigner({ privateKey, subject: 'https://hush.example/contact' }));

@@ -26,17 +26,33 @@
 //                               a body that is not a JSON object with an `aps` dictionary
 //
 // Errors carry {"reason": …} (and "timestamp" in ms for 410), every response an
-// apns-id (the request's, or a new UUID). A request that passes all checks gets
-// the scripted reply for its token or the next scripted reply if any, else 200;
-// each 200 is recorded in `pushes` and emitted as 'push'. Scripts can also hang
+// apns-id (the request's, or a new UUID-shaped one). A request that passes all
+// checks gets the scripted reply for its token or the next scripted reply if
+// any, else 200; each 200 is recorded in `pushes` (unless `record: false`),
+// counted in `counts` and emitted as 'push'. Scripts can also hang
 // a request, drop its connection, or delay it; goaway() and dropConnections()
 // act on every open connection.
-import { createPublicKey, generateKeyPairSync, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
+//
+// Light enough to measure clients against (bench/push.ts): a provider token is
+// verified once per distinct token string (the verdict cached, bounded; only its
+// age is checked per request), as Apple verifies it once per connection; the
+// body is parsed once (the payload check); apns-ids come from a counter; a push
+// record is built only when kept (`record`) or listened for.
+//
+// Flow control: Apple does not publish its HTTP/2 windows. Node's default
+// connection receive window (65,535 bytes) would hold a client to ~22 pushes
+// of 3 KB in flight per connection, making the test server, not the client,
+// the bottleneck. So the connection window defaults to maxConcurrentStreams ×
+// 5120 bytes (the largest payload, VoIP's): every allowed stream can carry a
+// full body without waiting for WINDOW_UPDATE. `connectionWindowSize` and
+// `streamWindowSize` (default Node's 65,535: above any payload) change them.
+import { createPublicKey, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import http2, { type Http2Session, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { generatePemKeyPair } from '../../server/identity.ts';
 
 const fixture = (name: string) => fs.readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 /** The test server's certificate (self-signed, localhost and 127.0.0.1): trust it as the CA. */
@@ -58,6 +74,11 @@ export const APNS_PUSH_TYPES = [
 ] as const;
 const PUSH_TYPES: ReadonlySet<string> = new Set(APNS_PUSH_TYPES);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PRIORITIES: ReadonlySet<string> = new Set(['1', '5', '10']);
+/** Largest body Apple takes for a VoIP push; the largest of any push type. */
+const MAX_PAYLOAD_ANY = 5120;
+/** Verdicts on provider tokens kept (oldest dropped first): a bound, not a limit on clients. */
+const VERIFIED_CACHE = 10_000;
 const DEVICE_TOKEN = /^[0-9a-f]{64}$/i;
 const PATH_PREFIX = '/3/device/';
 /** Reason for a body that is not a JSON object with `aps`: Apple documents none of its own. */
@@ -80,13 +101,7 @@ const appleId = () => {
 
 /** A new EC P-256 key pair in Apple's format, with random 10-character team and key IDs unless given. */
 export function createApnsKey(opts: { teamId?: string; keyId?: string } = {}): ApnsTeamKey {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return {
-    teamId: opts.teamId ?? appleId(),
-    keyId: opts.keyId ?? appleId(),
-    privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-  };
+  return { teamId: opts.teamId ?? appleId(), keyId: opts.keyId ?? appleId(), ...generatePemKeyPair('ec', { namedCurve: 'prime256v1' }) };
 }
 
 /** A scripted answer to a request that passed the checks. */
@@ -147,6 +162,19 @@ export interface ApnsTestServerOptions {
   tokenMaxAgeSeconds?: number;
   /** Answer every request this much later (default 0). */
   delayMs?: number;
+  /**
+   * HTTP/2 connection receive window in bytes (default maxConcurrentStreams × 5120: never the
+   * bottleneck; Apple's value is not public). Node's own default, 65,535, caps a connection at
+   * ~22 pushes of 3 KB in flight.
+   */
+  connectionWindowSize?: number;
+  /** HTTP/2 per-stream receive window in bytes (default 65,535, Node's: more than any payload). */
+  streamWindowSize?: number;
+  /**
+   * Keep every accepted push in `pushes` and every answer in `exchanges` (default true).
+   * Off for load runs, whose memory would otherwise grow; the events and `counts` still tell.
+   */
+  record?: boolean;
   host?: string;
   port?: number;
 }
@@ -161,6 +189,56 @@ interface Check {
   reason: string;
 }
 
+/** A request stream, from its HEADERS to its answer. */
+interface Incoming {
+  stream: ServerHttp2Stream;
+  headers: IncomingHttpHeaders;
+  /** Node's raw header list (not in @types/node): it shows repeated headers. */
+  rawHeaders: string[];
+  connection: number;
+  /** The body, up to 64 KiB: its first chunk, or all of them once there is a second. */
+  first: Buffer | undefined;
+  more: Buffer[] | undefined;
+  size: number;
+  /** No longer counted in `pending`. */
+  settled: boolean;
+}
+
+interface Answering {
+  r: Incoming;
+  token: string | undefined;
+  requestId: string;
+  accepted: Accepted | undefined;
+}
+
+const noop = () => {};
+const EMPTY = Buffer.alloc(0);
+const fail = (status: number, reason: string): Check => ({ status, reason });
+const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A request that passed every check: what its push record is made of, if one is made. */
+interface Accepted {
+  token: string;
+  payload: ApnsRecordedPush['payload'];
+  body: string;
+  auth: ApnsJwtClaims;
+}
+
+function recordOf(a: Accepted, headers: IncomingHttpHeaders, apnsId: string, time: number, connection: number): ApnsRecordedPush {
+  const recorded: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && k !== 'authorization' && v !== undefined) recorded[k] = String(v);
+  return {
+    token: a.token.toLowerCase(),
+    headers: recorded,
+    payload: a.payload,
+    body: a.body,
+    apnsId,
+    jwt: { ...a.auth, token: String(headers.authorization).slice('bearer '.length) },
+    time,
+    connection,
+  };
+}
+
 type Events = {
   request: [ApnsRequestInfo];
   push: [ApnsRecordedPush];
@@ -172,6 +250,9 @@ export class ApnsTestServer extends EventEmitter<Events> {
   readonly pushes: ApnsRecordedPush[] = [];
   readonly exchanges: ApnsExchange[] = [];
   readonly topics: Set<string>;
+  /** Requests answered so far: accepted (200) and the rest. */
+  readonly counts = { accepted: 0, rejected: 0 };
+  record: boolean;
   now: () => number;
   delayMs: number;
   tokenMaxAgeSeconds: number;
@@ -185,6 +266,7 @@ export class ApnsTestServer extends EventEmitter<Events> {
     },
     add: (k: Pick<ApnsTeamKey, 'teamId' | 'keyId' | 'publicKey'>): void => {
       this.teamKeys.set(k.keyId, { teamId: k.teamId, key: createPublicKey(k.publicKey) });
+      // cached verdicts may now be wrong (an unknown kid became known)
       this.verified.clear();
     },
     remove: (keyId: string): void => {
@@ -195,8 +277,14 @@ export class ApnsTestServer extends EventEmitter<Events> {
 
   private readonly server: Http2SecureServer;
   private readonly teamKeys = new Map<string, { teamId: string; key: KeyObject }>();
-  /** Tokens whose signature was checked: Apple too verifies a token once, not per request. */
+  /**
+   * Verdicts by authorization header value (the token with its scheme): Apple too verifies a
+   * token once, not per request. Only the age is checked per request.
+   */
   private readonly verified = new Map<string, ApnsJwtClaims | Check>();
+  /** apns-ids we make: a random UUID's first 24 characters and a counter (randomUUID per answer costs). */
+  private readonly idPrefix = randomUUID().slice(0, 24);
+  private idCounter = randomBytes(6).readUIntBE(0, 6);
   private readonly tokenScripts = new Map<string, Script>();
   private nextScripts: Script[] = [];
   private readonly sessions = new Map<Http2Session, { id: number; maxStreamId: number }>();
@@ -211,12 +299,18 @@ export class ApnsTestServer extends EventEmitter<Events> {
     this.now = opts.now ?? Date.now;
     this.delayMs = opts.delayMs ?? 0;
     this.tokenMaxAgeSeconds = opts.tokenMaxAgeSeconds ?? 3600;
+    this.record = opts.record ?? true;
     for (const k of opts.keys ?? []) this.keys.add(k);
+    const maxStreams = opts.maxConcurrentStreams ?? 1000;
+    const connectionWindow = Math.min(2 ** 31 - 1, opts.connectionWindowSize ?? Math.max(65_535, maxStreams * MAX_PAYLOAD_ANY));
     this.server = http2.createSecureServer({
       cert: TEST_CERT,
       key: TEST_CERT_KEY,
       allowHTTP1: false,
-      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 },
+      settings: {
+        maxConcurrentStreams: maxStreams,
+        ...(opts.streamWindowSize !== undefined ? { initialWindowSize: opts.streamWindowSize } : {}),
+      },
     });
     this.server.on('secureConnection', (sock: TLSSocket) => {
       const k = `${sock.remoteAddress}:${sock.remotePort}`;
@@ -225,6 +319,8 @@ export class ApnsTestServer extends EventEmitter<Events> {
     });
     this.server.on('session', (s) => {
       this.sessions.set(s, { id: ++this.connectionCount, maxStreamId: 0 });
+      // SETTINGS can only set the per-stream window; the connection's is widened by WINDOW_UPDATE
+      if (connectionWindow > 65_535) s.setLocalWindowSize(connectionWindow);
       s.on('error', () => {});
       s.on('close', () => this.sessions.delete(s));
     });
@@ -325,118 +421,122 @@ export class ApnsTestServer extends EventEmitter<Events> {
   }
 
   // ---- the protocol
+  // Per request: one record and three listeners; everything else is methods and module
+  // functions (closures made per request cost, more so under tsx, which names each one).
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     const session = stream.session;
     const info = session ? this.sessions.get(session) : undefined;
     if (info && stream.id !== undefined && stream.id > info.maxStreamId) info.maxStreamId = stream.id;
-    const connection = info?.id ?? 0;
-    stream.on('error', () => {});
-    const chunks: Buffer[] = [];
-    let size = 0;
+    const r: Incoming = { stream, headers, rawHeaders, connection: info?.id ?? 0, first: undefined, more: undefined, size: 0, settled: false };
+    stream.on('error', noop);
     stream.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= 65536) chunks.push(c);
+      r.size += c.length;
+      if (r.size > 65536) return;
+      // a body is one DATA frame as a rule: no array, no copy then
+      if (!r.first) r.first = c;
+      else (r.more ??= [r.first]).push(c);
     });
     this.inFlight++;
-    let settled = false;
-    const settle = () => {
-      if (!settled) {
-        settled = true;
-        this.inFlight--;
-      }
-    };
-    stream.on('close', settle);
-    stream.on('end', () => {
-      const body = Buffer.concat(chunks);
-      this.handle(stream, headers, rawHeaders, body, size, connection, settle);
-    });
+    stream.on('close', () => this.settle(r));
+    stream.on('end', () => this.handle(r));
   }
 
-  private handle(
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    rawHeaders: string[],
-    body: Buffer,
-    size: number,
-    connection: number,
-    settle: () => void,
-  ): void {
+  private settle(r: Incoming): void {
+    if (r.settled) return;
+    r.settled = true;
+    this.inFlight--;
+  }
+
+  /** A new apns-id: unique per server, UUID-shaped. */
+  private newId(): string {
+    this.idCounter = (this.idCounter + 1) % 2 ** 48;
+    return this.idPrefix + this.idCounter.toString(16).padStart(12, '0');
+  }
+
+  private handle(r: Incoming): void {
+    const { headers } = r;
     const path = String(headers[':path'] ?? '');
     const token = path.startsWith(PATH_PREFIX) ? path.slice(PATH_PREFIX.length) : undefined;
-    this.emit('request', { token, headers, connection });
-    const requestId = typeof headers['apns-id'] === 'string' && UUID.test(headers['apns-id']) ? headers['apns-id'] : randomUUID();
-    let accepted: Omit<ApnsRecordedPush, 'apnsId' | 'time' | 'connection'> | undefined;
+    if (this.listenerCount('request') > 0) this.emit('request', { token, headers, connection: r.connection });
+    const givenId = headers['apns-id'];
+    const ex: Answering = { r, token, requestId: typeof givenId === 'string' && UUID.test(givenId) ? givenId : this.newId(), accepted: undefined };
 
-    const answer = (status: number, reason?: string, extra: { retryAfter?: number | string; timestamp?: number; delayMs?: number } = {}) => {
-      const send = () => {
-        settle();
-        if (stream.destroyed || stream.closed) return;
-        const h: Record<string, string | number> = { ':status': status, 'apns-id': requestId };
-        if (extra.retryAfter !== undefined) h['retry-after'] = String(extra.retryAfter);
-        let out: string | undefined;
-        if (status !== 200) {
-          h['content-type'] = 'application/json';
-          out = JSON.stringify(status === 410 ? { reason, timestamp: extra.timestamp ?? this.now() } : { reason });
-        }
-        const exchange: ApnsExchange = { token, status, reason, apnsId: requestId, time: this.now(), connection };
-        try {
-          stream.respond(h, { endStream: out === undefined });
-          if (out !== undefined) stream.end(out);
-        } catch {
-          return; // the stream went away meanwhile
-        }
-        this.exchanges.push(exchange);
-        this.emit('response', exchange);
-        if (status === 200 && accepted) {
-          this.pushes.push({ ...accepted, apnsId: requestId, time: exchange.time, connection });
-          this.emit('push', this.pushes[this.pushes.length - 1]!);
-        }
-      };
-      const delay = (extra.delayMs ?? 0) + this.delayMs;
-      if (delay > 0) setTimeout(send, delay);
-      else send();
-    };
+    const body = r.more ? Buffer.concat(r.more) : (r.first ?? EMPTY);
+    const check = this.check(headers, r.rawHeaders, token, body, r.size);
+    if ('status' in check) return this.answer(ex, check.status, check.reason);
+    ex.accepted = check;
 
-    const check = this.check(headers, rawHeaders, token, body, size);
-    if ('status' in check) return answer(check.status, check.reason);
-    accepted = check;
-
+    if (this.tokenScripts.size === 0 && this.nextScripts.length === 0) return this.answer(ex, 200);
     const reply = this.scripted(token!);
-    if (!reply) return answer(200);
+    if (!reply) return this.answer(ex, 200);
     if ('hang' in reply) return;
     if ('drop' in reply) {
       const drop = () => {
-        const sock = this.socketOf(stream.session);
+        const sock = this.socketOf(r.stream.session);
         if (sock) sock.destroy();
-        else stream.session?.destroy();
+        else r.stream.session?.destroy();
       };
       if (reply.delayMs) setTimeout(drop, reply.delayMs);
       else drop();
       return;
     }
-    if (reply.status !== 200) accepted = undefined;
-    answer(reply.status, reply.status === 200 ? undefined : (reply.reason ?? 'InternalServerError'), reply);
+    if (reply.status !== 200) ex.accepted = undefined;
+    this.answer(ex, reply.status, reply.status === 200 ? undefined : (reply.reason ?? 'InternalServerError'), reply);
   }
 
-  private check(
-    headers: IncomingHttpHeaders,
-    rawHeaders: string[],
-    token: string | undefined,
-    body: Buffer,
-    size: number,
-  ): Check | Omit<ApnsRecordedPush, 'apnsId' | 'time' | 'connection'> {
-    const fail = (status: number, reason: string): Check => ({ status, reason });
+  private answer(ex: Answering, status: number, reason?: string, extra: { retryAfter?: number | string; timestamp?: number; delayMs?: number } = {}): void {
+    const delay = (extra.delayMs ?? 0) + this.delayMs;
+    if (delay > 0) setTimeout(() => this.respond(ex, status, reason, extra), delay);
+    else this.respond(ex, status, reason, extra);
+  }
+
+  private respond(ex: Answering, status: number, reason: string | undefined, extra: { retryAfter?: number | string; timestamp?: number }): void {
+    const { r } = ex;
+    const { stream } = r;
+    this.settle(r);
+    if (stream.destroyed || stream.closed) return;
+    const h: Record<string, string | number> = { ':status': status, 'apns-id': ex.requestId };
+    if (extra.retryAfter !== undefined) h['retry-after'] = String(extra.retryAfter);
+    const time = this.now();
+    let out: string | undefined;
+    if (status !== 200) {
+      h['content-type'] = 'application/json';
+      out = JSON.stringify(status === 410 ? { reason, timestamp: extra.timestamp ?? time } : { reason });
+    }
+    try {
+      stream.respond(h, { endStream: out === undefined });
+      if (out !== undefined) stream.end(out);
+    } catch {
+      return; // the stream went away meanwhile
+    }
+    const push = status === 200 && ex.accepted !== undefined;
+    if (push) this.counts.accepted++;
+    else this.counts.rejected++;
+    if (this.record || this.listenerCount('response') > 0) {
+      const exchange: ApnsExchange = { token: ex.token, status, reason, apnsId: ex.requestId, time, connection: r.connection };
+      if (this.record) this.exchanges.push(exchange);
+      this.emit('response', exchange);
+    }
+    if (push && (this.record || this.listenerCount('push') > 0)) {
+      const p = recordOf(ex.accepted!, r.headers, ex.requestId, time, r.connection);
+      if (this.record) this.pushes.push(p);
+      this.emit('push', p);
+    }
+  }
+
+  private check(headers: IncomingHttpHeaders, rawHeaders: string[], token: string | undefined, body: Buffer, size: number): Check | Accepted {
     if (headers[':method'] !== 'POST') return fail(405, 'MethodNotAllowed');
     if (token === undefined || token.includes('/') || token.includes('?')) return fail(404, 'BadPath');
     if (token === '') return fail(400, 'MissingDeviceToken');
 
-    const seen = new Set<string>();
+    // a handful of apns-* headers at most: an array beats a Set
+    const seen: string[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = String(rawHeaders[i]).toLowerCase();
       if (!(name.startsWith('apns-') || name === 'authorization')) continue;
-      if (seen.has(name)) return fail(400, 'DuplicateHeaders');
-      seen.add(name);
+      if (seen.includes(name)) return fail(400, 'DuplicateHeaders');
+      seen.push(name);
     }
 
     const auth = this.authenticate(headers.authorization);
@@ -448,7 +548,7 @@ export class ApnsTestServer extends EventEmitter<Events> {
     const pushType = headers['apns-push-type'];
     if (pushType !== undefined && (typeof pushType !== 'string' || !PUSH_TYPES.has(pushType))) return fail(400, 'InvalidPushType');
     const priority = headers['apns-priority'];
-    if (priority !== undefined && !['1', '5', '10'].includes(String(priority))) return fail(400, 'BadPriority');
+    if (priority !== undefined && !PRIORITIES.has(String(priority))) return fail(400, 'BadPriority');
     const expiration = headers['apns-expiration'];
     if (expiration !== undefined && !/^\d{1,12}$/.test(String(expiration))) return fail(400, 'BadExpirationDate');
     const id = headers['apns-id'];
@@ -457,7 +557,7 @@ export class ApnsTestServer extends EventEmitter<Events> {
     if (collapse !== undefined && Buffer.byteLength(String(collapse)) > 64) return fail(400, 'BadCollapseId');
     if (!DEVICE_TOKEN.test(token)) return fail(400, 'BadDeviceToken');
 
-    if (size > (pushType === 'voip' ? 5120 : 4096)) return fail(413, 'PayloadTooLarge');
+    if (size > (pushType === 'voip' ? MAX_PAYLOAD_ANY : 4096)) return fail(413, 'PayloadTooLarge');
     if (size === 0) return fail(400, 'PayloadEmpty');
     const text = body.toString('utf8');
     let payload: unknown;
@@ -466,36 +566,24 @@ export class ApnsTestServer extends EventEmitter<Events> {
     } catch {
       return fail(400, INVALID_PAYLOAD_REASON);
     }
-    const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
     if (!isDict(payload) || !isDict(payload.aps)) return fail(400, INVALID_PAYLOAD_REASON);
-
-    const recorded: Record<string, string> = {};
-    for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && k !== 'authorization' && v !== undefined) recorded[k] = String(v);
-    return {
-      token: token.toLowerCase(),
-      headers: recorded,
-      payload: payload as ApnsRecordedPush['payload'],
-      body: text,
-      jwt: { ...auth, token: String(headers.authorization).slice('bearer '.length) },
-    };
+    return { token, payload: payload as ApnsRecordedPush['payload'], body: text, auth };
   }
 
   private authenticate(header: string | undefined): Check | ApnsJwtClaims {
-    if (!header) return { status: 403, reason: 'MissingProviderToken' };
-    const invalid: Check = { status: 403, reason: 'InvalidProviderToken' };
-    const m = /^bearer (.+)$/i.exec(header);
-    if (!m) return invalid;
-    const jwt = m[1]!;
-    let claims = this.verified.get(jwt);
+    if (!header) return fail(403, 'MissingProviderToken');
+    let claims = this.verified.get(header);
     if (!claims) {
-      claims = this.verifyJwt(jwt) ?? invalid;
-      if (this.verified.size > 10_000) this.verified.clear();
-      this.verified.set(jwt, claims);
+      const m = /^bearer (.+)$/i.exec(header);
+      claims = (m && this.verifyJwt(m[1]!)) || fail(403, 'InvalidProviderToken');
+      // bounded: the oldest verdict goes first (a Map iterates in insertion order)
+      if (this.verified.size >= VERIFIED_CACHE) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(header, claims);
     }
     if ('status' in claims) return claims;
     const now = Math.floor(this.now() / 1000);
-    if (claims.iat > now) return invalid;
-    if (now - claims.iat > this.tokenMaxAgeSeconds) return { status: 403, reason: 'ExpiredProviderToken' };
+    if (claims.iat > now) return fail(403, 'InvalidProviderToken');
+    if (now - claims.iat > this.tokenMaxAgeSeconds) return fail(403, 'ExpiredProviderToken');
     return claims;
   }
 

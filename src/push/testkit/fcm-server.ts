@@ -34,12 +34,13 @@
 // A request that passes the checks gets the scripted reply for its token, or the
 // next scripted reply if any, else 200. Scripts can also hang a request, drop its
 // connection, or delay it; goaway() and dropConnections() act on every connection.
-import { createPublicKey, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import type http from 'node:http';
 import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
+import { generatePemKeyPair } from '../../server/identity.ts';
 import { TEST_CERT } from './apns-server.ts';
 
 const TEST_CERT_KEY = fs.readFileSync(new URL('./fixtures/localhost.key', import.meta.url), 'utf8');
@@ -358,7 +359,8 @@ export class FcmTestServer extends EventEmitter<Events> {
     const projectId = opts.projectId ?? `hush-test-${randomBytes(3).toString('hex')}`;
     const clientEmail = opts.clientEmail ?? `firebase-adminsdk-${randomBytes(3).toString('hex').slice(0, 5)}@${projectId}.iam.gserviceaccount.com`;
     const keyId = opts.keyId ?? randomBytes(20).toString('hex');
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey, publicKey: publicPem } = generatePemKeyPair('rsa', { modulusLength: 2048 });
+    const publicKey = createPublicKey(publicPem);
     let account = this.accounts.get(clientEmail);
     if (!account) this.accounts.set(clientEmail, (account = { projectId, keys: new Map() }));
     account.keys.set(keyId, publicKey);
@@ -366,7 +368,7 @@ export class FcmTestServer extends EventEmitter<Events> {
       type: 'service_account',
       project_id: account.projectId,
       private_key_id: keyId,
-      private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      private_key: privateKey,
       client_email: clientEmail,
       client_id: randomDigits(21),
       auth_uri: 'https://accounts.google.com/o/oauth2/auth',

@@ -12,7 +12,8 @@
 // (§4 security considerations encourage reuse), so we sign one JWT per audience
 // and reuse it until less than half its lifetime remains: a push service's clock
 // may run ahead of ours, and a token near its end could expire in flight.
-import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { generatePemKeyPair } from '../../server/identity.ts';
 
 /** RFC 8292 §2: exp must not be more than 24 h after the request. */
 export const MAX_VAPID_LIFETIME_SECONDS = 24 * 3600;
@@ -60,8 +61,8 @@ export function loadVapidKey(key: string | KeyObject): VapidKey {
 
 /** A new VAPID key: the private key as PKCS#8 PEM, the public key as the applicationServerKey (base64url). */
 export function createVapidKey(): { privateKey: string; publicKey: string } {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicKey: loadVapidKey(privateKey).publicKeyB64 };
+  const { privateKey } = generatePemKeyPair('ec', { namedCurve: 'prime256v1' });
+  return { privateKey, publicKey: loadVapidKey(privateKey).publicKeyB64 };
 }
 
 /** Why a VAPID subject is unacceptable, or undefined: a mailto: address or an https: URL. */
