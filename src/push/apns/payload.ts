@@ -59,21 +59,51 @@ export interface ApnsRenderOptions {
 
 export interface ApnsRendered {
   headers: ApnsHeaders;
-  body: string;
+  body: Buffer;
 }
 
-/** The JSON body, as sent (UTF-8). Throws if it would exceed APNS_MAX_PAYLOAD (only a very long custom alert can). */
-export function apnsBody(req: Pick<PushRequest, 'kind' | 'data'>, alert: ApnsAlert = DEFAULT_ALERT): string {
+// The body is a fixed JSON prefix per kind and alert (encoded once), then `d`:
+// base64url is ASCII and needs no escaping, so the body is assembled in one
+// buffer without JSON or UTF-8 encoding per push (this is the send path).
+interface Prefix {
+  text: string;
+  utf8: Buffer;
+}
+const BACKGROUND_PREFIX = bodyPrefix({ 'content-available': 1 });
+const alertPrefixes = new WeakMap<ApnsAlert, Prefix>();
+
+function bodyPrefix(aps: object): Prefix {
+  const empty = JSON.stringify({ aps, d: '' });
+  const text = empty.slice(0, -2); // up to and including d's opening quote
+  return { text, utf8: Buffer.from(text) };
+}
+
+function prefixOf(kind: PushKind, alert: ApnsAlert): Prefix {
+  if (kind !== 'message') return BACKGROUND_PREFIX;
+  let p = alertPrefixes.get(alert);
+  if (!p) {
+    p = bodyPrefix({ alert: { title: alert.title, body: alert.body }, 'mutable-content': 1, category: MESSAGE_CATEGORY });
+    alertPrefixes.set(alert, p);
+  }
+  return p;
+}
+
+/** The JSON body as sent: UTF-8 bytes. Throws if it would exceed APNS_MAX_PAYLOAD (only a very long custom alert can). */
+export function apnsBodyBytes(req: Pick<PushRequest, 'kind' | 'data'>, alert: ApnsAlert = DEFAULT_ALERT): Buffer {
+  const prefix = prefixOf(req.kind, alert).utf8;
   const d = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength).toString('base64url');
-  const aps =
-    req.kind === 'message'
-      ? { alert: { title: alert.title, body: alert.body }, 'mutable-content': 1, category: MESSAGE_CATEGORY }
-      : { 'content-available': 1 };
-  const body = JSON.stringify({ aps, d });
-  const size = Buffer.byteLength(body);
+  const size = prefix.length + d.length + 2;
   if (size > APNS_MAX_PAYLOAD) throw new RangeError(`APNs payload of ${size} bytes exceeds ${APNS_MAX_PAYLOAD}`);
+  const body = Buffer.allocUnsafe(size);
+  prefix.copy(body);
+  body.write(d, prefix.length, 'latin1');
+  body[size - 2] = 0x22; // "
+  body[size - 1] = 0x7d; // }
   return body;
 }
+
+/** The JSON body as text. */
+export const apnsBody = (req: Pick<PushRequest, 'kind' | 'data'>, alert: ApnsAlert = DEFAULT_ALERT): string => apnsBodyBytes(req, alert).toString('utf8');
 
 export function apnsHeaders(kind: PushKind, opts: ApnsRenderOptions): ApnsHeaders {
   const now = opts.now ?? Date.now;
@@ -90,5 +120,5 @@ export function apnsHeaders(kind: PushKind, opts: ApnsRenderOptions): ApnsHeader
 }
 
 export function renderApns(req: Pick<PushRequest, 'kind' | 'data'>, opts: ApnsRenderOptions): ApnsRendered {
-  return { headers: apnsHeaders(req.kind, opts), body: apnsBody(req, opts.alert) };
+  return { headers: apnsHeaders(req.kind, opts), body: apnsBodyBytes(req, opts.alert) };
 }

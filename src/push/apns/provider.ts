@@ -15,12 +15,13 @@
 //   429, 5xx                              retry (afterMs from retry-after)
 //   other 4xx                             failed with Apple's reason
 import type { KeyObject } from 'node:crypto';
+import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Provider } from '../../ntf/protocol.ts';
 import type { PushKind } from '../../ntf/push.ts';
 import { Http2Pool, jsonReason, type Http2Outcome, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { ApnsJwt } from './jwt.ts';
-import { renderApns, type ApnsAlert, type ApnsRendered } from './payload.ts';
+import { renderApns, type ApnsAlert, type ApnsRendered, type ApnsRenderOptions } from './payload.ts';
 
 export const APNS_HOSTS = {
   production: 'https://api.push.apple.com',
@@ -61,6 +62,7 @@ export class ApnsProvider implements PushProvider {
   private readonly cfg: ApnsConfig;
   private readonly now: () => number;
   private readonly pool: Http2Pool;
+  private readonly render: ApnsRenderOptions;
   private closed = false;
 
   constructor(cfg: ApnsConfig) {
@@ -82,54 +84,72 @@ export class ApnsProvider implements PushProvider {
       name: 'apns',
     });
     this.url = this.pool.url;
+    this.render = {
+      topic: cfg.topic,
+      now: this.now,
+      ...(cfg.alert ? { alert: cfg.alert } : {}),
+      ...(cfg.ttlSeconds ? { ttlSeconds: cfg.ttlSeconds } : {}),
+    };
   }
 
   get stats(): Http2PoolStats {
     return this.pool.stats;
   }
 
-  async send(req: PushRequest): Promise<PushResult> {
-    if (this.closed) return retryResult('provider closed');
-    if (!(this.serves as readonly Provider[]).includes(req.device.provider))
-      return { outcome: 'failed', reason: `provider ${req.device.provider} not served` };
-    const t = req.device.token;
-    if (t.length < MIN_APNS_TOKEN || t.length > MAX_APNS_TOKEN) return { outcome: 'invalid', reason: 'BAD' };
+  send(req: PushRequest): Promise<PushResult> {
+    const refused = this.refuse(req);
+    if (refused) return Promise.resolve(refused);
     let rendered: ApnsRendered;
     try {
-      rendered = renderApns(req, {
-        topic: this.cfg.topic,
-        now: this.now,
-        ...(this.cfg.alert ? { alert: this.cfg.alert } : {}),
-        ...(this.cfg.ttlSeconds ? { ttlSeconds: this.cfg.ttlSeconds } : {}),
-      });
+      rendered = renderApns(req, this.render);
     } catch (e) {
-      return { outcome: 'failed', reason: e instanceof RangeError ? 'PayloadTooLarge' : String(e) };
+      return Promise.resolve({ outcome: 'failed', reason: e instanceof RangeError ? 'PayloadTooLarge' : String(e) });
     }
+    const t = req.device.token;
     const path = `/3/device/${Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('hex')}`;
-    const contentLength = Buffer.byteLength(rendered.body);
+    const h = rendered.headers;
     let token = '';
+    // called when the request leaves, so the token current then (a renewed one) is used
     const build = () => {
-      // the token current when the request leaves, so a renewed one is used at once
       token = this.jwt.token;
-      return {
-        headers: { ':method': 'POST', ':path': path, authorization: `bearer ${token}`, ...rendered.headers, 'content-length': contentLength },
-        body: rendered.body,
+      const headers: OutgoingHttpHeaders = {
+        ':method': 'POST',
+        ':path': path,
+        authorization: `bearer ${token}`,
+        'apns-push-type': h['apns-push-type'],
+        'apns-priority': h['apns-priority'],
+        'apns-expiration': h['apns-expiration'],
+        'apns-topic': h['apns-topic'],
+        'content-length': rendered.body.length,
       };
+      return { headers, body: rendered.body };
     };
-    let r = await this.pool.request(build);
-    if (isProviderTokenRejected(r)) {
-      this.jwt.invalidate(token);
-      this.cfg.log?.warn({ event: 'apns_provider_token_rejected', reason: jsonReason(r.body) });
-      // sent again at once with a new token, ahead of those waiting
-      r = await this.pool.request(build, { front: true });
-      if (isProviderTokenRejected(r)) {
+    return new Promise<PushResult>((resolve) =>
+      this.pool.send(build, (r) => {
+        if (!isProviderTokenRejected(r)) return resolve(this.answered(r));
+        // a new token, and the push sent again at once, ahead of those waiting; once
         this.jwt.invalidate(token);
-        // a fresh token refused too: a clock far off (expired) or wrong credentials (invalid)
-        const reason = jsonReason(r.body)!;
-        return reason === 'ExpiredProviderToken' ? retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now())) : { outcome: 'failed', reason };
-      }
-    }
-    return this.answered(r);
+        this.cfg.log?.warn({ event: 'apns_provider_token_rejected', reason: jsonReason(r.body) });
+        this.pool.send(build, (again) => resolve(this.answeredAfterNewToken(again, token)), { front: true });
+      }),
+    );
+  }
+
+  /** Why a push is not even sent, if it is not. */
+  private refuse(req: PushRequest): PushResult | undefined {
+    if (this.closed) return retryResult('provider closed');
+    if (!(this.serves as readonly Provider[]).includes(req.device.provider)) return { outcome: 'failed', reason: `provider ${req.device.provider} not served` };
+    const n = req.device.token.length;
+    if (n < MIN_APNS_TOKEN || n > MAX_APNS_TOKEN) return { outcome: 'invalid', reason: 'BAD' };
+    return undefined;
+  }
+
+  private answeredAfterNewToken(r: Http2Outcome, token: string): PushResult {
+    if (!isProviderTokenRejected(r)) return this.answered(r);
+    this.jwt.invalidate(token);
+    // a fresh token refused too: a clock far off (expired) or wrong credentials (invalid)
+    const reason = jsonReason(r.body)!;
+    return reason === 'ExpiredProviderToken' ? retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now())) : { outcome: 'failed', reason };
   }
 
   private answered(r: Http2Outcome): PushResult {

@@ -7,6 +7,11 @@
 // next request. A request whose stream died with its connection resolves as
 // lost (it may or may not have reached the server), never silently dropped;
 // every request resolves within requestTimeoutMs, queueing included.
+//
+// The send path is a provider's hot path (thousands a second): no timer per
+// request (one sweep finds the overdue), no closure per stream (the listeners
+// are shared and find their request on the stream), and a request goes straight
+// to a connection when nothing waits before it.
 import http2, {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -68,19 +73,46 @@ interface Conn {
   probing: boolean;
 }
 
-interface Pending {
-  /** Called when the request is sent, so headers carry what is current then (a fresh JWT, say). */
-  build: () => Http2Request;
-  resolve: (r: Http2Outcome) => void;
-  timer: NodeJS.Timeout;
-  done: boolean;
-  stream?: ClientHttp2Stream;
-  conn?: Conn;
+class Pending {
+  status: number | undefined = undefined;
+  headers: IncomingHttpHeaders | undefined = undefined;
+  chunks: Buffer[] | undefined = undefined;
+  size = 0;
+  done = false;
+  stream: ClientHttp2Stream | undefined = undefined;
+  conn: Conn | undefined = undefined;
+  constructor(
+    /** Called when the request is sent, so headers carry what is current then (a fresh JWT, say). */
+    readonly build: () => Http2Request,
+    readonly callback: (r: Http2Outcome) => void,
+    readonly deadline: number,
+    readonly pool: Http2Pool,
+  ) {}
 }
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 /** Response bodies kept at most: error bodies are small; anything longer is not ours to read. */
 const MAX_BODY = 65536;
+const PENDING = Symbol('pending');
+type TaggedStream = ClientHttp2Stream & { [PENDING]: Pending };
+
+// Stream listeners, shared by all streams; `this` is the stream.
+function onResponse(this: TaggedStream, headers: IncomingHttpHeaders): void {
+  const p = this[PENDING];
+  p.headers = headers;
+  p.status = Number(headers[':status']);
+}
+function onData(this: TaggedStream, chunk: Buffer): void {
+  const p = this[PENDING];
+  if (p.size >= MAX_BODY) return;
+  (p.chunks ??= []).push(chunk);
+  p.size += chunk.length;
+}
+function ignore(): void {} // a stream error is seen as a close without a response
+function onClose(this: TaggedStream): void {
+  const p = this[PENDING];
+  p.pool.streamClosed(p, this);
+}
 
 export class Http2Pool {
   readonly url: string;
@@ -89,12 +121,15 @@ export class Http2Pool {
   private readonly timeoutMs: number;
   private readonly slots: Array<Conn | undefined>;
   private readonly open = new Set<Conn>();
+  /** Every request not finished: queued or in flight. */
+  private readonly pending = new Set<Pending>();
   private queue: Pending[] = [];
   private queueHead = 0;
   private inFlight = 0;
   private opened = 0;
   private closed = false;
   private readonly pinger: NodeJS.Timeout | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: Http2PoolOptions) {
     this.opts = opts;
@@ -116,19 +151,30 @@ export class Http2Pool {
     return { connectionsOpened: this.opened, connectionsOpen: this.open.size, inFlight: this.inFlight, queued: this.queue.length - this.queueHead };
   }
 
-  /**
-   * Sends a request when a stream is free. `front` puts it before those waiting
-   * (a resend that already waited its turn once).
-   */
+  /** request() as a promise. */
   request(build: () => Http2Request, opts: { front?: boolean } = {}): Promise<Http2Outcome> {
-    if (this.closed) return Promise.resolve({ lost: 'closed' });
-    return new Promise<Http2Outcome>((resolve) => {
-      const p: Pending = { build, resolve, done: false, timer: undefined as unknown as NodeJS.Timeout };
-      p.timer = setTimeout(() => this.timedOut(p), this.timeoutMs);
-      if (opts.front) this.requeueFront(p);
-      else this.queue.push(p);
-      this.pump();
-    });
+    return new Promise((resolve) => this.send(build, resolve, opts));
+  }
+
+  /**
+   * Sends a request when a stream is free; `callback` gets the outcome, once.
+   * `front` puts it before those waiting (a resend that already waited its turn once).
+   */
+  send(build: () => Http2Request, callback: (r: Http2Outcome) => void, opts: { front?: boolean } = {}): void {
+    if (this.closed) return callback({ lost: 'closed' });
+    const p = new Pending(build, callback, performance.now() + this.timeoutMs, this);
+    this.pending.add(p);
+    // runs while anything is pending (so a silent server cannot keep a request forever)
+    this.sweeper ??= setInterval(() => this.sweep(), Math.max(5, Math.min(250, this.timeoutMs / 4)));
+    if (this.queueHead === this.queue.length) {
+      // nothing waits: straight to a connection if one has room
+      const c = this.pickConnectionSafely();
+      if (c === null) return;
+      if (c) return this.dispatch(p, c);
+    }
+    if (opts.front) this.requeueFront(p);
+    else this.queue.push(p);
+    this.pump();
   }
 
   /** No new streams on this connection (e.g. the server said it is shutting down); it closes once its streams are done. */
@@ -163,19 +209,25 @@ export class Http2Pool {
         this.dequeue();
         continue;
       }
-      let c: Conn | undefined;
-      try {
-        c = this.pickConnection();
-      } catch (e) {
-        // http2.connect refused its options (a bad CA, say): nothing queued can go
-        const reason = `connect: ${e instanceof Error ? e.message : String(e)}`;
-        this.opts.log?.error({ event: `${this.opts.name}_connect_failed`, err: reason });
-        this.failQueued({ failed: reason });
-        return;
-      }
-      if (!c) break;
+      const c = this.pickConnectionSafely();
+      if (!c) return;
       this.dequeue();
       this.dispatch(p, c);
+    }
+  }
+
+  /** A connection with a free stream, undefined if none, null if connecting is refused (everything queued failed). */
+  private pickConnectionSafely(): Conn | undefined | null {
+    try {
+      return this.pickConnection();
+    } catch (e) {
+      // http2.connect refused its options (a bad CA, say): nothing can go
+      const reason = `connect: ${e instanceof Error ? e.message : String(e)}`;
+      this.opts.log?.error({ event: `${this.opts.name}_connect_failed`, err: reason });
+      for (const p of [...this.pending]) if (!p.stream) this.finish(p, { failed: reason });
+      this.queue = [];
+      this.queueHead = 0;
+      return null;
     }
   }
 
@@ -272,6 +324,7 @@ export class Http2Pool {
         // the session closed under us: nothing was sent, so another connection may take it
         this.retireConn(c);
         this.requeueFront(p);
+        setImmediate(() => this.pump());
       } else this.finish(p, { failed: `request rejected: ${(e as { code?: string }).code ?? String(e)}` });
       return;
     }
@@ -279,37 +332,45 @@ export class Http2Pool {
     this.inFlight++;
     p.stream = stream;
     p.conn = c;
-    let status: number | undefined;
-    let headers: IncomingHttpHeaders = {};
-    let body = '';
-    stream.setEncoding('utf8');
-    stream.on('response', (h) => {
-      headers = h;
-      status = Number(h[':status']);
-    });
-    stream.on('data', (chunk: string) => {
-      if (body.length < MAX_BODY) body += chunk;
-    });
-    stream.on('error', () => {}); // seen as a close without a response
-    stream.on('close', () => {
-      c.active--;
-      this.inFlight--;
-      p.stream = undefined;
-      p.conn = undefined;
-      if (status === undefined) this.finish(p, { lost: lostReason(stream.rstCode, c) });
-      else this.finish(p, { status, headers, body, connection: c.id });
-      this.pump();
-    });
+    (stream as TaggedStream)[PENDING] = p;
+    stream.on('response', onResponse);
+    stream.on('data', onData);
+    stream.on('error', ignore);
+    stream.on('close', onClose);
     stream.end(req.body);
   }
 
-  private timedOut(p: Pending): void {
-    if (p.done) return;
-    const c = p.conn;
-    p.stream?.close(NGHTTP2_CANCEL);
-    this.finish(p, { lost: 'timeout' });
-    // a silent server or a dead network path: find out, rather than time out every request on it
-    if (c) this.probe(c);
+  /** @internal the 'close' of a request's stream. */
+  streamClosed(p: Pending, stream: ClientHttp2Stream): void {
+    const c = p.conn!;
+    c.active--;
+    this.inFlight--;
+    p.stream = undefined;
+    p.conn = undefined;
+    if (p.status === undefined) this.finish(p, { lost: lostReason(stream.rstCode, c) });
+    else {
+      const body = p.chunks ? Buffer.concat(p.chunks).toString('utf8') : '';
+      this.finish(p, { status: p.status, headers: p.headers!, body, connection: c.id });
+    }
+    this.pump();
+  }
+
+  /** Requests past their deadline resolve as lost; their connections are probed. */
+  private sweep(): void {
+    if (this.pending.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
+    const now = performance.now();
+    for (const p of this.pending) {
+      if (p.deadline > now) continue;
+      const c = p.conn;
+      p.stream?.close(NGHTTP2_CANCEL);
+      this.finish(p, { lost: 'timeout' });
+      // a silent server or a dead network path: find out, rather than time out every request on it
+      if (c) this.probe(c);
+    }
   }
 
   private retireConn(c: Conn): void {
@@ -346,8 +407,8 @@ export class Http2Pool {
   private finish(p: Pending, r: Http2Outcome): void {
     if (p.done) return;
     p.done = true;
-    clearTimeout(p.timer);
-    p.resolve(r);
+    this.pending.delete(p);
+    p.callback(r);
   }
 
   private pingIdle(): void {
