@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { loadGatewayConfig } from '../../src/gateway/config.ts';
 import { keyHash } from '../../src/gateway/server.ts';
+import { createProviders } from '../../src/push/config.ts';
+import { FcmTestServer } from '../../src/push/testkit/fcm-server.ts';
+import { createVapidKey } from '../../src/push/webpush/vapid.ts';
+import { generatePemKeyPair } from '../../src/server/identity.ts';
 import { loadNtfConfig } from '../../src/ntf/config.ts';
 import { ConfigError } from '../../src/server/config.ts';
 import { tmpDir } from '../helpers.ts';
@@ -71,4 +76,29 @@ test('ntf.json: providers built in or a gateway, not both', (t) => {
   assert.throws(() => loadNtfConfig(dir, {}), (e: Error) => e instanceof ConfigError && /gateway: either a gateway or providers built in, not both/.test(e.message));
   write({});
   assert.throws(() => loadNtfConfig(dir, { HUSH_NTF_GATEWAY_URL: 'ftp://x', HUSH_NTF_GATEWAY_KEY: gateway.key }), /gateway\.url: .*\(from env HUSH_NTF_GATEWAY_URL\)/);
+});
+
+test('provider settings make the providers they name', async (t) => {
+  const dir = tmpDir('hush-providers-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const apnsKey = generatePemKeyPair('ec', { namedCurve: 'prime256v1' }).privateKey;
+  fs.writeFileSync(path.join(dir, 'apns.p8'), apnsKey);
+  fs.writeFileSync(path.join(dir, 'vapid.pem'), createVapidKey().privateKey);
+  const fcm = await FcmTestServer.start();
+  t.after(() => fcm.close());
+  fs.writeFileSync(path.join(dir, 'sa.json'), JSON.stringify(fcm.serviceAccount()));
+  fs.writeFileSync(
+    path.join(dir, 'gateway.json'),
+    JSON.stringify({
+      apns: { host: 'sandbox', keyId: 'KEYID12345', teamId: 'TEAMID1234', keyFile: path.join(dir, 'apns.p8'), topic: 'app' },
+      fcm: { serviceAccountFile: path.join(dir, 'sa.json') },
+      webpush: { vapidKeyFile: path.join(dir, 'vapid.pem'), subject: 'mailto:ops@hush.example' },
+    }),
+  );
+  const providers = createProviders(loadGatewayConfig(dir, {}));
+  t.after(() => Promise.all(providers.map((p) => p.close())));
+  assert.deepEqual(providers.map((p) => p.serves), [['apns-sandbox'], ['fcm'], ['webpush']]);
+  assert.match(providers[2]!.applicationServerKey ?? '', /^[A-Za-z0-9_-]{87}$/);
+  fs.writeFileSync(path.join(dir, 'gateway.json'), JSON.stringify({ webpush: { vapidKeyFile: 'x', subject: 'ops@hush.example' } }));
+  assert.throws(() => loadGatewayConfig(dir, {}), /webpush\.subject: a mailto: or https: URI/);
 });
