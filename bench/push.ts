@@ -17,7 +17,7 @@
 // Web Push), at the client or in the server's own counts, fails the section.
 // Other processes on the machine (a test run) are waited out, and a run they
 // disturbed anyway is repeated, within a time budget; the table shows their
-// CPU. About 2½ minutes.
+// CPU. About 4 minutes.
 //
 // Knobs for diagnosis (none is needed for the figures):
 //   BENCH_PUSH_CPU_PROF=DIR   CPU profiles of the server and every client in DIR/<process>/
@@ -48,7 +48,7 @@ import type { ApnsClient, ApnsClientSpec } from './push-apns-client-child.ts';
 import type { WebPushClient, WebPushClientSpec } from './push-webpush-client-child.ts';
 
 const TOPIC = 'chat.hush.bench';
-const ROUNDS = 3;
+const ROUNDS = 5;
 const WARMUP_MS = 1000;
 const MEASURE_MS = 3000;
 const APNS_CONCURRENCY = [100, 500];

@@ -3,7 +3,6 @@
 // through the APNs test server — with authentication, rate limits and quotas.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http2 from 'node:http2';
 import { describe, it, type TestContext } from 'node:test';
 import fc from 'fast-check';
@@ -18,11 +17,11 @@ import type { DeviceToken } from '../../src/ntf/protocol.ts';
 import { PUSH_DATA_SIZE, type PushKind } from '../../src/ntf/push.ts';
 import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import type { PushRequest } from '../../src/push/provider.ts';
-import { ApnsTestServer, TEST_CERT } from '../../src/push/testkit/apns-server.ts';
+import { ApnsTestServer } from '../../src/push/testkit/apns-server.ts';
+import { TEST_CERT, TEST_CERT_KEY } from '../../src/push/testkit/tls.ts';
 import { silent } from '../helpers.ts';
 
 const TOPIC = 'chat.hush.app';
-const TEST_KEY = fs.readFileSync(new URL('../../src/push/testkit/fixtures/localhost.key', import.meta.url));
 const apnsDevice = (): DeviceToken => ({ provider: 'apns', token: randomBytes(32) });
 const push = (device: DeviceToken, kind: PushKind = 'message'): PushRequest => ({ device, kind, data: randomBytes(PUSH_DATA_SIZE) });
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -149,7 +148,7 @@ async function rig(t: TestContext, account: Partial<ServerAccount> = {}, opts: {
   const gateway = new GatewayServer({
     host: '127.0.0.1',
     port: 0,
-    ...(opts.tls ? { tls: { cert: TEST_CERT, key: TEST_KEY } } : {}),
+    ...(opts.tls ? { tls: { cert: TEST_CERT, key: TEST_CERT_KEY } } : {}),
     sealKey,
     crypto: nodeCrypto,
     providers: [provider],

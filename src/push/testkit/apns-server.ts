@@ -48,16 +48,12 @@
 // `streamWindowSize` (default Node's 65,535: above any payload) change them.
 import { createPublicKey, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import fs from 'node:fs';
 import http2, { type Http2Session, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
-const fixture = (name: string) => fs.readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
-/** The test server's certificate (self-signed, localhost and 127.0.0.1): trust it as the CA. */
-export const TEST_CERT = fixture('localhost.crt');
-const TEST_CERT_KEY = fixture('localhost.key');
 
 export const APNS_PUSH_TYPES = [
   'alert',

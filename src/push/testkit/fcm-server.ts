@@ -36,14 +36,12 @@
 // connection, or delay it; goaway() and dropConnections() act on every connection.
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import fs from 'node:fs';
 import type http from 'node:http';
 import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { generatePemKeyPair } from '../../server/identity.ts';
-import { TEST_CERT } from './apns-server.ts';
+import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
-const TEST_CERT_KEY = fs.readFileSync(new URL('./fixtures/localhost.key', import.meta.url), 'utf8');
 
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
 const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';

@@ -41,7 +41,6 @@
 // its connection, or delay the answer.
 import { createECDH, createPublicKey, randomBytes, verify, type ECDH, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import fs from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -49,9 +48,8 @@ import { fromBase64Url } from '../../core/encoding.ts';
 import { decryptWebPush, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../webpush/subscription.ts';
 import { MAX_VAPID_LIFETIME_SECONDS, vapidSubjectProblem } from '../webpush/vapid.ts';
-import { TEST_CERT } from './apns-server.ts';
+import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
-const TEST_CERT_KEY = fs.readFileSync(new URL('./fixtures/localhost.key', import.meta.url), 'utf8');
 
 /** Largest body a push service must take (RFC 8030 §7.2). */
 export const MAX_PUSH_BODY = 4096;
