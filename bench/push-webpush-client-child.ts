@@ -6,11 +6,13 @@
 // Both send a message push: the same 2076-byte plaintext (PUSH_DATA_SIZE random
 // bytes, from one pool), aes128gcm (2179 bytes on the wire), VAPID, TTL 86400,
 // Urgency high, Topic msg, to the subscriptions in turn.
-//   ours      WebPushProvider {maxSockets: concurrency}: keep-alive HTTP/1.1
+// The test service offers HTTP/2 and HTTP/1.1 by ALPN, as browser vendors' do.
+//   ours      WebPushProvider {maxSockets: concurrency}: finds h2 offered, so one
+//             HTTP/2 connection (keep-alive HTTP/1.1 where h2 is not offered)
 //   web-push  web-push's sendNotification with vapidDetails and
 //             agent: new https.Agent({ca, keepAlive: true, maxSockets: concurrency}):
-//             the same connections as ours (without keepAlive it would pay a TLS
-//             handshake per push, which is not its fault)
+//             HTTP/1.1, which is all it speaks, over kept-alive connections
+//             (without keepAlive it would pay a TLS handshake per push)
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';

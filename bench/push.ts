@@ -282,7 +282,7 @@ async function webPushPart(children: Children, dir: string, figures: Record<stri
     figures,
   );
   console.log(
-    `Web Push: pushes/s, ${PUSH_DATA_SIZE}-byte plaintext (aes128gcm, VAPID), keep-alive HTTPS/1.1, ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up, ` +
+    `Web Push: pushes/s, ${PUSH_DATA_SIZE}-byte plaintext (aes128gcm, VAPID), test service offering HTTP/2 and HTTP/1.1, ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up, ` +
       `median of ${ROUNDS} interleaved rounds (target: ours ≥ 3 × web-push)`,
   );
   console.log(r.text + '\n');

@@ -18,6 +18,7 @@ import http2, {
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
+import type { LookupFunction } from 'node:net';
 import type { Logger } from 'pino';
 
 export interface Http2PoolOptions {
@@ -35,6 +36,8 @@ export interface Http2PoolOptions {
   requestTimeoutMs?: number;
   /** PING idle connections this often to find dead ones (default 60 s; 0 = never). */
   pingIntervalMs?: number;
+  /** Resolves the host (e.g. refusing private addresses). */
+  lookup?: LookupFunction;
   log?: Logger;
 }
 
@@ -270,6 +273,7 @@ export class Http2Pool {
     const name = this.opts.name;
     const session = http2.connect(this.url, {
       ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}),
       peerMaxConcurrentStreams: 1,
     });
     // one stream until the server's SETTINGS say how many it takes (APNs may start at 1)

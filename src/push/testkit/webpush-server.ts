@@ -7,7 +7,7 @@
 // The private key stays here, so each accepted push is decrypted and recorded
 // with its plaintext, as the service worker would see it.
 //
-// HTTPS/1.1 with the committed self-signed certificate (fixtures/), or plain
+// HTTPS (HTTP/2, or HTTP/1.1 by ALPN) with the committed self-signed certificate (fixtures/), or plain
 // HTTP (`tls: false`) like a local UnifiedPush distributor. POST /push/<id>:
 //
 //   405  not POST
@@ -42,7 +42,7 @@
 import { createECDH, createPublicKey, randomBytes, verify, type ECDH, type KeyObject } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { fromBase64Url } from '../../core/encoding.ts';
 import { decryptWebPush, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
@@ -153,6 +153,9 @@ type Events = {
   response: [WebPushExchange];
 };
 
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
 export class WebPushTestServer extends EventEmitter<Events> {
   readonly ca = TEST_CERT;
   readonly tls: boolean;
@@ -167,7 +170,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
   record: boolean;
   decrypt: boolean;
 
-  private readonly server: http.Server;
+  private readonly server: http.Server | Http2SecureServer;
   private readonly subs = new Map<string, Subscription>();
   private readonly verified = new Map<string, Verdict>();
   private readonly endpointScripts = new Map<string, Script>();
@@ -188,15 +191,18 @@ export class WebPushTestServer extends EventEmitter<Events> {
     this.maxTtlSeconds = opts.maxTtlSeconds ?? 28 * 24 * 3600;
     this.record = opts.record ?? true;
     this.decrypt = opts.decrypt ?? true;
-    const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
-    this.server = this.tls ? https.createServer({ cert: TEST_CERT, key: TEST_CERT_KEY }, handler) : http.createServer(handler);
+    const handler = (req: Req, res: Res) => this.onRequest(req, res);
+    // over TLS, HTTP/2 or HTTP/1.1 by ALPN, as browser vendors' push services offer both
+    this.server = this.tls
+      ? http2.createSecureServer({ cert: TEST_CERT, key: TEST_CERT_KEY, allowHTTP1: true }, handler)
+      : http.createServer(handler);
     // raw TCP sockets: destroying one ends its TLS session too, even mid-handshake
     this.server.on('connection', (sock: Socket) => {
       this.sockets.add(sock);
       sock.on('close', () => this.sockets.delete(sock));
     });
-    this.server.on('clientError', (_e, sock) => sock.destroy());
     if (this.tls) this.server.on('tlsClientError', () => {});
+    else this.server.on('clientError', (_e: Error, sock: Socket) => sock.destroy());
   }
 
   static async start(opts: WebPushTestServerOptions = {}): Promise<WebPushTestServer> {
@@ -317,13 +323,15 @@ export class WebPushTestServer extends EventEmitter<Events> {
     return endpoint.startsWith(prefix) ? this.subs.get(endpoint.slice(prefix.length)) : undefined;
   }
 
-  private connectionOf(req: IncomingMessage): number {
-    let id = this.connectionIds.get(req.socket);
-    if (id === undefined) this.connectionIds.set(req.socket, (id = ++this.connectionCount));
+  private connectionOf(req: Req): number {
+    // HTTP/2: one session per connection (req.socket is a proxy per stream)
+    const key: object = 'stream' in req ? req.stream.session ?? req.stream : req.socket;
+    let id = this.connectionIds.get(key);
+    if (id === undefined) this.connectionIds.set(key, (id = ++this.connectionCount));
     return id;
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: Req, res: Res): void {
     const connection = this.connectionOf(req);
     this.inFlight++;
     let settled = false;
@@ -344,7 +352,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
     req.on('end', () => this.handle(req, res, Buffer.concat(chunks), size, connection, settle));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse, body: Buffer, size: number, connection: number, settle: () => void): void {
+  private handle(req: Req, res: Res, body: Buffer, size: number, connection: number, settle: () => void): void {
     const m = PATH.exec(req.url ?? '');
     const sub = m ? this.subs.get(m[1]!) : undefined;
     const endpoint = sub?.endpoint;
@@ -402,7 +410,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
     if (!reply) return answer(201);
     if ('hang' in reply) return;
     if ('drop' in reply) {
-      const drop = () => req.socket.destroy();
+      const drop = () => ('stream' in req ? req.stream.session?.destroy() : req.socket.destroy());
       if (reply.delayMs) setTimeout(drop, reply.delayMs);
       else drop();
       return;
@@ -412,7 +420,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
   }
 
   private check(
-    req: IncomingMessage,
+    req: Req,
     sub: Subscription | undefined,
     body: Buffer,
     size: number,

@@ -3,8 +3,9 @@
 // signed (RFC 8292 VAPID).
 //
 // Each push is one POST of the encrypted 2076-byte push data (2179 bytes on the
-// wire) to the subscription's endpoint, over HTTP/1.1 with a keep-alive agent
-// per origin (push services speak HTTP/1.1 to everyone; HTTP/2 support varies).
+// wire) to the subscription's endpoint: over one HTTP/2 connection per origin
+// when the push service offers h2 by ALPN (browser vendors' do: one probe per
+// origin finds out), else HTTP/1.1 with a keep-alive agent per origin.
 // Plain http: only for loopback endpoints (a local UnifiedPush distributor or
 // test service; the subscription format allows nothing else). Redirects are
 // never followed: the endpoint is the capability, and a push service that
@@ -40,11 +41,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Provider } from '../../ntf/protocol.ts';
 import type { PushKind } from '../../ntf/push.ts';
 import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
+import { Http2Pool } from '../http2/pool.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from './address-guard.ts';
 import { encryptWebPush } from './ece.ts';
@@ -118,13 +121,20 @@ export function webPushResult(status: number, headers: http.IncomingHttpHeaders,
 
 interface Pending {
   resolve: (r: PushResult) => void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
   req?: http.ClientRequest;
   done: boolean;
 }
 
+/**
+ * A push service origin: HTTP/2 (one connection, many streams) when it offers
+ * h2 by ALPN, as browser vendors' services do, else HTTP/1.1 keep-alive.
+ */
 interface Origin {
-  agent: http.Agent;
+  /** Until the ALPN probe is done. */
+  probe?: Promise<void>;
+  pool?: Http2Pool;
+  agent?: http.Agent;
   lastUsed: number;
   inFlight: number;
 }
@@ -133,6 +143,23 @@ export interface WebPushStats {
   inFlight: number;
   /** Push service origins with an agent now. */
   origins: number;
+}
+
+/** A subscription as sent to: decoded (and its key checked) once per token array, which a notification server keeps. */
+interface Target {
+  url: URL;
+  p256dh: Uint8Array;
+  auth: Uint8Array;
+}
+const targets = new WeakMap<Uint8Array, Target | null>();
+function targetOf(token: Uint8Array): Target | undefined {
+  let t = targets.get(token);
+  if (t === undefined) {
+    const sub = decodeWebPushSubscription(token);
+    t = sub.ok ? { url: new URL(sub.value.endpoint), p256dh: sub.value.p256dh, auth: sub.value.auth } : null;
+    targets.set(token, t);
+  }
+  return t ?? undefined;
 }
 
 export class WebPushProvider implements PushProvider {
@@ -181,9 +208,9 @@ export class WebPushProvider implements PushProvider {
   send(req: PushRequest): Promise<PushResult> {
     if (this.closed) return Promise.resolve(retryResult('provider closed'));
     if (!this.serves.includes(req.device.provider)) return Promise.resolve({ outcome: 'failed', reason: `provider ${req.device.provider} not served` });
-    const sub = decodeWebPushSubscription(req.device.token);
-    if (!sub.ok) return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
-    const { endpoint, p256dh, auth } = sub.value;
+    const target = targetOf(req.device.token);
+    if (!target) return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
+    const { url, p256dh, auth } = target;
     let body: Uint8Array;
     try {
       body = encryptWebPush({ plaintext: req.data, uaPublic: p256dh, authSecret: auth });
@@ -191,19 +218,24 @@ export class WebPushProvider implements PushProvider {
       if (e instanceof RangeError) return Promise.resolve({ outcome: 'failed', reason: 'PayloadTooLarge' });
       return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
     }
-    const url = new URL(endpoint);
     // an IP literal is connected to without a lookup, so it is checked here
     const literal = url.hostname.replace(/^\[|\]$/g, '');
     if (!this.cfg.allowPrivateNetworks && (net.isIP(literal) ? !isPublicAddress(literal) : literal === 'localhost'))
       return Promise.resolve({ outcome: 'failed', reason: 'endpoint is not on a public network' });
-    const origin = this.originFor(url);
     const headers: http.OutgoingHttpHeaders = {
       ...webPushHeaders(req.kind, this.cfg.ttlSeconds),
       authorization: this.vapid.authorization(url.origin),
       'content-length': body.length,
     };
+    const origin = this.originFor(url);
+    if (!origin.probe) return this.post(origin, url, headers, body, req.kind);
+    return origin.probe.then(() => this.post(origin, url, headers, body, req.kind));
+  }
+
+  private post(origin: Origin, url: URL, headers: http.OutgoingHttpHeaders, body: Uint8Array, kind: PushKind): Promise<PushResult> {
+    if (this.closed) return Promise.resolve(retryResult('provider closed'));
     return new Promise<PushResult>((resolve) => {
-      const p: Pending = { resolve, done: false, timer: undefined as unknown as NodeJS.Timeout };
+      const p: Pending = { resolve, done: false, timer: undefined };
       this.pending.add(p);
       origin.inFlight++;
       const finish = (r: PushResult) => {
@@ -213,17 +245,32 @@ export class WebPushProvider implements PushProvider {
         this.pending.delete(p);
         origin.inFlight--;
         origin.lastUsed = this.now();
-        if (r.outcome !== 'delivered') this.logResult(req.kind, r);
+        if (r.outcome !== 'delivered') this.logResult(kind, r);
         resolve(r);
       };
       p.resolve = finish;
+      if (origin.pool) {
+        // the pool times requests out itself
+        const request = { headers: { ':method': 'POST', ':path': `${url.pathname}${url.search}`, ...headers }, body };
+        return origin.pool.send(
+          () => request,
+          (r) =>
+            finish(
+              'lost' in r
+                ? retryResult(r.lost === 'closed' ? 'provider closed' : r.lost)
+                : 'failed' in r
+                  ? { outcome: 'failed', reason: r.failed }
+                  : webPushResult(r.status, r.headers, r.body.trim(), this.now()),
+            ),
+        );
+      }
       p.timer = setTimeout(() => {
         finish(retryResult('timeout'));
         p.req?.destroy();
       }, this.timeoutMs);
       let request: http.ClientRequest;
       try {
-        request = (url.protocol === 'https:' ? https.request : http.request)(url, { method: 'POST', agent: origin.agent, headers });
+        request = (url.protocol === 'https:' ? https.request : http.request)(url, { method: 'POST', agent: origin.agent!, headers });
       } catch (e) {
         return finish({ outcome: 'failed', reason: `request rejected: ${(e as { code?: string }).code ?? String(e)}` });
       }
@@ -260,32 +307,46 @@ export class WebPushProvider implements PushProvider {
       p.resolve(retryResult('provider closed'));
       p.req?.destroy();
     }
-    for (const o of this.origins.values()) o.agent.destroy();
+    for (const o of this.origins.values()) this.closeOrigin(o);
     this.origins.clear();
+  }
+
+  private closeOrigin(o: Origin): void {
+    o.agent?.destroy();
+    void o.pool?.close();
   }
 
   private originFor(url: URL): Origin {
     let o = this.origins.get(url.origin);
-    if (!o) {
-      const opts = {
-        keepAlive: true,
-        maxSockets: this.maxSockets,
-        scheduling: 'lifo' as const,
-        ...(this.cfg.allowPrivateNetworks ? {} : { lookup: publicOnlyLookup }),
-      };
-      const agent =
-        url.protocol === 'https:' ? new https.Agent({ ...opts, ...(this.cfg.ca ? { ca: this.cfg.ca } : {}) }) : new http.Agent(opts);
-      o = { agent, lastUsed: this.now(), inFlight: 0 };
-      this.origins.set(url.origin, o);
-    }
-    return o;
+    if (o) return o;
+    const lookup = this.cfg.allowPrivateNetworks ? {} : { lookup: publicOnlyLookup };
+    const ca = this.cfg.ca ? { ca: this.cfg.ca } : {};
+    const origin: Origin = { lastUsed: this.now(), inFlight: 0 };
+    const h1 = () => {
+      const opts = { keepAlive: true, maxSockets: this.maxSockets, scheduling: 'lifo' as const, ...lookup };
+      origin.agent = url.protocol === 'https:' ? new https.Agent({ ...opts, ...ca }) : new http.Agent(opts);
+    };
+    if (url.protocol !== 'https:') h1();
+    else
+      origin.probe = alpnOf(url, this.timeoutMs, { ...ca, ...lookup }).then((alpn) => {
+        delete origin.probe;
+        if (alpn === 'h2')
+          origin.pool = new Http2Pool({ url: url.origin, name: 'webpush', requestTimeoutMs: this.timeoutMs, ...ca, ...lookup });
+        else {
+          h1();
+          // unreachable now: probe again on a later push rather than settle for HTTP/1.1
+          if (alpn === undefined) this.origins.delete(url.origin);
+        }
+      });
+    this.origins.set(url.origin, origin);
+    return origin;
   }
 
   private sweep(): void {
     const now = this.now();
     for (const [key, o] of this.origins)
-      if (o.inFlight === 0 && now - o.lastUsed > this.idleOriginMs) {
-        o.agent.destroy();
+      if (o.inFlight === 0 && !o.probe && now - o.lastUsed > this.idleOriginMs) {
+        this.closeOrigin(o);
         this.origins.delete(key);
       }
   }
@@ -299,4 +360,26 @@ export class WebPushProvider implements PushProvider {
     if (r.outcome === 'failed' && /^HTTP 40[13]/.test(r.reason)) log.warn({ event: 'webpush_vapid_refused', kind, reason: r.reason });
     else log.debug({ event: 'webpush_not_delivered', kind, outcome: r.outcome, reason: r.reason });
   }
+}
+
+/** The protocol a push service's origin offers by ALPN: 'h2', 'http/1.1', or undefined if it could not be reached. */
+function alpnOf(url: URL, timeoutMs: number, opts: Pick<tls.ConnectionOptions, 'ca' | 'lookup'>): Promise<'h2' | 'http/1.1' | undefined> {
+  return new Promise((resolve) => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      ALPNProtocols: ['h2', 'http/1.1'],
+      ...(net.isIP(host) ? {} : { servername: host }),
+      ...opts,
+    });
+    const done = (alpn: 'h2' | 'http/1.1' | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(alpn);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    socket.once('secureConnect', () => done(socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1'));
+    socket.once('error', () => done(undefined));
+  });
 }
