@@ -62,6 +62,7 @@ import {
   BENCH_DIR,
   Children,
   machineBusyMs,
+  nextMessage,
   percentile,
   processCpuMs,
   ROOT,
@@ -227,31 +228,6 @@ function spawnIpc(ipcKids: Set<ChildProcess>, file: string, args: string[] = [])
   p.stdout?.on('data', () => {});
   p.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${path.basename(file)}] ${d}`));
   return p;
-}
-
-function nextMessage<T>(p: ChildProcess, type: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMsg = (m: { t?: string }) => {
-      if (m?.t !== type) return;
-      done();
-      resolve(m as T);
-    };
-    const onExit = (code: number | null) => {
-      done();
-      reject(new Error(`child exited (${code}) while waiting for ${type}`));
-    };
-    const t = setTimeout(() => {
-      done();
-      reject(new Error(`no ${type} from child within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const done = () => {
-      clearTimeout(t);
-      p.off('message', onMsg);
-      p.off('exit', onExit);
-    };
-    p.on('message', onMsg);
-    p.once('exit', onExit);
-  });
 }
 
 // ---- metrics ----

@@ -16,6 +16,7 @@ import { retryAfterMs } from '../../src/push/provider.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
 import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/testkit/apns-server.ts';
 import { CaptureProvider } from '../../src/push/testkit/capture-provider.ts';
+import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
 
 const TOPIC = 'chat.hush.app';
 const KINDS: PushKind[] = ['verification', 'message', 'check'];
@@ -24,11 +25,6 @@ const device = (bytes = 32): DeviceToken => ({ provider: 'apns', token: randomBy
 const hex = (d: DeviceToken) => Buffer.from(d.token).toString('hex');
 const push = (kind: PushKind = 'message', d = device()): PushRequest => ({ device: d, kind, data: randomBytes(PUSH_DATA_SIZE) });
 
-/** A clock tests can move; the provider and the server share it. */
-function testClock() {
-  const c = { offset: 0, now: () => Date.now() + c.offset };
-  return c;
-}
 
 interface Rig {
   server: ApnsTestServer;
@@ -42,9 +38,8 @@ async function rig(t: TestContext, over: Partial<ApnsConfig> = {}): Promise<Rig>
   const clock = testClock();
   const server = await ApnsTestServer.start({ topics: [TOPIC], now: () => clock.now() });
   const team = server.keys.create();
-  const providers: ApnsProvider[] = [];
-  const newProvider = (o: Partial<ApnsConfig> = {}) => {
-    const p = new ApnsProvider({
+  const newProvider = providersOf<ApnsConfig, ApnsProvider>(t, server, (o) =>
+    new ApnsProvider({
       host: server.url,
       ca: server.ca,
       keyId: team.keyId,
@@ -55,30 +50,12 @@ async function rig(t: TestContext, over: Partial<ApnsConfig> = {}): Promise<Rig>
       now: () => clock.now(),
       ...over,
       ...o,
-    });
-    providers.push(p);
-    return p;
-  };
-  const provider = newProvider();
-  t.after(async () => {
-    await Promise.all(providers.map((p) => p.close()));
-    await server.close();
-  });
-  return { server, provider, team, clock, newProvider };
+    }),
+  );
+  return { server, provider: newProvider(), team, clock, newProvider };
 }
 
-const decodeJwt = (jwt: string) => {
-  const [h, c] = jwt.split('.');
-  return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), claims: JSON.parse(Buffer.from(c!, 'base64url').toString()) };
-};
 
-const until = async (cond: () => boolean, ms = 2000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 describe('APNs payload', () => {
   it('renders each kind within 4096 bytes, with the right shape and headers', () => {

@@ -18,6 +18,7 @@ import { FCM_MAX_DATA, FCM_MAX_TTL_SECONDS, fcmBody, fcmDataSize, fcmMessage, fc
 import { FcmProvider, parseFcmError, type FcmConfig } from '../../src/push/fcm/provider.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
 import { FcmTestServer, type FcmReply, type ServiceAccountJson } from '../../src/push/testkit/fcm-server.ts';
+import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
 
 const KINDS: PushKind[] = ['verification', 'message', 'check'];
 
@@ -27,11 +28,6 @@ const device = (t: string | Uint8Array = regToken()): DeviceToken => ({ provider
 const tokenOf = (d: DeviceToken) => Buffer.from(d.token).toString('utf8');
 const push = (kind: PushKind = 'message', d = device()): PushRequest => ({ device: d, kind, data: randomBytes(PUSH_DATA_SIZE) });
 
-/** A clock tests can move; the provider and the server share it. */
-function testClock() {
-  const c = { offset: 0, now: () => Date.now() + c.offset };
-  return c;
-}
 
 interface Rig {
   server: FcmTestServer;
@@ -45,32 +41,15 @@ async function rig(t: TestContext, over: Partial<FcmConfig> = {}): Promise<Rig> 
   const clock = testClock();
   const server = await FcmTestServer.start({ now: () => clock.now() });
   const account = server.serviceAccount();
-  const providers: FcmProvider[] = [];
-  const newProvider = (o: Partial<FcmConfig> = {}) => {
-    const p = new FcmProvider({ serviceAccount: account, endpoint: server.url, ca: server.ca, now: () => clock.now(), ...over, ...o });
-    providers.push(p);
-    return p;
-  };
-  const provider = newProvider();
-  t.after(async () => {
-    await Promise.all(providers.map((p) => p.close()));
-    await server.close();
-  });
-  return { server, provider, account, clock, newProvider };
+  const newProvider = providersOf<FcmConfig, FcmProvider>(
+    t,
+    server,
+    (o) => new FcmProvider({ serviceAccount: account, endpoint: server.url, ca: server.ca, now: () => clock.now(), ...over, ...o }),
+  );
+  return { server, provider: newProvider(), account, clock, newProvider };
 }
 
-const decodeJwt = (jwt: string) => {
-  const [h, c] = jwt.split('.');
-  return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), claims: JSON.parse(Buffer.from(c!, 'base64url').toString()) };
-};
 
-const until = async (cond: () => boolean, ms = 2000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 /** jsonwebtoken (auth0), installed as a dependency of @parse/node-apn; undefined if it is not there. */
 interface JsonWebToken {

@@ -35,6 +35,7 @@ import {
   type WebPushSubscriptionJSON,
 } from '../../src/push/webpush/subscription.ts';
 import { createVapidKey, loadVapidKey, MAX_VAPID_LIFETIME_SECONDS, VapidSigner } from '../../src/push/webpush/vapid.ts';
+import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const require = createRequire(import.meta.url);
 /** http_ece (npm, the Mozilla implementation) has no types. */
@@ -313,21 +314,12 @@ describe('Web Push subscription token', () => {
 
 // ---- VAPID
 
-const decodeJwt = (jwt: string) => {
-  const [h, c] = jwt.split('.');
-  return { header: JSON.parse(b64(h!).toString()), claims: JSON.parse(b64(c!).toString()) };
-};
 const parseAuthorization = (a: string) => {
   const m = /^vapid t=([^,\s]+), k=([^,\s]+)$/.exec(a);
   assert.ok(m, a);
   return { t: m[1]!, k: m[2]! };
 };
 
-/** A clock tests can move; providers and servers share it. */
-function testClock() {
-  const c = { offset: 0, now: () => Date.now() + c.offset };
-  return c;
-}
 
 describe('VAPID', () => {
   it('signs {aud, exp, sub} with ES256 under k, caches per audience, renews past half its life', () => {
@@ -400,17 +392,13 @@ async function rig(t: TestContext, serverOpts: WebPushTestServerOptions = {}, ov
   const clock = testClock();
   const server = await WebPushTestServer.start({ now: () => clock.now(), ...serverOpts });
   const vapid = createVapidKey();
-  const providers: WebPushProvider[] = [];
-  const newProvider = (o: Partial<WebPushConfig> = {}) => {
-    const p = new WebPushProvider({ vapid: { privateKey: vapid.privateKey, subject: SUBJECT }, ca: server.ca, allowPrivateNetworks: true, now: () => clock.now(), ...over, ...o });
-    providers.push(p);
-    return p;
-  };
+  const newProvider = providersOf<WebPushConfig, WebPushProvider>(
+    t,
+    server,
+    (o) =>
+      new WebPushProvider({ vapid: { privateKey: vapid.privateKey, subject: SUBJECT }, ca: server.ca, allowPrivateNetworks: true, now: () => clock.now(), ...over, ...o }),
+  );
   const provider = newProvider();
-  t.after(async () => {
-    await Promise.all(providers.map((p) => p.close()));
-    await server.close();
-  });
   const device = (opts: { applicationServerKey?: string } = { applicationServerKey: vapid.publicKey }) => {
     const json = server.subscribe(opts);
     return { provider: 'webpush' as const, token: encodeWebPushSubscription(json), json };

@@ -52,6 +52,7 @@ import http2, { type Http2Session, type Http2SecureServer, type IncomingHttpHead
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { Replies } from './replies.ts';
 import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
@@ -175,11 +176,6 @@ export interface ApnsTestServerOptions {
   port?: number;
 }
 
-interface Script {
-  reply: ApnsReply;
-  times: number;
-}
-
 interface Check {
   status: number;
   reason: string;
@@ -281,8 +277,7 @@ export class ApnsTestServer extends EventEmitter<Events> {
   /** apns-ids we make: a random UUID's first 24 characters and a counter (randomUUID per answer costs). */
   private readonly idPrefix = randomUUID().slice(0, 24);
   private idCounter = randomBytes(6).readUIntBE(0, 6);
-  private readonly tokenScripts = new Map<string, Script>();
-  private nextScripts: Script[] = [];
+  private readonly replies = new Replies<ApnsReply>();
   private readonly sessions = new Map<Http2Session, { id: number; maxStreamId: number }>();
   private readonly sockets = new Map<string, TLSSocket>();
   private connectionCount = 0;
@@ -361,19 +356,18 @@ export class ApnsTestServer extends EventEmitter<Events> {
 
   /** Answers requests for this device token (hex) so, `times` times (default: until cleared). */
   replyTo(token: string, reply: ApnsReply, times = Infinity): this {
-    this.tokenScripts.set(token.toLowerCase(), { reply, times });
+    this.replies.to(token.toLowerCase(), reply, times);
     return this;
   }
 
   /** Answers the next n requests (that no token script claims) so. */
   replyNext(reply: ApnsReply, n = 1): this {
-    if (n > 0) this.nextScripts.push({ reply, times: n });
+    this.replies.queue(reply, n);
     return this;
   }
 
   clearReplies(): this {
-    this.tokenScripts.clear();
-    this.nextScripts = [];
+    this.replies.clear();
     return this;
   }
 
@@ -463,8 +457,7 @@ export class ApnsTestServer extends EventEmitter<Events> {
     if ('status' in check) return this.answer(ex, check.status, check.reason);
     ex.accepted = check;
 
-    if (this.tokenScripts.size === 0 && this.nextScripts.length === 0) return this.answer(ex, 200);
-    const reply = this.scripted(token!);
+    const reply = this.replies.take(token!.toLowerCase());
     if (!reply) return this.answer(ex, 200);
     if ('hang' in reply) return;
     if ('drop' in reply) {
@@ -603,21 +596,6 @@ export class ApnsTestServer extends EventEmitter<Events> {
     if (sig.length !== 64) return undefined;
     const ok = verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: team.key, dsaEncoding: 'ieee-p1363' }, sig);
     return ok ? { kid: header.kid, iss: team.teamId, iat: claims.iat } : undefined;
-  }
-
-  private scripted(token: string): ApnsReply | undefined {
-    const key = token.toLowerCase();
-    const byToken = this.tokenScripts.get(key);
-    if (byToken) {
-      if (--byToken.times <= 0) this.tokenScripts.delete(key);
-      return byToken.reply;
-    }
-    const next = this.nextScripts[0];
-    if (next) {
-      if (--next.times <= 0) this.nextScripts.shift();
-      return next.reply;
-    }
-    return undefined;
   }
 
   private socketOf(session: Http2Session | undefined): TLSSocket | undefined {

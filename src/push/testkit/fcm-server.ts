@@ -40,6 +40,7 @@ import type http from 'node:http';
 import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { Replies } from './replies.ts';
 import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
@@ -191,11 +192,6 @@ export interface FcmTestServerOptions {
   port?: number;
 }
 
-interface Script<R> {
-  reply: R;
-  times: number;
-}
-
 interface Account {
   projectId: string;
   keys: Map<string, KeyObject>;
@@ -274,9 +270,8 @@ export class FcmTestServer extends EventEmitter<Events> {
   private readonly issued = new Map<string, IssuedToken>();
   private readonly unregistered = new Set<string>();
   private readonly tokenProjects = new Map<string, string>();
-  private readonly tokenScripts = new Map<string, Script<FcmReply>>();
-  private nextScripts: Array<Script<FcmReply>> = [];
-  private tokenEndpointScripts: Array<Script<TokenReply>> = [];
+  private readonly replies = new Replies<FcmReply>();
+  private readonly tokenReplies = new Replies<TokenReply>();
   private readonly sessions = new Map<Http2Session, { maxStreamId: number }>();
   /** TCP connections by remote address:port, with their number. */
   private readonly sockets = new Map<string, { id: number; socket: Socket }>();
@@ -409,26 +404,25 @@ export class FcmTestServer extends EventEmitter<Events> {
 
   /** Answers sends to this registration token so, `times` times (default: until cleared). */
   replyTo(token: string, reply: FcmReply, times = Infinity): this {
-    this.tokenScripts.set(token, { reply, times });
+    this.replies.to(token, reply, times);
     return this;
   }
 
   /** Answers the next n sends (that no token script claims) so. */
   replyNext(reply: FcmReply, n = 1): this {
-    if (n > 0) this.nextScripts.push({ reply, times: n });
+    this.replies.queue(reply, n);
     return this;
   }
 
   /** Answers the next n token requests so. */
   replyToTokenRequests(reply: TokenReply, n = 1): this {
-    if (n > 0) this.tokenEndpointScripts.push({ reply, times: n });
+    this.tokenReplies.queue(reply, n);
     return this;
   }
 
   clearReplies(): this {
-    this.tokenScripts.clear();
-    this.nextScripts = [];
-    this.tokenEndpointScripts = [];
+    this.replies.clear();
+    this.tokenReplies.clear();
     return this;
   }
 
@@ -541,10 +535,8 @@ export class FcmTestServer extends EventEmitter<Events> {
       this.tokenRequests.push(r);
       this.emit('token', r);
     };
-    const script = this.tokenEndpointScripts[0];
-    if (script) {
-      if (--script.times <= 0) this.tokenEndpointScripts.shift();
-      const reply = script.reply;
+    const reply = this.tokenReplies.take();
+    if (reply) {
       if ('hang' in reply) return record({ status: 0, body: undefined });
       if ('drop' in reply) {
         record({ status: 0, body: undefined });
@@ -631,7 +623,7 @@ export class FcmTestServer extends EventEmitter<Events> {
     this.emit('request', { path: ctx.path, token, connection: ctx.connection, httpVersion: ctx.httpVersion });
     if ('answer' in checked) return this.answerSend(ctx, checked.answer, token, bearer, undefined, 0);
     const accepted = checked;
-    const reply = this.scripted(accepted.token);
+    const reply = this.replies.take(accepted.token);
     if (!reply) return this.answerSend(ctx, { status: 200, body: undefined }, token, bearer, accepted, 0);
     if ('hang' in reply) return;
     if ('drop' in reply) {
@@ -793,20 +785,6 @@ export class FcmTestServer extends EventEmitter<Events> {
     // Google counts keys and values; android.data replaces data on Android. Its answer names no field.
     const limit = target === 'topic' ? 2048 : 4096;
     if (Math.max(top.size, androidSize) > limit) return invalidArgument('Request contains an invalid argument.');
-    return undefined;
-  }
-
-  private scripted(token: string | undefined): FcmReply | undefined {
-    const byToken = token === undefined ? undefined : this.tokenScripts.get(token);
-    if (byToken) {
-      if (--byToken.times <= 0) this.tokenScripts.delete(token!);
-      return byToken.reply;
-    }
-    const next = this.nextScripts[0];
-    if (next) {
-      if (--next.times <= 0) this.nextScripts.shift();
-      return next.reply;
-    }
     return undefined;
   }
 }

@@ -48,6 +48,7 @@ import { fromBase64Url } from '../../core/encoding.ts';
 import { decryptWebPush, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../webpush/subscription.ts';
 import { MAX_VAPID_LIFETIME_SECONDS, vapidSubjectProblem } from '../webpush/vapid.ts';
+import { Replies } from './replies.ts';
 import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
@@ -135,11 +136,6 @@ interface Subscription {
   gone: boolean;
 }
 
-interface Script {
-  reply: WebPushReply;
-  times: number;
-}
-
 interface Refusal {
   status: number;
   reason: string;
@@ -173,8 +169,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
   private readonly server: http.Server | Http2SecureServer;
   private readonly subs = new Map<string, Subscription>();
   private readonly verified = new Map<string, Verdict>();
-  private readonly endpointScripts = new Map<string, Script>();
-  private nextScripts: Script[] = [];
+  private readonly replies = new Replies<WebPushReply>();
   private readonly sockets = new Set<Socket>();
   private readonly connectionIds = new WeakMap<object, number>();
   private connectionCount = 0;
@@ -278,19 +273,18 @@ export class WebPushTestServer extends EventEmitter<Events> {
 
   /** Answers requests to this endpoint so, `times` times (default: until cleared). */
   replyTo(endpoint: string, reply: WebPushReply, times = Infinity): this {
-    this.endpointScripts.set(endpoint, { reply, times });
+    this.replies.to(endpoint, reply, times);
     return this;
   }
 
   /** Answers the next n requests (that no endpoint script claims) so. */
   replyNext(reply: WebPushReply, n = 1): this {
-    if (n > 0) this.nextScripts.push({ reply, times: n });
+    this.replies.queue(reply, n);
     return this;
   }
 
   clearReplies(): this {
-    this.endpointScripts.clear();
-    this.nextScripts = [];
+    this.replies.clear();
     return this;
   }
 
@@ -406,7 +400,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
     }
     accepted = check;
 
-    const reply = this.scripted(endpoint!);
+    const reply = this.replies.take(endpoint!);
     if (!reply) return answer(201);
     if ('hang' in reply) return;
     if ('drop' in reply) {
@@ -545,20 +539,6 @@ export class WebPushTestServer extends EventEmitter<Events> {
       if (problem) return bad(`JWT sub: ${problem}`);
     }
     return { ok: true, key: Buffer.from(keyBytes), claims: { aud: aud as string | string[], exp, ...(typeof sub === 'string' ? { sub } : {}) } };
-  }
-
-  private scripted(endpoint: string): WebPushReply | undefined {
-    const byEndpoint = this.endpointScripts.get(endpoint);
-    if (byEndpoint) {
-      if (--byEndpoint.times <= 0) this.endpointScripts.delete(endpoint);
-      return byEndpoint.reply;
-    }
-    const next = this.nextScripts[0];
-    if (next) {
-      if (--next.times <= 0) this.nextScripts.shift();
-      return next.reply;
-    }
-    return undefined;
   }
 }
 
