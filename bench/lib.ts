@@ -156,6 +156,27 @@ export function waitForLine(p: ChildProcess, re: RegExp, timeoutMs = 20_000): Pr
   });
 }
 
+/**
+ * The IPC side of a test-server child: reports `ready`, answers {t:'counts'}
+ * with the server's answer counts, and closes the server and exits on SIGTERM
+ * or a lost parent (a normal exit, so --cpu-prof writes its profile).
+ */
+export function serveTestServer(server: { close(): Promise<void>; counts: object }, ready: object): void {
+  let stopping = false;
+  const end = async () => {
+    if (stopping) return;
+    stopping = true;
+    await server.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void end());
+  process.on('disconnect', () => void end());
+  process.on('message', (m: { t?: string }) => {
+    if (m?.t === 'counts') process.send!({ t: 'counts', ...server.counts });
+  });
+  process.send!({ t: 'ready', ...ready });
+}
+
 /** Resolves with the child's next IPC message {t: type, …}; rejects if it exits first or after `timeoutMs`. */
 export function nextMessage<T>(p: ChildProcess, type: string, timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -3,27 +3,14 @@
 // each). Pushes are not kept (record: false); its answer counts are.
 //   IPC out: {t:'ready', url, host, port, ca, key: {teamId, keyId, privateKey}}
 //   IPC in:  {t:'counts'} → {t:'counts', accepted, rejected}
-// SIGTERM or a lost parent ends it (a normal exit: --cpu-prof writes its profile).
 import { ApnsTestServer } from '../src/push/testkit/apns-server.ts';
+import { serveTestServer } from './lib.ts';
 
 const topic = process.argv[2] ?? 'chat.hush.bench';
 const server = await ApnsTestServer.start({ topics: [topic], record: false });
 const key = server.keys.create();
 
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  await server.close();
-  process.exit(0);
-}
-process.on('SIGTERM', () => void stop());
-process.on('disconnect', () => void stop());
-process.on('message', (m: { t?: string }) => {
-  if (m?.t === 'counts') process.send!({ t: 'counts', ...server.counts });
-});
-process.send!({
-  t: 'ready',
+serveTestServer(server, {
   url: server.url,
   host: server.host,
   port: server.port,

@@ -8,22 +8,11 @@
 //   IPC in:  {t:'counts'} → {t:'counts', accepted, rejected, verified}
 import { createVapidKey } from '../src/push/webpush/vapid.ts';
 import { WebPushTestServer } from '../src/push/testkit/webpush-server.ts';
+import { serveTestServer } from './lib.ts';
 
 const SUBSCRIPTIONS = 64;
 const server = await WebPushTestServer.start({ record: false, decrypt: false });
 const vapid = createVapidKey();
 const subscriptions = Array.from({ length: SUBSCRIPTIONS }, () => server.subscribe({ applicationServerKey: vapid.publicKey }));
 
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  await server.close();
-  process.exit(0);
-}
-process.on('SIGTERM', () => void stop());
-process.on('disconnect', () => void stop());
-process.on('message', (m: { t?: string }) => {
-  if (m?.t === 'counts') process.send!({ t: 'counts', ...server.counts });
-});
-process.send!({ t: 'ready', url: server.url, ca: server.ca, vapid, subscriptions });
+serveTestServer(server, { url: server.url, ca: server.ca, vapid, subscriptions });

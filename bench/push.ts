@@ -288,10 +288,10 @@ async function webPushPart(children: Children, dir: string, figures: Record<stri
   console.log(r.text + '\n');
   return {
     clients:
-      `ours: WebPushProvider {maxSockets: ${WEBPUSH_CONCURRENCY}}; web-push 3: sendNotification with vapidDetails, TTL/urgency/topic as ours, ` +
+      `ours: WebPushProvider {maxSockets: ${WEBPUSH_CONCURRENCY}}, which finds h2 offered and uses one HTTP/2 connection; web-push 3 (HTTP/1.1 only): sendNotification with vapidDetails, TTL/urgency/topic as ours, ` +
       `agent: https.Agent {ca, keepAlive: true, maxSockets: ${WEBPUSH_CONCURRENCY}}`,
     request: `a message push: ${PUSH_DATA_SIZE} random bytes of plaintext, aes128gcm, VAPID (subscriptions locked to its key), to 64 subscriptions in turn`,
-    server: 'WebPushTestServer in its own process: HTTPS/1.1, record off, decrypt off (every header, the VAPID JWT and the aes128gcm header still checked)',
+    server: 'WebPushTestServer in its own process: HTTP/2 and HTTP/1.1 over TLS by ALPN, record off, decrypt off (every header, the VAPID JWT and the aes128gcm header still checked)',
     ...r.notes,
     seconds: round((performance.now() - t0) / 1000, 1),
   };
