@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { build } from 'esbuild';
 
-const CLIENT_ENTRIES = ['src/relay/client.ts', 'src/relay/protocol.ts', 'src/core/crypto/noble.ts'];
+const CLIENT_ENTRIES = ['src/relay/client.ts', 'src/relay/protocol.ts', 'src/core/crypto/noble.ts', 'src/sdk/index.ts'];
 
 test('client code bundles for the browser without Node built-ins', async () => {
   const result = await build({

@@ -1,0 +1,380 @@
+// HushClient: the SDK's one entry point for an app (docs/sdk.md). Contacts by
+// invitation, end-to-end encrypted messages, the notification lifecycle and
+// the push handler. Runtime-neutral: the store, the WebSocket and the crypto
+// come through seams (src/sdk/node.ts fills them for Node).
+import { ConnectionError, type WebSocketFactory } from '../core/client.ts';
+import { nobleCrypto } from '../core/crypto/noble.ts';
+import type { CryptoSuite } from '../core/crypto/suite.ts';
+import { NtfClient } from '../ntf/client.ts';
+import { MIN_CRON_MINUTES, type DeviceToken, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
+import { RelayClient, type RelayEvent } from '../relay/client.ts';
+import { ConnectionPool } from './connections.ts';
+import {
+  acceptInvitation,
+  ContactError,
+  createInvitation,
+  deleteContact,
+  receive,
+  sendContent,
+  type ChatEvent,
+} from './contacts.ts';
+import { b64, save, type Context } from './context.ts';
+import { Emitter } from './events.ts';
+import { KeyedLock } from './lock.ts';
+import { Notifications } from './notifications.ts';
+import {
+  buildNotifications,
+  DEFAULT_DEADLINE_MS,
+  fetchAll,
+  readPush,
+  unreadCount,
+  type Notification,
+  type PushPayload,
+} from './push-handler.ts';
+import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import type { ClientStore } from './store/store.ts';
+import type { CallMedia } from './content.ts';
+import { MAX_CONTENT_BYTES } from './e2e.ts';
+
+export interface HushClientOptions {
+  store: ClientStore;
+  /** Relays to make this client's receive queues on (pinned addresses); one is picked per contact. */
+  relays: string[];
+  /** The notification server for the device token (pinned address); none: no notifications. */
+  ntfServer?: string;
+  /** The user's display name, sent to contacts when connecting. Stored; later opens may omit it. */
+  name?: string;
+  webSocket?: WebSocketFactory;
+  crypto?: CryptoSuite;
+  /** Per-command timeout. Default 15 s. */
+  timeoutMs?: number;
+  /** How often a started client runs checkNotifications(). Default 1 h. */
+  checkIntervalMs?: number;
+  now?: () => number;
+}
+
+export interface ContactInfo {
+  id: string;
+  name: string;
+  state: ContactState;
+  /** Notifications on for this contact (off = muted). */
+  notifications: boolean;
+  /** Its subscription's status at the notification server, as last seen. */
+  subscription?: SubStatus;
+  unread: number;
+}
+
+export type HushEvents = {
+  /** A message arrived while the client was started (online). */
+  message: Extract<ChatEvent, { type: 'message' }>;
+  call: Extract<ChatEvent, { type: 'call' }>;
+  /** A contact got connected. */
+  contact: Extract<ChatEvent, { type: 'contact' }>;
+  /** What the device would show for an online event (an app in the background shows it). */
+  notification: Notification;
+  /** The device token's status changed; undefined: no token (mode off). */
+  tokenStatus: TokenStatus | undefined;
+  /** Background work failed (reconnects, subscription repair); never carries keys or IDs. */
+  error: { what: string; error: unknown };
+};
+
+const DEFAULT_SETTINGS: Settings = { name: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
+const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
+
+export class HushClient extends Emitter<HushEvents> {
+  private readonly ctx: Context;
+  private readonly notifications: Notifications;
+  private started = false;
+  private checkTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly reconnects = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly subscribed = new Set<string>();
+
+  private constructor(
+    private readonly opts: HushClientOptions,
+    settings: Settings,
+    token: TokenRecord | undefined,
+    contacts: Map<string, Contact>,
+  ) {
+    super();
+    const crypto = opts.crypto ?? nobleCrypto;
+    const common = { crypto, timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.webSocket ? { webSocket: opts.webSocket } : {}) };
+    this.ctx = {
+      crypto,
+      store: opts.store,
+      relays: new ConnectionPool((address, onClose) =>
+        RelayClient.connect(address, {
+          ...common,
+          onEvent: (e) => this.onRelayEvent(address, e),
+          onClose: () => {
+            onClose();
+            this.onRelayClosed(address);
+          },
+        }),
+      ),
+      ntf: new ConnectionPool((address, onClose) => NtfClient.connect(address, { ...common, onClose })),
+      relayAddresses: opts.relays,
+      ntfServer: opts.ntfServer,
+      settings,
+      token,
+      contacts,
+      locks: new KeyedLock(),
+      now: opts.now ?? Date.now,
+      fail: (what, error) => this.emit('error', { what, error }),
+    };
+    this.notifications = new Notifications(this.ctx, { status: (s) => this.emit('tokenStatus', s) });
+  }
+
+  /** Loads the client's state from the store (a new store: a new identity-less client). */
+  static async open(opts: HushClientOptions): Promise<HushClient> {
+    const { store } = opts;
+    const settingsText = await store.get(KEYS.settings);
+    const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
+    if (opts.name !== undefined) settings.name = opts.name;
+    const tokenText = await store.get(KEYS.token);
+    const contacts = new Map<string, Contact>();
+    for (const key of await store.keys(KEYS.contact)) {
+      const text = await store.get(key);
+      if (text) {
+        const c = deserialize<Contact>(text);
+        contacts.set(c.id, c);
+      }
+    }
+    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts);
+    await save(client.ctx, { settings: true });
+    return client;
+  }
+
+  // ---- contacts and messages
+
+  /** A new contact waiting for the other side, and the one-time link to give them. */
+  async createInvitation(): Promise<{ contactId: string; link: string }> {
+    const { contact, link } = await createInvitation(this.ctx);
+    await this.contactAdded(contact);
+    return { contactId: contact.id, link };
+  }
+
+  /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
+  async acceptInvitation(link: string): Promise<string> {
+    const contact = await acceptInvitation(this.ctx, link);
+    await this.contactAdded(contact);
+    return contact.id;
+  }
+
+  private async contactAdded(c: Contact): Promise<void> {
+    if (this.started) await this.subscribe([c]);
+    await this.notifications.sync().catch((e) => this.ctx.fail('subscribing a new contact failed', e));
+  }
+
+  contacts(): ContactInfo[] {
+    return [...this.ctx.contacts.values()]
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map((c) => ({
+        id: c.id,
+        name: c.name,
+        state: c.state,
+        notifications: c.ntf.enabled,
+        ...(c.ntf.subStatus ? { subscription: c.ntf.subStatus } : {}),
+        unread: c.unread,
+      }));
+  }
+
+  private contact(id: string): Contact {
+    const c = this.ctx.contacts.get(id);
+    if (!c) throw new ContactError('no such contact');
+    return c;
+  }
+
+  /** Sends a text message; the contact must be connected. */
+  send(contactId: string, text: string): Promise<void> {
+    const c = this.contact(contactId);
+    if (new TextEncoder().encode(text).length > MAX_CONTENT_BYTES - 9) throw new ContactError('the message is too long');
+    return this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'text', sentAt: this.ctx.now(), text }, true));
+  }
+
+  /** Sends a call invitation (the signalling itself is the app's). */
+  call(contactId: string, media: CallMedia = 'audio'): Promise<void> {
+    const c = this.contact(contactId);
+    return this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'call', sentAt: this.ctx.now(), media }, true));
+  }
+
+  /** The user read the chat: its messages leave the badge. */
+  async markRead(contactId: string): Promise<void> {
+    const c = this.contact(contactId);
+    c.unread = 0;
+    await save(this.ctx, { contacts: [c] });
+  }
+
+  /** Deletes the contact: its queue at the relay (with the notifier) and its subscription. */
+  async deleteContact(contactId: string): Promise<void> {
+    const c = this.contact(contactId);
+    const t = this.ctx.token;
+    if (c.ntf.subId && t?.tokenId)
+      await this.ctx.ntf.with(t.server, (n) => n.deleteSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch(() => {});
+    await deleteContact(this.ctx, c);
+    this.subscribed.delete(this.subKey(c));
+  }
+
+  get badge(): number {
+    return unreadCount(this.ctx);
+  }
+
+  // ---- online: SUB to every queue, messages as they come
+
+  /** Goes online: subscribes every receive queue; messages arrive as events. Also starts the periodic check. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.checkTimer = setInterval(() => void this.checkNotifications().catch(() => {}), this.opts.checkIntervalMs ?? 3_600_000);
+    await this.subscribe([...this.ctx.contacts.values()]);
+  }
+
+  /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
+  stop(): void {
+    this.started = false;
+    clearInterval(this.checkTimer);
+    for (const t of this.reconnects.values()) clearTimeout(t);
+    this.reconnects.clear();
+    this.subscribed.clear();
+    this.ctx.relays.drop();
+  }
+
+  /** Closes every connection and timer. The store stays open (it is the app's). */
+  close(): void {
+    this.stop();
+    this.ctx.relays.close();
+    this.ctx.ntf.close();
+  }
+
+  private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
+
+  private async subscribe(contacts: Contact[]): Promise<void> {
+    const byRelay = new Map<string, Contact[]>();
+    for (const c of contacts) byRelay.set(c.rcv.relay, [...(byRelay.get(c.rcv.relay) ?? []), c]);
+    await Promise.all(
+      [...byRelay].map(async ([relay, list]) => {
+        try {
+          const r = await this.ctx.relays.get(relay);
+          await Promise.all(
+            list.map(async (c) => {
+              this.subscribed.add(this.subKey(c));
+              await r.subscribe(c.rcv.rcvId, c.rcv.rcvAuth.privateKey).catch((e) => {
+                this.subscribed.delete(this.subKey(c));
+                if (!(e instanceof ConnectionError)) this.ctx.fail('subscribing a queue failed', e);
+              });
+            }),
+          );
+        } catch (e) {
+          this.ctx.fail('connecting to a relay failed', e);
+          this.scheduleReconnect(relay, 0);
+        }
+      }),
+    );
+  }
+
+  private onRelayClosed(relay: string): void {
+    if (this.started) this.scheduleReconnect(relay, 0);
+  }
+
+  private scheduleReconnect(relay: string, attempt: number): void {
+    if (!this.started || this.reconnects.has(relay)) return;
+    const base = RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]!;
+    const timer = setTimeout(async () => {
+      this.reconnects.delete(relay);
+      if (!this.started) return;
+      try {
+        await this.ctx.relays.get(relay);
+      } catch {
+        return this.scheduleReconnect(relay, attempt + 1);
+      }
+      await this.subscribe([...this.ctx.contacts.values()].filter((c) => c.rcv.relay === relay));
+    }, base * (0.75 + Math.random() / 2));
+    this.reconnects.set(relay, timer);
+  }
+
+  private onRelayEvent(relay: string, e: RelayEvent): void {
+    const key = `${relay} ${b64(e.entityId)}`;
+    const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
+    if (!c) return;
+    if (e.type === 'END') this.subscribed.delete(key); // another connection took the queue over
+    if (e.type !== 'MSG') return;
+    void this.ctx.locks
+      .run(c.id, async () => {
+        const r = await this.ctx.relays.get(relay);
+        return receive(this.ctx, c, r, e);
+      })
+      .then((event) => event && this.announce([event]))
+      .catch((err) => this.ctx.fail('handling a received message failed', err));
+  }
+
+  private async announce(events: ChatEvent[]): Promise<Notification[]> {
+    for (const e of events) this.emit(e.type, e as never);
+    const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview);
+    for (const n of shown) this.emit('notification', n);
+    return shown;
+  }
+
+  // ---- notifications
+
+  /** The device token's status (undefined: no token registered). */
+  get tokenStatus(): TokenStatus | undefined {
+    return this.notifications.status;
+  }
+
+  get notificationMode(): NotificationMode {
+    return this.ctx.settings.mode;
+  }
+
+  get previewMode(): PreviewMode {
+    return this.ctx.settings.preview;
+  }
+
+  /**
+   * The device's push token from the OS (APNs / FCM token, a Web Push
+   * subscription via webPushToken(), or a token sealed to a push gateway).
+   * Registers it (TNEW) or, if it changed, replaces it (TRPL); the
+   * verification push that follows must be given to handlePush().
+   */
+  registerDevice(device: DeviceToken): Promise<void> {
+    return this.notifications.registerDevice(device);
+  }
+
+  /** instant (a push per message), periodic (a check push every few minutes), or off (no token). */
+  setNotificationMode(mode: NotificationMode, periodicMinutes?: number): Promise<void> {
+    if (periodicMinutes !== undefined) {
+      if (periodicMinutes < MIN_CRON_MINUTES) throw new RangeError(`periodic checks are at least ${MIN_CRON_MINUTES} minutes apart`);
+      this.ctx.settings.periodicMinutes = periodicMinutes;
+    }
+    return this.notifications.setMode(mode);
+  }
+
+  async setPreviewMode(preview: PreviewMode): Promise<void> {
+    this.ctx.settings.preview = preview;
+    await save(this.ctx, { settings: true });
+  }
+
+  /** Notifications on or off for one contact (muting removes its subscription). */
+  setContactNotifications(contactId: string, enabled: boolean): Promise<void> {
+    return this.notifications.setContactEnabled(this.contact(contactId), enabled);
+  }
+
+  /** TCHK / SCHK and repair; a started client runs it every checkIntervalMs. */
+  checkNotifications(): Promise<void> {
+    return this.notifications.check();
+  }
+
+  /**
+   * Handles a push: a verification push verifies the token; a message or
+   * check push fetches the waiting messages (GET, decrypt, ACK) and returns
+   * the notifications to show. Returns by `deadlineMs` with what it has.
+   */
+  async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
+    const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
+    const work = readPush(this.ctx, payload);
+    if (work.code) {
+      await this.notifications.verify(work.code);
+      return [];
+    }
+    const events = await fetchAll(this.ctx, work.contacts, deadline);
+    return buildNotifications(this.ctx, events, this.ctx.settings.preview);
+  }
+}

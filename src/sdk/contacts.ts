@@ -1,0 +1,233 @@
+// Contacts: made by a one-time invitation, each side receiving on a queue on a
+// relay of its own choice (docs/sdk.md §2), and the messages between them.
+//
+//   inviter                                   acceptor
+//   NEW queue A; link = (relay A, sndId A, e2e key)
+//                                    ──link──▶ NEW queue B, KEY B (key kB)
+//              ◀── SEND A (unsigned): first envelope, hello{B, kB private, kA public}
+//   KEY A (kA); SEND B (signed kB): ready ──▶
+//   connected                                 connected
+//
+// A received message is handled, its new ratchet stored, and only then
+// acknowledged: a crash in between means a redelivery, which the ratchet (and
+// the list of recently seen message IDs) recognizes and drops.
+import { parseAddress } from '../core/address.ts';
+import { CommandError } from '../core/command-client.ts';
+import { openMessage, type RelayClient } from '../relay/client.ts';
+import { b64, save, type Context } from './context.ts';
+import { decodeContent, encodeContent, type CallMedia, type Content } from './content.ts';
+import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
+import { formatInvitation, parseInvitation } from './invitation.ts';
+import { deserialize, serialize, type Contact } from './records.ts';
+
+/** What a received message meant, for the app and for notifications. */
+export type ChatEvent =
+  | { type: 'message'; contactId: string; msgId: string; text: string; sentAt: number; receivedAt: number }
+  | { type: 'call'; contactId: string; msgId: string; media: CallMedia; sentAt: number; receivedAt: number }
+  /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready. */
+  | { type: 'contact'; contactId: string; msgId: string; name: string };
+
+/** Recently received message IDs kept per contact, to recognize redeliveries. */
+const SEEN = 64;
+
+export class ContactError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ContactError';
+  }
+}
+
+function pickRelay(ctx: Context): string {
+  const list = ctx.relayAddresses;
+  if (list.length === 0) throw new ContactError('no relay configured');
+  return list[Math.floor(Math.random() * list.length)]!;
+}
+
+/** A new receive queue on one of my relays, and the contact record around it. */
+async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<Contact> {
+  const { crypto } = ctx;
+  const relay = pickRelay(ctx);
+  const rcvAuth = crypto.x25519KeyPair();
+  const rcvDh = crypto.x25519KeyPair();
+  const ids = await ctx.relays.with(relay, (c) => c.newQueue(rcvAuth, rcvDh.publicKey));
+  const rcvDhSecret = crypto.x25519(rcvDh.privateKey, ids.srvDhKey);
+  if (!rcvDhSecret) throw new ContactError('the relay sent a bad key');
+  return {
+    id: b64(crypto.randomBytes(12)),
+    name: '',
+    state: role === 'inviter' ? 'invited' : 'accepted',
+    createdAt: ctx.now(),
+    rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
+    e2e: { role, key: crypto.x25519KeyPair() },
+    ntf: { enabled: true },
+    unread: 0,
+    lastNotifiedAt: 0,
+    seen: [],
+  };
+}
+
+export async function createInvitation(ctx: Context): Promise<{ contact: Contact; link: string }> {
+  const contact = await newContact(ctx, 'inviter');
+  ctx.contacts.set(contact.id, contact);
+  await save(ctx, { contacts: [contact] });
+  const link = formatInvitation({ relay: contact.rcv.relay, sndId: contact.rcv.sndId, e2eKey: contact.e2e.key.publicKey });
+  return { contact, link };
+}
+
+export async function acceptInvitation(ctx: Context, link: string): Promise<Contact> {
+  const inv = parseInvitation(link);
+  if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
+  const { crypto } = ctx;
+  const contact = await newContact(ctx, 'acceptor');
+  const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, inv.value.e2eKey);
+  if (!ratchet) throw new ContactError('the invitation holds a bad key');
+  // My queue is secured at once with a key I choose and give the inviter in the hello.
+  const replyKey = crypto.x25519KeyPair();
+  await ctx.relays.with(contact.rcv.relay, (c) => c.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, replyKey.publicKey));
+  const sndAuth = crypto.x25519KeyPair();
+  const hello: Content = {
+    type: 'hello',
+    name: ctx.settings.name,
+    replyRelay: contact.rcv.relay,
+    replySndId: contact.rcv.sndId,
+    replySndKey: replyKey.privateKey,
+    sndAuthKey: sndAuth.publicKey,
+  };
+  const { envelope, ratchet: next } = encrypt(crypto, ratchet, encodeContent(hello), contact.e2e.key.publicKey);
+  contact.e2e.ratchet = next;
+  contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
+  ctx.contacts.set(contact.id, contact);
+  await save(ctx, { contacts: [contact] });
+  // Unsigned: the inviter's queue is secured with sndAuth only when the hello arrives.
+  await ctx.relays.with(inv.value.relay, (c) => c.send(inv.value.sndId, envelope, { notify: true }));
+  return contact;
+}
+
+/** Encrypts and sends one content to a connected contact (under the contact's lock). */
+export async function sendContent(ctx: Context, contact: Contact, content: Content, notify: boolean): Promise<void> {
+  const { snd, e2e } = contact;
+  if (!snd || !e2e.ratchet) throw new ContactError('the contact is not connected yet');
+  const { envelope, ratchet } = encrypt(ctx.crypto, e2e.ratchet, encodeContent(content));
+  contact.e2e.ratchet = ratchet;
+  await save(ctx, { contacts: [contact] });
+  await ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
+}
+
+/**
+ * Handles one MSG from the contact's receive queue (under the contact's lock)
+ * and acknowledges it. Returns what it meant, or undefined for a redelivery
+ * or a message that cannot be read (dropped, reported through ctx.fail).
+ */
+export async function receive(
+  ctx: Context,
+  contact: Contact,
+  relay: RelayClient,
+  msg: { msgId: Uint8Array; sealed: Uint8Array },
+): Promise<ChatEvent | undefined> {
+  const ack = () => relay.ack(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, msg.msgId);
+  const msgId = b64(msg.msgId);
+  const drop = async (why: string) => {
+    ctx.fail('a received message was dropped', new ContactError(why));
+    await ack();
+    return undefined;
+  };
+  if (contact.seen.includes(msgId)) return void (await ack());
+  const m = openMessage(ctx.crypto, contact.rcv.rcvDhSecret, msg);
+  if (!m) return drop('it does not open with the queue key');
+  const env = readEnvelope(m.body);
+  if (!env.ok) return drop(env.error);
+  const ratchet =
+    contact.state === 'invited'
+      ? env.value.firstKey && initRatchet(ctx.crypto, 'inviter', contact.e2e.key, env.value.firstKey)
+      : contact.e2e.ratchet;
+  if (!ratchet) return drop('no key to open it with');
+  const d = decrypt(ctx.crypto, ratchet, env.value);
+  if (!d.ok) {
+    if (d.error !== 'duplicate') return drop(d.error);
+    remember(contact, msgId);
+    await save(ctx, { contacts: [contact] });
+    return void (await ack());
+  }
+  const content = decodeContent(d.content);
+  if (!content.ok) return drop(content.error);
+  const c = content.value;
+  contact.e2e.ratchet = d.ratchet;
+  let event: ChatEvent | undefined;
+  if (c.type === 'hello' && contact.state === 'invited') {
+    if (!parseAddress(c.replyRelay).ok) return drop('the hello names no valid relay');
+    // Secure my queue with the acceptor's key, then tell it so on its queue.
+    // Both steps repeat harmlessly if this message is delivered again; if one
+    // fails, the contact is put back as it was and the hello stays unacknowledged.
+    const before = deserialize<Contact>(serialize(contact));
+    try {
+      await relay.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, c.sndAuthKey);
+      contact.snd = { relay: c.replyRelay, sndId: c.replySndId, sndAuthKey: c.replySndKey };
+      contact.name = c.name;
+      contact.state = 'ready';
+      await sendContent(ctx, contact, { type: 'ready', name: ctx.settings.name }, true);
+    } catch (e) {
+      Object.assign(contact, before);
+      await save(ctx, { contacts: [contact] });
+      throw e;
+    }
+    event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+  } else if (c.type === 'ready' && contact.state === 'accepted') {
+    contact.name = c.name;
+    contact.state = 'ready';
+    event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+  } else if ((c.type === 'text' || c.type === 'call') && contact.state === 'ready') {
+    contact.unread++;
+    event =
+      c.type === 'text'
+        ? { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts }
+        : { type: 'call', contactId: contact.id, msgId, media: c.media, sentAt: c.sentAt, receivedAt: m.ts };
+  } else return drop(`a ${c.type} message does not fit a contact in state ${contact.state}`);
+  remember(contact, msgId);
+  await save(ctx, { contacts: [contact] });
+  await ack();
+  return event;
+}
+
+function remember(contact: Contact, msgId: string): void {
+  contact.seen.push(msgId);
+  if (contact.seen.length > SEEN) contact.seen.splice(0, contact.seen.length - SEEN);
+}
+
+/**
+ * GETs, handles and ACKs the contact's waiting messages until the queue is
+ * empty or `deadline` passes (a device woken by a push). Stops without error
+ * when the queue is subscribed on this client's connection (the messages
+ * come by SUB) or the contact was deleted meanwhile.
+ */
+export function fetchMessages(ctx: Context, contact: Contact, deadline: number, out: ChatEvent[]): Promise<void> {
+  return ctx.locks.run(contact.id, async () => {
+    const { rcv } = contact;
+    while (ctx.now() < deadline && ctx.contacts.get(contact.id) === contact) {
+      const relay = await ctx.relays.get(rcv.relay);
+      let msg;
+      try {
+        msg = await relay.get(rcv.rcvId, rcv.rcvAuth.privateKey);
+      } catch (e) {
+        if (e instanceof CommandError && e.error === 'PROHIBITED') return;
+        throw e;
+      }
+      if (!msg) return;
+      const event = await receive(ctx, contact, relay, msg);
+      if (event) out.push(event);
+    }
+  });
+}
+
+/** Deletes my queue for the contact (the relay drops its notifier too) and the record. */
+export async function deleteContact(ctx: Context, contact: Contact): Promise<void> {
+  await ctx.locks.run(contact.id, async () => {
+    try {
+      await ctx.relays.with(contact.rcv.relay, (c) => c.deleteQueue(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey));
+    } catch (e) {
+      // Already gone at the relay: nothing more to delete there.
+      if (!(e instanceof CommandError && e.error === 'AUTH')) throw e;
+    }
+    ctx.contacts.delete(contact.id);
+    await save(ctx, { deleted: [contact.id] });
+  });
+}

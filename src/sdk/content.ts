@@ -1,0 +1,100 @@
+// What contacts say to each other inside the end-to-end encryption
+// (docs/sdk.md §4): the two messages that connect them, then chat events.
+import { Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+import { ID_LENGTH } from '../relay/protocol.ts';
+
+export type CallMedia = 'audio' | 'video';
+
+export type Content =
+  /** The acceptor's first message, to the inviter's queue. */
+  | {
+      type: 'hello';
+      name: string;
+      /** The acceptor's receive queue, secured with `replySndKey`. */
+      replyRelay: string;
+      replySndId: Uint8Array;
+      /** X25519 private key the inviter sends to the reply queue with. */
+      replySndKey: Uint8Array;
+      /** X25519 public key the inviter secures its queue with (KEY); the acceptor holds its private half. */
+      sndAuthKey: Uint8Array;
+    }
+  /** The inviter's answer on the reply queue: its queue is secured, the contact is connected. */
+  | { type: 'ready'; name: string }
+  | { type: 'text'; sentAt: number; text: string }
+  | { type: 'call'; sentAt: number; media: CallMedia };
+
+const TYPES = ['hello', 'ready', 'text', 'call'] as const;
+const MEDIA: CallMedia[] = ['audio', 'video'];
+/** Longest display name, in UTF-8 bytes. */
+export const MAX_NAME_BYTES = 100;
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function name(s: string): Uint8Array {
+  const b = utf8.encode(s);
+  if (b.length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
+  return b;
+}
+
+function text(b: Uint8Array): string {
+  try {
+    return fromUtf8.decode(b);
+  } catch {
+    throw new ParseError('text is not UTF-8');
+  }
+}
+
+export function encodeContent(c: Content): Uint8Array {
+  const e = new Encoder(128).u8(TYPES.indexOf(c.type) + 1);
+  switch (c.type) {
+    case 'hello':
+      e.short(name(c.name)).short(utf8.encode(c.replyRelay)).short(c.replySndId).short(c.replySndKey).short(c.sndAuthKey);
+      break;
+    case 'ready':
+      e.short(name(c.name));
+      break;
+    case 'text':
+      e.u64(c.sentAt).raw(utf8.encode(c.text));
+      break;
+    case 'call':
+      e.u64(c.sentAt).u8(MEDIA.indexOf(c.media) + 1);
+      break;
+  }
+  return e.done();
+}
+
+export function decodeContent(b: Uint8Array): Parsed<Content> {
+  return parse(b, (d): Content => {
+    const type = TYPES[d.u8() - 1];
+    switch (type) {
+      case 'hello': {
+        const n = d.short();
+        if (n.length > MAX_NAME_BYTES) throw new ParseError('name too long');
+        return {
+          type,
+          name: text(n),
+          replyRelay: text(d.short()),
+          replySndId: d.key(ID_LENGTH, 'reply sender ID'),
+          replySndKey: d.key(32, 'reply sender key'),
+          sndAuthKey: d.key(32, 'sender key'),
+        };
+      }
+      case 'ready': {
+        const n = d.short();
+        if (n.length > MAX_NAME_BYTES) throw new ParseError('name too long');
+        return { type, name: text(n) };
+      }
+      case 'text':
+        return { type, sentAt: d.u64(), text: text(d.raw(d.remaining)) };
+      case 'call': {
+        const sentAt = d.u64();
+        const media = MEDIA[d.u8() - 1];
+        if (!media) throw new ParseError('unknown call media');
+        return { type, sentAt, media };
+      }
+      default:
+        throw new ParseError('unknown content type');
+    }
+  });
+}

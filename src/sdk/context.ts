@@ -1,0 +1,41 @@
+// The state the SDK's parts share: loaded from the store at open, changed in
+// memory and written back record by record. In-memory records are the truth
+// while the client runs; `save` writes their current state.
+import type { CryptoSuite } from '../core/crypto/suite.ts';
+import { toBase64Url } from '../core/encoding.ts';
+import type { NtfClient } from '../ntf/client.ts';
+import type { RelayClient } from '../relay/client.ts';
+import type { ConnectionPool } from './connections.ts';
+import type { KeyedLock } from './lock.ts';
+import { KEYS, serialize, type Contact, type Settings, type TokenRecord } from './records.ts';
+import type { ClientStore } from './store/store.ts';
+
+export interface Context {
+  crypto: CryptoSuite;
+  store: ClientStore;
+  relays: ConnectionPool<RelayClient>;
+  ntf: ConnectionPool<NtfClient>;
+  /** Relays this client makes its receive queues on. */
+  relayAddresses: string[];
+  /** The notification server its device token goes to. */
+  ntfServer: string | undefined;
+  settings: Settings;
+  token: TokenRecord | undefined;
+  contacts: Map<string, Contact>;
+  locks: KeyedLock;
+  now: () => number;
+  /** Reports a failure of background work (the app may log it; it carries no keys or IDs). */
+  fail: (what: string, e: unknown) => void;
+}
+
+export const b64 = toBase64Url;
+
+/** Writes the given records' current state, all in one store write. */
+export function save(ctx: Context, what: { contacts?: Iterable<Contact>; settings?: boolean; token?: boolean; deleted?: string[] }) {
+  const entries: Array<[string, string | undefined]> = [];
+  for (const c of what.contacts ?? []) entries.push([KEYS.contact + c.id, serialize(c)]);
+  for (const id of what.deleted ?? []) entries.push([KEYS.contact + id, undefined]);
+  if (what.settings) entries.push([KEYS.settings, serialize(ctx.settings)]);
+  if (what.token) entries.push([KEYS.token, ctx.token ? serialize(ctx.token) : undefined]);
+  return ctx.store.write(entries);
+}

@@ -1,0 +1,13 @@
+// The Hush client SDK: what an app imports (browsers, React Native, Node).
+// Node-only pieces (a file store, the `ws` WebSocket) are in ./node.ts.
+export { HushClient, type ContactInfo, type HushClientOptions, type HushEvents } from './client.ts';
+export { ContactError, type ChatEvent } from './contacts.ts';
+export type { CallMedia } from './content.ts';
+export { parseInvitation, formatInvitation, type Invitation } from './invitation.ts';
+export type { Notification, NotificationCategory, PushPayload } from './push-handler.ts';
+export type { NotificationMode, PreviewMode, ContactState } from './records.ts';
+export type { ClientStore } from './store/store.ts';
+export { MemoryStore } from './store/memory.ts';
+export { IndexedDbStore } from './store/indexeddb.ts';
+export { webPushToken, apnsToken, fcmToken } from './device.ts';
+export type { DeviceToken, TokenStatus, SubStatus } from '../ntf/protocol.ts';

@@ -1,0 +1,136 @@
+// The push handler (what iOS calls the Notification Service Extension,
+// docs/sdk.md §6): opens a push with the token's secret, maps its entries to
+// contacts, fetches and decrypts the waiting messages, and builds the
+// notifications to show under the preview mode.
+import { fromBase64Url } from '../core/encoding.ts';
+import { openPush } from '../ntf/push.ts';
+import { openMeta } from '../relay/client.ts';
+import { fetchMessages, type ChatEvent } from './contacts.ts';
+import { b64, save, type Context } from './context.ts';
+import type { Contact, PreviewMode } from './records.ts';
+
+export type NotificationCategory = 'message' | 'contact' | 'call' | 'many';
+
+/** A notification as the device shows it. */
+export interface Notification {
+  contactId: string;
+  /** Notifications of one chat are grouped under this. */
+  threadId: string;
+  category: NotificationCategory;
+  title: string;
+  body: string;
+  /** Events it stands for (several for 'many'). */
+  count: number;
+  /** Unread messages in all chats, for the app icon. */
+  badge: number;
+}
+
+/**
+ * A push as the app receives it: the raw data, its base64url text, APNs's
+ * userInfo / FCM's data ({ d }), or a Web Push message's bytes.
+ */
+export type PushPayload = Uint8Array | string | Record<string, unknown>;
+
+/** No second notification for a chat within this long. */
+export const CHAT_RATE_LIMIT_MS = 1000;
+/** An iOS Notification Service Extension has about 30 s; stop fetching a little before. */
+export const DEFAULT_DEADLINE_MS = 25_000;
+
+export function pushData(p: PushPayload): Uint8Array | undefined {
+  if (p instanceof Uint8Array) return p;
+  if (typeof p === 'string') return fromBase64Url(p);
+  if (p && typeof p === 'object') {
+    const data = p.data as Record<string, unknown> | undefined;
+    const d = p.d ?? data?.d;
+    if (typeof d === 'string') return fromBase64Url(d);
+  }
+  return undefined;
+}
+
+export interface PushWork {
+  /** Verification code to verify the token with. */
+  code?: Uint8Array;
+  /** Contacts whose queues to fetch. */
+  contacts: Contact[];
+}
+
+/** What a push asks for: nothing for a push that is not for this device. */
+export function readPush(ctx: Context, payload: PushPayload): PushWork {
+  const secret = ctx.token?.secret;
+  const data = pushData(payload);
+  const push = secret && data && openPush(ctx.crypto, secret, data);
+  if (!push) return { contacts: [] };
+  if (push.kind === 'verification') return { code: push.code, contacts: [] };
+  if (push.kind === 'check') return { contacts: [...ctx.contacts.values()] };
+  const byNotifier = new Map<string, Contact>();
+  for (const c of ctx.contacts.values()) if (c.ntf.notifier) byNotifier.set(b64(c.ntf.notifier.notifierId), c);
+  const due = new Set<Contact>();
+  for (const e of push.entries) {
+    const c = byNotifier.get(b64(e.notifierId));
+    if (!c) continue; // a deleted contact, or credentials replaced since
+    const meta = openMeta(ctx.crypto, c.ntf.notifier!.rcvNtfDhSecret, e);
+    // Pushes repeat older entries; one whose message was fetched already needs nothing.
+    if (meta && !c.seen.includes(b64(meta.msgId))) due.add(c);
+  }
+  return { contacts: [...due] };
+}
+
+/** Fetches the contacts' messages until done or `deadline`; returns the events handled by then. */
+export async function fetchAll(ctx: Context, contacts: Contact[], deadline: number): Promise<ChatEvent[]> {
+  const events: ChatEvent[] = [];
+  const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events))).then((rs) => {
+    for (const r of rs) if (r.status === 'rejected') ctx.fail('fetching messages after a push failed', r.reason);
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - ctx.now()))))]);
+  clearTimeout(timer);
+  return [...events];
+}
+
+const GENERIC: Record<NotificationCategory, string> = {
+  message: 'New message',
+  contact: 'New contact',
+  call: 'Incoming call',
+  many: 'New messages',
+};
+
+function describe(e: ChatEvent): string {
+  if (e.type === 'message') return e.text;
+  if (e.type === 'call') return `Incoming ${e.media} call`;
+  return 'Connected';
+}
+
+/**
+ * One notification per chat for the events, under the preview mode: none for
+ * a muted chat, nor for a chat notified less than CHAT_RATE_LIMIT_MS ago (its
+ * messages still count in the badge).
+ */
+export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode): Promise<Notification[]> {
+  const byContact = new Map<string, ChatEvent[]>();
+  for (const e of events) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
+  const now = ctx.now();
+  const shown: Array<Omit<Notification, 'badge'>> = [];
+  const changed: Contact[] = [];
+  for (const [id, list] of byContact) {
+    const c = ctx.contacts.get(id);
+    if (!c || !c.ntf.enabled || now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) continue;
+    c.lastNotifiedAt = now;
+    changed.push(c);
+    const last = list.at(-1)!;
+    const category: NotificationCategory = list.length > 1 ? 'many' : last.type;
+    const name = c.name || 'New contact';
+    const generic = category === 'many' ? `${list.length} new messages` : GENERIC[category];
+    const [title, body] =
+      preview === 'message'
+        ? [name, list.length > 1 ? `${describe(last)} (+${list.length - 1} more)` : describe(last)]
+        : preview === 'contact'
+          ? [name, generic]
+          : ['Hush', generic];
+    shown.push({ contactId: id, threadId: id, category, title, body, count: list.length });
+  }
+  if (changed.length) await save(ctx, { contacts: changed });
+  const badge = unreadCount(ctx);
+  return shown.map((n) => ({ ...n, badge }));
+}
+
+export const unreadCount = (ctx: Context) => [...ctx.contacts.values()].reduce((n, c) => n + c.unread, 0);

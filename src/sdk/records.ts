@@ -1,0 +1,76 @@
+// The SDK's state as stored (src/sdk/store/store.ts): one JSON record per key.
+// Bytes are written as {"$b": base64url} so records stay plain JSON for any store.
+import { fromBase64Url, toBase64Url } from '../core/encoding.ts';
+import type { KeyPair } from '../core/crypto/suite.ts';
+import type { DeviceToken, SubStatus, TokenStatus } from '../ntf/protocol.ts';
+import type { Ratchet, Role } from './e2e.ts';
+
+export type NotificationMode = 'instant' | 'periodic' | 'off';
+export type PreviewMode = 'message' | 'contact' | 'hidden';
+
+export interface Settings {
+  name: string;
+  mode: NotificationMode;
+  preview: PreviewMode;
+  /** Interval of check pushes in periodic mode (at least 20). */
+  periodicMinutes: number;
+  /** The device's push token, as the app last gave it. */
+  device?: DeviceToken;
+}
+
+/** The device token as registered at the notification server. */
+export interface TokenRecord {
+  server: string;
+  device: DeviceToken;
+  tknAuth: KeyPair;
+  tknDh: KeyPair;
+  tokenId?: Uint8Array;
+  /** X25519(tknDh, the server's key): what pushes are opened with. */
+  secret?: Uint8Array;
+  status: TokenStatus;
+  /** TCRN minutes the server was last given. */
+  cron?: number;
+}
+
+export type ContactState = 'invited' | 'accepted' | 'ready';
+
+export interface Contact {
+  id: string;
+  /** The contact's display name ('' until they tell it). */
+  name: string;
+  state: ContactState;
+  createdAt: number;
+  /** My receive queue for this contact. */
+  rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
+  /** The contact's queue that I send to. */
+  snd?: { relay: string; sndId: Uint8Array; sndAuthKey: Uint8Array };
+  e2e: { role: Role; key: KeyPair; ratchet?: Ratchet };
+  ntf: {
+    /** The user's choice: notifications for this contact (false = muted). */
+    enabled: boolean;
+    notifier?: { notifierId: Uint8Array; ntfAuth: KeyPair; rcvNtfDhSecret: Uint8Array };
+    subId?: Uint8Array;
+    subStatus?: SubStatus;
+  };
+  /** Messages not yet read (the badge counts them). */
+  unread: number;
+  /** When a notification was last shown for this chat (rate limit). */
+  lastNotifiedAt: number;
+  /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
+  seen: string[];
+}
+
+export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:' } as const;
+
+export const serialize = (v: unknown) =>
+  JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? { $b: toBase64Url(x) } : x));
+
+export const deserialize = <T>(s: string): T =>
+  JSON.parse(s, (_k, x) => {
+    if (x && typeof x === 'object' && typeof x.$b === 'string' && Object.keys(x).length === 1) {
+      const b = fromBase64Url(x.$b);
+      if (!b) throw new Error('bad bytes in a stored record');
+      return b;
+    }
+    return x;
+  }) as T;

@@ -1,0 +1,169 @@
+// Fixtures for SDK tests, all real servers on loopback: a relay, a
+// notification server whose provider is our APNs provider, and the APNs test
+// server standing in for Apple. A Phone is an SDK client with an APNs device
+// token; the pushes Apple would deliver to it are collected from the test
+// server, and the test hands them to the SDK's push handler as the OS would.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { TestContext } from 'node:test';
+import { nodeWebSocket } from '../../src/node/websocket.ts';
+import { ApnsProvider } from '../../src/push/apns/provider.ts';
+import { ApnsTestServer, type ApnsRecordedPush } from '../../src/push/testkit/apns-server.ts';
+import { HushClient, type HushClientOptions } from '../../src/sdk/client.ts';
+import { apnsToken } from '../../src/sdk/device.ts';
+import type { Notification } from '../../src/sdk/push-handler.ts';
+import { MemoryStore } from '../../src/sdk/store/memory.ts';
+import type { ClientStore } from '../../src/sdk/store/store.ts';
+import { startRelay, type TestRelay } from '../helpers.ts';
+import { startNtf, until, type StartNtfOptions, type TestNtf } from '../ntf/helpers.ts';
+
+export { until };
+export const TOPIC = 'chat.hush.sdk-test';
+
+export interface Stack {
+  relay: TestRelay;
+  /** The relay's address (a RelayProcess's when the test replaced it). */
+  relayAddress: string;
+  ntf: TestNtf;
+  apns: ApnsTestServer;
+  /** Starts the notification server (again) with these options, on the same port. */
+  startNtf(opts?: StartNtfOptions): Promise<TestNtf>;
+}
+
+export async function startStack(t: TestContext, o: { ntf?: StartNtfOptions; relayAddress?: string } = {}): Promise<Stack> {
+  const apns = await ApnsTestServer.start({ topics: [TOPIC] });
+  t.after(() => apns.close());
+  const team = apns.keys.create();
+  const relay = await startRelay();
+  t.after(() => relay.stop());
+  const provider = () =>
+    new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC, serves: ['apns'] });
+  const stack: Stack = {
+    relay,
+    relayAddress: o.relayAddress ?? relay.address,
+    apns,
+    ntf: undefined as unknown as TestNtf,
+    async startNtf(opts = {}) {
+      const port = stack.ntf ? Number(new URL(stack.ntf.address.replace(/^hush\+ws/, 'http')).port) : 0;
+      stack.ntf = await startNtf({
+        providers: [provider()],
+        ...(stack.ntf ? { identity: stack.ntf.identity, serviceKey: stack.ntf.serviceKey, port } : {}),
+        ...opts,
+      });
+      const ntf = stack.ntf;
+      t.after(() => ntf.stop());
+      return ntf;
+    },
+  };
+  await stack.startNtf(o.ntf);
+  return stack;
+}
+
+export class Phone {
+  readonly pushes: ApnsRecordedPush[] = [];
+  /** Pushes already given to handlePush by takePushes(). */
+  private handled = 0;
+  token: Buffer = randomBytes(32);
+
+  private constructor(
+    readonly stack: Stack,
+    public client: HushClient,
+    readonly store: ClientStore,
+  ) {
+    stack.apns.on('push', (p) => {
+      if (p.token === this.token.toString('hex')) this.pushes.push(p);
+    });
+  }
+
+  static async create(t: TestContext, stack: Stack, name: string, o: Partial<HushClientOptions> = {}): Promise<Phone> {
+    const store = o.store ?? new MemoryStore();
+    const client = await HushClient.open(Phone.options(stack, name, store, o));
+    const phone = new Phone(stack, client, store);
+    t.after(() => phone.client.close());
+    return phone;
+  }
+
+  private static options(stack: Stack, name: string | undefined, store: ClientStore, o: Partial<HushClientOptions> = {}): HushClientOptions {
+    return {
+      store,
+      relays: [stack.relayAddress],
+      ntfServer: stack.ntf.address,
+      webSocket: nodeWebSocket(),
+      timeoutMs: 10_000,
+      ...(name ? { name } : {}),
+      ...o,
+    };
+  }
+
+  /** A new client on the same store (an app restarted, or its push extension started). */
+  async reopen(o: Partial<HushClientOptions> = {}): Promise<void> {
+    this.client.close();
+    this.client = await HushClient.open(Phone.options(this.stack, undefined, this.store, o));
+  }
+
+  /** Waits for the next push after those taken so far and returns it (not yet handled). */
+  async nextPush(what = 'a push', timeoutMs = 10_000): Promise<ApnsRecordedPush> {
+    const p = await until(what, () => this.pushes[this.handled], timeoutMs);
+    this.handled++;
+    return p;
+  }
+
+  /** Pushes so far are not the test's concern (sent while the app was online). */
+  skipPushes(): void {
+    this.handled = this.pushes.length;
+  }
+
+  /**
+   * Like the OS: hands each push, as it arrives, to the push handler, until
+   * the notifications shown so far satisfy `done`; returns them.
+   */
+  async handlePushes(done: (shown: Notification[]) => boolean, what = 'notifications', timeoutMs = 10_000): Promise<Notification[]> {
+    const shown: Notification[] = [];
+    const deadline = Date.now() + timeoutMs;
+    while (!done(shown)) {
+      const p = await this.nextPush(what, Math.max(1, deadline - Date.now()));
+      shown.push(...(await this.client.handlePush(p.payload)));
+      this.handledPushes.push(p);
+    }
+    return shown;
+  }
+
+  /** Pushes given to handlePushes(), in order. */
+  readonly handledPushes: ApnsRecordedPush[] = [];
+
+  /** Registers the APNs token and completes verification through the push it gets. */
+  async register(): Promise<void> {
+    await this.client.registerDevice(apnsToken(this.token));
+    assert.equal(this.client.tokenStatus?.status, 'REGISTERED');
+    const v = await this.nextPush('the verification push');
+    assert.equal(v.headers['apns-push-type'], 'background');
+    assert.deepEqual(await this.client.handlePush(v.payload), []);
+    assert.equal(this.client.tokenStatus?.status, 'ACTIVE');
+  }
+
+  /** Pushes arrived but not handled. */
+  get waiting(): number {
+    return this.pushes.length - this.handled;
+  }
+}
+
+/** Connects two phones through an invitation (both online while they do), returning each one's contact ID for the other. */
+export async function connect(inviter: Phone, acceptor: Phone): Promise<{ atInviter: string; atAcceptor: string }> {
+  await inviter.client.start();
+  await acceptor.client.start();
+  const { contactId: atInviter, link } = await inviter.client.createInvitation();
+  const atAcceptor = await acceptor.client.acceptInvitation(link);
+  await until('both sides connected', () =>
+    inviter.client.contacts().find((c) => c.id === atInviter)?.state === 'ready' &&
+    acceptor.client.contacts().find((c) => c.id === atAcceptor)?.state === 'ready',
+  );
+  return { atInviter, atAcceptor };
+}
+
+/** Waits until every contact of the phone has an ACTIVE subscription. */
+export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
+  await until(`${n} ACTIVE subscriptions`, async () => {
+    await phone.client.checkNotifications();
+    return phone.client.contacts().filter((c) => c.subscription === 'ACTIVE').length === n;
+  });
+}
