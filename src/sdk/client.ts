@@ -306,11 +306,15 @@ export class HushClient extends Emitter<HushEvents> {
       .catch((err) => this.ctx.fail('handling a received message failed', err));
   }
 
-  private async announce(events: ChatEvent[]): Promise<Notification[]> {
-    for (const e of events) this.emit(e.type, e as never);
+  /** Online: events, then the notifications they make. */
+  private async announce(events: ChatEvent[]): Promise<void> {
+    this.emitEvents(events);
     const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview);
     for (const n of shown) this.emit('notification', n);
-    return shown;
+  }
+
+  private emitEvents(events: ChatEvent[]): void {
+    for (const e of events) this.emit(e.type, e as never);
   }
 
   // ---- notifications
@@ -365,7 +369,8 @@ export class HushClient extends Emitter<HushEvents> {
   /**
    * Handles a push: a verification push verifies the token; a message or
    * check push fetches the waiting messages (GET, decrypt, ACK) and returns
-   * the notifications to show. Returns by `deadlineMs` with what it has.
+   * the notifications to show; the messages fetched are also emitted as
+   * events, as online. Returns by `deadlineMs` with what it has.
    */
   async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
@@ -375,6 +380,7 @@ export class HushClient extends Emitter<HushEvents> {
       return [];
     }
     const events = await fetchAll(this.ctx, work.contacts, deadline);
+    this.emitEvents(events);
     return buildNotifications(this.ctx, events, this.ctx.settings.preview);
   }
 }

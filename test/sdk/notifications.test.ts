@@ -1,0 +1,163 @@
+// The notification lifecycle through the SDK: token statuses, modes and
+// switching between them, muting, preview modes, a replaced device token.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import type { TokenStatus } from '../../src/ntf/protocol.ts';
+import { apnsToken } from '../../src/sdk/device.ts';
+import type { Notification } from '../../src/sdk/push-handler.ts';
+import { sleep, TestClock } from '../ntf/helpers.ts';
+import { connect, Phone, startStack, untilSubscribed, type Stack } from './helpers.ts';
+
+const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
+
+/** Alice and a registered Bob, connected, Bob subscribed and asleep. Bob's clock runs `skew` ahead. */
+async function pair(t: Parameters<typeof startStack>[0], stack?: Stack) {
+  stack ??= await startStack(t);
+  let skew = 0;
+  const alice = await Phone.create(t, stack, 'Alice');
+  const bob = await Phone.create(t, stack, 'Bob', { now: () => Date.now() + skew });
+  await bob.register();
+  const ids = await connect(alice, bob);
+  await untilSubscribed(bob, 1);
+  bob.client.stop();
+  bob.skipPushes();
+  return {
+    stack,
+    alice,
+    bob,
+    ...ids,
+    /** Moves Bob's clock past the per-chat notification rate limit. */
+    later: () => (skew += 2000),
+  };
+}
+
+test('token status goes NEW → REGISTERED → ACTIVE, each change an event', async (t) => {
+  const stack = await startStack(t);
+  const bob = await Phone.create(t, stack, 'Bob');
+  const seen: Array<TokenStatus | undefined> = [];
+  bob.client.on('tokenStatus', (s) => seen.push(s));
+  assert.equal(bob.client.tokenStatus, undefined);
+  await bob.register();
+  assert.deepEqual(seen, [{ status: 'NEW' }, { status: 'REGISTERED' }, { status: 'ACTIVE' }]);
+  await bob.client.checkNotifications();
+  assert.equal(seen.length, 3, 'an unchanged status is no event');
+});
+
+test('preview modes: message text, contact name only, hidden', async (t) => {
+  const { alice, bob, atInviter, later } = await pair(t);
+  const result: string[] = [];
+  for (const [mode, text] of [['message', 'see you at 8'], ['contact', 'the secret plan'], ['hidden', 'the other plan']] as const) {
+    later();
+    await bob.client.setPreviewMode(mode);
+    await alice.client.send(atInviter, text);
+    result.push(...shown(await bob.handlePushes((s) => s.length > 0)));
+  }
+  assert.deepEqual(result, ['[message] Alice: see you at 8', '[message] Alice: New message', '[message] Hush: New message']);
+});
+
+test('instant → periodic: the subscriptions go, check pushes come; → instant: they come back; → off: the token goes', async (t) => {
+  const clock = new TestClock();
+  const stack = await startStack(t, { ntf: { clock } });
+  const { alice, bob, atInviter, later } = await pair(t, stack);
+  const tokens = () => stack.ntf.ntf.store.counts().tokens.ACTIVE;
+  const subs = () => stack.ntf.ntf.store.counts().subscriptions;
+
+  await bob.client.setNotificationMode('periodic', 30);
+  assert.deepEqual(bob.client.contacts().map((c) => c.subscription), [undefined]);
+  assert.equal(subs().ACTIVE ?? 0, 0, 'no subscription left at the server');
+  await alice.client.send(atInviter, 'while periodic');
+  await sleep(300);
+  assert.equal(bob.waiting, 0, 'no message push in periodic mode');
+  clock.advance(31 * 60_000);
+  stack.ntf.ntf.runCron();
+  later();
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0, 'the check push')), ['[message] Alice: while periodic']);
+  assert.equal(bob.handledPushes.at(-1)!.headers['apns-push-type'], 'background');
+
+  await bob.client.setNotificationMode('instant');
+  await untilSubscribed(bob, 1);
+  later();
+  await alice.client.send(atInviter, 'instant again');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[message] Alice: instant again']);
+
+  const statuses: Array<TokenStatus | undefined> = [];
+  bob.client.on('tokenStatus', (s) => statuses.push(s));
+  await bob.client.setNotificationMode('off');
+  assert.equal(bob.client.tokenStatus, undefined);
+  assert.deepEqual(statuses, [undefined]);
+  assert.equal(tokens(), 0, 'TDEL removed the token');
+  await alice.client.send(atInviter, 'while off');
+  await sleep(300);
+  assert.equal(bob.waiting, 0);
+
+  await bob.client.setNotificationMode('instant');
+  const v = await bob.nextPush('a new verification push');
+  await bob.client.handlePush(v.payload);
+  assert.equal(bob.client.tokenStatus?.status as string | undefined, 'ACTIVE');
+  await untilSubscribed(bob, 1);
+  later();
+  await alice.client.send(atInviter, 'on again');
+  // the message sent while off was never fetched: it comes with this one
+  const ns = await bob.handlePushes((s) => s.length > 0);
+  assert.deepEqual(shown(ns), ['[many] Alice: on again (+1 more)']);
+  assert.equal(ns[0]!.count, 2);
+});
+
+test('muting a contact removes its subscription; unmuting brings pushes back', async (t) => {
+  const stack = await startStack(t);
+  const { alice, bob, atInviter, atAcceptor, later } = await pair(t, stack);
+  const carol = await Phone.create(t, stack, 'Carol');
+  bob.client.on('error', (e) => assert.fail(`${e.what}: ${e.error}`));
+  const { atInviter: bobAtCarol } = await connect(carol, bob);
+  await untilSubscribed(bob, 2);
+  bob.client.stop();
+  bob.skipPushes();
+
+  await bob.client.setContactNotifications(atAcceptor, false);
+  assert.deepEqual(
+    bob.client.contacts().map((c) => [c.name, c.notifications, c.subscription]),
+    [['Alice', false, undefined], ['Carol', true, 'ACTIVE']],
+  );
+  await alice.client.send(atInviter, 'muted');
+  await sleep(300);
+  assert.equal(bob.waiting, 0, 'no push for a muted contact');
+  later();
+  await carol.client.send(bobAtCarol, 'not muted');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[message] Carol: not muted']);
+
+  await bob.client.setContactNotifications(atAcceptor, true);
+  await untilSubscribed(bob, 2);
+  later();
+  await alice.client.send(atInviter, 'unmuted');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[many] Alice: unmuted (+1 more)']);
+});
+
+test('a new device token from the OS: TRPL, verified again, pushes go to the new token', async (t) => {
+  const { alice, bob, atInviter, later } = await pair(t);
+  const oldToken = bob.token;
+  const before = bob.stack.apns.pushes.length;
+  bob.token = randomBytes(32);
+  await bob.client.registerDevice(apnsToken(bob.token));
+  assert.equal(bob.client.tokenStatus!.status as string, 'REGISTERED');
+  const v = await bob.nextPush('the verification push to the new token');
+  await bob.client.handlePush(v.payload);
+  assert.equal(bob.client.tokenStatus?.status, 'ACTIVE');
+  assert.equal(bob.stack.ntf.ntf.store.counts().tokens.ACTIVE, 1, 'replaced, not added');
+  later();
+  await alice.client.send(atInviter, 'to the new token');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[message] Alice: to the new token']);
+  assert.equal(bob.stack.apns.pushes.slice(before).filter((p) => p.token === oldToken.toString('hex')).length, 0, 'nothing more to the old token');
+});
+
+test('Apple rejects the token: the periodic check reports INVALID(BAD)', async (t) => {
+  const { alice, bob, atInviter } = await pair(t);
+  const seen: Array<TokenStatus | undefined> = [];
+  bob.client.on('tokenStatus', (s) => seen.push(s));
+  bob.stack.apns.replyTo(bob.token.toString('hex'), { status: 400, reason: 'BadDeviceToken' });
+  await alice.client.send(atInviter, 'will not arrive');
+  await sleep(300);
+  await bob.client.checkNotifications();
+  assert.deepEqual(bob.client.tokenStatus, { status: 'INVALID', reason: 'BAD' });
+  assert.deepEqual(seen, [{ status: 'INVALID', reason: 'BAD' }]);
+});
