@@ -9,6 +9,7 @@ import type { Notification } from '../../src/sdk/push-handler.ts';
 import { sleep, TestClock } from '../ntf/helpers.ts';
 import { connect, Phone, startStack, untilSubscribed, type Stack } from './helpers.ts';
 
+const status = (p: Phone) => p.client.tokenStatus?.status;
 const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
 
 /** Alice and a registered Bob, connected, Bob subscribed and asleep. Bob's clock runs `skew` ahead. */
@@ -94,7 +95,7 @@ test('instant → periodic: the subscriptions go, check pushes come; → instant
   await bob.client.setNotificationMode('instant');
   const v = await bob.nextPush('a new verification push');
   await bob.client.handlePush(v.payload);
-  assert.equal(bob.client.tokenStatus?.status as string | undefined, 'ACTIVE');
+  assert.equal(status(bob), 'ACTIVE');
   await untilSubscribed(bob, 1);
   later();
   await alice.client.send(atInviter, 'on again');
