@@ -306,10 +306,14 @@ export class HushClient extends Emitter<HushEvents> {
       .catch((err) => this.ctx.fail('handling a received message failed', err));
   }
 
-  /** Online: events, then the notifications they make. */
+  /**
+   * Online: events, then the notifications they would make. Not rate limited:
+   * an app in the foreground shows none of them, and shown or not, they must
+   * not hold back the push handler's.
+   */
   private async announce(events: ChatEvent[]): Promise<void> {
     this.emitEvents(events);
-    const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview);
+    const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview, false);
     for (const n of shown) this.emit('notification', n);
   }
 
@@ -381,6 +385,6 @@ export class HushClient extends Emitter<HushEvents> {
     }
     const events = await fetchAll(this.ctx, work.contacts, deadline);
     this.emitEvents(events);
-    return buildNotifications(this.ctx, events, this.ctx.settings.preview);
+    return buildNotifications(this.ctx, events, this.ctx.settings.preview, true);
   }
 }

@@ -102,10 +102,10 @@ function describe(e: ChatEvent): string {
 
 /**
  * One notification per chat for the events, under the preview mode: none for
- * a muted chat, nor for a chat notified less than CHAT_RATE_LIMIT_MS ago (its
- * messages still count in the badge).
+ * a muted chat, nor, with `rateLimit`, for a chat notified by the push handler
+ * less than CHAT_RATE_LIMIT_MS ago (its messages still count in the badge).
  */
-export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode): Promise<Notification[]> {
+export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode, rateLimit: boolean): Promise<Notification[]> {
   const byContact = new Map<string, ChatEvent[]>();
   for (const e of events) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
   const now = ctx.now();
@@ -113,9 +113,12 @@ export async function buildNotifications(ctx: Context, events: ChatEvent[], prev
   const changed: Contact[] = [];
   for (const [id, list] of byContact) {
     const c = ctx.contacts.get(id);
-    if (!c || !c.ntf.enabled || now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) continue;
-    c.lastNotifiedAt = now;
-    changed.push(c);
+    if (!c || !c.ntf.enabled) continue;
+    if (rateLimit) {
+      if (now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) continue;
+      c.lastNotifiedAt = now;
+      changed.push(c);
+    }
     const last = list.at(-1)!;
     const category: NotificationCategory = list.length > 1 ? 'many' : last.type;
     const name = c.name || 'New contact';
