@@ -4,11 +4,13 @@
 import { run as relay } from './relay.ts';
 import { run as ntf } from './ntf.ts';
 import { run as push } from './push.ts';
+import { run as client } from './client.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
   { name: 'ntf', run: ntf },
   { name: 'push', run: push },
+  { name: 'client', run: client },
 ];
 
 const wanted = process.argv.slice(2);

@@ -11,6 +11,7 @@ import { RelayClient, type RelayEvent } from '../relay/client.ts';
 import { ConnectionPool } from './connections.ts';
 import {
   acceptInvitation,
+  ackMessage,
   ContactError,
   createInvitation,
   deleteContact,
@@ -300,7 +301,9 @@ export class HushClient extends Emitter<HushEvents> {
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
-        return receive(this.ctx, c, r, e);
+        const event = await receive(this.ctx, c, r, e);
+        await ackMessage(r, c, e.msgId);
+        return event;
       })
       .then((event) => event && this.announce([event]))
       .catch((err) => this.ctx.fail('handling a received message failed', err));

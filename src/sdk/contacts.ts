@@ -114,9 +114,10 @@ export async function sendContent(ctx: Context, contact: Contact, content: Conte
 }
 
 /**
- * Handles one MSG from the contact's receive queue (under the contact's lock)
- * and acknowledges it. Returns what it meant, or undefined for a redelivery
- * or a message that cannot be read (dropped, reported through ctx.fail).
+ * Handles one MSG from the contact's receive queue (under the contact's lock);
+ * once it resolves, the caller ACKs the message. Returns what it meant, or
+ * undefined for a redelivery or a message that cannot be read (dropped,
+ * reported through ctx.fail).
  */
 export async function receive(
   ctx: Context,
@@ -124,14 +125,12 @@ export async function receive(
   relay: RelayClient,
   msg: { msgId: Uint8Array; sealed: Uint8Array },
 ): Promise<ChatEvent | undefined> {
-  const ack = () => relay.ack(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, msg.msgId);
   const msgId = b64(msg.msgId);
-  const drop = async (why: string) => {
+  const drop = (why: string) => {
     ctx.fail('a received message was dropped', new ContactError(why));
-    await ack();
     return undefined;
   };
-  if (contact.seen.includes(msgId)) return void (await ack());
+  if (contact.seen.includes(msgId)) return undefined;
   const m = openMessage(ctx.crypto, contact.rcv.rcvDhSecret, msg);
   if (!m) return drop('it does not open with the queue key');
   const env = readEnvelope(m.body);
@@ -146,7 +145,7 @@ export async function receive(
     if (d.error !== 'duplicate') return drop(d.error);
     remember(contact, msgId);
     await save(ctx, { contacts: [contact] });
-    return void (await ack());
+    return undefined;
   }
   const content = decodeContent(d.content);
   if (!content.ok) return drop(content.error);
@@ -184,9 +183,11 @@ export async function receive(
   } else return drop(`a ${c.type} message does not fit a contact in state ${contact.state}`);
   remember(contact, msgId);
   await save(ctx, { contacts: [contact] });
-  await ack();
   return event;
 }
+
+export const ackMessage = (relay: RelayClient, contact: Contact, msgId: Uint8Array) =>
+  relay.ack(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, msgId);
 
 function remember(contact: Contact, msgId: string): void {
   contact.seen.push(msgId);
@@ -195,25 +196,29 @@ function remember(contact: Contact, msgId: string): void {
 
 /**
  * GETs, handles and ACKs the contact's waiting messages until the queue is
- * empty or `deadline` passes (a device woken by a push). Stops without error
+ * empty or `deadline` passes (a device woken by a push). Each ACK goes with
+ * the next GET in one block: one round trip per message. Stops without error
  * when the queue is subscribed on this client's connection (the messages
  * come by SUB) or the contact was deleted meanwhile.
  */
 export function fetchMessages(ctx: Context, contact: Contact, deadline: number, out: ChatEvent[]): Promise<void> {
   return ctx.locks.run(contact.id, async () => {
     const { rcv } = contact;
-    while (ctx.now() < deadline && ctx.contacts.get(contact.id) === contact) {
-      const relay = await ctx.relays.get(rcv.relay);
-      let msg;
-      try {
-        msg = await relay.get(rcv.rcvId, rcv.rcvAuth.privateKey);
-      } catch (e) {
-        if (e instanceof CommandError && e.error === 'PROHIBITED') return;
-        throw e;
-      }
-      if (!msg) return;
+    if (ctx.now() >= deadline || ctx.contacts.get(contact.id) !== contact) return;
+    const relay = await ctx.relays.get(rcv.relay);
+    const get = () => relay.get(rcv.rcvId, rcv.rcvAuth.privateKey);
+    let msg;
+    try {
+      msg = await get();
+    } catch (e) {
+      if (e instanceof CommandError && e.error === 'PROHIBITED') return;
+      throw e;
+    }
+    while (msg) {
       const event = await receive(ctx, contact, relay, msg);
       if (event) out.push(event);
+      const more = ctx.now() < deadline && ctx.contacts.get(contact.id) === contact;
+      [, msg] = await Promise.all([ackMessage(relay, contact, msg.msgId), more ? get() : undefined]);
     }
   });
 }
