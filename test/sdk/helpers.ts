@@ -167,3 +167,27 @@ export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
     return phone.client.contacts().filter((c) => c.subscription === 'ACTIVE').length === n;
   });
 }
+
+/**
+ * Alice and a registered Bob, connected; Bob subscribed, then asleep (no SUB)
+ * with the pushes so far skipped. Bob's clock runs `later()`-controlled ahead.
+ */
+export async function asleepPair(t: TestContext, stack?: Stack) {
+  stack ??= await startStack(t);
+  let skew = 0;
+  const alice = await Phone.create(t, stack, 'Alice');
+  const bob = await Phone.create(t, stack, 'Bob', { now: () => Date.now() + skew });
+  await bob.register();
+  const ids = await connect(alice, bob);
+  await untilSubscribed(bob, 1);
+  bob.client.stop();
+  bob.skipPushes();
+  return {
+    stack,
+    alice,
+    bob,
+    ...ids,
+    /** Moves Bob's clock past the per-chat notification rate limit. */
+    later: () => (skew += 2000),
+  };
+}

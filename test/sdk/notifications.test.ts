@@ -7,31 +7,10 @@ import type { TokenStatus } from '../../src/ntf/protocol.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
 import type { Notification } from '../../src/sdk/push-handler.ts';
 import { sleep, TestClock } from '../ntf/helpers.ts';
-import { connect, Phone, startStack, untilSubscribed, type Stack } from './helpers.ts';
+import { asleepPair, connect, Phone, startStack, untilSubscribed } from './helpers.ts';
 
 const status = (p: Phone) => p.client.tokenStatus?.status;
 const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
-
-/** Alice and a registered Bob, connected, Bob subscribed and asleep. Bob's clock runs `skew` ahead. */
-async function pair(t: Parameters<typeof startStack>[0], stack?: Stack) {
-  stack ??= await startStack(t);
-  let skew = 0;
-  const alice = await Phone.create(t, stack, 'Alice');
-  const bob = await Phone.create(t, stack, 'Bob', { now: () => Date.now() + skew });
-  await bob.register();
-  const ids = await connect(alice, bob);
-  await untilSubscribed(bob, 1);
-  bob.client.stop();
-  bob.skipPushes();
-  return {
-    stack,
-    alice,
-    bob,
-    ...ids,
-    /** Moves Bob's clock past the per-chat notification rate limit. */
-    later: () => (skew += 2000),
-  };
-}
 
 test('token status goes NEW → REGISTERED → ACTIVE, each change an event', async (t) => {
   const stack = await startStack(t);
@@ -46,7 +25,7 @@ test('token status goes NEW → REGISTERED → ACTIVE, each change an event', as
 });
 
 test('preview modes: message text, contact name only, hidden', async (t) => {
-  const { alice, bob, atInviter, later } = await pair(t);
+  const { alice, bob, atInviter, later } = await asleepPair(t);
   const result: string[] = [];
   for (const [mode, text] of [['message', 'see you at 8'], ['contact', 'the secret plan'], ['hidden', 'the other plan']] as const) {
     later();
@@ -60,7 +39,7 @@ test('preview modes: message text, contact name only, hidden', async (t) => {
 test('instant → periodic: the subscriptions go, check pushes come; → instant: they come back; → off: the token goes', async (t) => {
   const clock = new TestClock();
   const stack = await startStack(t, { ntf: { clock } });
-  const { alice, bob, atInviter, later } = await pair(t, stack);
+  const { alice, bob, atInviter, later } = await asleepPair(t, stack);
   const tokens = () => stack.ntf.ntf.store.counts().tokens.ACTIVE;
   const subs = () => stack.ntf.ntf.store.counts().subscriptions;
 
@@ -107,7 +86,7 @@ test('instant → periodic: the subscriptions go, check pushes come; → instant
 
 test('muting a contact removes its subscription; unmuting brings pushes back', async (t) => {
   const stack = await startStack(t);
-  const { alice, bob, atInviter, atAcceptor, later } = await pair(t, stack);
+  const { alice, bob, atInviter, atAcceptor, later } = await asleepPair(t, stack);
   const carol = await Phone.create(t, stack, 'Carol');
   bob.client.on('error', (e) => assert.fail(`${e.what}: ${e.error}`));
   const { atInviter: bobAtCarol } = await connect(carol, bob);
@@ -135,7 +114,7 @@ test('muting a contact removes its subscription; unmuting brings pushes back', a
 });
 
 test('a new device token from the OS: TRPL, verified again, pushes go to the new token', async (t) => {
-  const { alice, bob, atInviter, later } = await pair(t);
+  const { alice, bob, atInviter, later } = await asleepPair(t);
   const oldToken = bob.token;
   const before = bob.stack.apns.pushes.length;
   bob.token = randomBytes(32);
@@ -152,7 +131,7 @@ test('a new device token from the OS: TRPL, verified again, pushes go to the new
 });
 
 test('Apple rejects the token: the periodic check reports INVALID(BAD)', async (t) => {
-  const { alice, bob, atInviter } = await pair(t);
+  const { alice, bob, atInviter } = await asleepPair(t);
   const seen: Array<TokenStatus | undefined> = [];
   bob.client.on('tokenStatus', (s) => seen.push(s));
   bob.stack.apns.replyTo(bob.token.toString('hex'), { status: 400, reason: 'BadDeviceToken' });

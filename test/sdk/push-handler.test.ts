@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ChatEvent } from '../../src/sdk/contacts.ts';
 import { sleep } from '../ntf/helpers.ts';
-import { connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
+import { asleepPair, connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
 
 test('50 messages from 10 contacts while asleep: badge 50, one notification per chat, no message twice', { timeout: 120_000 }, async (t) => {
   const stack = await startStack(t);
@@ -73,14 +73,7 @@ test('a push for a deleted contact shows nothing and breaks nothing', async (t) 
 });
 
 test('the deadline: the handler returns by it, and what it left is fetched by the next push', async (t) => {
-  const stack = await startStack(t);
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const { atInviter } = await connect(alice, bob);
-  await untilSubscribed(bob, 1);
-  bob.client.stop();
-  bob.skipPushes();
+  const { alice, bob, atInviter } = await asleepPair(t);
   await alice.client.send(atInviter, 'one');
   await alice.client.send(atInviter, 'two');
   const push = await bob.nextPush();
@@ -90,14 +83,7 @@ test('the deadline: the handler returns by it, and what it left is fetched by th
 });
 
 test('two pushes handled at once fetch each message once', async (t) => {
-  const stack = await startStack(t);
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const { atInviter } = await connect(alice, bob);
-  await untilSubscribed(bob, 1);
-  bob.client.stop();
-  bob.skipPushes();
+  const { alice, bob, atInviter } = await asleepPair(t);
   const received: string[] = [];
   bob.client.on('message', (m) => received.push(m.text));
   for (const text of ['a', 'b', 'c']) await alice.client.send(atInviter, text);

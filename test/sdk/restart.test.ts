@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { tmpDir } from '../helpers.ts';
 import { RelayProcess, sleep } from '../ntf/helpers.ts';
-import { connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
+import { asleepPair, connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
 
 const journal = (t: Parameters<typeof startStack>[0]) => {
   const dir = tmpDir('hush-sdk-ntf-');
@@ -16,17 +16,9 @@ const journal = (t: Parameters<typeof startStack>[0]) => {
 
 test('notification server restarted with its state: pushes keep coming, nothing to redo', async (t) => {
   const dir = journal(t);
-  const stack = await startStack(t, { ntf: { store: openJournalNtfStore(dir).store } });
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const { atInviter } = await connect(alice, bob);
-  await untilSubscribed(bob, 1);
-  bob.client.stop();
-
+  const { stack, alice, bob, atInviter } = await asleepPair(t, await startStack(t, { ntf: { store: openJournalNtfStore(dir).store } }));
   await stack.ntf.stop();
   await stack.startNtf({ store: openJournalNtfStore(dir).store });
-  bob.skipPushes();
   await alice.client.send(atInviter, 'after the restart');
   const shown = await bob.handlePushes((s) => s.length > 0);
   assert.deepEqual(shown.map((n) => `${n.title}: ${n.body}`), ['Alice: after the restart']);
@@ -34,17 +26,9 @@ test('notification server restarted with its state: pushes keep coming, nothing 
 });
 
 test('notification server that lost the token: the periodic check registers again and resubscribes', async (t) => {
-  const stack = await startStack(t);
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const { atInviter } = await connect(alice, bob);
-  await untilSubscribed(bob, 1);
-  bob.client.stop();
-
+  const { stack, alice, bob, atInviter } = await asleepPair(t);
   await stack.ntf.stop();
   await stack.startNtf(); // same address, empty store
-  bob.skipPushes();
   await bob.client.checkNotifications();
   assert.equal(bob.client.tokenStatus?.status, 'REGISTERED', 'registered again');
   const v = await bob.nextPush('a new verification push');
