@@ -14,6 +14,7 @@ import { apnsToken } from '../../src/sdk/device.ts';
 import type { Notification } from '../../src/sdk/push-handler.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
 import type { ClientStore } from '../../src/sdk/store/store.ts';
+import type { QueueStore } from '../../src/relay/store/store.ts';
 import { startRelay, type TestRelay } from '../helpers.ts';
 import { startNtf, until, type StartNtfOptions, type TestNtf } from '../ntf/helpers.ts';
 
@@ -30,11 +31,11 @@ export interface Stack {
   startNtf(opts?: StartNtfOptions): Promise<TestNtf>;
 }
 
-export async function startStack(t: TestContext, o: { ntf?: StartNtfOptions; relayAddress?: string } = {}): Promise<Stack> {
+export async function startStack(t: TestContext, o: { ntf?: StartNtfOptions; relayAddress?: string; relayStore?: QueueStore } = {}): Promise<Stack> {
   const apns = await ApnsTestServer.start({ topics: [TOPIC] });
   t.after(() => apns.close());
   const team = apns.keys.create();
-  const relay = await startRelay();
+  const relay = await startRelay(o.relayStore ? { store: o.relayStore } : {});
   t.after(() => relay.stop());
   const provider = () =>
     new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC, serves: ['apns'] });
