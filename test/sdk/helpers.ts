@@ -33,6 +33,7 @@ export interface Stack {
 
 export async function startStack(t: TestContext, o: { ntf?: StartNtfOptions; relayAddress?: string; relayStore?: QueueStore } = {}): Promise<Stack> {
   const apns = await ApnsTestServer.start({ topics: [TOPIC] });
+  apns.setMaxListeners(0); // a listener per phone
   t.after(() => apns.close());
   const team = apns.keys.create();
   const relay = await startRelay(o.relayStore ? { store: o.relayStore } : {});

@@ -6,7 +6,11 @@ import { test } from 'node:test';
 import type { TokenStatus } from '../../src/ntf/protocol.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
 import type { Notification } from '../../src/sdk/push-handler.ts';
-import { sleep, TestClock } from '../ntf/helpers.ts';
+import type { WebSocketFactory } from '../../src/core/client.ts';
+import { nodeWebSocket } from '../../src/node/websocket.ts';
+import { deserialize, KEYS, type Contact } from '../../src/sdk/records.ts';
+import { connect as connectRelay, crypto } from '../helpers.ts';
+import { sleep, TestClock, until } from '../ntf/helpers.ts';
 import { asleepPair, connect, Phone, startStack, untilSubscribed } from './helpers.ts';
 
 const status = (p: Phone) => p.client.tokenStatus?.status;
@@ -140,4 +144,47 @@ test('Apple rejects the token: the periodic check reports INVALID(BAD)', async (
   await bob.client.checkNotifications();
   assert.deepEqual(bob.client.tokenStatus, { status: 'INVALID', reason: 'BAD' });
   assert.deepEqual(seen, [{ status: 'INVALID', reason: 'BAD' }]);
+});
+
+test('a subscription gone terminal (the queue got a new notifier elsewhere) is repaired by the periodic check', async (t) => {
+  const { alice, bob, atInviter, atAcceptor, later } = await asleepPair(t);
+  // Another device with Bob's queue keys replaces the notifier: the server's subscription becomes DELETED.
+  const contact = deserialize<Contact>((await bob.store.get(KEYS.contact + atAcceptor))!);
+  const other = await connectRelay(bob.stack.relayAddress);
+  t.after(() => other.close());
+  await other.enableNotifications(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, randomBytes(32), crypto.x25519KeyPair().publicKey);
+  await until('the server saw DELD', () => bob.stack.ntf.ntf.store.counts().subscriptions.DELETED === 1);
+  await bob.client.checkNotifications(); // SCHK: DELETED → SDEL, NKEY, SNEW
+  assert.equal(bob.stack.ntf.ntf.store.counts().subscriptions.DELETED ?? 0, 0, 'the dead subscription was deleted');
+  await untilSubscribed(bob, 1);
+  later();
+  await alice.client.send(atInviter, 'after the repair');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[message] Alice: after the repair']);
+});
+
+test('NKEYs go to a relay together and SNEWs to the server together: one block each for ten contacts', async (t) => {
+  const stack = await startStack(t);
+  const frames = new Map<string, number>();
+  const counting: WebSocketFactory = (url) => {
+    const ws = nodeWebSocket()(url);
+    const send = ws.send.bind(ws);
+    ws.send = (d) => {
+      frames.set(url, (frames.get(url) ?? 0) + 1);
+      send(d);
+    };
+    return ws;
+  };
+  const bob = await Phone.create(t, stack, 'Bob', { webSocket: counting });
+  await bob.register();
+  await bob.client.setNotificationMode('periodic');
+  for (let i = 0; i < 10; i++) await connect(await Phone.create(t, stack, `Friend ${i}`), bob);
+  bob.client.stop();
+  await sleep(100);
+  frames.clear();
+  await bob.client.setNotificationMode('instant');
+  const relayUrl = [...frames.keys()].find((u) => stack.relayAddress.endsWith(new URL(u).host));
+  const ntfUrl = [...frames.keys()].find((u) => stack.ntf.address.endsWith(new URL(u).host));
+  // relay: a new connection (hello block) and one block of ten NKEYs; NTF: TCRN, then one block of ten SNEWs
+  assert.deepEqual([frames.get(relayUrl!), frames.get(ntfUrl!)], [2, 2]);
+  assert.equal(bob.client.contacts().filter((c) => c.subscription === 'NEW').length, 10);
 });
