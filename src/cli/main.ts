@@ -7,14 +7,17 @@
 //   hush gateway init [--dir D] [--host H] [--port P]
 //   hush gateway add-server --name N [--dir D] [--rate R] [--burst B] [--daily-quota Q]
 //   hush gateway start [--dir D]
+//   hush chat --data FILE --relay ADDR [--ntf ADDR] [--name NAME] [--preview P] [--mode M]
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseAddress } from '../core/address.ts';
 import { ConfigError } from '../server/config.ts';
 import { initRelay, startRelay } from '../relay/cli.ts';
 import { relayFiles } from '../relay/config.ts';
 import { initNtf, startNtf } from '../ntf/cli.ts';
 import { addServer, initGateway, startGateway } from '../gateway/cli.ts';
+import { NOTIFICATION_MODES, PREVIEW_MODES, runChat } from '../chat/cli.ts';
 
 const USAGE = `usage:
   hush start [--dir DIR]                                  start a local relay (initialized on first run)
@@ -27,6 +30,10 @@ const USAGE = `usage:
   hush gateway add-server --name NAME [--dir DIR] [--rate N] [--burst N] [--daily-quota N]
                                                           authorize a notification server, print its key
   hush gateway start [--dir DIR]                          run the push gateway
+  hush chat --data FILE --relay ADDR [--ntf ADDR] [--name NAME]
+            [--preview message|contact|hidden] [--mode instant|periodic|off]
+                                                          a terminal chat; with --ntf, notifications
+                                                          through a local Web Push endpoint (/help inside)
 Settings: DIR/relay.json, DIR/ntf.json and DIR/gateway.json, overridden by
 HUSH_RELAY_*, HUSH_NTF_* and HUSH_GATEWAY_*
 environment variables (see README).`;
@@ -43,6 +50,11 @@ async function main(argv: string[]): Promise<void> {
       rate: { type: 'string' },
       burst: { type: 'string' },
       'daily-quota': { type: 'string' },
+      data: { type: 'string' },
+      relay: { type: 'string' },
+      ntf: { type: 'string' },
+      preview: { type: 'string' },
+      mode: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -93,6 +105,19 @@ async function main(argv: string[]): Promise<void> {
         console.log(`seal key: ${g.sealKey}`);
         return { ...g, address: g.url };
       });
+    case 'chat': {
+      if (!values.data || !values.relay) throw new UsageError('--data and --relay are required');
+      await runChat({
+        data: values.data,
+        relay: addressArg('--relay', values.relay),
+        ...(values.ntf ? { ntf: addressArg('--ntf', values.ntf) } : {}),
+        ...(values.name !== undefined ? { name: values.name } : {}),
+        ...(values.preview ? { preview: choiceArg('--preview', values.preview, PREVIEW_MODES) } : {}),
+        ...(values.mode ? { mode: choiceArg('--mode', values.mode, NOTIFICATION_MODES) } : {}),
+      });
+      // the WebSockets' closing handshakes need not be waited for
+      return process.exit(0);
+    }
     case 'start': {
       const dir = path.join(values.dir ?? 'data', 'relay');
       if (!fs.existsSync(relayFiles(dir).identity)) initRelay({ dir });
@@ -114,6 +139,17 @@ function portArg(v: string): number {
 function countArg(name: string, v: string, min: number): number {
   if (!/^[0-9]+$/.test(v) || Number(v) < min) throw new UsageError(`${name}: not a whole number >= ${min}: ${v}`);
   return Number(v);
+}
+
+function addressArg(name: string, v: string): string {
+  const a = parseAddress(v);
+  if (!a.ok) throw new UsageError(`${name}: ${a.error}: ${v}`);
+  return v;
+}
+
+function choiceArg<T extends string>(name: string, v: string, options: readonly T[]): T {
+  if (!(options as readonly string[]).includes(v)) throw new UsageError(`${name}: one of ${options.join(', ')}: ${v}`);
+  return v as T;
 }
 
 async function run(what: string, start: () => Promise<{ address: string; metricsPort: number; stop(): Promise<void> }>) {

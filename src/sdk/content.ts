@@ -29,7 +29,7 @@ const MEDIA: CallMedia[] = ['audio', 'video'];
 export const MAX_NAME_BYTES = 100;
 
 const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // keep a leading U+FEFF: it is text
 
 function name(s: string): Uint8Array {
   const b = utf8.encode(s);
