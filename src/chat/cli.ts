@@ -3,10 +3,9 @@
 // device token, so `/sleep` shows what a phone would: the client goes offline,
 // and each push is given to the push handler, whose notifications are printed.
 import readline from 'node:readline';
-import { nodeWebSocket } from '../node/websocket.ts';
 import {
-  FileStore,
-  HushClient,
+  openNodeClient,
+  type HushClient,
   webPushToken,
   type ContactInfo,
   type Notification,
@@ -47,15 +46,12 @@ class ChatError extends Error {}
 
 /** Runs the chat until the user quits; resolves once everything is closed. */
 export async function runChat(o: ChatOptions): Promise<void> {
-  const store = await FileStore.open(o.data);
-  const client = await HushClient.open({
-    store,
-    webSocket: nodeWebSocket(),
+  const client = await openNodeClient(o.data, {
     relays: [o.relay],
     ...(o.ntf ? { ntfServer: o.ntf } : {}),
     ...(o.name !== undefined ? { name: o.name } : {}),
   });
-  const chat = new Chat(client, store);
+  const chat = new Chat(client);
   try {
     await chat.start(o);
   } catch (e) {
@@ -68,8 +64,6 @@ export async function runChat(o: ChatOptions): Promise<void> {
 class Chat {
   private readonly term = new Terminal();
   private receiver: PushReceiver | undefined;
-  /** Pushes wait for the startup registration (see start()). */
-  private registered: Promise<void> = Promise.resolve();
   /** The chat plain text goes to; none: the only contact, if there is one. */
   private selected: string | undefined;
   private commands: Promise<void> = Promise.resolve();
@@ -78,10 +72,7 @@ class Chat {
   /** Resolves once the user quit and everything is closed. */
   readonly closed: Promise<void>;
 
-  constructor(
-    private readonly client: HushClient,
-    private readonly store: FileStore,
-  ) {
+  constructor(private readonly client: HushClient) {
     this.closed = new Promise((r) => (this.done = r));
     const say = (line: string) => this.term.print(line);
     client.on('message', (m) => say(`${this.nameOf(m.contactId)}: ${clean(m.text)}`));
@@ -100,12 +91,9 @@ class Chat {
     await this.client.start();
     if (this.receiver) {
       // A new endpoint (after a restart on a taken port) is a changed token: TRPL.
-      // The verification push can outrun the TNEW reply, and the SDK opens a push
-      // with the token secret it holds at that moment, so pushes wait for the reply.
-      this.registered = this.client.registerDevice(webPushToken(this.receiver.subscription())).catch((e) => {
+      await this.client.registerDevice(webPushToken(this.receiver.subscription())).catch((e) => {
         this.term.print(`error: registering the push endpoint failed: ${message(e)}`);
       });
-      await this.registered;
     }
     this.term.print('chat ready');
     this.term.open({ line: (l) => this.enqueue(l), quit: () => void this.close() });
@@ -114,7 +102,6 @@ class Chat {
 
   /** Like a phone's push handler: the notifications it returns are what the device shows. */
   private async onPush(data: Uint8Array): Promise<void> {
-    await this.registered;
     if (this.closing) return;
     try {
       for (const n of await this.client.handlePush(data)) this.term.print(notificationLine(n));
@@ -221,13 +208,12 @@ class Chat {
     return c ? label(c) : '(deleted contact)';
   }
 
-  /** Closes the terminal, the push endpoint, the client and then the store (its writes finish first). */
+  /** Closes the terminal, the push endpoint and the client with its store (its writes finish first). */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.term.close();
       await this.receiver?.close();
-      this.client.close();
-      await this.store.close();
+      await this.client.close();
       this.done();
     })();
     return this.closing;

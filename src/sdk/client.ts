@@ -34,11 +34,13 @@ import {
 } from './push-handler.ts';
 import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
-import type { CallMedia } from './content.ts';
+import { MAX_NAME_BYTES, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
 
 export interface HushClientOptions {
   store: ClientStore;
+  /** close() closes the store too (it was opened for this client). Default: the store stays open. */
+  closeStore?: boolean;
   /** Relays to make this client's receive queues on (pinned addresses); one is picked per contact. */
   relays: string[];
   /** The notification server for the device token (pinned address); none: no notifications. */
@@ -88,7 +90,6 @@ export class HushClient extends Emitter<HushEvents> {
   private started = false;
   private checkTimer: ReturnType<typeof setInterval> | undefined;
   private readonly reconnects = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly subscribed = new Set<string>();
 
   private constructor(
     private readonly opts: HushClientOptions,
@@ -130,7 +131,10 @@ export class HushClient extends Emitter<HushEvents> {
     const { store } = opts;
     const settingsText = await store.get(KEYS.settings);
     const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
-    if (opts.name !== undefined) settings.name = opts.name;
+    if (opts.name !== undefined) {
+      if (new TextEncoder().encode(opts.name).length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
+      settings.name = opts.name;
+    }
     const tokenText = await store.get(KEYS.token);
     const contacts = new Map<string, Contact>();
     for (const key of await store.keys(KEYS.contact)) {
@@ -185,17 +189,17 @@ export class HushClient extends Emitter<HushEvents> {
     return c;
   }
 
-  /** Sends a text message; the contact must be connected. */
-  send(contactId: string, text: string): Promise<void> {
+  /** Sends a text message; the contact must be connected (state 'ready'), else a ContactError. */
+  async send(contactId: string, text: string): Promise<void> {
     const c = this.contact(contactId);
     if (new TextEncoder().encode(text).length > MAX_CONTENT_BYTES - 9) throw new ContactError('the message is too long');
-    return this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'text', sentAt: this.ctx.now(), text }, true));
+    await this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'text', sentAt: this.ctx.now(), text }, true));
   }
 
   /** Sends a call invitation (the signalling itself is the app's). */
-  call(contactId: string, media: CallMedia = 'audio'): Promise<void> {
+  async call(contactId: string, media: CallMedia = 'audio'): Promise<void> {
     const c = this.contact(contactId);
-    return this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'call', sentAt: this.ctx.now(), media }, true));
+    await this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'call', sentAt: this.ctx.now(), media }, true));
   }
 
   /** The user read the chat: its messages leave the badge. */
@@ -212,7 +216,6 @@ export class HushClient extends Emitter<HushEvents> {
     if (c.ntf.subId && t?.tokenId)
       await this.ctx.ntf.with(t.server, (n) => n.deleteSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch(() => {});
     await deleteContact(this.ctx, c);
-    this.subscribed.delete(this.subKey(c));
   }
 
   get badge(): number {
@@ -225,7 +228,10 @@ export class HushClient extends Emitter<HushEvents> {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    this.checkTimer = setInterval(() => void this.checkNotifications().catch(() => {}), this.opts.checkIntervalMs ?? 3_600_000);
+    this.checkTimer = setInterval(
+      () => void this.checkNotifications().catch((e) => this.ctx.fail('the periodic notification check failed', e)),
+      this.opts.checkIntervalMs ?? 3_600_000,
+    );
     await this.subscribe([...this.ctx.contacts.values()]);
   }
 
@@ -235,15 +241,15 @@ export class HushClient extends Emitter<HushEvents> {
     clearInterval(this.checkTimer);
     for (const t of this.reconnects.values()) clearTimeout(t);
     this.reconnects.clear();
-    this.subscribed.clear();
     this.ctx.relays.drop();
   }
 
-  /** Closes every connection and timer. The store stays open (it is the app's). */
-  close(): void {
+  /** Closes every connection and timer; the store too if the client owns it (closeStore). */
+  async close(): Promise<void> {
     this.stop();
     this.ctx.relays.close();
     this.ctx.ntf.close();
+    if (this.opts.closeStore) await this.opts.store.close();
   }
 
   private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
@@ -256,13 +262,11 @@ export class HushClient extends Emitter<HushEvents> {
         try {
           const r = await this.ctx.relays.get(relay);
           await Promise.all(
-            list.map(async (c) => {
-              this.subscribed.add(this.subKey(c));
-              await r.subscribe(c.rcv.rcvId, c.rcv.rcvAuth.privateKey).catch((e) => {
-                this.subscribed.delete(this.subKey(c));
+            list.map((c) =>
+              r.subscribe(c.rcv.rcvId, c.rcv.rcvAuth.privateKey).catch((e) => {
                 if (!(e instanceof ConnectionError)) this.ctx.fail('subscribing a queue failed', e);
-              });
-            }),
+              }),
+            ),
           );
         } catch (e) {
           this.ctx.fail('connecting to a relay failed', e);
@@ -295,9 +299,8 @@ export class HushClient extends Emitter<HushEvents> {
   private onRelayEvent(relay: string, e: RelayEvent): void {
     const key = `${relay} ${b64(e.entityId)}`;
     const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
-    if (!c) return;
-    if (e.type === 'END') this.subscribed.delete(key); // another connection took the queue over
-    if (e.type !== 'MSG') return;
+    // END (another connection took the queue over) needs nothing: that one receives now.
+    if (!c || e.type !== 'MSG') return;
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
@@ -350,12 +353,12 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** instant (a push per message), periodic (a check push every few minutes), or off (no token). */
-  setNotificationMode(mode: NotificationMode, periodicMinutes?: number): Promise<void> {
+  async setNotificationMode(mode: NotificationMode, periodicMinutes?: number): Promise<void> {
     if (periodicMinutes !== undefined) {
       if (periodicMinutes < MIN_CRON_MINUTES) throw new RangeError(`periodic checks are at least ${MIN_CRON_MINUTES} minutes apart`);
       this.ctx.settings.periodicMinutes = periodicMinutes;
     }
-    return this.notifications.setMode(mode);
+    await this.notifications.setMode(mode);
   }
 
   async setPreviewMode(preview: PreviewMode): Promise<void> {
@@ -364,8 +367,8 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** Notifications on or off for one contact (muting removes its subscription). */
-  setContactNotifications(contactId: string, enabled: boolean): Promise<void> {
-    return this.notifications.setContactEnabled(this.contact(contactId), enabled);
+  async setContactNotifications(contactId: string, enabled: boolean): Promise<void> {
+    await this.notifications.setContactEnabled(this.contact(contactId), enabled);
   }
 
   /** TCHK / SCHK and repair; a started client runs it every checkIntervalMs. */
@@ -377,16 +380,20 @@ export class HushClient extends Emitter<HushEvents> {
    * Handles a push: a verification push verifies the token; a message or
    * check push fetches the waiting messages (GET, decrypt, ACK) and returns
    * the notifications to show; the messages fetched are also emitted as
-   * events, as online. Returns by `deadlineMs` with what it has.
+   * events, as online. Returns by `deadlineMs` with what it has; messages
+   * that were being fetched then are still emitted as events when they come.
    */
   async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
-    const work = readPush(this.ctx, payload);
+    // A push that does not open may be the verification push outrunning the
+    // TNEW reply: it opens with the secret stored once registration is done.
+    const work = readPush(this.ctx, payload) ?? (await this.ctx.locks.run('notifications', async () => readPush(this.ctx, payload)));
+    if (!work) return [];
     if (work.code) {
       await this.notifications.verify(work.code);
       return [];
     }
-    const events = await fetchAll(this.ctx, work.contacts, deadline);
+    const events = await fetchAll(this.ctx, work.contacts, deadline, (late) => this.emitEvents(late));
     this.emitEvents(events);
     return buildNotifications(this.ctx, events, this.ctx.settings.preview, true);
   }

@@ -103,14 +103,26 @@ export async function acceptInvitation(ctx: Context, link: string): Promise<Cont
   return contact;
 }
 
-/** Encrypts and sends one content to a connected contact (under the contact's lock). */
+/**
+ * Encrypts and sends one content to a connected contact (under the contact's
+ * lock). The ratchet is stored before the SEND: a message key is never used twice.
+ */
 export async function sendContent(ctx: Context, contact: Contact, content: Content, notify: boolean): Promise<void> {
-  const { snd, e2e } = contact;
-  if (!snd || !e2e.ratchet) throw new ContactError('the contact is not connected yet');
-  const { envelope, ratchet } = encrypt(ctx.crypto, e2e.ratchet, encodeContent(content));
-  contact.e2e.ratchet = ratchet;
+  if (contact.state !== 'ready') throw new ContactError('the contact is not connected yet');
+  const envelope = seal(ctx, contact, content);
   await save(ctx, { contacts: [contact] });
-  await ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
+  await sendEnvelope(ctx, contact, envelope, notify);
+}
+
+function seal(ctx: Context, contact: Contact, content: Content): Uint8Array {
+  const { envelope, ratchet } = encrypt(ctx.crypto, contact.e2e.ratchet!, encodeContent(content));
+  contact.e2e.ratchet = ratchet;
+  return envelope;
+}
+
+function sendEnvelope(ctx: Context, contact: Contact, envelope: Uint8Array, notify: boolean): Promise<unknown> {
+  const snd = contact.snd!;
+  return ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
 }
 
 /**
@@ -148,39 +160,38 @@ export async function receive(
     return undefined;
   }
   const content = decodeContent(d.content);
-  if (!content.ok) return drop(content.error);
-  const c = content.value;
-  contact.e2e.ratchet = d.ratchet;
   let event: ChatEvent | undefined;
-  if (c.type === 'hello' && contact.state === 'invited') {
+  const c = content.ok ? content.value : undefined;
+  if (c?.type === 'hello' && contact.state === 'invited') {
     if (!parseAddress(c.replyRelay).ok) return drop('the hello names no valid relay');
-    // Secure my queue with the acceptor's key, then tell it so on its queue.
-    // Both steps repeat harmlessly if this message is delivered again; if one
-    // fails, the contact is put back as it was and the hello stays unacknowledged.
-    const before = deserialize<Contact>(serialize(contact));
-    try {
-      await relay.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, c.sndAuthKey);
-      contact.snd = { relay: c.replyRelay, sndId: c.replySndId, sndAuthKey: c.replySndKey };
+    // Secure my queue with the acceptor's key, then send the ready on its queue,
+    // all on a copy: only once both are done does the contact change and get
+    // stored. A failure or a crash leaves the hello unacknowledged, to be handled
+    // again from the start (KEY with the same key repeats harmlessly; the ready is
+    // sealed again with the same ratchet, byte for byte the same message).
+    const next = deserialize<Contact>(serialize(contact));
+    next.e2e.ratchet = d.ratchet;
+    next.snd = { relay: c.replyRelay, sndId: c.replySndId, sndAuthKey: c.replySndKey };
+    next.name = c.name;
+    next.state = 'ready';
+    await relay.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, c.sndAuthKey);
+    await sendEnvelope(ctx, next, seal(ctx, next, { type: 'ready', name: ctx.settings.name }), true);
+    Object.assign(contact, next);
+    event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+  } else {
+    contact.e2e.ratchet = d.ratchet; // an authentic message: its key is used up, whatever it says
+    if (c?.type === 'ready' && contact.state === 'accepted') {
       contact.name = c.name;
       contact.state = 'ready';
-      await sendContent(ctx, contact, { type: 'ready', name: ctx.settings.name }, true);
-    } catch (e) {
-      Object.assign(contact, before);
-      await save(ctx, { contacts: [contact] });
-      throw e;
-    }
-    event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
-  } else if (c.type === 'ready' && contact.state === 'accepted') {
-    contact.name = c.name;
-    contact.state = 'ready';
-    event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
-  } else if ((c.type === 'text' || c.type === 'call') && contact.state === 'ready') {
-    contact.unread++;
-    event =
-      c.type === 'text'
-        ? { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts }
-        : { type: 'call', contactId: contact.id, msgId, media: c.media, sentAt: c.sentAt, receivedAt: m.ts };
-  } else return drop(`a ${c.type} message does not fit a contact in state ${contact.state}`);
+      event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+    } else if ((c?.type === 'text' || c?.type === 'call') && contact.state === 'ready') {
+      contact.unread++;
+      event =
+        c.type === 'text'
+          ? { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts }
+          : { type: 'call', contactId: contact.id, msgId, media: c.media, sentAt: c.sentAt, receivedAt: m.ts };
+    } else drop(content.ok ? `a ${content.value.type} message does not fit a contact in state ${contact.state}` : content.error);
+  }
   remember(contact, msgId);
   await save(ctx, { contacts: [contact] });
   return event;

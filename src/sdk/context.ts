@@ -30,10 +30,13 @@ export interface Context {
 
 export const b64 = toBase64Url;
 
-/** Writes the given records' current state, all in one store write. */
+/**
+ * Writes the given records' current state, all in one store write. A contact
+ * deleted meanwhile is not written back by work that still held it.
+ */
 export function save(ctx: Context, what: { contacts?: Iterable<Contact>; settings?: boolean; token?: boolean; deleted?: string[] }) {
   const entries: Array<[string, string | undefined]> = [];
-  for (const c of what.contacts ?? []) entries.push([KEYS.contact + c.id, serialize(c)]);
+  for (const c of what.contacts ?? []) if (ctx.contacts.get(c.id) === c) entries.push([KEYS.contact + c.id, serialize(c)]);
   for (const id of what.deleted ?? []) entries.push([KEYS.contact + id, undefined]);
   if (what.settings) entries.push([KEYS.settings, serialize(ctx.settings)]);
   if (what.token) entries.push([KEYS.token, ctx.token ? serialize(ctx.token) : undefined]);

@@ -6,7 +6,13 @@ import { FileStore } from './store/file.ts';
 export * from './index.ts';
 export { FileStore };
 
-/** Opens a client whose state lives in `file` (created if missing). */
-export async function openNodeClient(file: string, opts: Omit<HushClientOptions, 'store'>): Promise<HushClient> {
-  return HushClient.open({ webSocket: nodeWebSocket(), ...opts, store: await FileStore.open(file) });
+/** Opens a client whose state lives in `file` (created if missing); closing the client closes the file. */
+export async function openNodeClient(file: string, opts: Omit<HushClientOptions, 'store' | 'closeStore'>): Promise<HushClient> {
+  const store = await FileStore.open(file);
+  try {
+    return await HushClient.open({ webSocket: nodeWebSocket(), ...opts, store, closeStore: true });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
 }

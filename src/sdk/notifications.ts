@@ -107,10 +107,7 @@ export class Notifications {
         status = await this.withNtf((c) => c.checkToken(t.tokenId!, t.tknAuth.privateKey));
       } catch (e) {
         if (!isAuth(e)) throw e;
-        // The server lost the token (and so its subscriptions): start over there.
-        this.ctx.token = undefined;
-        for (const c of this.ctx.contacts.values()) delete c.ntf.subId, delete c.ntf.subStatus;
-        await save(this.ctx, { token: true, contacts: this.ctx.contacts.values() });
+        await this.forgetToken(); // the server lost it: start over there
         return this.ensureToken();
       }
       await this.setStatus(status);
@@ -137,10 +134,12 @@ export class Notifications {
         return this.setStatus({ status: 'REGISTERED' });
       } catch (e) {
         if (!isAuth(e)) throw e;
-        ctx.token = t = undefined;
+        await this.forgetToken();
+        t = undefined;
       }
     }
     if (t?.tokenId && t.status.status === 'ACTIVE') return;
+    if (t) t.device = device; // a registration that never completed goes on with the current token
     if (!t) {
       const { crypto } = ctx;
       t = ctx.token = { server: ctx.ntfServer, device, tknAuth: crypto.x25519KeyPair(), tknDh: crypto.x25519KeyPair(), status: { status: 'NEW' } };
@@ -163,11 +162,15 @@ export class Notifications {
       await this.withNtf((c) => c.deleteToken(t.tokenId!, t.tknAuth.privateKey)).catch((e) => {
         if (!isAuth(e)) throw e;
       });
-    // TDEL deleted the subscriptions with the token.
+    await this.forgetToken(); // TDEL deleted the subscriptions with the token
+    this.hooks.status(undefined);
+  }
+
+  /** Drops the token and, as they went with it at the server, every subscription ID. */
+  private async forgetToken(): Promise<void> {
     this.ctx.token = undefined;
     for (const c of this.ctx.contacts.values()) delete c.ntf.subId, delete c.ntf.subStatus;
     await save(this.ctx, { token: true, contacts: this.ctx.contacts.values() });
-    this.hooks.status(undefined);
   }
 
   /** TCRN for the mode (periodic: check pushes; instant: none), then the subscriptions. */
@@ -191,11 +194,16 @@ export class Notifications {
     return this.ctx.settings.mode === 'instant' && t?.status.status === 'ACTIVE' && c.ntf.enabled;
   }
 
-  /** Brings every contact's notifier and subscription in line with the mode and its setting. */
+  /**
+   * Brings every contact's notifier and subscription in line with the mode and
+   * its setting. In instant mode, while the token awaits verification (after a
+   * TRPL, say), they stay as they are: they are wanted again once it is ACTIVE.
+   */
   private async syncSubscriptions(): Promise<void> {
     const { ctx } = this;
     const contacts = [...ctx.contacts.values()];
     const t = ctx.token;
+    if (ctx.settings.mode === 'instant' && t && t.status.status !== 'ACTIVE') return;
     const changed = new Set<Contact>();
     // 1. SDEL what is no longer wanted, 2. NKEY / NDEL at the relays, 3. SNEW what is wanted.
     if (t?.tokenId)

@@ -54,12 +54,12 @@ export interface PushWork {
   contacts: Contact[];
 }
 
-/** What a push asks for: nothing for a push that is not for this device. */
-export function readPush(ctx: Context, payload: PushPayload): PushWork {
+/** What a push asks for; undefined: it does not open with this device's token secret. */
+export function readPush(ctx: Context, payload: PushPayload): PushWork | undefined {
   const secret = ctx.token?.secret;
   const data = pushData(payload);
   const push = secret && data && openPush(ctx.crypto, secret, data);
-  if (!push) return { contacts: [] };
+  if (!push) return undefined;
   if (push.kind === 'verification') return { code: push.code, contacts: [] };
   if (push.kind === 'check') return { contacts: [...ctx.contacts.values()] };
   const byNotifier = new Map<string, Contact>();
@@ -75,16 +75,22 @@ export function readPush(ctx: Context, payload: PushPayload): PushWork {
   return { contacts: [...due] };
 }
 
-/** Fetches the contacts' messages until done or `deadline`; returns the events handled by then. */
-export async function fetchAll(ctx: Context, contacts: Contact[], deadline: number): Promise<ChatEvent[]> {
+/**
+ * Fetches the contacts' messages until done or `deadline`; returns the events
+ * handled by then. Messages being handled at the deadline are acknowledged
+ * when done: their events go to `late`.
+ */
+export async function fetchAll(ctx: Context, contacts: Contact[], deadline: number, late: (events: ChatEvent[]) => void): Promise<ChatEvent[]> {
   const events: ChatEvent[] = [];
   const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events))).then((rs) => {
     for (const r of rs) if (r.status === 'rejected') ctx.fail('fetching messages after a push failed', r.reason);
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - ctx.now()))))]);
+  const done = await Promise.race([work.then(() => true), new Promise<false>((r) => (timer = setTimeout(r, Math.max(0, deadline - ctx.now()), false)))]);
   clearTimeout(timer);
-  return [...events];
+  const onTime = events.length;
+  if (!done) void work.then(() => events.length > onTime && late(events.slice(onTime)));
+  return events.slice(0, onTime);
 }
 
 const GENERIC: Record<NotificationCategory, string> = {

@@ -188,3 +188,40 @@ test('NKEYs go to a relay together and SNEWs to the server together: one block e
   assert.deepEqual([frames.get(relayUrl!), frames.get(ntfUrl!)], [2, 2]);
   assert.equal(bob.client.contacts().filter((c) => c.subscription === 'NEW').length, 10);
 });
+
+test('a verification push that outruns the TNEW reply still verifies the token', async (t) => {
+  const stack = await startStack(t);
+  // Replies from the servers can be held back, as a slow network would.
+  let held: Array<() => void> | undefined;
+  const holding: WebSocketFactory = (url) => {
+    const ws = nodeWebSocket()(url);
+    const onmessage = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(ws), 'onmessage')!;
+    Object.defineProperty(ws, 'onmessage', {
+      set: (fn: (ev: { data: unknown }) => void) =>
+        onmessage.set!.call(ws, (ev: { data: unknown }) => (held ? held.push(() => fn(ev)) : fn(ev))),
+    });
+    return ws;
+  };
+  const bob = await Phone.create(t, stack, 'Bob', { webSocket: holding });
+  await bob.register();
+  await bob.client.setNotificationMode('off'); // TDEL; the connection stays
+  held = [];
+  const registering = bob.client.setNotificationMode('instant'); // TNEW, its reply held
+  const v = await bob.nextPush('the verification push');
+  const handling = bob.client.handlePush(v.payload);
+  await sleep(50);
+  const release = held;
+  held = undefined;
+  for (const deliver of release) deliver();
+  await registering;
+  assert.deepEqual(await handling, []);
+  assert.equal(status(bob), 'ACTIVE');
+});
+
+test('sending to a contact that is not connected yet is refused', async (t) => {
+  const stack = await startStack(t);
+  const alice = await Phone.create(t, stack, 'Alice');
+  const { contactId } = await alice.client.createInvitation();
+  await assert.rejects(alice.client.send(contactId, 'too early'), { name: 'ContactError' });
+  await assert.rejects(alice.client.send('no-such-contact', 'hi'), { name: 'ContactError' });
+});
