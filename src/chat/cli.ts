@@ -87,7 +87,7 @@ class Chat {
   async start(o: ChatOptions): Promise<void> {
     if (o.preview) await this.client.setPreviewMode(o.preview);
     if (o.mode) await this.client.setNotificationMode(o.mode);
-    if (o.ntf) this.receiver = await PushReceiver.start({ file: `${o.data}.push.json`, onPush: (data) => this.onPush(data) });
+    if (o.ntf) this.receiver = await PushReceiver.start({ file: `${o.data}.push.json`, onPush: (push) => this.onPush(push) });
     await this.client.start();
     if (this.receiver) {
       // A new endpoint (after a restart on a taken port) is a changed token: TRPL.
@@ -101,10 +101,10 @@ class Chat {
   }
 
   /** Like a phone's push handler: the notifications it returns are what the device shows. */
-  private async onPush(data: Uint8Array): Promise<void> {
+  private async onPush(push: string): Promise<void> {
     if (this.closing) return;
     try {
-      for (const n of await this.client.handlePush(data)) this.term.print(notificationLine(n));
+      for (const n of await this.client.handlePush(push)) this.term.print(notificationLine(n));
     } catch (e) {
       if (!this.closing) this.term.print(`error: handling a push failed: ${message(e)}`);
     }

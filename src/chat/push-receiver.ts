@@ -32,8 +32,8 @@ export interface PushReceiverOptions {
   file: string;
   /** 0 or absent: the port saved in the file if it is free, else any. */
   port?: number;
-  /** A decrypted push; called after the push service got its 201. */
-  onPush(data: Uint8Array): void;
+  /** A decrypted push message, as text (PushMessageData.text()); called after the push service got its 201. */
+  onPush(message: string): void;
 }
 
 export class PushReceiver {
@@ -43,7 +43,7 @@ export class PushReceiver {
   private constructor(
     private readonly ecdh: ECDH,
     private readonly state: SideFile,
-    private readonly onPush: (data: Uint8Array) => void,
+    private readonly onPush: (message: string) => void,
   ) {
     this.authSecret = Buffer.from(state.authSecret, 'base64url');
   }
@@ -125,7 +125,7 @@ export class PushReceiver {
         return refuse(400, `cannot decrypt: ${e instanceof WebPushDecryptError ? e.message : 'bad body'}`);
       }
       res.writeHead(201).end();
-      this.onPush(data);
+      this.onPush(Buffer.from(data).toString('utf8'));
     });
   }
 }

@@ -433,14 +433,14 @@ describe('WebPushProvider ↔ Web Push test server', () => {
       assert.deepEqual(await r.provider.send(req), { outcome: 'delivered' });
       const m = r.server.messages.at(-1)!;
       assert.equal(m.endpoint, d.json.endpoint);
-      assert.deepEqual(Buffer.from(m.plaintext), Buffer.from(req.data));
+      assert.equal(Buffer.from(m.plaintext).toString(), Buffer.from(req.data).toString('base64url'));
       assert.equal(m.ttl, DEFAULT_TTL_SECONDS[kind]);
       assert.equal(m.headers.ttl, String(DEFAULT_TTL_SECONDS[kind]));
       assert.equal(m.urgency, kind === 'message' ? 'high' : 'normal');
       assert.equal(m.topic, kind === 'message' ? MESSAGE_TOPIC : undefined);
       assert.equal(m.headers['content-encoding'], 'aes128gcm');
       assert.equal(m.headers['content-type'], 'application/octet-stream');
-      assert.equal(m.headers['content-length'], '2179');
+      assert.equal(m.headers['content-length'], '2871');
       assert.equal(m.headers.authorization, undefined);
       assert.equal(m.vapid?.key, r.vapid.publicKey);
       assert.equal(m.vapid?.claims.aud, r.server.url);
@@ -592,7 +592,7 @@ describe('WebPushProvider ↔ Web Push test server', () => {
     assert.match(d.json.endpoint, /^http:\/\/127\.0\.0\.1:\d+\/push\//);
     const req = push(d, 'message');
     assert.deepEqual(await r.provider.send(req), { outcome: 'delivered' });
-    assert.deepEqual(Buffer.from(r.server.messages[0]!.plaintext), Buffer.from(req.data));
+    assert.equal(Buffer.from(r.server.messages[0]!.plaintext).toString(), Buffer.from(req.data).toString('base64url'));
     assert.equal(r.server.messages[0]!.vapid?.claims.aud, r.server.url);
   });
 

@@ -2,8 +2,11 @@
 // vendors' and UnifiedPush servers alike — encrypted (RFC 8291 aes128gcm) and
 // signed (RFC 8292 VAPID).
 //
-// Each push is one POST of the encrypted 2076-byte push data (2179 bytes on the
-// wire) to the subscription's endpoint: over one HTTP/2 connection per origin
+// Each push is one POST of the 2076-byte push data as base64url text, encrypted
+// (2871 bytes on the wire), to the subscription's endpoint. Text, because
+// the message is passed on as a string on the way to the app: a service
+// worker's PushMessageData.text(), UnifiedPush connectors, DevTools'
+// deliverPushMessage. It is sent over one HTTP/2 connection per origin
 // when the push service offers h2 by ALPN (browser vendors' do: one probe per
 // origin finds out), else HTTP/1.1 with a keep-alive agent per origin.
 // Plain http: only for loopback endpoints (a local UnifiedPush distributor or
@@ -44,6 +47,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
+import { toBase64Url } from '../../core/encoding.ts';
 import type { Provider } from '../../ntf/protocol.ts';
 import type { PushKind } from '../../ntf/push.ts';
 import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
@@ -213,7 +217,7 @@ export class WebPushProvider implements PushProvider {
     const { url, p256dh, auth } = target;
     let body: Uint8Array;
     try {
-      body = encryptWebPush({ plaintext: req.data, uaPublic: p256dh, authSecret: auth });
+      body = encryptWebPush({ plaintext: new TextEncoder().encode(toBase64Url(req.data)), uaPublic: p256dh, authSecret: auth });
     } catch (e) {
       if (e instanceof RangeError) return Promise.resolve({ outcome: 'failed', reason: 'PayloadTooLarge' });
       return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
