@@ -1,5 +1,5 @@
 // The `hush` command.
-//   hush start [--dir D]                       the local stack (for now: a relay), initialized on first run
+//   hush start [--dir D] [--port P]            the local stack and its web app, initialized on first run
 //   hush relay init [--dir D] [--host H] [--port P]
 //   hush relay start [--dir D]
 //   hush ntf init [--dir D] [--host H] [--port P]
@@ -8,19 +8,18 @@
 //   hush gateway add-server --name N [--dir D] [--rate R] [--burst B] [--daily-quota Q]
 //   hush gateway start [--dir D]
 //   hush chat --data FILE --relay ADDR [--ntf ADDR] [--name NAME] [--preview P] [--mode M]
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../core/address.ts';
 import { ConfigError } from '../server/config.ts';
 import { initRelay, startRelay } from '../relay/cli.ts';
-import { relayFiles } from '../relay/config.ts';
 import { initNtf, startNtf } from '../ntf/cli.ts';
 import { addServer, initGateway, startGateway } from '../gateway/cli.ts';
+import { startLocalStack } from '../stack/stack.ts';
 import { NOTIFICATION_MODES, PREVIEW_MODES, runChat } from '../chat/cli.ts';
 
 const USAGE = `usage:
-  hush start [--dir DIR]                                  start a local relay (initialized on first run)
+  hush start [--dir DIR] [--port PORT]                    the local stack: relay, notification server, push test
+                                                          servers and the web app (initialized on first run)
   hush relay init [--dir DIR] [--host HOST] [--port PORT] create identity key and config, print the address
   hush relay start [--dir DIR]                            run the relay
   hush ntf init [--dir DIR] [--host HOST] [--port PORT]   notification server: keys and config, print the address
@@ -119,9 +118,19 @@ async function main(argv: string[]): Promise<void> {
       return process.exit(0);
     }
     case 'start': {
-      const dir = path.join(values.dir ?? 'data', 'relay');
-      if (!fs.existsSync(relayFiles(dir).identity)) initRelay({ dir });
-      return run('relay', () => startRelay(dir));
+      const stack = await startLocalStack({ dir: values.dir ?? 'data', ...(values.port ? { webPort: portArg(values.port) } : {}) });
+      console.log(
+        [
+          `Hush is running: open ${stack.url}`,
+          `  chat       ${stack.url}            (open it in two windows)`,
+          `  simulator  ${stack.url}simulator   (phones woken by APNs pushes)`,
+          `  dashboard  ${stack.url}dashboard`,
+          `relay address: ${stack.relay.address}  (metrics: http://127.0.0.1:${stack.relay.metricsPort}/metrics)`,
+          `ntf address:   ${stack.ntf.address}  (metrics: http://127.0.0.1:${stack.ntf.metricsPort}/metrics)`,
+          'Ctrl-C stops it; a second start reuses the data.',
+        ].join('\n'),
+      );
+      return stopOnSignal(stack);
     }
     default:
       throw new UsageError(`unknown command: ${cmd}`);
@@ -155,6 +164,10 @@ function choiceArg<T extends string>(name: string, v: string, options: readonly 
 async function run(what: string, start: () => Promise<{ address: string; metricsPort: number; stop(): Promise<void> }>) {
   const server = await start();
   console.log(`${what} address: ${server.address}\nmetrics port: ${server.metricsPort} (/metrics, /healthz)`);
+  stopOnSignal(server);
+}
+
+function stopOnSignal(server: { stop(): Promise<void> }): void {
   const stop = async () => {
     await server.stop();
     process.exit(0);

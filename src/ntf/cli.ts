@@ -48,12 +48,13 @@ export interface RunningNtf {
   stop(): Promise<void>;
 }
 
-export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<RunningNtf> {
+/** Runs the server in `dir`; `o.providers` replaces the configured ones (the local stack's test servers). */
+export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env, o: { providers?: PushProvider[] } = {}): Promise<RunningNtf> {
   const c = loadNtfConfig(dir, env);
   const files = ntfFiles(dir);
   if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush ntf init --dir ${dir}\` first`);
   const log = createLogger('ntf', c.logLevel);
-  const list = providers(c, log);
+  const list = o.providers ?? providers(c, log);
   if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns, fcm, webpush or gateway in ntf.json' });
   const server = new NtfServer({
     identity: readKeyFile(files.identity),
