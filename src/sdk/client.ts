@@ -81,6 +81,11 @@ export type HushEvents = {
   error: { what: string; error: unknown };
 };
 
+function checkName(name: string): string {
+  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
+  return name;
+}
+
 const DEFAULT_SETTINGS: Settings = { name: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
 const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
 
@@ -131,10 +136,7 @@ export class HushClient extends Emitter<HushEvents> {
     const { store } = opts;
     const settingsText = await store.get(KEYS.settings);
     const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
-    if (opts.name !== undefined) {
-      if (new TextEncoder().encode(opts.name).length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
-      settings.name = opts.name;
-    }
+    if (opts.name !== undefined) settings.name = checkName(opts.name);
     const tokenText = await store.get(KEYS.token);
     const contacts = new Map<string, Contact>();
     for (const key of await store.keys(KEYS.contact)) {
@@ -149,6 +151,17 @@ export class HushClient extends Emitter<HushEvents> {
     return client;
   }
 
+  /** The user's display name ('' if none was given yet). */
+  get name(): string {
+    return this.ctx.settings.name;
+  }
+
+  /** Changes the display name; contacts connected from now on get it. */
+  async setName(name: string): Promise<void> {
+    this.ctx.settings.name = checkName(name);
+    await save(this.ctx, { settings: true });
+  }
+
   // ---- contacts and messages
 
   /** A new contact waiting for the other side, and the one-time link to give them. */
@@ -160,8 +173,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
   async acceptInvitation(link: string): Promise<string> {
-    const contact = await acceptInvitation(this.ctx, link);
-    await this.contactAdded(contact);
+    const contact = await acceptInvitation(this.ctx, link, (c) => this.contactAdded(c));
     return contact.id;
   }
 

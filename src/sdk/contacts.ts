@@ -74,7 +74,11 @@ export async function createInvitation(ctx: Context): Promise<{ contact: Contact
   return { contact, link };
 }
 
-export async function acceptInvitation(ctx: Context, link: string): Promise<Contact> {
+/**
+ * Accepts a link: my queue, secured, stored, then `beforeHello` (which sets up
+ * its notifier, so that the inviter's answer wakes a sleeping device), then the hello.
+ */
+export async function acceptInvitation(ctx: Context, link: string, beforeHello: (c: Contact) => Promise<void>): Promise<Contact> {
   const inv = parseInvitation(link);
   if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
   const { crypto } = ctx;
@@ -98,6 +102,7 @@ export async function acceptInvitation(ctx: Context, link: string): Promise<Cont
   contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
   ctx.contacts.set(contact.id, contact);
   await save(ctx, { contacts: [contact] });
+  await beforeHello(contact);
   // Unsigned: the inviter's queue is secured with sndAuth only when the hello arrives.
   await ctx.relays.with(inv.value.relay, (c) => c.send(inv.value.sndId, envelope, { notify: true }));
   return contact;

@@ -61,15 +61,16 @@ export async function startLocalStack(o: StackOptions): Promise<LocalStack> {
   try {
     // Stand-ins for Apple, Google and browser vendors: they keep nothing, so
     // their keys are made afresh each start.
-    const apns = await ApnsTestServer.start({ topics: [STACK_APNS_TOPIC] });
+    // record: false — the web server passes pushes on as events; kept, they would grow without end.
+    const apns = await ApnsTestServer.start({ topics: [STACK_APNS_TOPIC], record: false });
     stops.push(() => apns.close());
     const fcm = await FcmTestServer.start();
     stops.push(() => fcm.close());
-    const webpush = await WebPushTestServer.start();
+    const webpush = await WebPushTestServer.start({ record: false });
     stops.push(() => webpush.close());
     const team = apns.keys.create();
     const providers = [
-      new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: STACK_APNS_TOPIC, serves: ['apns', 'apns-sandbox'] }),
+      new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: STACK_APNS_TOPIC, serves: ['apns'] }),
       new FcmProvider({ serviceAccount: fcm.serviceAccount(), endpoint: fcm.url, ca: fcm.ca }),
       new WebPushProvider({ vapid: { privateKey: vapid.privateKey, subject: 'mailto:operator@hush.localhost' }, ca: webpush.ca, allowPrivateNetworks: true }),
     ];

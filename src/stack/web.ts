@@ -1,5 +1,6 @@
 // The local stack's web server: the pages in src/web/, their scripts bundled
-// for the browser by esbuild on first request, and a small API over the
+// for the browser by esbuild on first request (and kept: edits to src/web/*.ts
+// show after a restart), and a small API over the
 // stack — its addresses, Web Push subscriptions at the Web Push test server
 // (what PushManager.subscribe() would do, offline), a stream of the pushes
 // the test servers accept (what Apple and the browsers would deliver), and
@@ -46,10 +47,11 @@ export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o:
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const p = url.pathname;
+    let script: string | false | undefined;
     try {
       if (req.method === 'GET' && PAGES[p]) return file(res, PAGES[p], 'text/html; charset=utf-8');
       if (req.method === 'GET' && p === '/style.css') return file(res, 'style.css', 'text/css; charset=utf-8');
-      const script = req.method === 'GET' && (p === '/sw.js' ? 'sw' : /^\/assets\/([a-z-]+)\.js$/.exec(p)?.[1]);
+      script = req.method === 'GET' && (p === '/sw.js' ? 'sw' : /^\/assets\/([a-z-]+)\.js$/.exec(p)?.[1]);
       if (script) {
         if (!fs.existsSync(path.join(WEB_DIR, `${script}.ts`))) return text(res, 404, 'not found');
         if (!bundles.has(script)) bundles.set(script, bundle(script));
@@ -69,7 +71,7 @@ export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o:
       }
       text(res, 404, 'not found');
     } catch (e) {
-      bundles.delete(p);
+      if (script) bundles.delete(script); // a failed build is tried again on the next request
       text(res, 500, e instanceof Error ? e.message : 'internal error');
     }
   });

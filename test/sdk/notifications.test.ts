@@ -225,3 +225,18 @@ test('sending to a contact that is not connected yet is refused', async (t) => {
   await assert.rejects(alice.client.send(contactId, 'too early'), { name: 'ContactError' });
   await assert.rejects(alice.client.send('no-such-contact', 'hi'), { name: 'ContactError' });
 });
+
+test('a sleeping device that accepts an invitation is woken by the answer: its notifier exists before the hello goes', async (t) => {
+  const stack = await startStack(t);
+  const alice = await Phone.create(t, stack, 'Alice');
+  const bob = await Phone.create(t, stack, 'Bob');
+  await bob.register();
+  await alice.client.start();
+  const { link } = await alice.client.createInvitation();
+  bob.skipPushes();
+  // Bob never goes online: the moment acceptInvitation returns, his queue already has its notifier.
+  const id = await bob.client.acceptInvitation(link);
+  assert.equal(bob.client.contacts().find((c) => c.id === id)?.subscription, 'NEW');
+  assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[contact] Alice: Connected']);
+  assert.equal(bob.client.contacts()[0]?.state, 'ready');
+});

@@ -1,0 +1,399 @@
+// The web chat (served at /, bundled as /assets/chat.js): the SDK in a
+// browser. While this page is open it owns the SDK state: it holds
+// CLIENT_LOCK, its HushClient is online (messages arrive as events), and it
+// handles the pushes for its Web Push subscription itself — from the stack's
+// push feed (/api/pushes: the test push service decrypts what a browser would
+// receive) and from the service worker, which posts pushes here rather than
+// open a second client on the same store (sw.ts says why). When the tab is
+// hidden it shows the notifications; visible, none.
+import {
+  HushClient,
+  IndexedDbStore,
+  webPushToken,
+  type ContactInfo,
+  type Notification as HushNotification,
+  type NotificationMode,
+  type PreviewMode,
+  type TokenStatus,
+} from '../sdk/index.ts';
+import { CLIENT_LOCK, History, loadConfig, OPEN_MESSAGE, PUSH_MESSAGE, showNotification, STORE, type HistoryEntry, type WebConfig } from './push-bridge.ts';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`#${id} is missing`);
+  return e as T;
+};
+const ui = {
+  nameForm: $<HTMLFormElement>('name-form'),
+  name: $<HTMLInputElement>('name'),
+  start: $<HTMLButtonElement>('start'),
+  tokenStatus: $('token-status'),
+  preview: $<HTMLSelectElement>('preview'),
+  mode: $<HTMLSelectElement>('mode'),
+  notify: $<HTMLButtonElement>('notify'),
+  invite: $<HTMLButtonElement>('invite'),
+  invitationBox: $('invitation-box'),
+  invitation: $('invitation'),
+  copy: $<HTMLButtonElement>('copy'),
+  acceptForm: $<HTMLFormElement>('accept-form'),
+  acceptLabel: $('accept-label'),
+  acceptLink: $<HTMLInputElement>('accept-link'),
+  accept: $<HTMLButtonElement>('accept'),
+  contacts: $<HTMLUListElement>('contacts'),
+  chatTitle: $('chat-title'),
+  messages: $('messages'),
+  composer: $<HTMLFormElement>('composer'),
+  text: $<HTMLInputElement>('text'),
+  send: $<HTMLButtonElement>('send'),
+  status: $('status'),
+};
+
+let client: HushClient | undefined;
+let messages: History | undefined;
+/** The chat shown. */
+let selected: string | undefined;
+/** This page holds CLIENT_LOCK (it is the one that may have a HushClient). */
+let owner = false;
+
+let markReady!: () => void;
+let failReady!: (e: unknown) => void;
+const ready = new Promise<void>((resolve, reject) => ((markReady = resolve), (failReady = reject)));
+ready.catch(() => {});
+/** For tests and the console: the client once open; `ready` once it is open and online. */
+const hush: { client: HushClient | undefined; ready: Promise<void> } = { client: undefined, ready };
+(window as unknown as { hush: typeof hush }).hush = hush;
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+function say(text: string, error = false): void {
+  ui.status.textContent = text;
+  ui.status.classList.toggle('error', error);
+}
+/** Runs a UI action; its failure is shown. */
+async function run(action: () => Promise<void>): Promise<boolean> {
+  try {
+    await action();
+    return true;
+  } catch (e) {
+    say(`error: ${errorText(e)}`, true);
+    return false;
+  }
+}
+const visible = () => document.visibilityState === 'visible';
+
+async function main(): Promise<void> {
+  ui.nameForm.addEventListener('submit', (e) => e.preventDefault());
+  navigator.serviceWorker?.register('/sw.js', { type: 'module' }).catch((e) => say(`service worker: ${errorText(e)}`, true));
+  listenToServiceWorker();
+  offerInvitation();
+  window.addEventListener('hashchange', offerInvitation);
+  setUpPermissionButton();
+
+  await ownTheStore();
+  const config = await loadConfig();
+  const store = await IndexedDbStore.open(STORE);
+  messages = await History.open();
+  const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
+  const c = await HushClient.open({ store, relays: [config.relay], ntfServer: config.ntf, ...(fromUrl ? { name: fromUrl } : {}) });
+  await chooseName(c);
+  client = hush.client = c;
+  wire(c, messages);
+  await c.start();
+  selected = new URLSearchParams(location.search).get('chat') ?? selected;
+  enableControls(c);
+  await render();
+  markReady();
+  await registerPush(c, config).catch((e) => say(`error: Web Push registration failed: ${errorText(e)}`, true));
+}
+
+/** Waits until no other tab (and not the service worker) has a client on the store, then keeps it for the page's life. */
+async function ownTheStore(): Promise<void> {
+  if (!navigator.locks) return; // nothing to coordinate with
+  const waiting = setTimeout(() => say('Hush is open in another tab: waiting for it to close…'), 1000);
+  await new Promise<void>((acquired) => {
+    void navigator.locks.request(CLIENT_LOCK, () => {
+      acquired();
+      return new Promise<void>(() => {}); // released when the page goes away
+    });
+  });
+  clearTimeout(waiting);
+  owner = true;
+  say('');
+}
+
+/** `?name=` or the stored name, else what the user types (asked once). */
+async function chooseName(c: HushClient): Promise<void> {
+  if (!c.name) {
+    ui.name.focus();
+    const name = await new Promise<string>((resolve) =>
+      ui.nameForm.addEventListener('submit', () => {
+        const v = ui.name.value.trim();
+        if (v) resolve(v);
+      }),
+    );
+    await c.setName(name);
+  }
+  ui.name.value = c.name;
+  ui.name.readOnly = true;
+  ui.start.hidden = true;
+}
+
+function wire(c: HushClient, log: History): void {
+  log.record(c, (contactId) => {
+    selected ??= contactId;
+    void render();
+  });
+  c.on('contact', (e) => {
+    selected ??= e.contactId;
+    say(`connected: ${e.name || 'new contact'}`);
+    void render();
+  });
+  c.on('tokenStatus', renderToken);
+  c.on('error', (e) => say(`error: ${e.what}`, true));
+  // what the device would show for a message that came online: only when the tab is hidden
+  c.on('notification', (n) => {
+    if (!visible()) void notify(n);
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (visible()) void render();
+  });
+}
+
+function enableControls(c: HushClient): void {
+  for (const b of [ui.invite, ui.accept, ui.preview, ui.mode]) b.disabled = false;
+  ui.preview.value = c.previewMode;
+  ui.mode.value = c.notificationMode;
+  ui.preview.addEventListener('change', () => void run(() => c.setPreviewMode(ui.preview.value as PreviewMode)));
+  ui.mode.addEventListener('change', async () => {
+    if (!(await run(() => c.setNotificationMode(ui.mode.value as NotificationMode)))) ui.mode.value = c.notificationMode;
+    renderToken(c.tokenStatus);
+  });
+  ui.invite.addEventListener('click', () =>
+    run(async () => {
+      const { contactId, link } = await c.createInvitation();
+      ui.invitation.textContent = `${location.origin}/#${link}`;
+      ui.invitationBox.hidden = false;
+      selected = contactId;
+      await render();
+    }),
+  );
+  ui.copy.addEventListener('click', () =>
+    run(async () => {
+      await navigator.clipboard.writeText(ui.invitation.textContent ?? '');
+      say('link copied');
+    }),
+  );
+  ui.acceptForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const link = ui.acceptLink.value.trim();
+    if (!link) return;
+    void run(async () => {
+      selected = await c.acceptInvitation(link);
+      ui.acceptLink.value = '';
+      ui.acceptForm.classList.remove('offered');
+      ui.acceptLabel.textContent = 'Got an invitation link?';
+      if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+      say('accepted: connected once the inviter answers');
+      await render();
+    });
+  });
+  ui.contacts.addEventListener('click', (e) => {
+    const target = e.target as HTMLElement;
+    const item = target.closest<HTMLElement>('[data-contact-id]');
+    const id = item?.dataset.contactId;
+    if (!id) return;
+    if (target.closest('.mute')) {
+      const on = !c.contacts().find((x) => x.id === id)?.notifications;
+      void run(async () => {
+        await c.setContactNotifications(id, on);
+        await render();
+      });
+    } else void openChat(id);
+  });
+  let sending = Promise.resolve();
+  ui.composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = ui.text.value;
+    const to = selected;
+    if (!text.trim() || !to) return;
+    ui.text.value = '';
+    // one at a time, in the order typed
+    sending = sending.then(async () => {
+      const sent = await run(async () => {
+        await c.send(to, text);
+        await messages!.add(crypto.randomUUID(), { contactId: to, from: 'me', text, at: Date.now() });
+      });
+      if (!sent && ui.text.value === '') ui.text.value = text;
+      await render();
+    });
+  });
+}
+
+/** Shows a chat (which reads it). */
+function openChat(id: string): Promise<void> {
+  selected = id;
+  return render();
+}
+
+/** An invitation in the URL (`/#hush-invite:…`) is offered for accepting. */
+function offerInvitation(): void {
+  if (!location.hash.startsWith('#hush-invite:')) return;
+  ui.acceptLink.value = location.href;
+  ui.acceptLabel.textContent = 'You were invited: accept to connect';
+  ui.acceptForm.classList.add('offered');
+}
+
+// ---- rendering
+
+let rendering: Promise<void> = Promise.resolve();
+/** Redraws contacts and the selected chat (one redraw at a time, so the last one shows the latest). */
+function render(): Promise<void> {
+  rendering = rendering.then(draw).catch((e) => say(`error: ${errorText(e)}`, true));
+  return rendering;
+}
+
+const STATE_LABEL = { invited: 'invited', accepted: 'connecting', ready: 'connected' } as const;
+const contactName = (c: ContactInfo) => c.name || (c.state === 'invited' ? 'Invitation' : 'New contact');
+
+async function draw(): Promise<void> {
+  const c = client;
+  if (!c) return;
+  const list = c.contacts();
+  if (!list.some((x) => x.id === selected)) selected = (list.find((x) => x.state === 'ready') ?? list[0])?.id;
+  const current = list.find((x) => x.id === selected);
+  if (current && visible()) await readChat(c, current);
+  const entries = current && messages ? await messages.list(current.id) : [];
+
+  ui.contacts.replaceChildren(...list.map((x) => contactItem(x, x.id === selected)));
+  ui.chatTitle.textContent = current ? `${contactName(current)} · ${STATE_LABEL[current.state]}` : 'No chat selected';
+  ui.chatTitle.classList.toggle('muted', !current);
+  const atBottom = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40;
+  ui.messages.replaceChildren(...entries.map((e) => messageItem(e, current!)));
+  if (atBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
+  const canSend = current?.state === 'ready';
+  ui.text.disabled = ui.send.disabled = !canSend;
+  ui.text.placeholder = canSend ? `Message ${contactName(current)}` : current ? 'Waiting for the contact to connect…' : 'Message';
+  renderToken(c.tokenStatus);
+  document.title = c.badge > 0 ? `(${c.badge}) Hush chat` : 'Hush chat';
+}
+
+/** The chat is on screen: its messages are read, its notifications go away. */
+async function readChat(c: HushClient, chat: ContactInfo): Promise<void> {
+  if (chat.unread > 0) {
+    await c.markRead(chat.id);
+    chat.unread = 0;
+  }
+  const reg = await navigator.serviceWorker?.getRegistration();
+  for (const n of (await reg?.getNotifications({ tag: chat.id })) ?? []) n.close();
+}
+
+function node<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function contactItem(c: ContactInfo, isSelected: boolean): HTMLLIElement {
+  const li = node('li', isSelected ? 'contact selected' : 'contact');
+  li.dataset.contactId = c.id;
+  li.dataset.state = c.state;
+  const pick = node('button', 'pick');
+  pick.type = 'button';
+  pick.append(node('span', 'contact-name', contactName(c)), ' ', node('span', `state ${c.state}`, STATE_LABEL[c.state]));
+  if (c.unread > 0) pick.append(' ', node('span', 'unread badge', String(c.unread)));
+  const mute = node('button', 'mute', c.notifications ? 'Mute' : 'Unmute');
+  mute.type = 'button';
+  mute.title = c.notifications ? 'Notifications on: click to mute' : 'Muted: click to unmute';
+  mute.setAttribute('aria-pressed', String(!c.notifications));
+  li.append(pick, mute);
+  return li;
+}
+
+function messageItem(e: HistoryEntry, c: ContactInfo): HTMLDivElement {
+  const div = node('div', `message ${e.from}`);
+  div.title = new Date(e.at).toLocaleString();
+  div.append(node('span', 'from', e.from === 'me' ? 'Me' : c.name || 'Them'), ': ', node('span', 'text', e.text));
+  return div;
+}
+
+function renderToken(s: TokenStatus | undefined): void {
+  ui.tokenStatus.textContent = !s ? 'none' : s.status === 'INVALID' ? `INVALID (${s.reason})` : s.status;
+  ui.tokenStatus.dataset.status = s?.status ?? 'none';
+}
+
+// ---- notifications and pushes
+
+/** Subscribes to Web Push at the stack's push service and registers the subscription as the device token. */
+async function registerPush(c: HushClient, config: WebConfig): Promise<void> {
+  let endpoint: string | undefined;
+  const feed = new EventSource('/api/pushes');
+  feed.addEventListener('message', (e: MessageEvent<string>) => {
+    const push = JSON.parse(e.data) as { kind: string; endpoint?: string; message?: string };
+    if (push.kind === 'webpush' && endpoint !== undefined && push.endpoint === endpoint && typeof push.message === 'string')
+      void handlePush(push.message);
+  });
+  // the verification push follows TNEW at once: listen before registering
+  await new Promise<void>((resolve, reject) => {
+    feed.addEventListener('open', () => resolve(), { once: true });
+    setTimeout(() => reject(new Error('the push feed /api/pushes did not open')), 10_000);
+  });
+  // A new subscription each load: simplest, and a push service that forgot the
+  // old one (a restarted stack) would never deliver. A new endpoint is a changed token: TRPL.
+  const res = await fetch('/api/webpush/subscribe', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ applicationServerKey: config.vapidPublicKey }),
+  });
+  if (!res.ok) throw new Error(`POST /api/webpush/subscribe: ${res.status}`);
+  const subscription = (await res.json()) as { endpoint: string; keys: { p256dh: string; auth: string } };
+  endpoint = subscription.endpoint;
+  await c.registerDevice(webPushToken(subscription));
+  renderToken(c.tokenStatus);
+}
+
+/** Handles a push with this page's client; hidden, the notifications it returns are shown. */
+async function handlePush(data: string): Promise<boolean> {
+  try {
+    await ready;
+    const shown = await client!.handlePush(data);
+    if (!visible()) for (const n of shown) await notify(n);
+    return true;
+  } catch (e) {
+    say(`error: handling a push failed: ${errorText(e)}`, true);
+    return false;
+  }
+}
+
+async function notify(n: HushNotification): Promise<void> {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  const reg = await navigator.serviceWorker?.getRegistration();
+  if (reg) await showNotification(reg, n);
+  else new Notification(n.title, { body: n.body, tag: n.threadId });
+}
+
+function listenToServiceWorker(): void {
+  const sw = navigator.serviceWorker;
+  if (!sw) return;
+  sw.addEventListener('message', (e: MessageEvent<{ type?: string; data?: unknown; contactId?: unknown }>) => {
+    const m = e.data;
+    // only the page that owns the client answers; the worker waits for an answer
+    if (m?.type === PUSH_MESSAGE && owner && typeof m.data === 'string') void handlePush(m.data).then((ok) => e.ports[0]?.postMessage({ ok }));
+    if (m?.type === OPEN_MESSAGE && typeof m.contactId === 'string') void ready.then(() => openChat(m.contactId as string));
+  });
+  sw.startMessages();
+}
+
+function setUpPermissionButton(): void {
+  if (!('Notification' in window) || Notification.permission !== 'default') return;
+  ui.notify.hidden = false;
+  ui.notify.addEventListener('click', async () => {
+    const p = await Notification.requestPermission();
+    ui.notify.hidden = p !== 'default';
+    say(p === 'granted' ? 'notifications allowed' : `notifications: ${p}`);
+  });
+}
+
+main().catch((e) => {
+  failReady(e);
+  say(`error: ${errorText(e)}`, true);
+});

@@ -1,0 +1,585 @@
+// The device simulator (/simulator): a panel of phones, each an SDK client in
+// this page with its own random APNs device token at the stack's notification
+// server. A phone sleeps — it never calls start(), so it holds no SUB — and
+// learns of messages only through pushes: the APNs test server records each
+// push it accepts and the web server streams them (/api/pushes); the phone
+// whose token it is hands the payload to client.handlePush, as an iOS
+// Notification Service Extension would, and shows the notifications that
+// returns on its lock screen.
+//
+// Phones are kept across reloads (IndexedDB, one database per phone, listed in
+// localStorage) while they belong to the stack that serves the page; a second
+// tab of the simulator gets phones in memory (one client per store).
+import {
+  apnsToken,
+  HushClient,
+  IndexedDbStore,
+  MemoryStore,
+  type ClientStore,
+  type Notification,
+  type PreviewMode,
+  type TokenStatus,
+} from '../sdk/index.ts';
+
+interface StackConfig {
+  relay: string;
+  ntf: string;
+  vapidPublicKey: string;
+  apnsTopic: string;
+}
+
+type PushEvent =
+  | { kind: 'apns'; token: string; pushType: string; payload: Record<string, unknown> }
+  | { kind: 'webpush'; endpoint: string; message: unknown };
+
+interface SavedPhone {
+  n: number;
+  name: string;
+  token: string;
+  relay: string;
+  ntf: string;
+}
+
+const SAVED = 'hush-sim-phones';
+const DB_PREFIX = 'hush-sim-';
+const NAMES = ['Bob', 'Carol', 'Dave', 'Erin', 'Frank', 'Grace', 'Heidi', 'Ivan', 'Judy', 'Mallory', 'Niaj', 'Olivia'];
+const LOG_LINES = 30;
+const PER_THREAD = 4;
+
+// ---- small DOM helpers
+
+type Attrs = Record<string, string | undefined>;
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Array<Node | string>): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined) continue;
+    if (k === 'class') e.className = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+const $ = <T extends Element>(sel: string, root: ParentNode = document): T => {
+  const e = root.querySelector<T>(sel);
+  if (!e) throw new Error(`no ${sel}`);
+  return e;
+};
+
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+const hhmm = (d: Date) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const stamp = (d: Date) => `${hhmm(d)}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function statusText(s: TokenStatus | undefined): string {
+  if (!s) return 'no token';
+  return s.status === 'INVALID' ? `INVALID (${s.reason})` : s.status;
+}
+
+// ---- one phone
+
+interface Shown extends Notification {
+  at: number;
+}
+
+export class Phone {
+  readonly el: HTMLElement;
+  private readonly lock: HTMLElement;
+  private readonly badgeEl: HTMLElement;
+  private readonly log: HTMLElement;
+  private readonly statusEl: HTMLElement;
+  private readonly contactsEl: HTMLElement;
+  private readonly toSelect: HTMLSelectElement;
+  /** Notifications on the lock screen, oldest first. */
+  readonly shown: Shown[] = [];
+  /** Pushes handled, with how long each took (ms). */
+  readonly handled: Array<{ at: number; pushType: string; ms: number; notifications: number }> = [];
+  private closed = false;
+
+  private constructor(
+    readonly n: number,
+    readonly name: string,
+    readonly token: string,
+    readonly client: HushClient,
+    private readonly persistent: boolean,
+    private readonly onRemove: (p: Phone) => void,
+  ) {
+    const preview = h('select', { class: 'preview', title: 'what notifications show' });
+    for (const [value, label] of [
+      ['message', 'preview: message'],
+      ['contact', 'preview: contact name only'],
+      ['hidden', 'preview: hidden'],
+    ] as const) {
+      preview.append(h('option', { value }, label));
+    }
+    preview.value = client.previewMode;
+    preview.addEventListener('change', () => {
+      const mode = preview.value as PreviewMode;
+      preview.disabled = true;
+      client
+        .setPreviewMode(mode)
+        .then(() => this.note(`preview mode: ${mode}`))
+        .catch((e) => this.note(`preview mode failed: ${errorText(e)}`, true))
+        .finally(() => (preview.disabled = false));
+    });
+
+    const invite = h('button', { class: 'invite', type: 'button' }, 'Invite');
+    const invitation = h('div', { class: 'invitation', title: 'give this link to the other side once' });
+    const openInChat = h('a', { class: 'invite-chat', target: '_blank', rel: 'noopener', hidden: '' }, 'open in the web chat');
+    invite.addEventListener('click', () => {
+      invite.disabled = true;
+      client
+        .createInvitation()
+        .then(({ link }) => {
+          invitation.textContent = link;
+          openInChat.href = `/#${link}`;
+          openInChat.hidden = false;
+          this.note('invitation created');
+          this.renderContacts();
+        })
+        .catch((e) => this.note(`invitation failed: ${errorText(e)}`, true))
+        .finally(() => (invite.disabled = false));
+    });
+
+    const acceptLink = h('input', { class: 'accept-link', type: 'text', placeholder: 'paste an invitation link', autocomplete: 'off' });
+    const accept = h('button', { class: 'accept', type: 'button' }, 'Accept');
+    accept.addEventListener('click', () => {
+      const link = acceptLink.value.trim();
+      if (!link) return;
+      accept.disabled = true;
+      client
+        .acceptInvitation(link)
+        .then(() => {
+          acceptLink.value = '';
+          this.note('invitation accepted; waiting for the other side');
+          this.renderContacts();
+        })
+        .catch((e) => this.note(`accept failed: ${errorText(e)}`, true))
+        .finally(() => (accept.disabled = false));
+    });
+
+    this.toSelect = h('select', { class: 'to', title: 'send to' });
+    const text = h('input', { class: 'text', type: 'text', placeholder: 'message', autocomplete: 'off' });
+    const send = h('button', { class: 'send', type: 'submit' }, 'Send');
+    const compose = h('form', { class: 'row compose' }, this.toSelect, text, send);
+    compose.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const to = this.toSelect.value;
+      const body = text.value;
+      if (!to || !body) return;
+      send.disabled = true;
+      client
+        .send(to, body)
+        .then(() => {
+          text.value = '';
+          this.note(`sent to ${this.toSelect.selectedOptions[0]?.textContent ?? 'contact'}`);
+        })
+        .catch((e) => this.note(`send failed: ${errorText(e)}`, true))
+        .finally(() => (send.disabled = false));
+    });
+
+    const remove = h('button', { class: 'remove', type: 'button', title: 'close this phone and delete its data' }, 'Remove');
+    remove.addEventListener('click', () => void this.remove());
+
+    const openApp = h('button', { class: 'open-app', type: 'button', title: 'open the app: read everything, clear the lock screen' }, 'Open app');
+    openApp.addEventListener('click', () => void this.openApp());
+
+    this.badgeEl = h('span', { class: 'badge zero', title: 'app icon badge' }, '0');
+    this.lock = h('div', { class: 'lock-screen' });
+    this.statusEl = h('span', { class: 'token-status' });
+    this.log = h('ul', { class: 'push-log' });
+    this.contactsEl = h('ul', { class: 'phone-contacts' });
+    const time = h('div', { class: 'time' });
+    const date = h('div', { class: 'date' });
+    const sbTime = h('span', { class: 'sb-time' });
+    const tick = () => {
+      const d = new Date();
+      time.textContent = hhmm(d);
+      sbTime.textContent = hhmm(d);
+      date.textContent = d.toLocaleDateString(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+    };
+    tick();
+    const timer = setInterval(() => (this.closed ? clearInterval(timer) : tick()), 1000);
+
+    this.el = h(
+      'article',
+      { class: 'phone', 'data-name': name },
+      h(
+        'div',
+        { class: 'device' },
+        h(
+          'div',
+          { class: 'screen' },
+          h('div', { class: 'notch' }),
+          h('div', { class: 'statusbar' }, sbTime, h('span', { class: 'app-icon', title: 'Hush' }, h('span', { class: 'glyph' }), this.badgeEl)),
+          h('div', { class: 'clock' }, time, date),
+          this.lock,
+          h('div', { class: 'home' }, openApp),
+        ),
+      ),
+      h(
+        'div',
+        { class: 'card' },
+        h('div', { class: 'row' }, h('span', { class: 'name' }, name), this.statusEl, remove),
+        h('div', { class: 'row' }, h('span', { class: 'label' }, 'APNs token'), h('span', { class: 'token', title: token }, `${token.slice(0, 16)}…`)),
+        h('div', { class: 'row' }, preview),
+        h('div', { class: 'row' }, invite, openInChat),
+        invitation,
+        h('div', { class: 'row' }, acceptLink, accept),
+        this.contactsEl,
+        compose,
+      ),
+      h('div', { class: 'card' }, h('span', { class: 'label' }, 'push path'), this.log),
+    );
+
+    client.on('tokenStatus', (s) => {
+      this.renderStatus();
+      this.note(`token ${statusText(s)}`);
+    });
+    client.on('contact', (e) => {
+      this.renderContacts();
+      this.note(`connected: ${e.name || 'New contact'}`);
+    });
+    client.on('message', () => this.renderContacts());
+    client.on('call', () => this.renderContacts());
+    client.on('error', (e) => this.note(`${e.what}: ${errorText(e.error)}`, true));
+    this.renderStatus();
+    this.renderContacts();
+    this.renderLock();
+  }
+
+  static async open(o: {
+    n: number;
+    name?: string;
+    token: string;
+    config: StackConfig;
+    persistent: boolean;
+    onRemove: (p: Phone) => void;
+  }): Promise<Phone> {
+    const store: ClientStore = o.persistent ? await IndexedDbStore.open(`${DB_PREFIX}${o.n}`) : new MemoryStore();
+    const client = await HushClient.open({
+      store,
+      closeStore: true,
+      relays: [o.config.relay],
+      ntfServer: o.config.ntf,
+      ...(o.name !== undefined ? { name: o.name } : {}),
+    });
+    return new Phone(o.n, o.name ?? '', o.token, client, o.persistent, o.onRemove);
+  }
+
+  /** Registers the device token (TNEW; the verification push makes it ACTIVE). Again after a reload: nothing if ACTIVE. */
+  async register(): Promise<void> {
+    this.note(`registering the APNs token`);
+    try {
+      await this.client.registerDevice(apnsToken(this.token));
+    } catch (e) {
+      this.note(`registration failed: ${errorText(e)}`, true);
+    }
+    this.renderStatus();
+  }
+
+  /** What the OS does with a push for this phone: wakes the push handler and shows what it returns. */
+  async push(p: Extract<PushEvent, { kind: 'apns' }>): Promise<Notification[]> {
+    const at = Date.now();
+    const started = performance.now();
+    this.note(`${p.pushType} push received`, false, at);
+    let shown: Notification[];
+    try {
+      shown = await this.client.handlePush(p.payload, { deadlineMs: 25_000 });
+    } catch (e) {
+      this.note(`push handler failed: ${errorText(e)}`, true);
+      return [];
+    }
+    const ms = Math.round(performance.now() - started);
+    this.handled.push({ at, pushType: p.pushType, ms, notifications: shown.length });
+    const what = shown.length ? shown.map((n) => `${n.category} “${n.title}”`).join(', ') : 'nothing to show';
+    this.note(`handled in ${ms} ms → ${what}`);
+    const now = Date.now();
+    for (const n of shown) this.shown.push({ ...n, at: now });
+    this.renderLock();
+    this.renderContacts();
+    return shown;
+  }
+
+  /** The user opens the app: every chat read, the lock screen cleared. */
+  async openApp(): Promise<void> {
+    for (const c of this.client.contacts()) if (c.unread > 0) await this.client.markRead(c.id).catch(() => {});
+    this.shown.length = 0;
+    this.renderLock();
+    this.renderContacts();
+    this.note('app opened: all read');
+  }
+
+  async remove(): Promise<void> {
+    await this.close();
+    if (this.persistent) indexedDB.deleteDatabase(`${DB_PREFIX}${this.n}`);
+    this.el.remove();
+    this.onRemove(this);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.close().catch(() => {});
+  }
+
+  note(text: string, error = false, at = Date.now()): void {
+    const li = h('li', error ? { class: 'error' } : {}, h('span', { class: 't' }, stamp(new Date(at))), ' ', text);
+    this.log.prepend(li);
+    while (this.log.childElementCount > LOG_LINES) this.log.lastElementChild?.remove();
+  }
+
+  private renderStatus(): void {
+    const s = this.client.tokenStatus;
+    this.statusEl.textContent = statusText(s);
+    this.statusEl.dataset.status = s?.status ?? 'none';
+  }
+
+  private renderContacts(): void {
+    const list = this.client.contacts();
+    this.contactsEl.replaceChildren(
+      ...list.map((c) =>
+        h(
+          'li',
+          { 'data-state': c.state },
+          h('span', {}, c.name || (c.state === 'invited' ? 'invitation' : 'New contact')),
+          h('span', { class: 'c-state' }, c.state === 'ready' ? 'connected' : c.state === 'invited' ? 'waiting for the other side' : 'accepted, waiting for the answer'),
+          h('span', { class: 'c-unread' }, c.unread ? `${c.unread} unread` : ''),
+        ),
+      ),
+    );
+    const selected = this.toSelect.value;
+    const ready = list.filter((c) => c.state === 'ready');
+    this.toSelect.replaceChildren(...ready.map((c) => h('option', { value: c.id }, c.name || 'New contact')));
+    if (ready.some((c) => c.id === selected)) this.toSelect.value = selected;
+    const badge = this.client.badge;
+    this.badgeEl.textContent = String(badge);
+    this.badgeEl.classList.toggle('zero', badge === 0);
+  }
+
+  /** The lock screen: notifications grouped by thread, the newest thread (and notification) first. */
+  private renderLock(): void {
+    const threads = new Map<string, Shown[]>();
+    for (let i = this.shown.length - 1; i >= 0; i--) {
+      const n = this.shown[i]!;
+      let t = threads.get(n.threadId);
+      if (!t) threads.set(n.threadId, (t = []));
+      t.push(n);
+    }
+    const groups = [...threads].map(([threadId, items]) => {
+      const g = h('div', { class: 'thread', 'data-thread': threadId });
+      items.slice(0, PER_THREAD).forEach((n, i) => g.append(this.renderNotification(n, i > 0)));
+      if (items.length > PER_THREAD) g.append(h('div', { class: 'more' }, `+${items.length - PER_THREAD} earlier`));
+      return g;
+    });
+    this.lock.replaceChildren(...groups);
+  }
+
+  private renderNotification(n: Shown, older: boolean): HTMLElement {
+    return h(
+      'div',
+      { class: older ? 'notification older' : 'notification', 'data-category': n.category, 'data-at': String(n.at), 'data-thread': n.threadId },
+      h(
+        'div',
+        { class: 'head' },
+        h('span', { class: 'app' }, 'Hush'),
+        h('span', { class: 'category', 'data-category': n.category }, n.category),
+        h('span', { class: 'when' }, hhmm(new Date(n.at))),
+      ),
+      h('div', { class: 'title' }, n.title),
+      h('div', { class: 'body' }, n.body),
+      h('div', { class: 'n-badge' }, `badge ${n.badge}${n.count > 1 ? ` · ${n.count} events` : ''}`),
+    );
+  }
+}
+
+// ---- the simulator
+
+export class Simulator {
+  readonly phones = new Map<string, Phone>();
+  private readonly byToken = new Map<string, Phone>();
+  private config: StackConfig | undefined;
+  private persistent = false;
+  private next = 1;
+  /** Resolves when the page is connected to the stack and saved phones are back. */
+  readonly ready: Promise<void>;
+
+  constructor() {
+    this.ready = this.init();
+  }
+
+  private async init(): Promise<void> {
+    const status = $<HTMLElement>('#status');
+    try {
+      const res = await fetch('/api/config');
+      if (!res.ok) throw new Error(`/api/config: HTTP ${res.status}`);
+      this.config = (await res.json()) as StackConfig;
+      await this.openPushStream();
+      this.persistent = await this.holdLock();
+      await this.restore();
+      status.textContent = this.persistent ? 'connected · phones are kept across reloads' : 'connected · phones live in this tab only (the simulator is open in another tab)';
+      const add = $<HTMLButtonElement>('#add-phone');
+      add.disabled = false;
+      $<HTMLFormElement>('#add-form').addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        const input = $<HTMLInputElement>('#phone-name');
+        const name = input.value.trim();
+        input.value = '';
+        add.disabled = true;
+        this.addPhone(name || undefined)
+          .catch((e) => this.fail(e))
+          .finally(() => (add.disabled = false));
+      });
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
+  }
+
+  private fail(e: unknown): void {
+    const status = $<HTMLElement>('#status');
+    status.textContent = `error: ${errorText(e)}`;
+    status.classList.add('error');
+  }
+
+  /** The stream of pushes the test servers accepted; open before any token is registered (the verification push). */
+  private openPushStream(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const es = new EventSource('/api/pushes');
+      let opened = false;
+      es.addEventListener('open', () => {
+        opened = true;
+        resolve();
+      });
+      es.addEventListener('error', () => {
+        if (!opened) {
+          es.close();
+          reject(new Error('cannot open /api/pushes'));
+        }
+      });
+      es.addEventListener('message', (ev: MessageEvent<string>) => {
+        let p: PushEvent;
+        try {
+          p = JSON.parse(ev.data) as PushEvent;
+        } catch {
+          return;
+        }
+        this.feed(p);
+        if (p.kind === 'apns') void this.byToken.get(p.token.toLowerCase())?.push(p);
+      });
+    });
+  }
+
+  private feed(p: PushEvent): void {
+    const list = $<HTMLElement>('#push-feed');
+    const to =
+      p.kind === 'apns'
+        ? `${this.byToken.get(p.token.toLowerCase())?.name ?? 'device'} ${p.token.slice(0, 8)}… (${p.pushType})`
+        : `${(() => {
+            try {
+              return new URL(p.endpoint).host;
+            } catch {
+              return 'endpoint';
+            }
+          })()}`;
+    list.prepend(h('li', {}, `${stamp(new Date())} `, h('span', { class: `k ${p.kind}` }, p.kind === 'apns' ? 'APNs' : 'Web Push'), ` → ${to}`));
+    while (list.childElementCount > 200) list.lastElementChild?.remove();
+  }
+
+  /** One tab owns the saved phones (one client per store). */
+  private async holdLock(): Promise<boolean> {
+    const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+    if (!locks) return true;
+    return new Promise<boolean>((resolve) => {
+      void locks.request('hush-simulator', { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        // Held while the page lives.
+        return lock ? new Promise<void>(() => {}) : undefined;
+      });
+    });
+  }
+
+  private saved(): SavedPhone[] {
+    try {
+      const v = JSON.parse(localStorage.getItem(SAVED) ?? '[]') as unknown;
+      return Array.isArray(v) ? (v as SavedPhone[]) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private save(): void {
+    if (!this.persistent || !this.config) return;
+    const list: SavedPhone[] = [...this.phones.values()].map((p) => ({ n: p.n, name: p.name, token: p.token, relay: this.config!.relay, ntf: this.config!.ntf }));
+    localStorage.setItem(SAVED, JSON.stringify(list));
+  }
+
+  /** Phones saved for this stack come back; those of another stack (other keys, other ports) are deleted. */
+  private async restore(): Promise<void> {
+    if (!this.persistent) return;
+    const config = this.config!;
+    for (const s of this.saved()) {
+      this.next = Math.max(this.next, s.n + 1);
+      if (s.relay !== config.relay || s.ntf !== config.ntf) {
+        indexedDB.deleteDatabase(`${DB_PREFIX}${s.n}`);
+        continue;
+      }
+      try {
+        const phone = await this.open(s.n, s.name, s.token, false);
+        void phone.register();
+      } catch (e) {
+        indexedDB.deleteDatabase(`${DB_PREFIX}${s.n}`);
+        this.fail(e);
+      }
+    }
+    this.save();
+  }
+
+  private async open(n: number, name: string, token: string, isNew: boolean): Promise<Phone> {
+    const phone = await Phone.open({
+      n,
+      ...(isNew || name ? { name } : {}),
+      token,
+      config: this.config!,
+      persistent: this.persistent,
+      onRemove: (p) => {
+        this.phones.delete(p.name);
+        this.byToken.delete(p.token);
+        this.save();
+      },
+    });
+    this.phones.set(name, phone);
+    this.byToken.set(token, phone);
+    $<HTMLElement>('#phones').append(phone.el);
+    return phone;
+  }
+
+  /** A new phone with a random APNs token, registered at the notification server. */
+  async addPhone(name?: string): Promise<Phone> {
+    await this.ready;
+    if (!this.config) throw new Error('not connected to the stack');
+    let chosen = name ?? NAMES.find((x) => !this.phones.has(x)) ?? `Phone ${this.next}`;
+    while (this.phones.has(chosen)) chosen = `${chosen}′`;
+    const n = this.next++;
+    if (this.persistent) indexedDB.deleteDatabase(`${DB_PREFIX}${n}`); // left over by an earlier run
+    const token = hex(crypto.getRandomValues(new Uint8Array(32)));
+    const phone = await this.open(n, chosen, token, true);
+    this.save();
+    await phone.register();
+    return phone;
+  }
+
+  phone(name: string): Phone | undefined {
+    return this.phones.get(name);
+  }
+}
+
+declare global {
+  interface Window {
+    simulator: Simulator;
+  }
+}
+
+window.simulator = new Simulator();
+window.simulator.ready.catch(() => {});

@@ -1,0 +1,137 @@
+// The chat's service worker (served as /sw.js, scope /): the browser's push
+// handler. A push (its data is the SDK's push as base64url text) goes to
+// whoever owns the SDK state:
+//
+// - a chat page that is open owns it (it holds CLIENT_LOCK for its life): its
+//   HushClient is online and its records in memory are the truth. A second
+//   HushClient here on the same IndexedDB store would advance the same hash
+//   ratchets and write records over the page's (two writers of one ratchet
+//   corrupt it: spent keys, lost messages), so the push is posted to the page,
+//   which handles it and shows notifications itself when hidden;
+// - otherwise this worker takes the lock, opens its own HushClient on the
+//   store, handles the push, shows the notifications it returns, and closes.
+import { HushClient, IndexedDbStore } from '../sdk/index.ts';
+import {
+  CLIENT_LOCK,
+  History,
+  loadConfig,
+  OPEN_MESSAGE,
+  PUSH_MESSAGE,
+  showGenericNotification,
+  showNotification,
+  STORE,
+} from './push-bridge.ts';
+
+// The service worker global scope, as much of it as is used (tsconfig's lib is DOM, not WebWorker).
+interface ExtendableEvent extends Event {
+  waitUntil(p: Promise<unknown>): void;
+}
+interface PushEvent extends ExtendableEvent {
+  readonly data: { text(): string } | null;
+}
+interface NotificationEvent extends ExtendableEvent {
+  readonly notification: Notification;
+}
+interface WindowClient {
+  readonly url: string;
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  focus(): Promise<WindowClient>;
+}
+interface ServiceWorkerScope {
+  readonly registration: ServiceWorkerRegistration;
+  readonly clients: {
+    matchAll(o: { type: 'window'; includeUncontrolled: boolean }): Promise<readonly WindowClient[]>;
+    openWindow(url: string): Promise<WindowClient | null>;
+    claim(): Promise<void>;
+  };
+  skipWaiting(): Promise<void>;
+  addEventListener(type: 'install' | 'activate', fn: (e: ExtendableEvent) => void): void;
+  addEventListener(type: 'push', fn: (e: PushEvent) => void): void;
+  addEventListener(type: 'notificationclick', fn: (e: NotificationEvent) => void): void;
+}
+const sw = self as unknown as ServiceWorkerScope;
+
+/** How long the handler fetches messages (browsers give a push event about 30 s). */
+const DEADLINE_MS = 20_000;
+/** How long to wait for the chat page to say it handled a push. */
+const PAGE_REPLY_MS = 25_000;
+
+sw.addEventListener('install', (e) => e.waitUntil(sw.skipWaiting()));
+sw.addEventListener('activate', (e) => e.waitUntil(sw.clients.claim()));
+
+// One push at a time: each one's HushClient is closed before the next opens.
+let pushes: Promise<void> = Promise.resolve();
+
+sw.addEventListener('push', (event) => {
+  const data = event.data?.text() ?? '';
+  const done = pushes.then(() =>
+    onPush(data).catch(async (e) => {
+      console.error('hush: handling a push failed', e);
+      await showGenericNotification(sw.registration);
+    }),
+  );
+  pushes = done;
+  event.waitUntil(done);
+});
+
+async function onPush(data: string): Promise<void> {
+  const handledHere = await navigator.locks.request(CLIENT_LOCK, { ifAvailable: true }, async (lock) => {
+    if (!lock) return false; // a chat page owns the SDK state
+    await handleHere(data);
+    return true;
+  });
+  if (!handledHere && !(await postToPage(data))) throw new Error('the chat page did not take the push');
+}
+
+async function handleHere(data: string): Promise<void> {
+  const config = await loadConfig();
+  const client = await HushClient.open({
+    store: await IndexedDbStore.open(STORE),
+    closeStore: true,
+    relays: [config.relay],
+    ntfServer: config.ntf,
+  });
+  const history = await History.open();
+  history.record(client); // the texts, for the chat page to show when opened
+  try {
+    const shown = await client.handlePush(data, { deadlineMs: DEADLINE_MS });
+    for (const n of shown) await showNotification(sw.registration, n);
+  } finally {
+    await client.close();
+    await history.close();
+  }
+}
+
+const chatWindows = async () =>
+  (await sw.clients.matchAll({ type: 'window', includeUncontrolled: true })).filter((c) => new URL(c.url).pathname === '/');
+
+/** Posts the push to the open chat pages; true once one says it handled it. */
+async function postToPage(data: string): Promise<boolean> {
+  const windows = await chatWindows();
+  if (windows.length === 0) return false;
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), PAGE_REPLY_MS);
+    for (const w of windows) {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (e: MessageEvent<{ ok: boolean }>) => {
+        clearTimeout(timer);
+        resolve(e.data.ok);
+      };
+      w.postMessage({ type: PUSH_MESSAGE, data }, [channel.port2]);
+    }
+  });
+}
+
+sw.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const contactId = (event.notification.data as { contactId?: unknown } | null)?.contactId;
+  event.waitUntil(
+    (async () => {
+      const [open] = await chatWindows();
+      if (open) {
+        open.postMessage({ type: OPEN_MESSAGE, contactId });
+        await open.focus();
+      } else await sw.clients.openWindow(typeof contactId === 'string' ? `/?chat=${encodeURIComponent(contactId)}` : '/');
+    })(),
+  );
+});
