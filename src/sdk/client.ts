@@ -218,6 +218,7 @@ export class HushClient extends Emitter<HushEvents> {
   async markRead(contactId: string): Promise<void> {
     const c = this.contact(contactId);
     c.unread = 0;
+    delete c.held;
     await save(this.ctx, { contacts: [c] });
   }
 

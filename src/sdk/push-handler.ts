@@ -109,35 +109,41 @@ function describe(e: ChatEvent): string {
 /**
  * One notification per chat for the events, under the preview mode: none for
  * a muted chat, nor, with `rateLimit`, for a chat notified by the push handler
- * less than CHAT_RATE_LIMIT_MS ago (its messages still count in the badge).
+ * less than CHAT_RATE_LIMIT_MS ago — its events are held, and counted in the
+ * chat's next notification ("hi (+2 more)"), so none goes unannounced.
  */
 export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode, rateLimit: boolean): Promise<Notification[]> {
   const byContact = new Map<string, ChatEvent[]>();
   for (const e of events) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
   const now = ctx.now();
   const shown: Array<Omit<Notification, 'badge'>> = [];
-  const changed: Contact[] = [];
+  const changed = new Set<Contact>();
   for (const [id, list] of byContact) {
     const c = ctx.contacts.get(id);
     if (!c || !c.ntf.enabled) continue;
+    if (rateLimit || c.held) changed.add(c);
     if (rateLimit) {
-      if (now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) continue;
+      if (now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) {
+        c.held = (c.held ?? 0) + list.length;
+        continue;
+      }
       c.lastNotifiedAt = now;
-      changed.push(c);
     }
+    const count = list.length + (c.held ?? 0);
+    delete c.held;
     const last = list.at(-1)!;
-    const category: NotificationCategory = list.length > 1 ? 'many' : last.type;
+    const category: NotificationCategory = count > 1 ? 'many' : last.type;
     const name = c.name || 'New contact';
-    const generic = category === 'many' ? `${list.length} new messages` : GENERIC[category];
+    const generic = category === 'many' ? `${count} new messages` : GENERIC[category];
     const [title, body] =
       preview === 'message'
-        ? [name, list.length > 1 ? `${describe(last)} (+${list.length - 1} more)` : describe(last)]
+        ? [name, count > 1 ? `${describe(last)} (+${count - 1} more)` : describe(last)]
         : preview === 'contact'
           ? [name, generic]
           : ['Hush', generic];
-    shown.push({ contactId: id, threadId: id, category, title, body, count: list.length });
+    shown.push({ contactId: id, threadId: id, category, title, body, count });
   }
-  if (changed.length) await save(ctx, { contacts: changed });
+  if (changed.size) await save(ctx, { contacts: changed });
   const badge = unreadCount(ctx);
   return shown.map((n) => ({ ...n, badge }));
 }

@@ -56,6 +56,8 @@ export interface Contact {
   unread: number;
   /** When a notification was last shown for this chat (rate limit). */
   lastNotifiedAt: number;
+  /** Events the rate limit held back since; the chat's next notification counts them. */
+  held?: number;
   /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
   seen: string[];
 }

@@ -371,6 +371,10 @@ test('parseAddress: arbitrary strings never throw; accepted addresses format bac
       fc.oneof(fc.integer({ min: -10, max: 200_000 }).map(String), fc.string({ unit: 'binary-ascii', maxLength: 6 })),
     )
     .map((parts) => parts.join(''));
+  // Well-formed ones, all accepted (the plausible mix is mostly refused).
+  const valid = fc
+    .tuple(fc.constantFrom('hush://', 'hush+ws://'), key.map(toBase64Url), fc.oneof(fc.domain(), fc.ipV4()), fc.integer({ min: 1, max: 65535 }))
+    .map(([scheme, fp, host, port]) => `${scheme}${fp}@${host}:${port}`);
   let accepted = 0;
   const check = (s: string) => {
     const r = parseAddress(s);
@@ -383,7 +387,12 @@ test('parseAddress: arbitrary strings never throw; accepted addresses format bac
   };
   run(fc.property(fc.string({ unit: 'binary', maxLength: 120 }), check));
   run(fc.property(plausible, check));
-  assert.ok(accepted > 0);
+  run(
+    fc.property(valid, (s) => {
+      assert.ok(wellFormed(parseAddress(s)), s);
+      check(s);
+    }),
+  );
 });
 
 test('fromBase64Url: arbitrary strings never throw; accepted strings are canonical', () => {

@@ -93,3 +93,22 @@ test('two pushes handled at once fetch each message once', async (t) => {
   assert.equal(x.length + y.length, 1, 'one notification');
   assert.equal(bob.client.badge, 3);
 });
+
+test('a message held back by the rate limit is announced by the chat\'s next notification', async (t) => {
+  const { alice, bob, atInviter, later } = await asleepPair(t);
+  later();
+  await alice.client.send(atInviter, 'first');
+  assert.deepEqual((await bob.handlePushes((s) => s.length > 0)).map((n) => n.body), ['first']);
+  await alice.client.send(atInviter, 'second'); // within the second: held back
+  await until('the second message fetched', async () => {
+    while (bob.waiting > 0) assert.deepEqual(await bob.client.handlePush((await bob.nextPush()).payload), []);
+    return bob.client.badge === 2;
+  });
+  later();
+  await alice.client.send(atInviter, 'third');
+  const [n] = await bob.handlePushes((s) => s.length > 0);
+  assert.deepEqual([n!.category, n!.body, n!.count, n!.badge], ['many', 'third (+1 more)', 2, 3]);
+  later();
+  await alice.client.send(atInviter, 'fourth');
+  assert.deepEqual((await bob.handlePushes((s) => s.length > 0)).map((n) => [n.category, n.body]), [['message', 'fourth']], 'held ones are counted once');
+});
