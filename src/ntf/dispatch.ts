@@ -39,6 +39,8 @@ interface Job {
   tokenId: string;
   kind: PushKind;
   attempt: number;
+  /** performance.now() when queued: for a message push, when the first NMSG it carries arrived. */
+  queuedAt: number;
 }
 
 /** The pushes waiting for one provider. */
@@ -99,7 +101,7 @@ export class Dispatcher {
   push(token: TokenRecord, kind: PushKind): void {
     const q = this.queues.get(token.device.provider);
     if (!q || this.closed) return;
-    const job: Job = { tokenId: token.tokenId, kind, attempt: 0 };
+    const job: Job = { tokenId: token.tokenId, kind, attempt: 0, queuedAt: performance.now() };
     const key = jobKey(job);
     if (q.queued.has(key)) return; // coalesced into the waiting job
     q.queued.add(key);
@@ -165,6 +167,7 @@ export class Dispatcher {
     switch (result.outcome) {
       case 'delivered':
         metrics.pushes.inc({ provider, kind: job.kind, outcome: 'delivered' });
+        if (job.kind === 'message') metrics.notificationDelay.observe({ provider }, (performance.now() - job.queuedAt) / 1000);
         if (job.kind === 'verification' && token?.status.status === 'REGISTERED')
           store.setTokenStatus(tokenId, { status: 'CONFIRMED' });
         return;

@@ -35,6 +35,14 @@ export class NtfMetrics {
     registers: this.r,
   });
 
+  readonly notificationDelay = new client.Histogram({
+    name: 'hush_ntf_notification_delay_seconds',
+    help: 'From the NMSG that queued a message push to the provider accepting that push: the notification server\'s part of message → device',
+    labelNames: ['provider'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: this.r,
+  });
+
   constructor() {
     const self = this;
     new client.Gauge({

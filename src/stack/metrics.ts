@@ -30,13 +30,9 @@ export interface DashboardMetrics {
     queued: Record<string, number>;
   };
   /** Time providers took to accept or refuse a push, all providers summed (hush_ntf_push_seconds). */
-  pushLatency: {
-    /** Cumulative, as in Prometheus: `count` observations took ≤ `le` seconds; the last is `le: '+Inf'` (= count). */
-    buckets: Array<{ le: number | '+Inf'; count: number }>;
-    count: number;
-    /** Seconds. */
-    sum: number;
-  };
+  pushLatency: Histogram;
+  /** From an NMSG's arrival to the provider accepting the message push carrying it (hush_ntf_notification_delay_seconds). */
+  notificationDelay: Histogram;
   ntf: {
     /** NMSGs received from relays (counter). */
     notificationsReceived: number;
@@ -65,6 +61,14 @@ export interface DashboardMetrics {
 }
 
 /** What dashboardMetrics reads: the stack's relay and notification server (RunningRelay / RunningNtf). */
+export interface Histogram {
+  /** Cumulative, as in Prometheus: `count` observations took ≤ `le` seconds; the last is `le: '+Inf'` (= count). */
+  buckets: Array<{ le: number | '+Inf'; count: number }>;
+  count: number;
+  /** Seconds. */
+  sum: number;
+}
+
 export interface MetricsSources {
   relay: { server: { metrics: { registry: Registry } } };
   ntf: { server: { metrics: { registry: Registry } } };
@@ -99,7 +103,7 @@ function byLabel<K extends string>(values: Value[] | undefined, label: string, k
   return r;
 }
 
-function histogram(values: Value[] | undefined): DashboardMetrics['pushLatency'] {
+function histogram(values: Value[] | undefined): Histogram {
   const buckets = new Map<number, number>();
   let count = 0;
   let total = 0;
@@ -139,6 +143,7 @@ export async function dashboardMetrics(stack: MetricsSources): Promise<Dashboard
       queued: byLabel(n.get('hush_ntf_push_queue_length'), 'provider'),
     },
     pushLatency: histogram(n.get('hush_ntf_push_seconds')),
+    notificationDelay: histogram(n.get('hush_ntf_notification_delay_seconds')),
     ntf: {
       notificationsReceived: sum(n.get('hush_ntf_notifications_received_total')),
       relayConnections: sum(n.get('hush_ntf_relay_connections')),

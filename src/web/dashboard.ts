@@ -1,10 +1,10 @@
 // The live dashboard (/dashboard): polls /api/metrics (src/stack/metrics.ts)
 // every second and draws small SVG charts — tokens and subscriptions by
 // status (stacked bars over time), notifications per second (from counter
-// deltas), the push latency histogram, and queue lengths. Data marks are
+// deltas), the push latency and message → push histograms, and queue lengths. Data marks are
 // <rect>, <path> and <circle> elements; axes and grid lines are <line>s, so a
 // chart shows marks only once it has data to draw.
-import type { DashboardMetrics } from '../stack/metrics.ts';
+import type { DashboardMetrics, Histogram } from '../stack/metrics.ts';
 
 const POLL_MS = 1000;
 /** Seconds of history the time charts show: what there is, from 30 s up to 2 minutes. */
@@ -171,9 +171,8 @@ function drawLines(chart: Chart, series: Series[], unit: string, digits = 1): vo
   );
 }
 
-/** The latency histogram: Prometheus's cumulative buckets as one bar per bucket. */
-function drawLatency(chart: Chart, m: DashboardMetrics | undefined): void {
-  const h = m?.pushLatency;
+/** A latency histogram: Prometheus's cumulative buckets as one bar per bucket. */
+function drawLatency(chart: Chart, m: DashboardMetrics | undefined, h: Histogram | undefined, what: { noun: string; about: string; color: string }): void {
   const bars: Array<{ label: string; n: number }> = [];
   let prev = 0;
   let prevLe = 0;
@@ -189,12 +188,12 @@ function drawLatency(chart: Chart, m: DashboardMetrics | undefined): void {
     const x = M.l + slot * i;
     chart.svg.append(svg('text', { x: x + slot / 2, y: H - 6, 'text-anchor': 'middle' }, b.label.replace(/ /g, '')));
     if (b.n <= 0) return;
-    chart.svg.append(svg('rect', { x: x + 3, y: y(b.n), width: slot - 6, height: y(0) - y(b.n), rx: 2, fill: '#4f46e5' }));
+    chart.svg.append(svg('rect', { x: x + 3, y: y(b.n), width: slot - 6, height: y(0) - y(b.n), rx: 2, fill: what.color }));
     chart.svg.append(svg('text', { x: x + slot / 2, y: y(b.n) - 3, 'text-anchor': 'middle' }, String(b.n)));
   });
   if (!h || h.count === 0) {
-    chart.empty(m ? 'no pushes yet' : 'waiting for data…');
-    chart.sub.textContent = 'time a push provider took to accept a push';
+    chart.empty(m ? `no ${what.noun} yet` : 'waiting for data…');
+    chart.sub.textContent = what.about;
     chart.setLegend([]);
     return;
   }
@@ -203,8 +202,8 @@ function drawLatency(chart: Chart, m: DashboardMetrics | undefined): void {
     const b = h.buckets.find((x) => x.count >= want);
     return !b ? '–' : b.le === '+Inf' ? `>${seconds(prevLe)}` : `≤ ${seconds(b.le)}`;
   };
-  chart.sub.textContent = `${h.count} pushes since start · mean ${seconds(h.sum / h.count)} · p50 ${quantile(0.5)} · p95 ${quantile(0.95)}`;
-  chart.setLegend([{ name: 'pushes', color: '#4f46e5', value: String(h.count) }]);
+  chart.sub.textContent = `${h.count} ${what.noun} since start · mean ${seconds(h.sum / h.count)} · p50 ${quantile(0.5)} · p95 ${quantile(0.95)}`;
+  chart.setLegend([{ name: what.noun, color: what.color, value: String(h.count) }]);
 }
 
 // ---- the dashboard
@@ -227,6 +226,7 @@ export class Dashboard {
     subscriptions: new Chart('chart-subscriptions'),
     rate: new Chart('chart-rate'),
     latency: new Chart('chart-latency'),
+    delay: new Chart('chart-delay'),
     queues: new Chart('chart-queues'),
   };
   private busy = false;
@@ -295,7 +295,12 @@ export class Dashboard {
     drawStacked(charts.subscriptions, samples, (x) => x.subscriptions, SUB_COLORS);
     drawLines(charts.rate, Object.values(this.rates), '/s');
     if (m) charts.rate.sub.textContent = `${m.pushes.total} pushes since start (${m.pushes.byKind.message} message, ${m.pushes.byKind.verification} verification, ${m.pushes.byKind.check} check; ${m.pushes.byOutcome.invalid} invalid, ${m.pushes.byOutcome.failed} failed, ${m.pushes.retries} retries)`;
-    drawLatency(charts.latency, m);
+    drawLatency(charts.latency, m, m?.pushLatency, { noun: 'pushes', about: 'time a push provider took to accept a push', color: '#4f46e5' });
+    drawLatency(charts.delay, m, m?.notificationDelay, {
+      noun: 'message pushes',
+      about: "from the relay's notification to the provider accepting the push",
+      color: '#27ab83',
+    });
     drawLines(charts.queues, Object.values(this.queues), '', 0);
     if (m) charts.queues.sub.textContent = `${m.relay.notifiers} of ${m.relay.queues} queues with a notifier · ${m.relay.messagesSent} messages sent, ${m.relay.messagesDelivered} delivered`;
     this.summary(m);

@@ -14,7 +14,7 @@ import type { LocalStack } from '../../src/stack/stack.ts';
 import { launchBrowser, screenshotPath, startWebStack } from './browser.ts';
 
 const WAIT = 30_000;
-const CHARTS = ['chart-tokens', 'chart-subscriptions', 'chart-rate', 'chart-latency', 'chart-queues'];
+const CHARTS = ['chart-tokens', 'chart-subscriptions', 'chart-rate', 'chart-latency', 'chart-delay', 'chart-queues'];
 
 async function until<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -73,7 +73,7 @@ test('the dashboard draws live charts of the stack', async (t) => {
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(new URL('/dashboard', url).href);
   await page.waitForFunction(() => (window.dashboard?.samples.length ?? 0) >= 1);
-  for (const id of ['chart-tokens', 'chart-subscriptions', 'chart-latency']) assert.equal(await marks(page, id), 0, `#${id} has marks without data`);
+  for (const id of ['chart-tokens', 'chart-subscriptions', 'chart-latency', 'chart-delay']) assert.equal(await marks(page, id), 0, `#${id} has marks without data`);
 
   // Traffic: Bob's phone registers (a verification push), Alice connects to him and writes.
   const { phone: bob, received } = await sleepingPhone(t, stack, 'Bob');
@@ -103,6 +103,9 @@ test('the dashboard draws live charts of the stack', async (t) => {
   assert.deepEqual(m.pushLatency.buckets.at(-1), { le: '+Inf', count: m.pushLatency.count });
   assert.ok(m.pushLatency.sum > 0);
   for (let i = 1; i < m.pushLatency.buckets.length; i++) assert.ok(m.pushLatency.buckets[i]!.count >= m.pushLatency.buckets[i - 1]!.count);
+  // every delivered message push has its delay from the NMSG that queued it
+  assert.equal(m.notificationDelay.count, m.pushes.byKind.message);
+  assert.ok(m.notificationDelay.sum > 0);
 
   // Every chart gets marks; the rate chart a non-zero rate; the page shows the numbers.
   for (const id of CHARTS) await until(`#${id} to draw marks`, async () => (await marks(page, id)) > 0);
