@@ -47,13 +47,10 @@
 // full body without waiting for WINDOW_UPDATE. `connectionWindowSize` and
 // `streamWindowSize` (default Node's 65,535: above any payload) change them.
 import { createPublicKey, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
-import http2, { type Http2Session, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { ProviderTestServer } from './http2-server.ts';
 import { Replies } from './replies.ts';
-import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
 export const APNS_PUSH_TYPES = [
@@ -237,8 +234,7 @@ type Events = {
   response: [ApnsExchange];
 };
 
-export class ApnsTestServer extends EventEmitter<Events> {
-  readonly ca = TEST_CERT;
+export class ApnsTestServer extends ProviderTestServer<Events> {
   readonly pushes: ApnsRecordedPush[] = [];
   readonly exchanges: ApnsExchange[] = [];
   readonly topics: Set<string>;
@@ -267,7 +263,6 @@ export class ApnsTestServer extends EventEmitter<Events> {
     },
   };
 
-  private readonly server: Http2SecureServer;
   private readonly teamKeys = new Map<string, { teamId: string; key: KeyObject }>();
   /**
    * Verdicts by authorization header value (the token with its scheme): Apple too verifies a
@@ -278,78 +273,35 @@ export class ApnsTestServer extends EventEmitter<Events> {
   private readonly idPrefix = randomUUID().slice(0, 24);
   private idCounter = randomBytes(6).readUIntBE(0, 6);
   private readonly replies = new Replies<ApnsReply>();
-  private readonly sessions = new Map<Http2Session, { id: number; maxStreamId: number }>();
-  private readonly sockets = new Map<string, TLSSocket>();
-  private connectionCount = 0;
-  private inFlight = 0;
-  private address: AddressInfo | undefined;
 
   private constructor(opts: ApnsTestServerOptions) {
-    super();
+    const maxStreams = opts.maxConcurrentStreams ?? 1000;
+    super({
+      allowHTTP1: false,
+      settings: {
+        maxConcurrentStreams: maxStreams,
+        ...(opts.streamWindowSize !== undefined ? { initialWindowSize: opts.streamWindowSize } : {}),
+      },
+      connectionWindowSize: Math.min(2 ** 31 - 1, opts.connectionWindowSize ?? Math.max(65_535, maxStreams * MAX_PAYLOAD_ANY)),
+    });
     this.topics = new Set(opts.topics);
     this.now = opts.now ?? Date.now;
     this.delayMs = opts.delayMs ?? 0;
     this.tokenMaxAgeSeconds = opts.tokenMaxAgeSeconds ?? 3600;
     this.record = opts.record ?? true;
     for (const k of opts.keys ?? []) this.keys.add(k);
-    const maxStreams = opts.maxConcurrentStreams ?? 1000;
-    const connectionWindow = Math.min(2 ** 31 - 1, opts.connectionWindowSize ?? Math.max(65_535, maxStreams * MAX_PAYLOAD_ANY));
-    this.server = http2.createSecureServer({
-      cert: TEST_CERT,
-      key: TEST_CERT_KEY,
-      allowHTTP1: false,
-      settings: {
-        maxConcurrentStreams: maxStreams,
-        ...(opts.streamWindowSize !== undefined ? { initialWindowSize: opts.streamWindowSize } : {}),
-      },
-    });
-    this.server.on('secureConnection', (sock: TLSSocket) => {
-      const k = `${sock.remoteAddress}:${sock.remotePort}`;
-      this.sockets.set(k, sock);
-      sock.on('close', () => this.sockets.delete(k));
-    });
-    this.server.on('session', (s) => {
-      this.sessions.set(s, { id: ++this.connectionCount, maxStreamId: 0 });
-      // SETTINGS can only set the per-stream window; the connection's is widened by WINDOW_UPDATE
-      if (connectionWindow > 65_535) s.setLocalWindowSize(connectionWindow);
-      s.on('error', () => {});
-      s.on('close', () => this.sessions.delete(s));
-    });
-    // Node passes the raw header list too (not in @types/node): it shows repeated headers
-    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders?: string[]) =>
-      this.onStream(stream, headers, rawHeaders ?? []),
-    );
-    this.server.on('sessionError', () => {});
   }
 
   static async start(opts: ApnsTestServerOptions): Promise<ApnsTestServer> {
-    const s = new ApnsTestServer(opts);
-    s.server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
-    await once(s.server, 'listening');
-    s.address = s.server.address() as AddressInfo;
-    return s;
+    return new ApnsTestServer(opts).listen(opts);
   }
 
-  get host(): string {
-    return this.address!.address;
-  }
-  get port(): number {
-    return this.address!.port;
-  }
-  /** https://127.0.0.1:<port> */
-  get url(): string {
-    return `https://${this.host}:${this.port}`;
-  }
   /** Connections accepted so far. */
   get connectionsAccepted(): number {
-    return this.connectionCount;
+    return this.sessionCount;
   }
   get connectionsOpen(): number {
     return this.sessions.size;
-  }
-  /** Requests received and not answered yet. */
-  get pending(): number {
-    return this.inFlight;
   }
 
   // ---- scripting
@@ -377,47 +329,20 @@ export class ApnsTestServer extends EventEmitter<Events> {
    * connection closes; with an error code the connection is torn down at once.
    */
   goaway(opts: { code?: number; reason?: string } = {}): void {
-    const code = opts.code ?? http2.constants.NGHTTP2_NO_ERROR;
-    const data = opts.reason ? Buffer.from(JSON.stringify({ reason: opts.reason })) : undefined;
-    for (const [s, info] of this.sessions) {
-      if (s.closed || s.destroyed) continue;
-      s.goaway(code, info.maxStreamId, data);
-      if (code === http2.constants.NGHTTP2_NO_ERROR) s.close();
-      else setTimeout(() => s.destroy(), 10).unref();
-    }
-  }
-
-  /** Cuts every connection (the TLS socket, no GOAWAY), with whatever is in flight. */
-  dropConnections(): void {
-    for (const sock of this.sockets.values()) sock.destroy();
+    this.goawayAll(opts.code ?? http2.constants.NGHTTP2_NO_ERROR, opts.reason ? Buffer.from(JSON.stringify({ reason: opts.reason })) : undefined);
   }
 
   /** Resolves once `n` pushes in all were accepted. */
   async waitForPushes(n: number, timeoutMs = 5000): Promise<ApnsRecordedPush[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.pushes.length < n) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`waited for ${n} pushes, got ${this.pushes.length}`);
-      await Promise.race([once(this, 'push'), new Promise((r) => setTimeout(r, Math.min(left, 100)))]);
-    }
-    return this.pushes.slice(0, n);
-  }
-
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.sessions.keys()) s.destroy();
-    for (const sock of this.sockets.values()) sock.destroy();
-    await closed;
+    return this.waitFor(this.pushes, 'push', n, timeoutMs, 'pushes');
   }
 
   // ---- the protocol
   // Per request: one record and three listeners; everything else is methods and module
   // functions (closures made per request cost, more so under tsx, which names each one).
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    const session = stream.session;
-    const info = session ? this.sessions.get(session) : undefined;
-    if (info && stream.id !== undefined && stream.id > info.maxStreamId) info.maxStreamId = stream.id;
+  protected override onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    const info = this.noteStream(stream);
     const r: Incoming = { stream, headers, rawHeaders, connection: info?.id ?? 0, first: undefined, more: undefined, size: 0, settled: false };
     stream.on('error', noop);
     stream.on('data', (c: Buffer) => {
@@ -462,9 +387,10 @@ export class ApnsTestServer extends EventEmitter<Events> {
     if ('hang' in reply) return;
     if ('drop' in reply) {
       const drop = () => {
-        const sock = this.socketOf(r.stream.session);
-        if (sock) sock.destroy();
-        else r.stream.session?.destroy();
+        const session = r.stream.session;
+        const sock = this.socketOf(session?.socket);
+        if (sock) sock.socket.destroy();
+        else session?.destroy();
       };
       if (reply.delayMs) setTimeout(drop, reply.delayMs);
       else drop();
@@ -596,11 +522,5 @@ export class ApnsTestServer extends EventEmitter<Events> {
     if (sig.length !== 64) return undefined;
     const ok = verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: team.key, dsaEncoding: 'ieee-p1363' }, sig);
     return ok ? { kid: header.kid, iss: team.teamId, iat: claims.iat } : undefined;
-  }
-
-  private socketOf(session: Http2Session | undefined): TLSSocket | undefined {
-    if (!session) return undefined;
-    const s = session.socket;
-    return this.sockets.get(`${s.remoteAddress}:${s.remotePort}`);
   }
 }

@@ -35,13 +35,11 @@
 // next scripted reply if any, else 200. Scripts can also hang a request, drop its
 // connection, or delay it; goaway() and dropConnections() act on every connection.
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
 import type http from 'node:http';
-import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import http2 from 'node:http2';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { ProviderTestServer, readBody, type AnyRequest, type AnyResponse } from './http2-server.ts';
 import { Replies } from './replies.ts';
-import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
@@ -218,9 +216,6 @@ type Events = {
   token: [FcmTokenRequest];
 };
 
-type AnyReq = Http2ServerRequest | http.IncomingMessage;
-type AnyRes = Http2ServerResponse | http.ServerResponse;
-
 const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const randomDigits = (n: number) => [...randomBytes(n)].map((b) => String(b % 10)).join('');
 
@@ -256,8 +251,7 @@ const ANDROID_FIELDS = new Set([
 ]);
 const RESERVED_DATA_KEY = (k: string) => k === 'from' || k === 'gcm' || k.startsWith('google');
 
-export class FcmTestServer extends EventEmitter<Events> {
-  readonly ca = TEST_CERT;
+export class FcmTestServer extends ProviderTestServer<Events> {
   readonly messages: FcmRecordedMessage[] = [];
   readonly exchanges: FcmExchange[] = [];
   readonly tokenRequests: FcmTokenRequest[] = [];
@@ -265,80 +259,36 @@ export class FcmTestServer extends EventEmitter<Events> {
   delayMs: number;
   tokenLifetimeSeconds: number;
 
-  private readonly server: Http2SecureServer;
   private readonly accounts = new Map<string, Account>();
   private readonly issued = new Map<string, IssuedToken>();
   private readonly unregistered = new Set<string>();
   private readonly tokenProjects = new Map<string, string>();
   private readonly replies = new Replies<FcmReply>();
   private readonly tokenReplies = new Replies<TokenReply>();
-  private readonly sessions = new Map<Http2Session, { maxStreamId: number }>();
-  /** TCP connections by remote address:port, with their number. */
-  private readonly sockets = new Map<string, { id: number; socket: Socket }>();
-  private connectionCount = 0;
-  private inFlight = 0;
   private messageCount = 0;
-  private address: AddressInfo | undefined;
 
   private constructor(opts: FcmTestServerOptions) {
-    super();
+    // HTTP/1.1 too: OAuth clients use it
+    super({ allowHTTP1: true, settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 } });
     this.now = opts.now ?? Date.now;
     this.delayMs = opts.delayMs ?? 0;
     this.tokenLifetimeSeconds = opts.tokenLifetimeSeconds ?? 3599;
-    this.server = http2.createSecureServer({
-      cert: TEST_CERT,
-      key: TEST_CERT_KEY,
-      allowHTTP1: true,
-      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000 },
-    });
-    this.server.on('connection', (sock: Socket) => {
-      const k = `${sock.remoteAddress}:${sock.remotePort}`;
-      this.sockets.set(k, { id: ++this.connectionCount, socket: sock });
-      sock.on('close', () => this.sockets.delete(k));
-    });
-    this.server.on('session', (s) => {
-      this.sessions.set(s, { maxStreamId: 0 });
-      s.on('error', () => {});
-      s.on('close', () => this.sessions.delete(s));
-    });
-    // the compatibility API serves HTTP/2 streams and HTTP/1.1 requests alike
-    this.server.on('request', (req: AnyReq, res: AnyRes) => this.onRequest(req, res));
-    this.server.on('sessionError', () => {});
-    this.server.on('tlsClientError', () => {});
   }
 
   static async start(opts: FcmTestServerOptions = {}): Promise<FcmTestServer> {
-    const s = new FcmTestServer(opts);
-    s.server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
-    await once(s.server, 'listening');
-    s.address = s.server.address() as AddressInfo;
-    return s;
+    return new FcmTestServer(opts).listen(opts);
   }
 
-  get host(): string {
-    return this.address!.address;
-  }
-  get port(): number {
-    return this.address!.port;
-  }
-  /** https://127.0.0.1:<port> */
-  get url(): string {
-    return `https://${this.host}:${this.port}`;
-  }
   get tokenUri(): string {
     return `${this.url}/token`;
   }
   /** TCP connections accepted so far (token requests' included). */
   get connectionsAccepted(): number {
-    return this.connectionCount;
+    return this.socketCount;
   }
   /** HTTP/2 connections open now. */
   get connectionsOpen(): number {
     return this.sessions.size;
-  }
-  /** Requests received and not answered yet. */
-  get pending(): number {
-    return this.inFlight;
   }
 
   // ---- accounts and tokens
@@ -432,70 +382,24 @@ export class FcmTestServer extends EventEmitter<Events> {
    * an error code it is torn down at once.
    */
   goaway(opts: { code?: number } = {}): void {
-    const code = opts.code ?? http2.constants.NGHTTP2_NO_ERROR;
-    for (const [s, info] of this.sessions) {
-      if (s.closed || s.destroyed) continue;
-      s.goaway(code, info.maxStreamId);
-      if (code === http2.constants.NGHTTP2_NO_ERROR) s.close();
-      else setTimeout(() => s.destroy(), 10).unref();
-    }
-  }
-
-  /** Cuts every connection (TCP, no GOAWAY), with whatever is in flight. */
-  dropConnections(): void {
-    for (const { socket } of this.sockets.values()) socket.destroy();
+    this.goawayAll(opts.code ?? http2.constants.NGHTTP2_NO_ERROR);
   }
 
   /** Resolves once `n` messages in all were accepted. */
   async waitForMessages(n: number, timeoutMs = 5000): Promise<FcmRecordedMessage[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.messages.length < n) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`waited for ${n} messages, got ${this.messages.length}`);
-      await Promise.race([once(this, 'message'), new Promise((r) => setTimeout(r, Math.min(left, 100)))]);
-    }
-    return this.messages.slice(0, n);
-  }
-
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.sessions.keys()) s.destroy();
-    for (const { socket } of this.sockets.values()) socket.destroy();
-    // everything is destroyed, so this should not wait; never let a test hang on it
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
-    clearTimeout(timer);
+    return this.waitFor(this.messages, 'message', n, timeoutMs, 'messages');
   }
 
   // ---- the protocol
 
-  private onRequest(req: AnyReq, res: AnyRes): void {
-    const sock = req.socket;
-    const conn = this.sockets.get(`${sock.remoteAddress}:${sock.remotePort}`);
+  // the compatibility API serves HTTP/2 streams and HTTP/1.1 requests alike
+  protected override onRequest(req: AnyRequest, res: AnyResponse): void {
+    const conn = this.socketOf(req.socket);
     const connection = conn?.id ?? 0;
-    if ('stream' in req) {
-      const info = this.sessions.get(req.stream.session as Http2Session);
-      if (info && req.stream.id !== undefined && req.stream.id > info.maxStreamId) info.maxStreamId = req.stream.id;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_BODY) chunks.push(c);
-    });
-    req.on('error', () => {});
+    if ('stream' in req) this.noteStream(req.stream);
     res.on('error', () => {});
-    this.inFlight++;
-    let settled = false;
-    const settle = () => {
-      if (!settled) {
-        settled = true;
-        this.inFlight--;
-      }
-    };
-    res.on('close', settle);
-    req.on('end', () => {
-      const body = size > MAX_BODY ? undefined : Buffer.concat(chunks);
+    const settle = this.admit(res);
+    readBody(req, MAX_BODY, (body) => {
       const path = (req.url ?? '').split('?')[0]!;
       const ctx: Ctx = { req, res, body, path, connection, httpVersion: req.httpVersion, settle, drop: () => conn?.socket.destroy() };
       if (path === '/token') this.tokenEndpoint(ctx);
@@ -790,8 +694,8 @@ export class FcmTestServer extends EventEmitter<Events> {
 }
 
 interface Ctx {
-  req: AnyReq;
-  res: AnyRes;
+  req: AnyRequest;
+  res: AnyResponse;
   /** Undefined if over MAX_BODY. */
   body: Buffer | undefined;
   path: string;

@@ -40,16 +40,13 @@
 // in `messages` and emitted as 'message'. Scripts can also hang a request, drop
 // its connection, or delay the answer.
 import { createECDH, createPublicKey, randomBytes, verify, type ECDH, type KeyObject } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
-import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import http, { type IncomingHttpHeaders } from 'node:http';
 import { fromBase64Url } from '../../core/encoding.ts';
 import { decryptWebPush, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../webpush/subscription.ts';
 import { MAX_VAPID_LIFETIME_SECONDS, vapidSubjectProblem } from '../webpush/vapid.ts';
+import { ProviderTestServer, readBody, type AnyRequest, type AnyResponse } from './http2-server.ts';
 import { Replies } from './replies.ts';
-import { TEST_CERT, TEST_CERT_KEY } from './tls.ts';
 
 
 /** Largest body a push service must take (RFC 8030 §7.2). */
@@ -149,11 +146,9 @@ type Events = {
   response: [WebPushExchange];
 };
 
-type Req = IncomingMessage | Http2ServerRequest;
-type Res = ServerResponse | Http2ServerResponse;
+const EMPTY = Buffer.alloc(0);
 
-export class WebPushTestServer extends EventEmitter<Events> {
-  readonly ca = TEST_CERT;
+export class WebPushTestServer extends ProviderTestServer<Events> {
   readonly tls: boolean;
   readonly messages: WebPushRecordedMessage[] = [];
   readonly exchanges: WebPushExchange[] = [];
@@ -166,19 +161,16 @@ export class WebPushTestServer extends EventEmitter<Events> {
   record: boolean;
   decrypt: boolean;
 
-  private readonly server: http.Server | Http2SecureServer;
   private readonly subs = new Map<string, Subscription>();
   private readonly verified = new Map<string, Verdict>();
   private readonly replies = new Replies<WebPushReply>();
-  private readonly sockets = new Set<Socket>();
   private readonly connectionIds = new WeakMap<object, number>();
   private connectionCount = 0;
   private messageCounter = 0;
-  private inFlight = 0;
-  private address: AddressInfo | undefined;
 
   private constructor(opts: WebPushTestServerOptions) {
-    super();
+    // over TLS, HTTP/2 or HTTP/1.1 by ALPN, as browser vendors' push services offer both
+    super({ tls: opts.tls ?? true, allowHTTP1: true });
     this.tls = opts.tls ?? true;
     this.now = opts.now ?? Date.now;
     this.delayMs = opts.delayMs ?? 0;
@@ -186,48 +178,18 @@ export class WebPushTestServer extends EventEmitter<Events> {
     this.maxTtlSeconds = opts.maxTtlSeconds ?? 28 * 24 * 3600;
     this.record = opts.record ?? true;
     this.decrypt = opts.decrypt ?? true;
-    const handler = (req: Req, res: Res) => this.onRequest(req, res);
-    // over TLS, HTTP/2 or HTTP/1.1 by ALPN, as browser vendors' push services offer both
-    this.server = this.tls
-      ? http2.createSecureServer({ cert: TEST_CERT, key: TEST_CERT_KEY, allowHTTP1: true }, handler)
-      : http.createServer(handler);
-    // raw TCP sockets: destroying one ends its TLS session too, even mid-handshake
-    this.server.on('connection', (sock: Socket) => {
-      this.sockets.add(sock);
-      sock.on('close', () => this.sockets.delete(sock));
-    });
-    if (this.tls) this.server.on('tlsClientError', () => {});
-    else this.server.on('clientError', (_e: Error, sock: Socket) => sock.destroy());
   }
 
   static async start(opts: WebPushTestServerOptions = {}): Promise<WebPushTestServer> {
-    const s = new WebPushTestServer(opts);
-    s.server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
-    await once(s.server, 'listening');
-    s.address = s.server.address() as AddressInfo;
-    return s;
+    return new WebPushTestServer(opts).listen(opts);
   }
 
-  get host(): string {
-    return this.address!.address;
-  }
-  get port(): number {
-    return this.address!.port;
-  }
-  /** https://127.0.0.1:<port> (the push service's origin: the JWT audience). */
-  get url(): string {
-    return `${this.tls ? 'https' : 'http'}://${this.host}:${this.port}`;
-  }
-  /** Connections accepted so far. */
+  /** Connections accepted so far (counted at their first request). */
   get connectionsAccepted(): number {
     return this.connectionCount;
   }
   get connectionsOpen(): number {
     return this.sockets.size;
-  }
-  /** Requests received and not answered yet. */
-  get pending(): number {
-    return this.inFlight;
   }
 
   // ---- the browser side
@@ -288,26 +250,9 @@ export class WebPushTestServer extends EventEmitter<Events> {
     return this;
   }
 
-  /** Cuts every connection, with whatever is in flight. */
-  dropConnections(): void {
-    for (const sock of this.sockets) sock.destroy();
-  }
-
   /** Resolves once `n` messages in all were accepted. */
   async waitForMessages(n: number, timeoutMs = 5000): Promise<WebPushRecordedMessage[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.messages.length < n) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`waited for ${n} messages, got ${this.messages.length}`);
-      await Promise.race([once(this, 'message'), new Promise((r) => setTimeout(r, Math.min(left, 100)))]);
-    }
-    return this.messages.slice(0, n);
-  }
-
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const sock of this.sockets) sock.destroy();
-    await closed;
+    return this.waitFor(this.messages, 'message', n, timeoutMs, 'messages');
   }
 
   // ---- the protocol
@@ -317,7 +262,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
     return endpoint.startsWith(prefix) ? this.subs.get(endpoint.slice(prefix.length)) : undefined;
   }
 
-  private connectionOf(req: Req): number {
+  private connectionOf(req: AnyRequest): number {
     // HTTP/2: one session per connection (req.socket is a proxy per stream)
     const key: object = 'stream' in req ? req.stream.session ?? req.stream : req.socket;
     let id = this.connectionIds.get(key);
@@ -325,28 +270,14 @@ export class WebPushTestServer extends EventEmitter<Events> {
     return id;
   }
 
-  private onRequest(req: Req, res: Res): void {
+  protected override onRequest(req: AnyRequest, res: AnyResponse): void {
     const connection = this.connectionOf(req);
-    this.inFlight++;
-    let settled = false;
-    const settle = () => {
-      if (!settled) {
-        settled = true;
-        this.inFlight--;
-      }
-    };
-    res.on('close', settle);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_PUSH_BODY) chunks.push(c);
-    });
-    req.on('error', () => {});
-    req.on('end', () => this.handle(req, res, Buffer.concat(chunks), size, connection, settle));
+    const settle = this.admit(res);
+    // a body over MAX_PUSH_BODY is refused (413) before it is looked at
+    readBody(req, MAX_PUSH_BODY, (body, size) => this.handle(req, res, body ?? EMPTY, size, connection, settle));
   }
 
-  private handle(req: Req, res: Res, body: Buffer, size: number, connection: number, settle: () => void): void {
+  private handle(req: AnyRequest, res: AnyResponse, body: Buffer, size: number, connection: number, settle: () => void): void {
     const m = PATH.exec(req.url ?? '');
     const sub = m ? this.subs.get(m[1]!) : undefined;
     const endpoint = sub?.endpoint;
@@ -414,7 +345,7 @@ export class WebPushTestServer extends EventEmitter<Events> {
   }
 
   private check(
-    req: Req,
+    req: AnyRequest,
     sub: Subscription | undefined,
     body: Buffer,
     size: number,
