@@ -7,8 +7,7 @@ import { toBase64Url } from '../core/encoding.ts';
 import { createProviders } from '../push/config.ts';
 import { ConfigError } from '../server/config.ts';
 import { createKeyFile, readKeyFile } from '../server/identity.ts';
-import { createLogger } from '../server/log.ts';
-import { startOps } from '../server/ops.ts';
+import { readTls, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { gatewayFiles, loadGatewayConfig, serverAccountSchema } from './config.ts';
 import { GatewayServer, keyHash } from './server.ts';
 
@@ -42,26 +41,22 @@ export function addServer(dir: string, account: { name: string; ratePerSecond?: 
   return key;
 }
 
-export interface RunningGateway {
-  server: GatewayServer;
+export interface RunningGateway extends Running<GatewayServer> {
   url: string;
   sealKey: string;
-  metricsPort: number;
-  stop(): Promise<void>;
 }
 
 export async function startGateway(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const c = loadGatewayConfig(dir, env);
   const files = gatewayFiles(dir);
-  if (!fs.existsSync(files.sealKey)) throw new ConfigError(`${files.sealKey} not found: run \`hush gateway init --dir ${dir}\` first`);
-  const log = createLogger('gateway', c.logLevel);
+  const log = startLogger('gateway', dir, files.sealKey, c.logLevel);
   const providers = createProviders(c, log);
   if (providers.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns, fcm or webpush in gateway.json' });
   if (c.servers.length === 0) log.warn({ event: 'no_servers', hint: 'authorize a notification server with `hush gateway add-server`' });
   const server = new GatewayServer({
     host: c.host,
     port: c.port,
-    ...(c.tls ? { tls: { cert: fs.readFileSync(c.tls.cert), key: fs.readFileSync(c.tls.key) } } : {}),
+    ...readTls(c.tls),
     sealKey: readKeyFile(files.sealKey, 'x25519'),
     crypto: nodeCrypto,
     providers,
@@ -69,20 +64,6 @@ export async function startGateway(dir: string, env: NodeJS.ProcessEnv = process
     maxInFlight: c.maxInFlight,
     log,
   });
-  await server.start();
-  const ops = await startOps(server.metrics.registry, c.metrics.host, c.metrics.port, () => ({
-    ok: true,
-    providers: server.info.providers,
-    inFlight: server.pushesInFlight,
-  }));
-  return {
-    server,
-    url: server.url,
-    sealKey: server.info.sealKey,
-    metricsPort: ops.port,
-    async stop() {
-      await ops.close();
-      await server.stop();
-    },
-  };
+  const running = await startWithOps(server, c.metrics, () => ({ providers: server.info.providers, inFlight: server.pushesInFlight }));
+  return { ...running, url: server.url, sealKey: server.info.sealKey };
 }

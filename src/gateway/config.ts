@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { providerEnv, providerSchemas } from '../push/config.ts';
-import { listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
+import { listenerEnv, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
 
 export const serverAccountSchema = z
   .object({
@@ -35,14 +35,9 @@ export const gatewayConfigSchema = z
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
 
 export const GATEWAY_ENV: EnvMap = {
-  HUSH_GATEWAY_HOST: 'host',
-  HUSH_GATEWAY_PORT: 'port',
-  HUSH_GATEWAY_TLS_CERT: 'tls.cert',
-  HUSH_GATEWAY_TLS_KEY: 'tls.key',
-  HUSH_GATEWAY_METRICS_HOST: 'metrics.host',
-  HUSH_GATEWAY_METRICS_PORT: 'metrics.port',
+  // The gateway prints no address, so no HUSH_GATEWAY_PUBLIC_HOST.
+  ...listenerEnv('HUSH_GATEWAY_', { publicHost: false }),
   ...providerEnv('HUSH_GATEWAY_'),
-  HUSH_LOG_LEVEL: 'logLevel',
 };
 
 export const gatewayFiles = (dir: string) => ({

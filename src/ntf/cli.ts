@@ -6,11 +6,9 @@ import type { Logger } from 'pino';
 import { GatewayProvider } from '../gateway/client.ts';
 import { createProviders } from '../push/config.ts';
 import type { PushProvider } from '../push/provider.ts';
-import { ConfigError } from '../server/config.ts';
 import { readKeyFile } from '../server/identity.ts';
 import { initServer } from '../server/init.ts';
-import { createLogger } from '../server/log.ts';
-import { startOps } from '../server/ops.ts';
+import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { loadNtfConfig, ntfFiles, type NtfConfig } from './config.ts';
 import { NtfServer } from './server.ts';
 import { openJournalNtfStore } from './store/journal.ts';
@@ -41,19 +39,15 @@ function providers(c: NtfConfig, log: Logger): PushProvider[] {
   return [new GatewayProvider({ url: g.url, key: g.key, connections: g.connections, log, ...(g.caFile ? { ca: fs.readFileSync(g.caFile) } : {}) })];
 }
 
-export interface RunningNtf {
-  server: NtfServer;
+export interface RunningNtf extends Running<NtfServer> {
   address: string;
-  metricsPort: number;
-  stop(): Promise<void>;
 }
 
 /** Runs the server in `dir`; `o.providers` replaces the configured ones (the local stack's test servers). */
 export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env, o: { providers?: PushProvider[] } = {}): Promise<RunningNtf> {
   const c = loadNtfConfig(dir, env);
   const files = ntfFiles(dir);
-  if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush ntf init --dir ${dir}\` first`);
-  const log = createLogger('ntf', c.logLevel);
+  const log = startLogger('ntf', dir, files.identity, c.logLevel);
   const list = o.providers ?? providers(c, log);
   if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns, fcm, webpush or gateway in ntf.json' });
   const server = new NtfServer({
@@ -63,27 +57,11 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
     store: await openStore(c, dir),
     providers: list,
     relayWebSocket: nodeWebSocket(),
-    host: c.host,
-    port: c.port,
-    ...(c.publicHost ? { publicHost: c.publicHost } : {}),
-    ...(c.tls ? { tls: { cert: fs.readFileSync(c.tls.cert), key: fs.readFileSync(c.tls.key) } } : {}),
+    ...listenerOf(c),
     log,
     dispatch: c.dispatch,
     cronIntervalMs: c.cronIntervalSeconds * 1000,
   });
-  await server.start();
-  const ops = await startOps(server.metrics.registry, c.metrics.host, c.metrics.port, () => ({
-    ok: true,
-    connections: server.connections,
-    relays: server.subscriber.connections,
-  }));
-  return {
-    server,
-    address: server.address,
-    metricsPort: ops.port,
-    async stop() {
-      await ops.close();
-      await server.stop();
-    },
-  };
+  const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, relays: server.subscriber.connections }));
+  return { ...running, address: server.address };
 }

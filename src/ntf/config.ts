@@ -1,14 +1,11 @@
 // Notification server configuration: <dir>/ntf.json, overridden by HUSH_NTF_* variables.
 import path from 'node:path';
 import { z } from 'zod';
-import { boolSchema, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
+import { journalStoreFields, listenerEnv, listenerSchema, loadConfig, positiveSchema as positive, type EnvMap } from '../server/config.ts';
 import { providerEnv, providerSchemas } from '../push/config.ts';
 import { DEFAULT_DISPATCH } from './dispatch.ts';
 
 const PROVIDER_KEYS = Object.keys(providerSchemas) as Array<keyof typeof providerSchemas>;
-
-const positive = positiveSchema;
-const bool = boolSchema;
 
 export const ntfConfigSchema = z
   .object({
@@ -16,8 +13,7 @@ export const ntfConfigSchema = z
     store: z
       .object({
         backend: z.enum(['journal', 'postgres']).default('journal'),
-        fsync: bool.default(false),
-        compactMinMB: positive.default(64),
+        ...journalStoreFields,
         /** postgres://user@host:port/db, for backend postgres. */
         databaseUrl: z.string().min(1).optional(),
         schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('hush_ntf'),
@@ -57,13 +53,7 @@ export const ntfConfigSchema = z
 export type NtfConfig = z.infer<typeof ntfConfigSchema>;
 
 export const NTF_ENV: EnvMap = {
-  HUSH_NTF_HOST: 'host',
-  HUSH_NTF_PORT: 'port',
-  HUSH_NTF_PUBLIC_HOST: 'publicHost',
-  HUSH_NTF_TLS_CERT: 'tls.cert',
-  HUSH_NTF_TLS_KEY: 'tls.key',
-  HUSH_NTF_METRICS_HOST: 'metrics.host',
-  HUSH_NTF_METRICS_PORT: 'metrics.port',
+  ...listenerEnv('HUSH_NTF_'),
   HUSH_NTF_STORE: 'store.backend',
   HUSH_NTF_FSYNC: 'store.fsync',
   HUSH_NTF_DATABASE_URL: 'store.databaseUrl',
@@ -72,7 +62,6 @@ export const NTF_ENV: EnvMap = {
   HUSH_NTF_GATEWAY_URL: 'gateway.url',
   HUSH_NTF_GATEWAY_KEY: 'gateway.key',
   HUSH_NTF_GATEWAY_CA_FILE: 'gateway.caFile',
-  HUSH_LOG_LEVEL: 'logLevel',
 };
 
 export const ntfFiles = (dir: string) => ({

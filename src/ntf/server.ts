@@ -1,13 +1,13 @@
 // The notification server: token and subscription commands, the relay
 // subscriber feeding NMSGs in, and the dispatcher sending pushes out.
-import type { Logger } from 'pino';
-import { formatAddress, fingerprintOf, parseAddress } from '../core/address.ts';
+import { parseAddress } from '../core/address.ts';
 import type { WebSocketFactory } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { equalBytes } from '../core/encoding.ts';
 import type { Transmission } from '../core/transmission.ts';
 import type { PushProvider } from '../push/provider.ts';
-import { ProtocolServer, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { Dispatcher, type DispatchOptions } from './dispatch.ts';
 import { NtfMetrics } from './metrics.ts';
 import {
@@ -29,20 +29,13 @@ import { bytesOf, latin1 } from './store/records.ts';
 import type { NtfStore, SubRecord, TokenRecord } from './store/store.ts';
 import { RelaySubscriber } from './subscriber.ts';
 
-export interface NtfServerOptions {
-  identity: KeyPair;
+export interface NtfServerOptions extends ListenerOptions {
   /** X25519 key the server identifies with at relays (NSUBS). */
   serviceKey: KeyPair;
-  crypto: CryptoSuite;
   store: NtfStore;
   providers: PushProvider[];
   /** How relay connections are opened (Node: nodeWebSocket()). */
   relayWebSocket: WebSocketFactory;
-  host: string;
-  port: number;
-  publicHost?: string;
-  tls?: { cert: string | Buffer; key: string | Buffer };
-  log: Logger;
   metrics?: NtfMetrics;
   now?: () => number;
   dispatch?: Partial<DispatchOptions>;
@@ -55,7 +48,12 @@ export interface NtfServerOptions {
 
 const EMPTY = new Uint8Array(0);
 const OK: NtfResponse = { type: 'OK' };
-const BUSY = encodeResponse({ type: 'ERR', error: 'BUSY' });
+const SPEC: ServerSpec = {
+  protocol: NTF_PROTOCOL,
+  versions: NTF_VERSIONS,
+  blockSize: NTF_BLOCK_SIZE,
+  busyReply: encodeResponse({ type: 'ERR', error: 'BUSY' }),
+};
 /** Token states that may manage subscriptions (INVALID/EXPIRED: so a client can clean up). */
 const SUB_ALLOWED = new Set(['ACTIVE', 'INVALID', 'EXPIRED']);
 
@@ -70,7 +68,6 @@ export class NtfServer {
   private readonly dummyKey: Uint8Array;
   private cronTimer: ReturnType<typeof setInterval> | undefined;
   private flushQueued = false;
-  address = '';
 
   constructor(readonly opts: NtfServerOptions) {
     this.store = opts.store;
@@ -98,33 +95,16 @@ export class NtfServer {
       relayConnections: () => this.subscriber.connections,
       queueLengths: () => this.dispatcher.queueLengths(),
     });
-    this.server = new ProtocolServer({
-      protocol: NTF_PROTOCOL,
-      versions: NTF_VERSIONS,
-      blockSize: NTF_BLOCK_SIZE,
-      identity: opts.identity,
-      crypto: opts.crypto,
-      host: opts.host,
-      port: opts.port,
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      maxConnections: opts.maxConnections ?? 10_000,
-      maxPending: opts.maxPending ?? 4096,
-      barrier: () => this.store.flush(),
+    this.server = serveProtocol(SPEC, opts, {
+      limits: { maxConnections: opts.maxConnections ?? 10_000, maxPending: opts.maxPending ?? 4096 },
+      store: this.store,
+      metrics: this.metrics,
       handler: (session) => new NtfSession(this, session),
-      busyReply: BUSY,
-      log: opts.log,
-      onConnections: (n) => this.metrics.connections.set(n),
     });
   }
 
   async start(): Promise<number> {
     const port = await this.server.listen();
-    this.address = formatAddress({
-      fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
-      host: this.opts.publicHost ?? this.opts.host,
-      port,
-      tls: this.opts.tls !== undefined,
-    });
     this.subscriber.start();
     this.cronTimer = setInterval(() => this.runCron(), this.opts.cronIntervalMs ?? 10_000);
     this.cronTimer.unref();
@@ -140,6 +120,11 @@ export class NtfServer {
     await this.store.flush();
     await this.store.close();
     await Promise.all(this.opts.providers.map((p) => p.close()));
+  }
+
+  /** The address clients use, once started. */
+  get address(): string {
+    return this.server.address;
   }
 
   get connections(): number {

@@ -1,11 +1,8 @@
 // `hush relay init|start`: creates a relay's identity and config, and runs it.
-import fs from 'node:fs';
 import { nodeCrypto } from '../core/crypto/node.ts';
-import { ConfigError } from '../server/config.ts';
 import { readKeyFile } from '../server/identity.ts';
 import { initServer } from '../server/init.ts';
-import { createLogger } from '../server/log.ts';
-import { startOps } from '../server/ops.ts';
+import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { loadRelayConfig, relayFiles } from './config.ts';
 import { RelayServer } from './server.ts';
 import { JournalQueueStore } from './store/journal.ts';
@@ -28,18 +25,14 @@ export function initRelay(o: InitOptions): string {
   });
 }
 
-export interface RunningRelay {
-  server: RelayServer;
+export interface RunningRelay extends Running<RelayServer> {
   address: string;
-  metricsPort: number;
-  stop(): Promise<void>;
 }
 
 export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<RunningRelay> {
   const c = loadRelayConfig(dir, env);
   const files = relayFiles(dir);
-  if (!fs.existsSync(files.identity)) throw new ConfigError(`${files.identity} not found: run \`hush relay init --dir ${dir}\` first`);
-  const log = createLogger('relay', c.logLevel);
+  const log = startLogger('relay', dir, files.identity, c.logLevel);
   // MB × 2^20 by multiplication: `<< 20` is 32-bit and wraps to ≤ 0 from 2048 MB on.
   const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 });
   if (store.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: store.truncatedBytes });
@@ -47,10 +40,7 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
     identity: readKeyFile(files.identity),
     crypto: nodeCrypto,
     store,
-    host: c.host,
-    port: c.port,
-    ...(c.publicHost ? { publicHost: c.publicHost } : {}),
-    ...(c.tls ? { tls: { cert: fs.readFileSync(c.tls.cert), key: fs.readFileSync(c.tls.key) } } : {}),
+    ...listenerOf(c),
     limits: {
       queueQuota: c.limits.queueQuota,
       maxMessageBytes: c.limits.maxMessageBytes,
@@ -60,20 +50,7 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
     },
     log,
   });
-  await server.start();
-  const ops = await startOps(server.metrics.registry, c.metrics.host, c.metrics.port, () => ({
-    ok: true,
-    connections: server.connections,
-    ...store.counts(),
-  }));
-  log.info({ event: 'ops_started', port: ops.port });
-  return {
-    server,
-    address: server.address,
-    metricsPort: ops.port,
-    async stop() {
-      await ops.close();
-      await server.stop();
-    },
-  };
+  const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, ...store.counts() }));
+  log.info({ event: 'ops_started', port: running.metricsPort });
+  return { ...running, address: server.address };
 }

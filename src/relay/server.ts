@@ -1,12 +1,11 @@
 // The relay: command handlers and subscriptions. Handlers run synchronously
 // against the store's in-memory state; ProtocolServer holds their replies
 // until the store has flushed.
-import type { Logger } from 'pino';
-import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
-import { formatAddress, fingerprintOf } from '../core/address.ts';
 import { equalBytes } from '../core/encoding.ts';
-import { ProtocolServer, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { serveProtocol, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { RelayMetrics } from './metrics.ts';
 import {
   decodeCommand,
@@ -51,17 +50,9 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxPending: 4096,
 };
 
-export interface RelayServerOptions {
-  identity: KeyPair;
-  crypto: CryptoSuite;
+export interface RelayServerOptions extends ListenerOptions {
   store: QueueStore;
-  host: string;
-  port: number;
-  /** Host name put in the printed address (defaults to `host`). */
-  publicHost?: string;
-  tls?: { cert: string | Buffer; key: string | Buffer };
   limits?: Partial<RelayLimits>;
-  log: Logger;
   metrics?: RelayMetrics;
   now?: () => number;
   /** How often expired messages and notifications are swept. */
@@ -69,7 +60,12 @@ export interface RelayServerOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-const BUSY = encodeResponse({ type: 'ERR', error: 'BUSY' });
+const SPEC: ServerSpec = {
+  protocol: RELAY_PROTOCOL,
+  versions: RELAY_VERSIONS,
+  blockSize: RELAY_BLOCK_SIZE,
+  busyReply: encodeResponse({ type: 'ERR', error: 'BUSY' }),
+};
 
 export class RelayServer {
   readonly metrics: RelayMetrics;
@@ -84,7 +80,6 @@ export class RelayServer {
   readonly notifiers = new Map<string, RelaySession>();
   readonly services = new Map<string, RelaySession>();
   private expireTimer: ReturnType<typeof setInterval> | undefined;
-  address = '';
 
   constructor(readonly opts: RelayServerOptions) {
     this.store = opts.store;
@@ -95,33 +90,16 @@ export class RelayServer {
     if (this.limits.maxMessageBytes > MAX_MESSAGE_BYTES) throw new RangeError(`maxMessageBytes is at most ${MAX_MESSAGE_BYTES}`);
     this.metrics = opts.metrics ?? new RelayMetrics(opts.store);
     this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
-    this.server = new ProtocolServer({
-      protocol: RELAY_PROTOCOL,
-      versions: RELAY_VERSIONS,
-      blockSize: RELAY_BLOCK_SIZE,
-      identity: opts.identity,
-      crypto: opts.crypto,
-      host: opts.host,
-      port: opts.port,
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      maxConnections: this.limits.maxConnections,
-      maxPending: this.limits.maxPending,
-      barrier: () => this.store.flush(),
+    this.server = serveProtocol(SPEC, opts, {
+      limits: this.limits,
+      store: this.store,
+      metrics: this.metrics,
       handler: (session) => new RelaySession(this, session),
-      busyReply: BUSY,
-      log: opts.log,
-      onConnections: (n) => this.metrics.connections.set(n),
     });
   }
 
   async start(): Promise<number> {
     const port = await this.server.listen();
-    this.address = formatAddress({
-      fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
-      host: this.opts.publicHost ?? this.opts.host,
-      port,
-      tls: this.opts.tls !== undefined,
-    });
     this.expire();
     this.expireTimer = setInterval(() => this.expire(), this.opts.expireIntervalMs ?? 60_000);
     this.expireTimer.unref();
@@ -137,6 +115,11 @@ export class RelayServer {
 
   /** Resolves when every reply queued so far has been written. */
   drain = () => this.server.drain();
+
+  /** The address clients use, once started. */
+  get address(): string {
+    return this.server.address;
+  }
 
   get connections(): number {
     return this.server.connections;

@@ -76,3 +76,27 @@ export function listenerSchema(defaultPort: number, defaultMetricsPort: number) 
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   };
 }
+
+/**
+ * The variables of listenerSchema's settings: `prefix` + HOST, PORT, PUBLIC_HOST,
+ * TLS_CERT, TLS_KEY, METRICS_HOST, METRICS_PORT, and HUSH_LOG_LEVEL. Without
+ * `publicHost` no PUBLIC_HOST (a server that prints no address).
+ */
+export function listenerEnv(prefix: string, { publicHost = true } = {}): EnvMap {
+  return {
+    [`${prefix}HOST`]: 'host',
+    [`${prefix}PORT`]: 'port',
+    ...(publicHost ? { [`${prefix}PUBLIC_HOST`]: 'publicHost' } : {}),
+    [`${prefix}TLS_CERT`]: 'tls.cert',
+    [`${prefix}TLS_KEY`]: 'tls.key',
+    [`${prefix}METRICS_HOST`]: 'metrics.host',
+    [`${prefix}METRICS_PORT`]: 'metrics.port',
+    HUSH_LOG_LEVEL: 'logLevel',
+  };
+}
+
+/** The journal store's settings (the relay's, the NTF server's with backend journal). */
+export const journalStoreFields = {
+  fsync: boolSchema.default(false),
+  compactMinMB: positiveSchema.default(64),
+};

@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { formatAddress, fingerprintOf } from '../core/address.ts';
 import { BlockCipher, decodeBlock, encodeBlock, groupBlocks } from '../core/block.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import {
@@ -43,25 +44,64 @@ export interface SessionHandler {
   closed(): void;
 }
 
-export interface ProtocolServerOptions {
+/** What tells one Hush protocol from another on the wire. */
+export interface ServerSpec {
   protocol: string;
   versions: [number, number];
   blockSize: number;
+  /** Errors a protocol answers for transmissions it cannot take. */
+  busyReply: Uint8Array;
+}
+
+/** Where and as whom a server listens: the options a relay or NTF server passes on to its ProtocolServer. */
+export interface ListenerOptions {
   identity: KeyPair;
   crypto: CryptoSuite;
   host: string;
   port: number;
+  /** Host name put in the printed address (defaults to `host`). */
+  publicHost?: string;
   tls?: { cert: string | Buffer; key: string | Buffer };
+  log: Logger;
+}
+
+export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
   maxConnections: number;
   /** Replies a session may have waiting before new commands get BUSY. */
   maxPending: number;
   handshakeTimeoutMs?: number;
   barrier: () => Promise<void> | void;
   handler: (session: Session) => SessionHandler;
-  /** Errors a protocol answers for transmissions it cannot take. */
-  busyReply: Uint8Array;
-  log: Logger;
   onConnections?: (n: number) => void;
+}
+
+/** What a Hush server (relay, NTF) plugs into its ProtocolServer. */
+export interface ServerParts {
+  limits: { maxConnections: number; maxPending: number };
+  /** Replies wait for its flush: nothing is acknowledged before it is durable. */
+  store: { flush(): Promise<void> | void };
+  metrics: { connections: { set(n: number): void } };
+  handler: (session: Session) => SessionHandler;
+}
+
+/** The ProtocolServer of a Hush server: `spec` on the wire, listening where `listener` says. */
+export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts: ServerParts): ProtocolServer {
+  const { identity, crypto, host, port, publicHost, tls, log } = listener;
+  return new ProtocolServer({
+    ...spec,
+    identity,
+    crypto,
+    host,
+    port,
+    ...(publicHost !== undefined ? { publicHost } : {}),
+    ...(tls ? { tls } : {}),
+    log,
+    maxConnections: parts.limits.maxConnections,
+    maxPending: parts.limits.maxPending,
+    barrier: () => parts.store.flush(),
+    handler: parts.handler,
+    onConnections: (n) => parts.metrics.connections.set(n),
+  });
 }
 
 let sessionCounter = 0;
@@ -192,6 +232,8 @@ export class ProtocolServer {
   private dirty = new Set<Session>();
   private flushScheduled = false;
   private flushing: Promise<void> = Promise.resolve();
+  /** The address clients use (hush://fingerprint@publicHost:port), set by listen(). */
+  address = '';
 
   constructor(readonly opts: ProtocolServerOptions) {
     this.crypto = opts.crypto;
@@ -201,11 +243,18 @@ export class ProtocolServer {
     this.wss.on('connection', (ws) => this.accept(ws));
   }
 
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
+  async listen(): Promise<number> {
+    const port = await new Promise<number>((resolve, reject) => {
       this.http.once('error', reject);
       this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
     });
+    this.address = formatAddress({
+      fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
+      host: this.opts.publicHost ?? this.opts.host,
+      port,
+      tls: this.opts.tls !== undefined,
+    });
+    return port;
   }
 
   get connections(): number {
