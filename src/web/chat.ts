@@ -16,7 +16,7 @@ import {
   type PreviewMode,
   type TokenStatus,
 } from '../sdk/index.ts';
-import { CLIENT_LOCK, History, loadConfig, OPEN_MESSAGE, PUSH_MESSAGE, showNotification, STORE, type HistoryEntry, type WebConfig } from './push-bridge.ts';
+import { CLIENT_LOCK, History, loadConfig, OPEN_MESSAGE, PUSH_MESSAGE, showNotification, STORE, type HistoryEntry } from './push-bridge.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   enableControls(c);
   await render();
   markReady();
-  await registerPush(c, config).catch((e) => say(`error: Web Push registration failed: ${errorText(e)}`, true));
+  await registerPush(c).catch((e) => say(`error: Web Push registration failed: ${errorText(e)}`, true));
 }
 
 /** Waits until no other tab (and not the service worker) has a client on the store, then keeps it for the page's life. */
@@ -324,7 +324,7 @@ function renderToken(s: TokenStatus | undefined): void {
 // ---- notifications and pushes
 
 /** Subscribes to Web Push at the stack's push service and registers the subscription as the device token. */
-async function registerPush(c: HushClient, config: WebConfig): Promise<void> {
+async function registerPush(c: HushClient): Promise<void> {
   let endpoint: string | undefined;
   const feed = new EventSource('/api/pushes');
   feed.addEventListener('message', (e: MessageEvent<string>) => {
@@ -339,11 +339,8 @@ async function registerPush(c: HushClient, config: WebConfig): Promise<void> {
   });
   // A new subscription each load: simplest, and a push service that forgot the
   // old one (a restarted stack) would never deliver. A new endpoint is a changed token: TRPL.
-  const res = await fetch('/api/webpush/subscribe', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ applicationServerKey: config.vapidPublicKey }),
-  });
+  // (locked to the stack's VAPID key, as PushManager.subscribe would lock it to the applicationServerKey)
+  const res = await fetch('/api/webpush/subscribe', { method: 'POST' });
   if (!res.ok) throw new Error(`POST /api/webpush/subscribe: ${res.status}`);
   const subscription = (await res.json()) as { endpoint: string; keys: { p256dh: string; auth: string } };
   endpoint = subscription.endpoint;
