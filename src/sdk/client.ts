@@ -34,7 +34,7 @@ import {
 } from './push-handler.ts';
 import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
-import { MAX_NAME_BYTES, type CallMedia } from './content.ts';
+import { nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
 
 export interface HushClientOptions {
@@ -82,7 +82,7 @@ export type HushEvents = {
 };
 
 function checkName(name: string): string {
-  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
+  nameBytes(name);
   return name;
 }
 
@@ -131,6 +131,19 @@ export class HushClient extends Emitter<HushEvents> {
     this.notifications = new Notifications(this.ctx, { status: (s) => this.emit('tokenStatus', s) });
   }
 
+  /**
+   * A client on a store opened for it: the store is closed with the client,
+   * or at once if the client cannot open (openNodeClient, openIndexedDbClient).
+   */
+  static async openOwning(store: ClientStore, opts: Omit<HushClientOptions, 'store' | 'closeStore'>): Promise<HushClient> {
+    try {
+      return await HushClient.open({ ...opts, store, closeStore: true });
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
+
   /** Loads the client's state from the store (a new store: a new identity-less client). */
   static async open(opts: HushClientOptions): Promise<HushClient> {
     const { store } = opts;
@@ -156,7 +169,7 @@ export class HushClient extends Emitter<HushEvents> {
     return this.ctx.settings.name;
   }
 
-  /** Changes the display name; contacts connected from now on get it. */
+  /** Changes the display name; contacts made from now on get it (each keeps the name it was made with). */
   async setName(name: string): Promise<void> {
     this.ctx.settings.name = checkName(name);
     await save(this.ctx, { settings: true });
@@ -257,9 +270,14 @@ export class HushClient extends Emitter<HushEvents> {
     this.ctx.relays.drop();
   }
 
-  /** Closes every connection and timer; the store too if the client owns it (closeStore). */
+  /**
+   * Closes every connection and timer, once work in progress (a message being
+   * handled, fetches past a push's deadline, subscription changes) has settled;
+   * then the store too if the client owns it (closeStore).
+   */
   async close(): Promise<void> {
     this.stop();
+    await this.ctx.locks.idle();
     this.ctx.relays.close();
     this.ctx.ntf.close();
     if (this.opts.closeStore) await this.opts.store.close();
@@ -398,9 +416,18 @@ export class HushClient extends Emitter<HushEvents> {
    */
   async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
-    // A push that does not open may be the verification push outrunning the
-    // TNEW reply: it opens with the secret stored once registration is done.
-    const work = readPush(this.ctx, payload) ?? (await this.ctx.locks.run('notifications', async () => readPush(this.ctx, payload)));
+    // While a token has no secret yet, a push that does not open may be the
+    // verification push outrunning the TNEW reply: it opens with the secret
+    // stored once that registration is done (waited for until the deadline).
+    let work = readPush(this.ctx, payload);
+    if (!work && !this.ctx.token?.secret) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      work = await Promise.race([
+        this.ctx.locks.run('notifications', async () => readPush(this.ctx, payload)),
+        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), Math.max(0, deadline - this.ctx.now())))),
+      ]);
+      clearTimeout(timer);
+    }
     if (!work) return [];
     if (work.code) {
       await this.notifications.verify(work.code);

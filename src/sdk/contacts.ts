@@ -18,7 +18,7 @@ import { b64, save, type Context } from './context.ts';
 import { decodeContent, encodeContent, type CallMedia, type Content } from './content.ts';
 import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
 import { formatInvitation, parseInvitation } from './invitation.ts';
-import { deserialize, serialize, type Contact } from './records.ts';
+import type { Contact } from './records.ts';
 
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
@@ -55,6 +55,7 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<C
   return {
     id: b64(crypto.randomBytes(12)),
     name: '',
+    myName: ctx.settings.name,
     state: role === 'inviter' ? 'invited' : 'accepted',
     createdAt: ctx.now(),
     rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
@@ -91,7 +92,7 @@ export async function acceptInvitation(ctx: Context, link: string, beforeHello: 
   const sndAuth = crypto.x25519KeyPair();
   const hello: Content = {
     type: 'hello',
-    name: ctx.settings.name,
+    name: contact.myName,
     replyRelay: contact.rcv.relay,
     replySndId: contact.rcv.sndId,
     replySndKey: replyKey.privateKey,
@@ -114,19 +115,13 @@ export async function acceptInvitation(ctx: Context, link: string, beforeHello: 
  */
 export async function sendContent(ctx: Context, contact: Contact, content: Content, notify: boolean): Promise<void> {
   if (contact.state !== 'ready') throw new ContactError('the contact is not connected yet');
-  const envelope = seal(ctx, contact, content);
-  await save(ctx, { contacts: [contact] });
-  await sendEnvelope(ctx, contact, envelope, notify);
-}
-
-function seal(ctx: Context, contact: Contact, content: Content): Uint8Array {
   const { envelope, ratchet } = encrypt(ctx.crypto, contact.e2e.ratchet!, encodeContent(content));
   contact.e2e.ratchet = ratchet;
-  return envelope;
+  await save(ctx, { contacts: [contact] });
+  await sendEnvelope(ctx, contact.snd!, envelope, notify);
 }
 
-function sendEnvelope(ctx: Context, contact: Contact, envelope: Uint8Array, notify: boolean): Promise<unknown> {
-  const snd = contact.snd!;
+function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
   return ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
 }
 
@@ -169,19 +164,19 @@ export async function receive(
   const c = content.ok ? content.value : undefined;
   if (c?.type === 'hello' && contact.state === 'invited') {
     if (!parseAddress(c.replyRelay).ok) return drop('the hello names no valid relay');
-    // Secure my queue with the acceptor's key, then send the ready on its queue,
-    // all on a copy: only once both are done does the contact change and get
-    // stored. A failure or a crash leaves the hello unacknowledged, to be handled
-    // again from the start (KEY with the same key repeats harmlessly; the ready is
-    // sealed again with the same ratchet, byte for byte the same message).
-    const next = deserialize<Contact>(serialize(contact));
-    next.e2e.ratchet = d.ratchet;
-    next.snd = { relay: c.replyRelay, sndId: c.replySndId, sndAuthKey: c.replySndKey };
-    next.name = c.name;
-    next.state = 'ready';
+    // Secure my queue with the acceptor's key, then send the ready on its queue;
+    // only once both are done does the contact change and get stored. A failure
+    // or a crash leaves the hello unacknowledged, to be handled again from the
+    // start: KEY with the same key repeats harmlessly, and the ready — the same
+    // name, sealed from the same ratchet — is byte for byte the same message, so
+    // no message key ever seals two plaintexts.
+    const snd = { relay: c.replyRelay, sndId: c.replySndId, sndAuthKey: c.replySndKey };
+    const ready = encrypt(ctx.crypto, d.ratchet, encodeContent({ type: 'ready', name: contact.myName }));
     await relay.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, c.sndAuthKey);
-    await sendEnvelope(ctx, next, seal(ctx, next, { type: 'ready', name: ctx.settings.name }), true);
-    Object.assign(contact, next);
+    await sendEnvelope(ctx, snd, ready.envelope, true);
+    // Only these fields: lifecycle work may have changed others (ntf) meanwhile.
+    Object.assign(contact, { snd, name: c.name, state: 'ready' as const });
+    contact.e2e.ratchet = ready.ratchet;
     event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
   } else {
     contact.e2e.ratchet = d.ratchet; // an authentic message: its key is used up, whatever it says

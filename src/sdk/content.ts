@@ -31,7 +31,8 @@ export const MAX_NAME_BYTES = 100;
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // keep a leading U+FEFF: it is text
 
-function name(s: string): Uint8Array {
+/** A display name's UTF-8 bytes; a RangeError if over MAX_NAME_BYTES. */
+export function nameBytes(s: string): Uint8Array {
   const b = utf8.encode(s);
   if (b.length > MAX_NAME_BYTES) throw new RangeError(`a name is at most ${MAX_NAME_BYTES} bytes`);
   return b;
@@ -49,10 +50,10 @@ export function encodeContent(c: Content): Uint8Array {
   const e = new Encoder(128).u8(TYPES.indexOf(c.type) + 1);
   switch (c.type) {
     case 'hello':
-      e.short(name(c.name)).short(utf8.encode(c.replyRelay)).short(c.replySndId).short(c.replySndKey).short(c.sndAuthKey);
+      e.short(nameBytes(c.name)).short(utf8.encode(c.replyRelay)).short(c.replySndId).short(c.replySndKey).short(c.sndAuthKey);
       break;
     case 'ready':
-      e.short(name(c.name));
+      e.short(nameBytes(c.name));
       break;
     case 'text':
       e.u64(c.sentAt).raw(utf8.encode(c.text));

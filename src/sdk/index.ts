@@ -9,5 +9,6 @@ export type { NotificationMode, PreviewMode, ContactState } from './records.ts';
 export type { ClientStore } from './store/store.ts';
 export { MemoryStore } from './store/memory.ts';
 export { IndexedDbStore } from './store/indexeddb.ts';
+export { openIndexedDbClient } from './browser.ts';
 export { webPushToken, apnsToken, fcmToken } from './device.ts';
 export type { DeviceToken, TokenStatus, SubStatus } from '../ntf/protocol.ts';

@@ -13,4 +13,9 @@ export class KeyedLock {
     });
     return result;
   }
+
+  /** Resolves once everything started so far, under every key, has settled. */
+  async idle(): Promise<void> {
+    while (this.tails.size > 0) await Promise.allSettled([...this.tails.values()]);
+  }
 }

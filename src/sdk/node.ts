@@ -8,11 +8,5 @@ export { FileStore };
 
 /** Opens a client whose state lives in `file` (created if missing); closing the client closes the file. */
 export async function openNodeClient(file: string, opts: Omit<HushClientOptions, 'store' | 'closeStore'>): Promise<HushClient> {
-  const store = await FileStore.open(file);
-  try {
-    return await HushClient.open({ webSocket: nodeWebSocket(), ...opts, store, closeStore: true });
-  } catch (e) {
-    await store.close();
-    throw e;
-  }
+  return HushClient.openOwning(await FileStore.open(file), { webSocket: nodeWebSocket(), ...opts });
 }

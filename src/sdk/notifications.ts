@@ -196,14 +196,15 @@ export class Notifications {
 
   /**
    * Brings every contact's notifier and subscription in line with the mode and
-   * its setting. In instant mode, while the token awaits verification (after a
-   * TRPL, say), they stay as they are: they are wanted again once it is ACTIVE.
+   * its setting. In instant mode, while the token is not ACTIVE (awaiting
+   * verification after a TRPL, say), enabled contacts' subscriptions stay as
+   * they are — wanted again once it is; muted ones still go.
    */
   private async syncSubscriptions(): Promise<void> {
     const { ctx } = this;
-    const contacts = [...ctx.contacts.values()];
     const t = ctx.token;
-    if (ctx.settings.mode === 'instant' && t && t.status.status !== 'ACTIVE') return;
+    const hold = ctx.settings.mode === 'instant' && t !== undefined && t.status.status !== 'ACTIVE';
+    const contacts = [...ctx.contacts.values()].filter((c) => !(hold && c.ntf.enabled));
     const changed = new Set<Contact>();
     // 1. SDEL what is no longer wanted, 2. NKEY / NDEL at the relays, 3. SNEW what is wanted.
     if (t?.tokenId)

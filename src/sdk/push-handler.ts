@@ -3,7 +3,7 @@
 // contacts, fetches and decrypts the waiting messages, and builds the
 // notifications to show under the preview mode.
 import { fromBase64Url } from '../core/encoding.ts';
-import { openPush } from '../ntf/push.ts';
+import { openPush, PUSH_DATA_SIZE } from '../ntf/push.ts';
 import { openMeta } from '../relay/client.ts';
 import { fetchMessages, type ChatEvent } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';
@@ -26,8 +26,9 @@ export interface Notification {
 }
 
 /**
- * A push as the app receives it: the raw data, its base64url text, APNs's
- * userInfo / FCM's data ({ d }), or a Web Push message's bytes.
+ * A push as the app receives it: the raw data, its base64url text (a Web Push
+ * message: PushMessageData.text()) or that text's bytes, APNs's userInfo /
+ * FCM's data ({ d }).
  */
 export type PushPayload = Uint8Array | string | Record<string, unknown>;
 
@@ -37,7 +38,8 @@ export const CHAT_RATE_LIMIT_MS = 1000;
 export const DEFAULT_DEADLINE_MS = 25_000;
 
 export function pushData(p: PushPayload): Uint8Array | undefined {
-  if (p instanceof Uint8Array) return p;
+  // other lengths: a Web Push message read as bytes (arrayBuffer()) rather than text
+  if (p instanceof Uint8Array) return p.length === PUSH_DATA_SIZE ? p : fromBase64Url(new TextDecoder().decode(p));
   if (typeof p === 'string') return fromBase64Url(p);
   if (p && typeof p === 'object') {
     const data = p.data as Record<string, unknown> | undefined;
@@ -89,7 +91,10 @@ export async function fetchAll(ctx: Context, contacts: Contact[], deadline: numb
   const done = await Promise.race([work.then(() => true), new Promise<false>((r) => (timer = setTimeout(r, Math.max(0, deadline - ctx.now()), false)))]);
   clearTimeout(timer);
   const onTime = events.length;
-  if (!done) void work.then(() => events.length > onTime && late(events.slice(onTime)));
+  if (!done)
+    void work
+      .then(() => events.length > onTime && late(events.slice(onTime)))
+      .catch((e) => ctx.fail('reporting messages fetched after the deadline failed', e));
   return events.slice(0, onTime);
 }
 

@@ -38,6 +38,11 @@ export interface Contact {
   id: string;
   /** The contact's display name ('' until they tell it). */
   name: string;
+  /**
+   * The name I give this contact (in the hello or the ready), fixed when the
+   * contact is made: a ready sent again must be the same plaintext under the same key.
+   */
+  myName: string;
   state: ContactState;
   createdAt: number;
   /** My receive queue for this contact. */
