@@ -10,11 +10,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { decryptWebPush, WebPushDecryptError } from '../push/webpush/ece.ts';
+import { decryptWebPush, MAX_PUSH_BODY, WebPushDecryptError } from '../push/webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../push/webpush/subscription.ts';
-
-/** RFC 8030 §7.2: push services take bodies up to 4096 bytes; Hush pushes fit. */
-export const MAX_PUSH_BODY = 4096;
 
 const b64url = z.string().regex(/^[A-Za-z0-9_-]+$/);
 const sideFileSchema = z
@@ -30,8 +27,6 @@ type SideFile = z.infer<typeof sideFileSchema>;
 export interface PushReceiverOptions {
   /** JSON side file holding the keys, port and path token (created if missing). */
   file: string;
-  /** 0 or absent: the port saved in the file if it is free, else any. */
-  port?: number;
   /** A decrypted push message, as text (PushMessageData.text()); called after the push service got its 201. */
   onPush(message: string): void;
 }
@@ -68,11 +63,12 @@ export class PushReceiver {
       },
       o.onPush,
     );
+    // The port saved in the file if it is free, else any.
     try {
-      await listen(r.server, o.port || saved?.port || 0);
+      await listen(r.server, saved?.port ?? 0);
     } catch (e) {
       // The saved port is taken: any port will do, at the price of a new endpoint.
-      if (o.port || !saved || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+      if (!saved || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
       await listen(r.server, 0);
     }
     const port = (r.server.address() as AddressInfo).port;

@@ -5,9 +5,10 @@
 // between snapshots. Like the metrics themselves: counts and timings only.
 import type { Registry } from 'prom-client';
 import { SUB_STATUSES, type SubStatus, type TokenStatusName } from '../ntf/protocol.ts';
+import type { PushKind } from '../ntf/push.ts';
 
 export const TOKEN_STATUS_NAMES: readonly TokenStatusName[] = ['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'INVALID', 'EXPIRED'];
-export const PUSH_KINDS = ['verification', 'message', 'check'] as const;
+export const PUSH_KINDS: readonly PushKind[] = ['verification', 'message', 'check'];
 export const PUSH_OUTCOMES = ['delivered', 'invalid', 'failed'] as const;
 
 export interface DashboardMetrics {
@@ -21,7 +22,7 @@ export interface DashboardMetrics {
   pushes: {
     total: number;
     byOutcome: Record<(typeof PUSH_OUTCOMES)[number], number>;
-    byKind: Record<(typeof PUSH_KINDS)[number], number>;
+    byKind: Record<PushKind, number>;
     /** Finished pushes by provider (apns, apns-sandbox, fcm, webpush…). */
     byProvider: Record<string, number>;
     /** Attempts to be retried (hush_ntf_push_retries_total). */
@@ -60,7 +61,6 @@ export interface DashboardMetrics {
   };
 }
 
-/** What dashboardMetrics reads: the stack's relay and notification server (RunningRelay / RunningNtf). */
 export interface Histogram {
   /** Cumulative, as in Prometheus: `count` observations took ≤ `le` seconds; the last is `le: '+Inf'` (= count). */
   buckets: Array<{ le: number | '+Inf'; count: number }>;
@@ -69,6 +69,7 @@ export interface Histogram {
   sum: number;
 }
 
+/** What dashboardMetrics reads: the stack's relay and notification server (RunningRelay / RunningNtf). */
 export interface MetricsSources {
   relay: { server: { metrics: { registry: Registry } } };
   ntf: { server: { metrics: { registry: Registry } } };
@@ -85,10 +86,10 @@ function index(metrics: MetricJSON[]): Map<string, Value[]> {
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
-/** Sum of a metric's values (all labels), or of those whose `label` is `value`. */
-function sum(values: Value[] | undefined, filter?: (labels: Value['labels']) => boolean): number {
+/** Sum of a metric's values, all labels. */
+function sum(values: Value[] | undefined): number {
   let s = 0;
-  for (const v of values ?? []) if (!filter || filter(v.labels)) s += num(v.value);
+  for (const v of values ?? []) s += num(v.value);
   return s;
 }
 

@@ -55,9 +55,12 @@ export async function startLocalStack(o: StackOptions): Promise<LocalStack> {
   const vapid = vapidKey(path.join(stackDir, 'vapid.pem'));
 
   const stops: Array<() => Promise<unknown>> = [];
-  const stop = async () => {
-    for (const s of stops.reverse()) await s().catch(() => {});
-  };
+  // Once: SIGINT and SIGTERM may both ask; later calls get the same promise.
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const s of [...stops].reverse()) await s().catch(() => {});
+    })());
   try {
     // Stand-ins for Apple, Google and browser vendors: they keep nothing, so
     // their keys are made afresh each start.

@@ -5,6 +5,11 @@
 // (what PushManager.subscribe() would do, offline), a stream of the pushes
 // the test servers accept (what Apple and the browsers would deliver), and
 // metrics for the dashboard.
+//
+// Loopback only, and only by name: a request whose Host is not
+// 127.0.0.1:PORT or localhost:PORT is refused (403), so a web page that
+// rebinds its own DNS name to 127.0.0.1 cannot read the API; a subscription
+// is made only for a page of this origin (or a client that sends no Origin).
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,12 +30,20 @@ export type PushEvent =
   | { kind: 'webpush'; endpoint: string; message: string }
   | { kind: 'apns'; token: string; pushType: string; payload: Record<string, unknown> };
 
+/** GET /api/config: what a page needs to open a client on the stack. */
+export interface WebConfig {
+  /** The relay's address. */
+  relay: string;
+  /** The notification server's address. */
+  ntf: string;
+}
+
 export interface WebServer {
   url: string;
   close(): Promise<void>;
 }
 
-export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o: { port: number; host?: string }): Promise<WebServer> {
+export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o: { port: number }): Promise<WebServer> {
   const bundles = new Map<string, Promise<string>>();
   const streams = new Set<http.ServerResponse>();
   const broadcast = (e: PushEvent) => {
@@ -42,13 +55,17 @@ export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o:
   stack.webpush.on('message', onWebPush);
   stack.apns.on('push', onApns);
 
-  const config = () => ({ relay: stack.relay.address, ntf: stack.ntf.address, vapidPublicKey: stack.vapidPublicKey, apnsTopic: stack.apns.topics.values().next().value });
+  const config = (): WebConfig => ({ relay: stack.relay.address, ntf: stack.ntf.address });
+  /** Host headers this server answers (set once it listens). */
+  let hosts = new Set<string>();
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const p = url.pathname;
     let script: string | false | undefined;
     try {
+      const host = req.headers.host;
+      if (host === undefined || !hosts.has(host.toLowerCase())) return text(res, 403, 'wrong Host: open the address the stack printed');
       if (req.method === 'GET' && PAGES[p]) return file(res, PAGES[p], 'text/html; charset=utf-8');
       if (req.method === 'GET' && p === '/style.css') return file(res, 'style.css', 'text/css; charset=utf-8');
       script = req.method === 'GET' && (p === '/sw.js' ? 'sw' : /^\/assets\/([a-z-]+)\.js$/.exec(p)?.[1]);
@@ -59,8 +76,11 @@ export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o:
         return void res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }).end(js);
       }
       if (req.method === 'GET' && p === '/api/config') return json(res, config());
-      if (req.method === 'POST' && p === '/api/webpush/subscribe')
+      if (req.method === 'POST' && p === '/api/webpush/subscribe') {
+        const origin = req.headers.origin;
+        if (origin !== undefined && origin.toLowerCase() !== `http://${host.toLowerCase()}`) return text(res, 403, 'cross-origin request');
         return json(res, stack.webpush.subscribe({ applicationServerKey: stack.vapidPublicKey }));
+      }
       if (req.method === 'GET' && p === '/api/metrics') return json(res, await dashboardMetrics(stack));
       if (req.method === 'GET' && p === '/api/pushes') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -77,9 +97,10 @@ export async function startWebServer(stack: Omit<LocalStack, 'url' | 'stop'>, o:
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port, o.host ?? '127.0.0.1', resolve);
+    server.listen(o.port, '127.0.0.1', resolve);
   });
   const { port } = server.address() as AddressInfo;
+  hosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   return {
     url: `http://127.0.0.1:${port}/`,
     async close() {

@@ -7,16 +7,27 @@
 // open a second client on the same store (sw.ts says why). When the tab is
 // hidden it shows the notifications; visible, none.
 import {
-  HushClient,
-  IndexedDbStore,
+  openIndexedDbClient,
   webPushToken,
   type ContactInfo,
+  type HushClient,
   type Notification as HushNotification,
   type NotificationMode,
   type PreviewMode,
   type TokenStatus,
 } from '../sdk/index.ts';
-import { CLIENT_LOCK, History, loadConfig, OPEN_MESSAGE, PUSH_MESSAGE, showNotification, STORE, type HistoryEntry } from './push-bridge.ts';
+import {
+  CLIENT_LOCK,
+  History,
+  loadConfig,
+  OPEN_MESSAGE,
+  openPushFeed,
+  PAGE_DEADLINE_MS,
+  PUSH_MESSAGE,
+  showNotification,
+  STORE,
+  type HistoryEntry,
+} from './push-bridge.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);
@@ -90,10 +101,9 @@ async function main(): Promise<void> {
 
   await ownTheStore();
   const config = await loadConfig();
-  const store = await IndexedDbStore.open(STORE);
   messages = await History.open();
   const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
-  const c = await HushClient.open({ store, relays: [config.relay], ntfServer: config.ntf, ...(fromUrl ? { name: fromUrl } : {}) });
+  const c = await openIndexedDbClient(STORE, { relays: [config.relay], ntfServer: config.ntf, ...(fromUrl ? { name: fromUrl } : {}) });
   await chooseName(c);
   client = hush.client = c;
   wire(c, messages);
@@ -326,16 +336,10 @@ function renderToken(s: TokenStatus | undefined): void {
 /** Subscribes to Web Push at the stack's push service and registers the subscription as the device token. */
 async function registerPush(c: HushClient): Promise<void> {
   let endpoint: string | undefined;
-  const feed = new EventSource('/api/pushes');
-  feed.addEventListener('message', (e: MessageEvent<string>) => {
-    const push = JSON.parse(e.data) as { kind: string; endpoint?: string; message?: string };
+  // the verification push follows TNEW at once: listen before registering (the feed stays open for the page's life)
+  await openPushFeed((push) => {
     if (push.kind === 'webpush' && endpoint !== undefined && push.endpoint === endpoint && typeof push.message === 'string')
       void handlePush(push.message);
-  });
-  // the verification push follows TNEW at once: listen before registering
-  await new Promise<void>((resolve, reject) => {
-    feed.addEventListener('open', () => resolve(), { once: true });
-    setTimeout(() => reject(new Error('the push feed /api/pushes did not open')), 10_000);
   });
   // A new subscription each load: simplest, and a push service that forgot the
   // old one (a restarted stack) would never deliver. A new endpoint is a changed token: TRPL.
@@ -348,11 +352,16 @@ async function registerPush(c: HushClient): Promise<void> {
   renderToken(c.tokenStatus);
 }
 
-/** Handles a push with this page's client; hidden, the notifications it returns are shown. */
+/**
+ * Handles a push with this page's client; hidden, the notifications it returns
+ * are shown. Within PAGE_DEADLINE_MS, before the service worker stops waiting
+ * for the answer and shows a generic notification of its own.
+ */
 async function handlePush(data: string): Promise<boolean> {
+  const deadline = Date.now() + PAGE_DEADLINE_MS; // from the push's arrival, not from the client being ready
   try {
     await ready;
-    const shown = await client!.handlePush(data);
+    const shown = await client!.handlePush(data, { deadlineMs: Math.max(0, deadline - Date.now()) });
     if (!visible()) for (const n of shown) await notify(n);
     return true;
   } catch (e) {

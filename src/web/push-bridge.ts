@@ -1,7 +1,11 @@
 // What the chat page (chat.ts) and its service worker (sw.ts) share: the
 // stack's config, the names of the stores and of the lock that says who owns
-// the SDK state, the message history, and how a notification is shown.
-import { IndexedDbStore, type HushClient, type Notification } from '../sdk/index.ts';
+// the SDK state, the push deadlines, the message history, and how a
+// notification is shown. The simulator uses the config and the push feed too.
+import { IndexedDbStore, type HushClient, type Notification as HushNotification } from '../sdk/index.ts';
+import type { PushEvent, WebConfig } from '../stack/web.ts';
+
+export type { PushEvent, WebConfig };
 
 /** The SDK's IndexedDB database (keys, ratchets, token: one HushClient at a time). */
 export const STORE = 'hush-chat';
@@ -19,18 +23,61 @@ export const PUSH_MESSAGE = 'hush-push';
 /** Service worker → chat page: the user clicked a notification of this chat. */
 export const OPEN_MESSAGE = 'hush-open';
 
-/** GET /api/config of the local stack. */
-export interface WebConfig {
-  relay: string;
-  ntf: string;
-  vapidPublicKey: string;
-  apnsTopic: string;
-}
+// Deadlines of a push (browsers give a push event about 30 s). The page
+// handles a push the worker posts to it within PAGE_DEADLINE_MS, clearly
+// before the worker gives up waiting (PAGE_REPLY_MS) and shows a generic
+// notification: never both the page's notifications and the generic one.
+/** How long the service worker's own client fetches messages for a push. */
+export const WORKER_DEADLINE_MS = 20_000;
+/** How long the chat page's client fetches messages for a push. */
+export const PAGE_DEADLINE_MS = 20_000;
+/** How long the service worker waits for the chat page to say it handled a push. */
+export const PAGE_REPLY_MS = 25_000;
 
+/** GET /api/config of the local stack. */
 export async function loadConfig(): Promise<WebConfig> {
   const res = await fetch('/api/config', { cache: 'no-store' });
   if (!res.ok) throw new Error(`GET /api/config: ${res.status}`);
   return (await res.json()) as WebConfig;
+}
+
+/**
+ * Opens the stack's push feed (/api/pushes: every push the test servers
+ * accept) and calls `onPush` for each; resolves once the feed is open. Open it
+ * before registering a token: the verification push follows TNEW at once.
+ * A feed that does not open in `timeoutMs` (or that the server refuses) is
+ * closed and the promise rejects.
+ */
+export function openPushFeed(onPush: (p: PushEvent) => void, timeoutMs = 10_000): Promise<EventSource> {
+  return new Promise((resolve, reject) => {
+    const feed = new EventSource('/api/pushes');
+    let opened = false;
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      feed.close();
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail('the push feed /api/pushes did not open'), timeoutMs);
+    feed.addEventListener('open', () => {
+      if (opened) return; // opened again after a lost connection
+      opened = true;
+      clearTimeout(timer);
+      resolve(feed);
+    });
+    // before it opens, an error the browser will not retry (readyState CLOSED) ends it; others are retried until the timeout
+    feed.addEventListener('error', () => {
+      if (!opened && feed.readyState === EventSource.CLOSED) fail('cannot open the push feed /api/pushes');
+    });
+    feed.addEventListener('message', (e: MessageEvent<string>) => {
+      let p: PushEvent;
+      try {
+        p = JSON.parse(e.data) as PushEvent;
+      } catch {
+        return;
+      }
+      onPush(p);
+    });
+  });
 }
 
 export interface HistoryEntry {
@@ -87,13 +134,22 @@ export class History {
 }
 
 /** Shows one of the SDK's notifications: one per chat (tag = thread), the contact in `data`. */
-export async function showNotification(reg: ServiceWorkerRegistration, n: Notification): Promise<void> {
+export async function showNotification(reg: ServiceWorkerRegistration, n: HushNotification): Promise<void> {
   await reg.showNotification(n.title, { body: n.body, tag: n.threadId, data: { contactId: n.contactId, badge: n.badge } });
   // the unread count on the app icon, where the platform has one (installed web apps)
   const nav = navigator as Navigator & { setAppBadge?: (n: number) => Promise<void> };
   await nav.setAppBadge?.(n.badge).catch(() => {});
 }
 
-/** Browsers require a visible notification for every push: this one when the push could not be read. */
-export const showGenericNotification = (reg: ServiceWorkerRegistration) =>
-  reg.showNotification('Hush', { body: 'New message', tag: 'hush' });
+/**
+ * Browsers require a visible notification for every push: this one when the
+ * push could not be handled. Never rejects (no permission: nothing to show).
+ */
+export async function showGenericNotification(reg: ServiceWorkerRegistration): Promise<void> {
+  if (typeof Notification !== 'undefined' && Notification.permission !== 'granted') return;
+  try {
+    await reg.showNotification('Hush', { body: 'New message', tag: 'hush' });
+  } catch (e) {
+    console.error('hush: cannot show a notification', e);
+  }
+}

@@ -10,27 +10,8 @@
 // Phones are kept across reloads (IndexedDB, one database per phone, listed in
 // localStorage) while they belong to the stack that serves the page; a second
 // tab of the simulator gets phones in memory (one client per store).
-import {
-  apnsToken,
-  HushClient,
-  IndexedDbStore,
-  MemoryStore,
-  type ClientStore,
-  type Notification,
-  type PreviewMode,
-  type TokenStatus,
-} from '../sdk/index.ts';
-
-interface StackConfig {
-  relay: string;
-  ntf: string;
-  vapidPublicKey: string;
-  apnsTopic: string;
-}
-
-type PushEvent =
-  | { kind: 'apns'; token: string; pushType: string; payload: Record<string, unknown> }
-  | { kind: 'webpush'; endpoint: string; message: unknown };
+import { apnsToken, HushClient, MemoryStore, openIndexedDbClient, type Notification, type PreviewMode, type TokenStatus } from '../sdk/index.ts';
+import { loadConfig, openPushFeed, type PushEvent, type WebConfig } from './push-bridge.ts';
 
 interface SavedPhone {
   n: number;
@@ -93,8 +74,6 @@ export class Phone {
   private readonly toSelect: HTMLSelectElement;
   /** Notifications on the lock screen, oldest first. */
   readonly shown: Shown[] = [];
-  /** Pushes handled, with how long each took (ms). */
-  readonly handled: Array<{ at: number; pushType: string; ms: number; notifications: number }> = [];
   private closed = false;
 
   private constructor(
@@ -243,7 +222,8 @@ export class Phone {
     });
     client.on('message', () => this.renderContacts());
     client.on('call', () => this.renderContacts());
-    client.on('error', (e) => this.note(`${e.what}: ${errorText(e.error)}`, true));
+    // `what` only: the SDK writes it to carry no keys or IDs; the error's own text is not
+    client.on('error', (e) => this.note(`error: ${e.what}`, true));
     this.renderStatus();
     this.renderContacts();
     this.renderLock();
@@ -253,18 +233,14 @@ export class Phone {
     n: number;
     name?: string;
     token: string;
-    config: StackConfig;
+    config: WebConfig;
     persistent: boolean;
     onRemove: (p: Phone) => void;
   }): Promise<Phone> {
-    const store: ClientStore = o.persistent ? await IndexedDbStore.open(`${DB_PREFIX}${o.n}`) : new MemoryStore();
-    const client = await HushClient.open({
-      store,
-      closeStore: true,
-      relays: [o.config.relay],
-      ntfServer: o.config.ntf,
-      ...(o.name !== undefined ? { name: o.name } : {}),
-    });
+    const opts = { relays: [o.config.relay], ntfServer: o.config.ntf, ...(o.name !== undefined ? { name: o.name } : {}) };
+    const client = o.persistent
+      ? await openIndexedDbClient(`${DB_PREFIX}${o.n}`, opts)
+      : await HushClient.open({ ...opts, store: new MemoryStore(), closeStore: true });
     return new Phone(o.n, o.name ?? '', o.token, client, o.persistent, o.onRemove);
   }
 
@@ -292,7 +268,6 @@ export class Phone {
       return [];
     }
     const ms = Math.round(performance.now() - started);
-    this.handled.push({ at, pushType: p.pushType, ms, notifications: shown.length });
     const what = shown.length ? shown.map((n) => `${n.category} “${n.title}”`).join(', ') : 'nothing to show';
     this.note(`handled in ${ms} ms → ${what}`);
     const now = Date.now();
@@ -399,7 +374,9 @@ export class Phone {
 export class Simulator {
   readonly phones = new Map<string, Phone>();
   private readonly byToken = new Map<string, Phone>();
-  private config: StackConfig | undefined;
+  private config: WebConfig | undefined;
+  /** Saved phones of this stack that could not be opened: kept (saved, their data untouched) for the next load. */
+  private readonly unopened: SavedPhone[] = [];
   private persistent = false;
   private next = 1;
   /** Resolves when the page is connected to the stack and saved phones are back. */
@@ -412,13 +389,19 @@ export class Simulator {
   private async init(): Promise<void> {
     const status = $<HTMLElement>('#status');
     try {
-      const res = await fetch('/api/config');
-      if (!res.ok) throw new Error(`/api/config: HTTP ${res.status}`);
-      this.config = (await res.json()) as StackConfig;
-      await this.openPushStream();
+      this.config = await loadConfig();
+      // the stream of pushes the test servers accept; open before any token is registered (the verification push)
+      await openPushFeed((p) => {
+        this.feed(p);
+        if (p.kind === 'apns') void this.byToken.get(p.token)?.push(p);
+      });
       this.persistent = await this.holdLock();
       await this.restore();
       status.textContent = this.persistent ? 'connected · phones are kept across reloads' : 'connected · phones live in this tab only (the simulator is open in another tab)';
+      if (this.unopened.length) {
+        status.textContent += ` · ${this.unopened.length === 1 ? 'a saved phone' : 'saved phones'} could not be opened (kept: reload to try again)`;
+        status.classList.add('error');
+      }
       const add = $<HTMLButtonElement>('#add-phone');
       add.disabled = false;
       $<HTMLFormElement>('#add-form').addEventListener('submit', (ev) => {
@@ -443,39 +426,11 @@ export class Simulator {
     status.classList.add('error');
   }
 
-  /** The stream of pushes the test servers accepted; open before any token is registered (the verification push). */
-  private openPushStream(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const es = new EventSource('/api/pushes');
-      let opened = false;
-      es.addEventListener('open', () => {
-        opened = true;
-        resolve();
-      });
-      es.addEventListener('error', () => {
-        if (!opened) {
-          es.close();
-          reject(new Error('cannot open /api/pushes'));
-        }
-      });
-      es.addEventListener('message', (ev: MessageEvent<string>) => {
-        let p: PushEvent;
-        try {
-          p = JSON.parse(ev.data) as PushEvent;
-        } catch {
-          return;
-        }
-        this.feed(p);
-        if (p.kind === 'apns') void this.byToken.get(p.token.toLowerCase())?.push(p);
-      });
-    });
-  }
-
   private feed(p: PushEvent): void {
     const list = $<HTMLElement>('#push-feed');
     const to =
       p.kind === 'apns'
-        ? `${this.byToken.get(p.token.toLowerCase())?.name ?? 'device'} ${p.token.slice(0, 8)}… (${p.pushType})`
+        ? `${this.byToken.get(p.token)?.name ?? 'device'} ${p.token.slice(0, 8)}… (${p.pushType})`
         : `${(() => {
             try {
               return new URL(p.endpoint).host;
@@ -511,11 +466,16 @@ export class Simulator {
 
   private save(): void {
     if (!this.persistent || !this.config) return;
-    const list: SavedPhone[] = [...this.phones.values()].map((p) => ({ n: p.n, name: p.name, token: p.token, relay: this.config!.relay, ntf: this.config!.ntf }));
+    const open: SavedPhone[] = [...this.phones.values()].map((p) => ({ n: p.n, name: p.name, token: p.token, relay: this.config!.relay, ntf: this.config!.ntf }));
+    const list = [...open, ...this.unopened].sort((a, b) => a.n - b.n);
     localStorage.setItem(SAVED, JSON.stringify(list));
   }
 
-  /** Phones saved for this stack come back; those of another stack (other keys, other ports) are deleted. */
+  /**
+   * Phones saved for this stack come back; those of another stack (other keys,
+   * other ports) are deleted. One that does not open keeps its data (the
+   * failure may be temporary): its error is shown in its place, and it stays saved.
+   */
   private async restore(): Promise<void> {
     if (!this.persistent) return;
     const config = this.config!;
@@ -529,11 +489,34 @@ export class Simulator {
         const phone = await this.open(s.n, s.name, s.token, false);
         void phone.register();
       } catch (e) {
-        indexedDB.deleteDatabase(`${DB_PREFIX}${s.n}`);
-        this.fail(e);
+        this.unopened.push(s);
+        $<HTMLElement>('#phones').append(this.unopenedPhone(s, e));
       }
     }
     this.save();
+  }
+
+  /** In place of a saved phone that could not be opened: its name, the error, and Remove (which deletes its data). */
+  private unopenedPhone(s: SavedPhone, e: unknown): HTMLElement {
+    const remove = h('button', { class: 'remove', type: 'button', title: 'delete this phone\'s data' }, 'Remove');
+    const el = h(
+      'article',
+      { class: 'phone unopened', 'data-name': s.name },
+      h(
+        'div',
+        { class: 'card' },
+        h('div', { class: 'row' }, h('span', { class: 'name' }, s.name || `Phone ${s.n}`), h('span', { class: 'token-status' }, 'not opened'), remove),
+        h('div', { class: 'error' }, `could not open its data: ${errorText(e)}`),
+        h('div', { class: 'label' }, 'its data is kept: reload to try again'),
+      ),
+    );
+    remove.addEventListener('click', () => {
+      indexedDB.deleteDatabase(`${DB_PREFIX}${s.n}`);
+      this.unopened.splice(this.unopened.indexOf(s), 1);
+      el.remove();
+      this.save();
+    });
+    return el;
   }
 
   private async open(n: number, name: string, token: string, isNew: boolean): Promise<Phone> {
@@ -559,8 +542,9 @@ export class Simulator {
   async addPhone(name?: string): Promise<Phone> {
     await this.ready;
     if (!this.config) throw new Error('not connected to the stack');
-    let chosen = name ?? NAMES.find((x) => !this.phones.has(x)) ?? `Phone ${this.next}`;
-    while (this.phones.has(chosen)) chosen = `${chosen}′`;
+    const taken = (x: string) => this.phones.has(x) || this.unopened.some((s) => s.name === x);
+    let chosen = name ?? NAMES.find((x) => !taken(x)) ?? `Phone ${this.next}`;
+    while (taken(chosen)) chosen = `${chosen}′`;
     const n = this.next++;
     if (this.persistent) indexedDB.deleteDatabase(`${DB_PREFIX}${n}`); // left over by an earlier run
     const token = hex(crypto.getRandomValues(new Uint8Array(32)));

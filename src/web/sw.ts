@@ -10,16 +10,19 @@
 //   which handles it and shows notifications itself when hidden;
 // - otherwise this worker takes the lock, opens its own HushClient on the
 //   store, handles the push, shows the notifications it returns, and closes.
-import { HushClient, IndexedDbStore } from '../sdk/index.ts';
+import { openIndexedDbClient } from '../sdk/index.ts';
 import {
   CLIENT_LOCK,
   History,
   loadConfig,
   OPEN_MESSAGE,
+  PAGE_REPLY_MS,
   PUSH_MESSAGE,
   showGenericNotification,
   showNotification,
   STORE,
+  WORKER_DEADLINE_MS,
+  type WebConfig,
 } from './push-bridge.ts';
 
 // The service worker global scope, as much of it as is used (tsconfig's lib is DOM, not WebWorker).
@@ -51,15 +54,19 @@ interface ServiceWorkerScope {
 }
 const sw = self as unknown as ServiceWorkerScope;
 
-/** How long the handler fetches messages (browsers give a push event about 30 s). */
-const DEADLINE_MS = 20_000;
-/** How long to wait for the chat page to say it handled a push. */
-const PAGE_REPLY_MS = 25_000;
-
 sw.addEventListener('install', (e) => e.waitUntil(sw.skipWaiting()));
 sw.addEventListener('activate', (e) => e.waitUntil(sw.clients.claim()));
 
+/** The stack's config, fetched once per worker (again after a failed fetch). */
+let config: Promise<WebConfig> | undefined;
+const stackConfig = () =>
+  (config ??= loadConfig().catch((e: unknown) => {
+    config = undefined;
+    throw e;
+  }));
+
 // One push at a time: each one's HushClient is closed before the next opens.
+// The chain never rejects, so one push that fails does not skip the ones after it.
 let pushes: Promise<void> = Promise.resolve();
 
 sw.addEventListener('push', (event) => {
@@ -70,7 +77,7 @@ sw.addEventListener('push', (event) => {
       await showGenericNotification(sw.registration);
     }),
   );
-  pushes = done;
+  pushes = done.catch(() => {});
   event.waitUntil(done);
 });
 
@@ -84,21 +91,18 @@ async function onPush(data: string): Promise<void> {
 }
 
 async function handleHere(data: string): Promise<void> {
-  const config = await loadConfig();
-  const client = await HushClient.open({
-    store: await IndexedDbStore.open(STORE),
-    closeStore: true,
-    relays: [config.relay],
-    ntfServer: config.ntf,
-  });
-  const history = await History.open();
-  history.record(client); // the texts, for the chat page to show when opened
+  const { relay, ntf } = await stackConfig();
+  const client = await openIndexedDbClient(STORE, { relays: [relay], ntfServer: ntf });
+  let history: History | undefined;
   try {
-    const shown = await client.handlePush(data, { deadlineMs: DEADLINE_MS });
+    history = await History.open();
+    history.record(client); // the texts, for the chat page to show when opened
+    const shown = await client.handlePush(data, { deadlineMs: WORKER_DEADLINE_MS });
     for (const n of shown) await showNotification(sw.registration, n);
   } finally {
-    await client.close();
-    await history.close();
+    // closed whatever happened: the lock is released when this returns
+    await client.close().catch((e: unknown) => console.error('hush: closing the client failed', e));
+    await history?.close();
   }
 }
 

@@ -42,15 +42,14 @@
 import { createECDH, createPublicKey, randomBytes, verify, type ECDH, type KeyObject } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import { fromBase64Url } from '../../core/encoding.ts';
-import { decryptWebPush, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
+import { decryptWebPush, MAX_PUSH_BODY, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../webpush/subscription.ts';
 import { MAX_VAPID_LIFETIME_SECONDS, vapidSubjectProblem } from '../webpush/vapid.ts';
 import { ProviderTestServer, readBody, type AnyRequest, type AnyResponse } from './http2-server.ts';
 import { Replies } from './replies.ts';
 
 
-/** Largest body a push service must take (RFC 8030 §7.2). */
-export const MAX_PUSH_BODY = 4096;
+export { MAX_PUSH_BODY };
 export const URGENCIES = ['very-low', 'low', 'normal', 'high'] as const;
 export type WebPushUrgency = (typeof URGENCIES)[number];
 const URGENCY_SET: ReadonlySet<string> = new Set(URGENCIES);

@@ -31,8 +31,10 @@ export const TAG_LENGTH = 16;
 /** RFC 8188 §2: a record holds at least one octet (the delimiter) and the tag. */
 export const MIN_RECORD_SIZE = 18;
 export const DEFAULT_RECORD_SIZE = 4096;
-/** Push services must take bodies of 4096 bytes (RFC 8030 §7.2): 4096 − header − delimiter − tag. */
-export const MAX_WEBPUSH_PLAINTEXT = 4096 - HEADER_LENGTH - 1 - TAG_LENGTH;
+/** Largest body a push service must take (RFC 8030 §7.2); Hush pushes fit. */
+export const MAX_PUSH_BODY = 4096;
+/** Push services must take bodies of MAX_PUSH_BODY bytes: that − header − delimiter − tag. */
+export const MAX_WEBPUSH_PLAINTEXT = MAX_PUSH_BODY - HEADER_LENGTH - 1 - TAG_LENGTH;
 
 const LAST_RECORD = 0x02;
 const NOT_LAST_RECORD = 0x01;
