@@ -101,6 +101,12 @@ export class RelayClient extends CommandClient<RelayCommand, RelayResponse> {
   subscribeNotifier = (notifierId: Uint8Array, ntfAuthKey: Uint8Array) =>
     this.ok(notifierId, { type: 'NSUB' }, ntfAuthKey);
 
+  /** NACK: the NMSG with this nonce is safe with the notifier; the relay may forget it. */
+  acknowledgeNotification = (notifierId: Uint8Array, nonce: Uint8Array) => this.ok(notifierId, { type: 'NACK', nonce });
+
+  /** NUNS: this connection stops getting the queue's NMSGs (also those it gets through its service). */
+  unsubscribeNotifier = (notifierId: Uint8Array) => this.ok(notifierId, { type: 'NUNS' });
+
   /** NSUBS: identifies this connection as a notification service and subscribes all its queues. */
   async subscribeService(serviceKey: KeyPair): Promise<number> {
     const r = await this.expect('SOKS', EMPTY, { type: 'NSUBS', serviceKey: serviceKey.publicKey }, serviceKey.privateKey);

@@ -13,6 +13,7 @@ export const ID_LENGTH = 24;
 /** Messages the relay sends a subscribed recipient ahead of its ACKs, per queue. */
 export const DELIVERY_WINDOW = 16;
 export const MSG_ID_LENGTH = 12;
+export const NMSG_NONCE_LENGTH = 12;
 export const KEY = 32;
 
 export const RELAY_ERRORS = [...COMMON_ERRORS, 'LARGE_MSG', 'NO_MSG'] as const;
@@ -41,6 +42,8 @@ export type RelayCommand =
   // notifier (entity: notifier ID; NSUBS has none and is authorized by serviceKey)
   | { type: 'NSUB' }
   | { type: 'NSUBS'; serviceKey: Uint8Array }
+  | { type: 'NACK'; nonce: Uint8Array }
+  | { type: 'NUNS' }
   | { type: 'PING' };
 
 export type RelayCommandType = RelayCommand['type'];
@@ -101,6 +104,9 @@ export function encodeCommand(c: RelayCommand): Uint8Array {
     case 'NSUBS':
       e.short(c.serviceKey);
       break;
+    case 'NACK':
+      e.short(c.nonce);
+      break;
   }
   return e.done();
 }
@@ -127,12 +133,15 @@ export function decodeCommand(b: Uint8Array): Parsed<RelayCommand> {
       }
       case 'NSUBS':
         return { type, serviceKey: d.key(KEY, 'serviceKey') };
+      case 'NACK':
+        return { type, nonce: d.key(NMSG_NONCE_LENGTH, 'nonce') };
       case 'SUB':
       case 'GET':
       case 'NDEL':
       case 'OFF':
       case 'DEL':
       case 'NSUB':
+      case 'NUNS':
       case 'PING':
         return { type };
       default:
@@ -194,7 +203,7 @@ export function decodeResponse(b: Uint8Array): Parsed<RelayResponse> {
       case 'MSG':
         return { type, msgId: d.key(MSG_ID_LENGTH, 'msgId'), sealed: d.long() };
       case 'NMSG':
-        return { type, nonce: d.key(12, 'nonce'), sealedMeta: d.key(META_SEALED_LENGTH, 'meta') };
+        return { type, nonce: d.key(NMSG_NONCE_LENGTH, 'nonce'), sealedMeta: d.key(META_SEALED_LENGTH, 'meta') };
       case 'SOKS':
       case 'ENDS':
         return { type, count: d.u32() };

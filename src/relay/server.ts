@@ -16,6 +16,7 @@ import {
   ID_LENGTH,
   MAX_MESSAGE_BYTES,
   MSG_ID_LENGTH,
+  NMSG_NONCE_LENGTH,
   RELAY_BLOCK_SIZE,
   RELAY_PROTOCOL,
   RELAY_VERSIONS,
@@ -186,26 +187,27 @@ export class RelayServer {
     return this.notifiers.get(idKey(n.notifierId)) ?? (n.serviceId && this.services.get(idKey(n.serviceId)));
   }
 
+  /**
+   * Seals an NMSG for the queue's notifier and keeps it until the subscriber
+   * acknowledges it (NACK): a notification written into a connection that dies
+   * is sent again on the next NSUB/NSUBS. Only the latest per queue is kept.
+   */
   notify(q: QueueRecord, m: StoredMessage): void {
     const n = q.notifier!;
-    const nonce = this.crypto.randomBytes(12);
+    const nonce = this.crypto.randomBytes(NMSG_NONCE_LENGTH);
     const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
+    this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
     const s = this.notifierSession(q);
-    if (s) {
-      s.event(n.notifierId, { type: 'NMSG', nonce, sealedMeta });
-      this.metrics.notifications.inc({ outcome: 'delivered' });
-    } else {
-      this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
-      this.metrics.notifications.inc({ outcome: 'stored' });
-    }
+    if (s) s.event(n.notifierId, { type: 'NMSG', nonce, sealedMeta });
+    this.metrics.notifications.inc({ outcome: s ? 'delivered' : 'stored' });
   }
 
-  /** Hands a kept NMSG to a notifier that just subscribed. */
+  /** Sends the unacknowledged NMSG of a queue to a notifier that just subscribed. */
   flushPending(q: QueueRecord, s: RelaySession): void {
-    const p = this.store.takePendingNotification(q.rcvId);
+    const p = this.store.pendingNotification(q.rcvId);
     if (p) {
       s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
-      this.metrics.notifications.inc({ outcome: 'delivered' });
+      this.metrics.notifications.inc({ outcome: 'redelivered' });
     }
   }
 
@@ -280,6 +282,9 @@ class RelaySession implements SessionHandler {
         return this.subscribeService(this.relay.opts.crypto.sha256(c.serviceKey));
       case 'SEND':
         return this.send(t, c);
+      case 'NACK':
+      case 'NUNS':
+        return this.notifierCommand(t, c);
       case 'NSUB': {
         if (t.entityId.length === 0) return 'NO_ENTITY';
         if (t.auth.length === 0) return 'NO_AUTH';
@@ -424,6 +429,30 @@ class RelaySession implements SessionHandler {
       this.relay.deliver(q);
       if (c.notify && q.notifier) this.relay.notify(q, m);
     };
+    return { type: 'OK' };
+  }
+
+  /**
+   * NACK and NUNS need no key: only the connection that gets a queue's NMSGs
+   * (its NSUB, or its service's NSUBS) may send them, and it proved a key to get
+   * there. Unknown and foreign notifier IDs cost the same map lookups: no oracle.
+   */
+  private notifierCommand(t: Transmission, c: Extract<RelayCommand, { type: 'NACK' | 'NUNS' }>): Reply {
+    if (t.entityId.length === 0) return 'NO_ENTITY';
+    if (t.auth.length > 0) return 'HAS_AUTH';
+    const { store } = this.relay.opts;
+    const q = store.byNotifier(t.entityId);
+    if (!q || this.relay.notifierSession(q) !== this) return 'AUTH';
+    if (c.type === 'NACK') {
+      const p = store.pendingNotification(q.rcvId);
+      // An older nonce was superseded by a newer NMSG, which stays until its own NACK.
+      if (p && equalBytes(p.nonce, c.nonce)) store.clearPendingNotification(q.rcvId);
+      return { type: 'OK' };
+    }
+    const k = idKey(t.entityId);
+    if (this.ntfSubs.delete(k)) this.relay.notifiers.delete(k);
+    else store.setService(q.rcvId, undefined);
+    store.clearPendingNotification(q.rcvId);
     return { type: 'OK' };
   }
 

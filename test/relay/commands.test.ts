@@ -633,11 +633,16 @@ describe('NSUB', () => {
       assert.ok(meta && equalBytes(meta.msgId, last), 'the kept NMSG is the latest');
       await settle(n);
       assert.equal(ofType(n, 'NMSG').length, 0, 'only one NMSG kept');
-      // Handed over once: a later subscriber gets nothing.
+      // Kept until acknowledged: a later subscriber gets it again, and nothing after a NACK.
       const n2 = await connectClient();
       await n2.subscribeNotifier(ntf.notifierId, ntf.auth.privateKey);
-      await settle(n2);
-      assert.equal(ofType(n2, 'NMSG').length, 0);
+      const again = await next(n2, 'NMSG');
+      assert.ok(equalBytes(again.nonce, nmsg.nonce), 'the unacknowledged NMSG is sent again');
+      await n2.acknowledgeNotification(ntf.notifierId, again.nonce);
+      const n3 = await connectClient();
+      await n3.subscribeNotifier(ntf.notifierId, ntf.auth.privateKey);
+      await settle(n3);
+      assert.equal(ofType(n3, 'NMSG').length, 0, 'an acknowledged NMSG is forgotten');
     }));
 
   test('a kept NMSG expires after pendingNotificationTtlMs', () => {
@@ -692,7 +697,9 @@ describe('NSUBS', () => {
       await other.subscribeNotifier(ntfOf(loner).notifierId, ntfOf(loner).auth.privateKey);
       // While a holds the service, its queues notify a.
       await r.send(qs[0]!.sndId, bytes('x'), { notify: true });
-      assert.ok(equalBytes((await next(a, 'NMSG')).entityId, ntfOf(qs[0]!).notifierId));
+      const x = await next(a, 'NMSG');
+      assert.ok(equalBytes(x.entityId, ntfOf(qs[0]!).notifierId));
+      await a.acknowledgeNotification(x.entityId, x.nonce);
 
       const b = await connectClient();
       assert.equal(await b.subscribeService(service), 2);
@@ -773,6 +780,101 @@ describe('NSUBS', () => {
       await rejectsWith(c.command(randomId(), cmd, service.privateKey), 'HAS_ENTITY');
       await rejectsWith(c.command(EMPTY, cmd), 'NO_AUTH');
       await rejectsWith(c.command(EMPTY, cmd, key().privateKey), 'AUTH');
+    }));
+});
+
+describe('NACK', () => {
+  test('an NMSG written into a connection that died is sent again to the next subscriber until acknowledged', () =>
+    withRelay({}, async ({ relay, open: connectClient }) => {
+      const r = await connectClient();
+      const service = key();
+      const q = await newQueue(r, true);
+      const a = await connectClient();
+      await a.subscribeService(service);
+      await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      await r.send(q.sndId, bytes('m'), { notify: true });
+      const first = await next(a, 'NMSG');
+      a.close(); // never acknowledged
+      const b = await connectClient();
+      assert.equal(await b.subscribeService(service), 1);
+      const again = await next(b, 'NMSG');
+      assert.ok(equalBytes(again.nonce, first.nonce) && equalBytes(again.sealedMeta, first.sealedMeta));
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 1);
+      await b.acknowledgeNotification(again.entityId, again.nonce);
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 0, 'NACK forgets it');
+    }));
+
+  test('a NACK of a superseded NMSG keeps the newer one', () =>
+    withRelay({}, async ({ relay, open: connectClient }) => {
+      const r = await connectClient();
+      const q = await newQueue(r, true);
+      const n = await connectClient();
+      await n.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      await r.send(q.sndId, bytes('1'), { notify: true });
+      await r.send(q.sndId, bytes('2'), { notify: true });
+      const one = await next(n, 'NMSG');
+      const two = await next(n, 'NMSG');
+      await n.acknowledgeNotification(one.entityId, one.nonce);
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 1, 'the newer NMSG is still kept');
+      await n.acknowledgeNotification(two.entityId, two.nonce);
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 0);
+    }));
+
+  test('only the connection holding the subscription may NACK; no auth, an entity', () =>
+    withRelay({}, async ({ relay, open: connectClient }) => {
+      const r = await connectClient();
+      const q = await newQueue(r, true);
+      const n = await connectClient();
+      await n.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      await r.send(q.sndId, bytes('m'), { notify: true });
+      const nmsg = await next(n, 'NMSG');
+      const stranger = await connectClient();
+      await rejectsWith(stranger.acknowledgeNotification(ntfOf(q).notifierId, nmsg.nonce), 'AUTH');
+      await rejectsWith(stranger.acknowledgeNotification(randomId(), nmsg.nonce), 'AUTH');
+      await rejectsWith(n.command(EMPTY, { type: 'NACK', nonce: nmsg.nonce }), 'NO_ENTITY');
+      await rejectsWith(n.command(ntfOf(q).notifierId, { type: 'NACK', nonce: nmsg.nonce }, key().privateKey), 'HAS_AUTH');
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 1, 'nothing was acknowledged');
+    }));
+});
+
+describe('NUNS', () => {
+  test('a service connection stops getting one queue\'s NMSGs; they are kept for the next subscriber', () =>
+    withRelay({}, async ({ relay, open: connectClient }) => {
+      const r = await connectClient();
+      const service = key();
+      const [q1, q2] = [await newQueue(r, true), await newQueue(r, true)];
+      const a = await connectClient();
+      await a.subscribeService(service);
+      for (const q of [q1, q2]) await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      await r.send(q1.sndId, bytes('before'), { notify: true });
+      await next(a, 'NMSG');
+      await a.unsubscribeNotifier(ntfOf(q1).notifierId);
+      assert.equal(relay.server.opts.store.counts().pendingNotifications, 0, 'its kept NMSG is dropped');
+      await r.send(q1.sndId, bytes('after'), { notify: true });
+      await r.send(q2.sndId, bytes('other'), { notify: true });
+      const got = await next(a, 'NMSG');
+      assert.ok(equalBytes(got.entityId, ntfOf(q2).notifierId), 'the other queue still notifies');
+      await settle(a);
+      assert.equal(ofType(a, 'NMSG').length, 0);
+      // The relay no longer counts the queue for the service.
+      const b = await connectClient();
+      assert.equal(await b.subscribeService(service), 1);
+      await rejectsWith(b.unsubscribeNotifier(ntfOf(q1).notifierId), 'AUTH');
+    }));
+
+  test('an individual NSUB ends; a stranger cannot end it', () =>
+    withRelay({}, async ({ open: connectClient }) => {
+      const r = await connectClient();
+      const q = await newQueue(r, true);
+      const n = await connectClient();
+      await n.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      const stranger = await connectClient();
+      await rejectsWith(stranger.unsubscribeNotifier(ntfOf(q).notifierId), 'AUTH');
+      await n.unsubscribeNotifier(ntfOf(q).notifierId);
+      await r.send(q.sndId, bytes('m'), { notify: true });
+      await settle(n);
+      assert.equal(ofType(n, 'NMSG').length, 0);
+      await rejectsWith(n.unsubscribeNotifier(ntfOf(q).notifierId), 'AUTH');
     }));
 });
 

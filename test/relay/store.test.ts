@@ -106,13 +106,15 @@ function dump(s: QueueStore, rcvIds: Uint8Array[], serviceIds: Uint8Array[] = []
       assert.ok(s.ackMessage(rcvId, m.msgId), 'the head message can be acknowledged');
       assert.ok(messages.length <= count, 'no more messages than messageCount');
     }
+    const pending = normPending(s.pendingNotification(rcvId)) ?? null;
+    s.clearPendingNotification(rcvId);
     return {
       queue: normQueue(q),
       senderLookup: hex(bySnd?.rcvId),
       notifierLookup: byNtf ? hex(byNtf.rcvId) : null,
       count,
       messages,
-      pending: normPending(s.takePendingNotification(rcvId)) ?? null,
+      pending,
     };
   });
   return { counts, services, queues };
@@ -262,7 +264,7 @@ for (const backend of backends) {
           assert.deepEqual(normNotifier(s.byRecipient(q.rcvId)!.notifier), normNotifier(n2));
           assert.deepEqual(s.counts(), { queues: 1, messages: 0, notifiers: 1, pendingNotifications: 0 });
         });
-        assert.equal(s1.takePendingNotification(q.rcvId), undefined, 'NMSG sealed for the old notifier dropped');
+        assert.equal(s1.pendingNotification(q.rcvId), undefined, 'NMSG sealed for the old notifier dropped');
 
         // another queue with a pending NMSG: deleteNotifier drops both notifier and NMSG
         const r = queueRecord({ notifier: true });
@@ -277,7 +279,7 @@ for (const backend of backends) {
           assert.equal(s.byRecipient(r.rcvId)!.notifier, undefined);
           assert.deepEqual(s.counts(), { queues: 2, messages: 0, notifiers: 0, pendingNotifications: 0 });
         });
-        assert.equal(s1.takePendingNotification(r.rcvId), undefined);
+        assert.equal(s1.pendingNotification(r.rcvId), undefined);
       }));
 
     test('setService and queuesOfService', () =>
@@ -366,8 +368,8 @@ for (const backend of backends) {
           assert.deepEqual(normQueue(s.byRecipient(b.rcvId)), normQueue(b), 'the other queue is intact');
           assert.deepEqual(normMessage(s.peekMessage(b.rcvId)), normMessage(bm));
         });
-        assert.equal(s1.takePendingNotification(a.rcvId), undefined);
-        assert.deepEqual(normPending(s1.takePendingNotification(b.rcvId)), normPending(bp));
+        assert.equal(s1.pendingNotification(a.rcvId), undefined);
+        assert.deepEqual(normPending(s1.pendingNotification(b.rcvId)), normPending(bp));
       }));
 
     test('addMessage/peekMessage/ackMessage: FIFO, and only the head can be acknowledged', () =>
@@ -435,32 +437,38 @@ for (const backend of backends) {
         });
       }));
 
-    test('pending notifications: the latest is kept, take removes it, expiry counts', () =>
+    test('pending notifications: the latest is kept until cleared, the oldest is known, expiry counts', () =>
       withStore(backend, async (s0, reopenAndCheck) => {
         const q1 = queueRecord({ notifier: true });
         const q2 = queueRecord({ notifier: true });
         s0.createQueue(q1);
         s0.createQueue(q2);
-        assert.equal(s0.takePendingNotification(q1.rcvId), undefined);
+        assert.equal(s0.pendingNotification(q1.rcvId), undefined);
         s0.setPendingNotification(q1.rcvId, pendingNtf(100));
         const latest = pendingNtf(110);
         s0.setPendingNotification(q1.rcvId, latest);
         assert.equal(s0.counts().pendingNotifications, 1, 'one per queue');
         let s1 = await reopenAndCheck((s) => assert.equal(s.counts().pendingNotifications, 1));
-        assert.deepEqual(normPending(s1.takePendingNotification(q1.rcvId)), normPending(latest));
-        assert.equal(s1.takePendingNotification(q1.rcvId), undefined, 'take removes it');
+        assert.deepEqual(normPending(s1.pendingNotification(q1.rcvId)), normPending(latest));
+        assert.deepEqual(normPending(s1.pendingNotification(q1.rcvId)), normPending(latest), 'kept until cleared');
+        s1.clearPendingNotification(q1.rcvId);
+        assert.equal(s1.pendingNotification(q1.rcvId), undefined, 'clear removes it');
         s1 = await reopenAndCheck((s) => assert.equal(s.counts().pendingNotifications, 0));
-        assert.equal(s1.takePendingNotification(q1.rcvId), undefined, 'take is durable');
+        assert.equal(s1.pendingNotification(q1.rcvId), undefined, 'clear is durable');
 
         const old = pendingNtf(100);
         const fresh = pendingNtf(300);
         s1.setPendingNotification(q1.rcvId, old);
         s1.setPendingNotification(q2.rcvId, fresh);
+        assert.equal(s1.oldestPendingNotification(), 100);
         assert.equal(s1.expirePendingNotifications(100), 0, 'strictly older only');
         assert.equal(s1.expirePendingNotifications(200), 1);
-        s1 = await reopenAndCheck((s) => assert.equal(s.counts().pendingNotifications, 1));
-        assert.equal(s1.takePendingNotification(q1.rcvId), undefined);
-        assert.deepEqual(normPending(s1.takePendingNotification(q2.rcvId)), normPending(fresh));
+        s1 = await reopenAndCheck((s) => {
+          assert.equal(s.counts().pendingNotifications, 1);
+          assert.equal(s.oldestPendingNotification(), 300);
+        });
+        assert.equal(s1.pendingNotification(q1.rcvId), undefined);
+        assert.deepEqual(normPending(s1.pendingNotification(q2.rcvId)), normPending(fresh));
       }));
 
     test('counts() follows every kind of change', () =>
@@ -540,7 +548,7 @@ function scenario(seed: number, n: number) {
     else if (r < 0.88) {
       const p = pendingNtf(ts++);
       ops.push((s) => s.setPendingNotification(id, p));
-    } else if (r < 0.93) ops.push((s) => void s.takePendingNotification(id));
+    } else if (r < 0.93) ops.push((s) => s.clearPendingNotification(id));
     else if (r < 0.97) {
       const cut = ts - 40;
       ops.push((s) => void s.expireMessages(cut));

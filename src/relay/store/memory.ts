@@ -118,10 +118,17 @@ export class MemoryQueueStore implements QueueStore {
     this.record({ t: 'PSET', rcvId, p });
   }
 
-  takePendingNotification(rcvId: Uint8Array): PendingNotification | undefined {
-    const p = this.pending.get(idKey(rcvId));
-    if (p) this.record({ t: 'PCLR', rcvId });
-    return p;
+  pendingNotification(rcvId: Uint8Array): PendingNotification | undefined {
+    return this.pending.get(idKey(rcvId));
+  }
+
+  clearPendingNotification(rcvId: Uint8Array): void {
+    if (this.pending.has(idKey(rcvId))) this.record({ t: 'PCLR', rcvId });
+  }
+
+  oldestPendingNotification(): number | undefined {
+    // Kept in the order they were set (apply re-inserts), so the first is the oldest.
+    return this.pending.values().next().value?.ts;
   }
 
   expirePendingNotifications(before: number): number {
@@ -207,6 +214,7 @@ export class MemoryQueueStore implements QueueStore {
         break;
       }
       case 'PSET':
+        this.pending.delete(k); // re-inserted last: Map order is the order they were made
         this.pending.set(k, r.p);
         break;
       case 'PCLR':

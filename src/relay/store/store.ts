@@ -30,7 +30,7 @@ export interface StoredMessage {
   body: Uint8Array;
 }
 
-/** The latest NMSG of a queue, kept while no notifier is subscribed. */
+/** The latest NMSG of a queue, kept until the notifier subscriber acknowledges it. */
 export interface PendingNotification {
   nonce: Uint8Array;
   sealedMeta: Uint8Array;
@@ -69,8 +69,12 @@ export interface QueueStore {
   /** Deletes messages older than `before` (ms); returns how many. */
   expireMessages(before: number): number;
 
+  /** Keeps the latest NMSG of a queue until its notifier acknowledges it. */
   setPendingNotification(rcvId: Uint8Array, n: PendingNotification): void;
-  takePendingNotification(rcvId: Uint8Array): PendingNotification | undefined;
+  pendingNotification(rcvId: Uint8Array): PendingNotification | undefined;
+  clearPendingNotification(rcvId: Uint8Array): void;
+  /** When the oldest kept NMSG was made (ms), if any. */
+  oldestPendingNotification(): number | undefined;
   expirePendingNotifications(before: number): number;
 
   counts(): StoreCounts;
