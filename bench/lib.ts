@@ -1,6 +1,7 @@
 // Helpers every benchmark section shares: machine facts, statistics, child
 // processes that are always killed, and the results file format
-//   bench/results/<section>.json = { figures: { name: number }, machine, date, notes }
+//   bench/results/<section>.json = { figures: { name: number | null }, machine, date, notes }
+// (null: what the figure times did not happen within the run's bound).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -306,7 +307,7 @@ export async function closedLoop(
 }
 
 export interface SectionResult {
-  figures: Record<string, number>;
+  figures: Record<string, number | null>;
   notes?: Record<string, unknown>;
 }
 
@@ -316,6 +317,18 @@ export function writeResults(section: string, r: SectionResult): string {
   const doc = { figures: r.figures, machine: machine(), date: new Date().toISOString(), ...(r.notes ? { notes: r.notes } : {}) };
   fs.writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
   return file;
+}
+
+/** A server's /metrics text (its ops port on loopback). */
+export async function metricsText(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  return res.text();
+}
+
+/** The value of one sample in /metrics text, e.g. metric(text, 'hush_ntf_subscriptions{status="ACTIVE"}'); 0 if absent. */
+export function metric(text: string, sample: string): number {
+  for (const line of text.split('\n')) if (line.startsWith(sample + ' ')) return Number(line.slice(sample.length + 1));
+  return 0;
 }
 
 /** A plain text table. */

@@ -48,7 +48,7 @@ import {
 } from './lib.ts';
 
 const crypto = nodeCrypto;
-const BODY_BYTES = 256;
+export const BODY_BYTES = 256;
 const RUNS = 3;
 const WARMUP_MS = 500;
 const MEASURE_MS = 3000;
@@ -69,30 +69,32 @@ const key = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
 // ---- the relay process ----
 
-interface RelayProcess {
+export interface RelayProcess {
   address: string;
   pid: number;
 }
 
-export async function startRelayProcess(children: Children, dir: string): Promise<RelayProcess> {
+/** `env` adds settings (e.g. HUSH_RELAY_FSYNC) to the relay's environment. */
+export async function startRelayProcess(children: Children, dir: string, env: Record<string, string> = {}): Promise<RelayProcess> {
   const hush = path.join(ROOT, 'bin', 'hush.js');
   // The port in relay.json is overridden below: HUSH_RELAY_PORT=0 takes a free one.
   const init = children.spawn(process.execPath, [hush, 'relay', 'init', '--dir', dir]);
   await waitForLine(init, /address: /);
   await new Promise((r) => (init.exitCode === null ? init.once('exit', r) : r(null)));
-  const env = {
+  const relayEnv = {
     ...process.env,
     HUSH_RELAY_PORT: '0',
     HUSH_RELAY_METRICS_PORT: '0',
     HUSH_RELAY_QUEUE_QUOTA: '1000000',
     HUSH_LOG_LEVEL: 'warn',
+    ...env,
   };
   // For profiling: BENCH_RELAY_CPU_PROF=DIR writes a V8 CPU profile of the relay into DIR when it
   // stops; BENCH_RELAY_NODE_FLAGS adds node flags (e.g. --trace-gc) and shows the relay's stdout.
   const prof = process.env.BENCH_RELAY_CPU_PROF;
   const extra = process.env.BENCH_RELAY_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
   const flags = [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(prof)] : []), ...extra];
-  const relay = children.spawn(process.execPath, [...flags, hush, 'relay', 'start', '--dir', dir], { env });
+  const relay = children.spawn(process.execPath, [...flags, hush, 'relay', 'start', '--dir', dir], { env: relayEnv });
   relay.stderr?.on('data', (d: Buffer) => process.stderr.write(`[relay] ${d}`));
   const m = await waitForLine(relay, /relay address: (\S+)/);
   if (extra.length > 0) relay.stdout?.on('data', (d: Buffer) => process.stdout.write(`[relay] ${d}`));
@@ -101,7 +103,7 @@ export async function startRelayProcess(children: Children, dir: string): Promis
 
 // ---- clients ----
 
-interface FrameCounter {
+export interface FrameCounter {
   in: number;
   out: number;
 }
@@ -121,7 +123,7 @@ function countingWebSocket(c: FrameCounter): WebSocketFactory {
   };
 }
 
-const connect = (address: string, counter: FrameCounter, onEvent?: (e: RelayEvent) => void) =>
+export const connect = (address: string, counter: FrameCounter, onEvent?: (e: RelayEvent) => void) =>
   RelayClient.connect(address, {
     webSocket: countingWebSocket(counter),
     crypto,
@@ -129,7 +131,7 @@ const connect = (address: string, counter: FrameCounter, onEvent?: (e: RelayEven
     ...(onEvent ? { onEvent } : {}),
   });
 
-interface BenchQueue {
+export interface BenchQueue {
   rcvAuth: KeyPair;
   rcvId: Uint8Array;
   sndId: Uint8Array;
@@ -137,7 +139,7 @@ interface BenchQueue {
   ntf?: { auth: KeyPair; notifierId: Uint8Array; rcvNtfDhSecret: Uint8Array };
 }
 
-async function newQueue(c: RelayClient, withNotifier: boolean): Promise<BenchQueue> {
+export async function newQueue(c: RelayClient, withNotifier: boolean): Promise<BenchQueue> {
   const rcvAuth = crypto.x25519KeyPair();
   const rcvDh = crypto.x25519KeyPair();
   const ntfAuth = crypto.x25519KeyPair();

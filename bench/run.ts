@@ -5,12 +5,14 @@ import { run as relay } from './relay.ts';
 import { run as ntf } from './ntf.ts';
 import { run as push } from './push.ts';
 import { run as client } from './client.ts';
+import { run as faults } from './faults.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
   { name: 'ntf', run: ntf },
   { name: 'push', run: push },
   { name: 'client', run: client },
+  { name: 'faults', run: faults },
 ];
 
 const wanted = process.argv.slice(2);

@@ -2,8 +2,10 @@
 //   hush start [--dir D] [--port P]            the local stack and its web app, initialized on first run
 //   hush relay init [--dir D] [--host H] [--port P]
 //   hush relay start [--dir D]
+//   hush relay repair [--dir D]
 //   hush ntf init [--dir D] [--host H] [--port P]
 //   hush ntf start [--dir D]
+//   hush ntf repair [--dir D]
 //   hush gateway init [--dir D] [--host H] [--port P]
 //   hush gateway add-server --name N [--dir D] [--rate R] [--burst B] [--daily-quota Q]
 //   hush gateway start [--dir D]
@@ -11,8 +13,9 @@
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../core/address.ts';
 import { ConfigError } from '../server/config.ts';
-import { initRelay, startRelay } from '../relay/cli.ts';
-import { initNtf, startNtf } from '../ntf/cli.ts';
+import { initRelay, repairRelay, startRelay } from '../relay/cli.ts';
+import { initNtf, repairNtf, startNtf } from '../ntf/cli.ts';
+import type { JournalRepair } from '../server/journal.ts';
 import { addServer, initGateway, startGateway } from '../gateway/cli.ts';
 import { startLocalStack } from '../stack/stack.ts';
 import { NOTIFICATION_MODES, PREVIEW_MODES, runChat } from '../chat/cli.ts';
@@ -22,8 +25,11 @@ const USAGE = `usage:
                                                           servers and the web app (initialized on first run)
   hush relay init [--dir DIR] [--host HOST] [--port PORT] create identity key and config, print the address
   hush relay start [--dir DIR]                            run the relay
+  hush relay repair [--dir DIR]                           with the relay stopped: set aside the journal from a
+                                                          corrupt record on (kept in a side file)
   hush ntf init [--dir DIR] [--host HOST] [--port PORT]   notification server: keys and config, print the address
   hush ntf start [--dir DIR]                              run the notification server
+  hush ntf repair [--dir DIR]                             the same for the notification server's journal
   hush gateway init [--dir DIR] [--host HOST] [--port PORT]
                                                           push gateway: seal key and config, print the seal key
   hush gateway add-server --name NAME [--dir DIR] [--rate N] [--burst N] [--daily-quota N]
@@ -73,6 +79,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'relay start':
       return run('relay', () => startRelay(values.dir ?? 'data/relay'));
+    case 'relay repair':
+      return printRepair(repairRelay(values.dir ?? 'data/relay'));
     case 'ntf init': {
       const dir = values.dir ?? 'data/ntf';
       const address = initNtf({ dir, ...listen });
@@ -81,6 +89,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'ntf start':
       return run('notification server', () => startNtf(values.dir ?? 'data/ntf'));
+    case 'ntf repair':
+      return printRepair(repairNtf(values.dir ?? 'data/ntf'));
     case 'gateway init': {
       const dir = values.dir ?? 'data/gateway';
       const sealKey = initGateway({ dir, ...listen });
@@ -159,6 +169,14 @@ function addressArg(name: string, v: string): string {
 function choiceArg<T extends string>(name: string, v: string, options: readonly T[]): T {
   if (!(options as readonly string[]).includes(v)) throw new UsageError(`${name}: one of ${options.join(', ')}: ${v}`);
   return v as T;
+}
+
+function printRepair({ file, repair: r }: { file: string; repair: JournalRepair | undefined }): void {
+  if (!r) return console.log(`${file}: no corrupt record, nothing changed (a torn tail is cut when the server starts)`);
+  console.log(
+    `${file}: corrupt record at byte ${r.offset}; kept the ${r.keptBytes} bytes from there on in ${r.keptIn}\n` +
+      `the journal now ends at byte ${r.offset}, with ${r.records} records: the server starts with the state they make`,
+  );
 }
 
 async function run(what: string, start: () => Promise<{ address: string; metricsPort: number; stop(): Promise<void> }>) {

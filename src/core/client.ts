@@ -51,7 +51,26 @@ export interface ClientOptions {
   /** Server-initiated transmissions (empty corrId). */
   onEvent?: (entityId: Uint8Array, command: Uint8Array) => void;
   onClose?: (reason: string) => void;
+  /** Probes of a quiet link; `false` turns them off. */
+  keepalive?: Partial<KeepaliveOptions> | false;
+  /** The protocol's PING command, sent to probe the link (no keepalive without it). */
+  ping?: Uint8Array;
+  /** The round trip of each answered probe. */
+  onPing?: (rttMs: number) => void;
 }
+
+/**
+ * A link silently dropped (a NAT timeout, a partition) gives no close event:
+ * only a probe notices. A link that has received nothing for `intervalMs` is
+ * PINGed; one that then stays silent for `timeoutMs` more is closed, so its
+ * owner reconnects. Defaults: a dead link is closed within 20 s.
+ */
+export interface KeepaliveOptions {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { intervalMs: 10_000, timeoutMs: 10_000 };
 
 export class ConnectionError extends Error {
   constructor(message: string) {
@@ -73,6 +92,9 @@ export class ProtocolClient {
   private readonly authKeys = new WeakMap<Uint8Array, Uint8Array>();
   private nextCorrId = 1;
   private closedReason: string | undefined;
+  private lastReceived = Date.now();
+  private probing = false;
+  private probeTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
     private readonly ws: WebSocketLike,
@@ -141,9 +163,37 @@ export class ProtocolClient {
   }
 
   private attach(): void {
-    this.ws.onmessage = (ev) => this.receive(toBytes(ev.data));
+    this.ws.onmessage = (ev) => {
+      this.lastReceived = Date.now();
+      this.receive(toBytes(ev.data));
+    };
     this.ws.onclose = (ev) => this.closed(`connection closed: ${ev.code} ${ev.reason}`);
     this.ws.onerror = () => {};
+    if (this.opts.keepalive !== false && this.opts.ping) this.watch(this.opts.ping, { ...DEFAULT_KEEPALIVE, ...this.opts.keepalive });
+  }
+
+  /** Probes the link whenever it has been quiet for intervalMs; closes it after timeoutMs more of silence. */
+  private watch(ping: Uint8Array, k: KeepaliveOptions): void {
+    const check = () => {
+      if (this.closedReason !== undefined) return;
+      const quiet = Date.now() - this.lastReceived;
+      if (quiet >= k.intervalMs + k.timeoutMs) return this.close(`no answer to PING for ${quiet} ms`);
+      if (quiet >= k.intervalMs && !this.probing) {
+        this.probing = true;
+        const sent = Date.now();
+        this.request(EMPTY, ping).then(
+          () => {
+            this.probing = false;
+            this.opts.onPing?.(Date.now() - sent);
+          },
+          () => (this.probing = false),
+        );
+      }
+      // While a probe waits, look again within intervalMs: its answer makes the link quiet afresh.
+      const due = quiet < k.intervalMs ? k.intervalMs - quiet : Math.min(k.intervalMs, k.intervalMs + k.timeoutMs - quiet);
+      this.probeTimer = setTimeout(check, due);
+    };
+    this.probeTimer = setTimeout(check, k.intervalMs);
   }
 
   get connected(): boolean {
@@ -236,6 +286,7 @@ export class ProtocolClient {
   private closed(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    clearTimeout(this.probeTimer);
     this.ws.onmessage = this.ws.onclose = null;
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -246,6 +297,7 @@ export class ProtocolClient {
   }
 }
 
+const EMPTY = new Uint8Array(0);
 const corrKey = (b: Uint8Array) => String.fromCharCode(...b);
 
 function toBytes(data: unknown): Uint8Array | undefined {

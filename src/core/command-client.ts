@@ -2,7 +2,7 @@
 // gets `command` (send, decode, throw on ERR) and `expect` (a response of one
 // type) — the same for the relay and the notification server.
 import { parseAddress, type ServerAddress } from './address.ts';
-import { ProtocolClient, type WebSocketFactory } from './client.ts';
+import { ProtocolClient, type KeepaliveOptions, type WebSocketFactory } from './client.ts';
 import { nobleCrypto } from './crypto/noble.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
 import type { Parsed } from './encoding.ts';
@@ -13,6 +13,8 @@ export interface ProtocolSpec<C, R extends { type: string }> {
   blockSize: number;
   encodeCommand(c: C): Uint8Array;
   decodeResponse(b: Uint8Array): Parsed<R>;
+  /** The command that probes a quiet link (keepalive). */
+  ping: C;
 }
 
 /** An ERR response (its tag in `error`), or UNEXPECTED for a response that does not fit the command. */
@@ -30,6 +32,8 @@ export interface CommandClientOptions<R> {
   /** Server-initiated transmissions, decoded, with the entity they concern. */
   onEvent?: (e: R & { entityId: Uint8Array }) => void;
   onClose?: (reason: string) => void;
+  keepalive?: Partial<KeepaliveOptions> | false;
+  onPing?: (rttMs: number) => void;
 }
 
 export class CommandClient<C, R extends { type: string }> {
@@ -60,6 +64,9 @@ export class CommandClient<C, R extends { type: string }> {
       ...(opts.webSocket ? { webSocket: opts.webSocket } : {}),
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.onClose ? { onClose: opts.onClose } : {}),
+      ...(opts.keepalive !== undefined ? { keepalive: opts.keepalive } : {}),
+      ...(opts.onPing ? { onPing: opts.onPing } : {}),
+      ping: spec.encodeCommand(spec.ping),
       onEvent: (entityId, command) => {
         const r = spec.decodeResponse(command);
         if (r.ok) opts.onEvent?.({ ...r.value, entityId });

@@ -11,6 +11,7 @@ import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type Pu
 import { PROVIDERS, type Provider } from '../ntf/protocol.ts';
 import { decodePushResult, encodePushRequest, PUSH_PATH } from './protocol.ts';
 
+/** Connection options as in Http2Pool; keepAlive is on by default: the gateway is ours, and PINGs keep an idle link (through a load balancer, a NAT) alive and checked. */
 export interface GatewayClientConfig extends Omit<Http2PoolOptions, 'name'> {
   /** The key `hush gateway add-server` printed for this notification server. */
   key: string;
@@ -27,7 +28,7 @@ export class GatewayProvider implements PushProvider {
 
   constructor(cfg: GatewayClientConfig) {
     this.serves = cfg.serves ?? PROVIDERS.filter((p) => p !== 'test');
-    this.pool = new Http2Pool({ ...cfg, name: 'gateway' });
+    this.pool = new Http2Pool({ keepAlive: true, ...cfg, name: 'gateway' });
     this.authorization = `Bearer ${cfg.key}`;
     this.now = cfg.now ?? Date.now;
   }

@@ -1,4 +1,4 @@
-// `hush ntf init|start`: creates a notification server's keys and config, and runs it.
+// `hush ntf init|start|repair`: creates a notification server's keys and config, runs it, repairs its journal.
 import fs from 'node:fs';
 import { nodeCrypto } from '../core/crypto/node.ts';
 import { nodeWebSocket } from '../node/websocket.ts';
@@ -11,7 +11,7 @@ import { initServer } from '../server/init.ts';
 import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { loadNtfConfig, ntfFiles, type NtfConfig } from './config.ts';
 import { NtfServer } from './server.ts';
-import { openJournalNtfStore } from './store/journal.ts';
+import { openJournalNtfStore, repairNtfJournal } from './store/journal.ts';
 import { openPostgresNtfStore } from './store/postgres.ts';
 
 /** Creates the identity and service keys and a config file; returns the server's address. */
@@ -30,7 +30,11 @@ export function initNtf(o: { dir: string; host?: string; port?: number }): strin
 async function openStore(c: NtfConfig, dir: string) {
   if (c.store.backend === 'postgres')
     return (await openPostgresNtfStore({ url: c.store.databaseUrl!, schema: c.store.schema })).store;
-  return openJournalNtfStore(ntfFiles(dir).store, { fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 }).store;
+  return openJournalNtfStore(ntfFiles(dir).store, {
+    fsync: c.store.fsync,
+    compactMinBytes: c.store.compactMinMB * 1024 * 1024,
+    repairCommand: `hush ntf repair --dir ${dir}`,
+  }).store;
 }
 
 function providers(c: NtfConfig, log: Logger): PushProvider[] {
@@ -38,6 +42,9 @@ function providers(c: NtfConfig, log: Logger): PushProvider[] {
   const g = c.gateway;
   return [new GatewayProvider({ url: g.url, key: g.key, connections: g.connections, log, ...(g.caFile ? { ca: fs.readFileSync(g.caFile) } : {}) })];
 }
+
+/** `hush ntf repair`: the server must be stopped. */
+export const repairNtf = (dir: string) => repairNtfJournal(ntfFiles(dir).store);
 
 export interface RunningNtf extends Running<NtfServer> {
   address: string;
@@ -61,6 +68,9 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
     log,
     dispatch: c.dispatch,
     cronIntervalMs: c.cronIntervalSeconds * 1000,
+    subscriber: { keepalive: { intervalMs: c.liveness.pingIntervalSeconds * 1000, timeoutMs: c.liveness.pingTimeoutSeconds * 1000 } },
+    idleTimeoutMs: c.liveness.idleTimeoutSeconds * 1000,
+    linkDownLimitMs: c.liveness.linkDownLimitSeconds * 1000,
   });
   const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, relays: server.subscriber.connections }));
   return { ...running, address: server.address };

@@ -26,6 +26,7 @@ const NTF_SPEC: ProtocolSpec<NtfCommand, NtfResponse> = {
   blockSize: NTF_BLOCK_SIZE,
   encodeCommand,
   decodeResponse,
+  ping: { type: 'PING' },
 };
 
 export class NtfClient extends CommandClient<NtfCommand, NtfResponse> {

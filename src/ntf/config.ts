@@ -3,7 +3,10 @@ import path from 'node:path';
 import { z } from 'zod';
 import { journalStoreFields, listenerEnv, listenerSchema, loadConfig, positiveSchema as positive, type EnvMap } from '../server/config.ts';
 import { providerEnv, providerSchemas } from '../push/config.ts';
+import { DEFAULT_KEEPALIVE } from '../core/client.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../server/protocol-server.ts';
 import { DEFAULT_DISPATCH } from './dispatch.ts';
+import { DEFAULT_LINK_DOWN_LIMIT_MS } from './server.ts';
 
 const PROVIDER_KEYS = Object.keys(providerSchemas) as Array<keyof typeof providerSchemas>;
 
@@ -43,6 +46,17 @@ export const ntfConfigSchema = z
       .strict()
       .prefault({}),
     cronIntervalSeconds: positive.default(10),
+    /** Relay links: PING after this much quiet, closed after the timeout more; clients idle this long are closed. */
+    liveness: z
+      .object({
+        pingIntervalSeconds: positive.default(DEFAULT_KEEPALIVE.intervalMs / 1000),
+        pingTimeoutSeconds: positive.default(DEFAULT_KEEPALIVE.timeoutMs / 1000),
+        idleTimeoutSeconds: positive.default(DEFAULT_IDLE_TIMEOUT_MS / 1000),
+        /** /healthz answers 503 while a relay link with subscriptions is down longer than this. */
+        linkDownLimitSeconds: positive.default(DEFAULT_LINK_DOWN_LIMIT_MS / 1000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .refine((c) => !c.gateway || !PROVIDER_KEYS.some((k) => c[k]), {
@@ -62,6 +76,9 @@ export const NTF_ENV: EnvMap = {
   HUSH_NTF_GATEWAY_URL: 'gateway.url',
   HUSH_NTF_GATEWAY_KEY: 'gateway.key',
   HUSH_NTF_GATEWAY_CA_FILE: 'gateway.caFile',
+  HUSH_NTF_PING_INTERVAL_SECONDS: 'liveness.pingIntervalSeconds',
+  HUSH_NTF_PING_TIMEOUT_SECONDS: 'liveness.pingTimeoutSeconds',
+  HUSH_NTF_IDLE_TIMEOUT_SECONDS: 'liveness.idleTimeoutSeconds',
 };
 
 export const ntfFiles = (dir: string) => ({

@@ -5,6 +5,12 @@
 // push waits (back-pressure, retries, a slow provider) coalesce into it.
 // A full queue parks tokens in an overflow set that refills it as it drains:
 // memory stays bounded by the number of tokens and no push is lost.
+//
+// Pending notifications (store: kept, no accepted push has carried them yet)
+// survive a restart: a message push carries its pending entries, and only once
+// the provider accepts it are they marked pushed. At start every token with
+// pending ones gets a push; a sweep queues one again for tokens whose oldest
+// has waited longer than `pendingRetryMs` (a push that failed for good).
 import type { Logger } from 'pino';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { PushProvider, PushResult } from '../push/provider.ts';
@@ -13,7 +19,7 @@ import { equalBytes } from '../core/encoding.ts';
 import type { DeviceToken, Provider } from './protocol.ts';
 import { MAX_PUSH_ENTRIES, sealPush, type PushContent, type PushKind } from './push.ts';
 import { bytesOf } from './store/records.ts';
-import type { NtfStore, TokenRecord } from './store/store.ts';
+import type { NtfStore, SentNotification, TokenRecord } from './store/store.ts';
 
 export interface DispatchOptions {
   /** Jobs queued per provider before tokens wait in the overflow set. */
@@ -25,6 +31,8 @@ export interface DispatchOptions {
   /** First retry delay; doubled each attempt, with jitter, up to maxBackoffMs. */
   backoffMs: number;
   maxBackoffMs: number;
+  /** A token whose oldest pending notification waited this long, with no push queued or in flight, gets another. */
+  pendingRetryMs: number;
 }
 
 export const DEFAULT_DISPATCH: DispatchOptions = {
@@ -33,6 +41,7 @@ export const DEFAULT_DISPATCH: DispatchOptions = {
   maxAttempts: 6,
   backoffMs: 500,
   maxBackoffMs: 60_000,
+  pendingRetryMs: 60_000,
 };
 
 interface Job {
@@ -50,6 +59,8 @@ class ProviderQueue {
   readonly queued = new Set<string>();
   readonly overflow: Job[] = [];
   inFlight = 0;
+  /** Message pushes in flight, by token (a newer NMSG may start a second). */
+  readonly sending = new Map<string, number>();
 
   constructor(
     readonly name: string,
@@ -63,10 +74,18 @@ class ProviderQueue {
 
 const jobKey = (j: { tokenId: string; kind: PushKind }) => `${j.kind}:${j.tokenId}`;
 
+function count(m: Map<string, number>, key: string, by: 1 | -1): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
+
 export class Dispatcher {
   private readonly queues = new Map<Provider, ProviderQueue>();
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private closed = false;
+  /** When the next sweep of pending notifications is due (the server's clock). */
+  private nextSweepAt = 0;
   readonly opts: DispatchOptions;
 
   constructor(
@@ -77,6 +96,8 @@ export class Dispatcher {
       log: Logger;
       metrics: NtfMetrics;
       now: () => number;
+      /** The store changed in the background (a push's outcome): to be flushed. */
+      changed: () => void;
     },
     opts: Partial<DispatchOptions> = {},
   ) {
@@ -122,16 +143,20 @@ export class Dispatcher {
   private async run(q: ProviderQueue, job: Job): Promise<void> {
     const { store, metrics } = this.deps;
     const token = store.token(job.tokenId);
-    const content = token && this.content(token, job.kind);
+    const built = token && this.content(token, job.kind);
     // A TRPL to another provider leaves this job in the old provider's queue: the
     // new device token is not this provider's to push to (a real provider would
     // call it invalid). TRPL queued the verification push with the right provider.
-    if (!token || !content || this.queues.get(token.device.provider) !== q) {
+    if (!token || !built || this.queues.get(token.device.provider) !== q) {
       q.queued.delete(jobKey(job));
       return;
     }
+    const { content, sent } = built;
     // From here on, a new NMSG queues a new push: this one is already built.
-    if (job.kind === 'message') q.queued.delete(jobKey(job));
+    if (job.kind === 'message') {
+      q.queued.delete(jobKey(job));
+      count(q.sending, job.tokenId, 1);
+    }
     q.inFlight++;
     let result: PushResult;
     const started = performance.now();
@@ -144,6 +169,7 @@ export class Dispatcher {
       result = { outcome: 'retry', reason: `provider threw ${e instanceof Error ? e.name : typeof e}` };
     }
     q.inFlight--;
+    if (job.kind === 'message') count(q.sending, job.tokenId, -1);
     metrics.pushSeconds.observe({ provider: q.name }, (performance.now() - started) / 1000);
     const outcome = result.outcome;
     if (outcome === 'retry' && job.attempt + 1 < this.opts.maxAttempts && !this.closed) {
@@ -152,12 +178,13 @@ export class Dispatcher {
       this.retryLater(q, { ...job, attempt: job.attempt + 1 }, result.afterMs);
     } else {
       if (job.kind !== 'message') q.queued.delete(jobKey(job));
-      this.settle(token.tokenId, job, q.name, result, device);
+      this.settle(token.tokenId, job, q.name, result, device, sent);
+      this.deps.changed();
     }
     if (!this.closed) this.pump(q);
   }
 
-  private settle(tokenId: string, job: Job, provider: string, result: PushResult, device: DeviceToken): void {
+  private settle(tokenId: string, job: Job, provider: string, result: PushResult, device: DeviceToken, sent: SentNotification[]): void {
     const { store, metrics, log } = this.deps;
     // The device token may have been replaced (TRPL) while this push was in flight:
     // an answer about the old device token (typically "unregistered": the OS rotated
@@ -170,6 +197,7 @@ export class Dispatcher {
         if (job.kind === 'message') metrics.notificationDelay.observe({ provider }, (performance.now() - job.queuedAt) / 1000);
         if (job.kind === 'verification' && token?.status.status === 'REGISTERED')
           store.setTokenStatus(tokenId, { status: 'CONFIRMED' });
+        if (token) store.markPushed(tokenId, sent);
         return;
       case 'invalid':
         metrics.pushes.inc({ provider, kind: job.kind, outcome: 'invalid' });
@@ -193,20 +221,53 @@ export class Dispatcher {
     this.timers.add(timer);
   }
 
-  /** What a job sends now, or undefined if the token may not get it any more. */
-  private content(token: TokenRecord, kind: PushKind): PushContent | undefined {
-    if (kind === 'verification') return { kind, code: token.code };
+  /**
+   * What a job sends now, with the pending notifications it carries; undefined
+   * if the token may not get it any more, or (a message) nothing is pending:
+   * a push accepted meanwhile carried it all.
+   */
+  private content(token: TokenRecord, kind: PushKind): { content: PushContent; sent: SentNotification[] } | undefined {
+    if (kind === 'verification') return { content: { kind, code: token.code }, sent: [] };
     if (token.status.status !== 'ACTIVE') return undefined;
-    if (kind === 'check') return { kind };
+    if (kind === 'check') return { content: { kind }, sent: [] };
     const { store } = this.deps;
+    const sent: SentNotification[] = [];
     const entries = store.lastNotifications(token.tokenId, MAX_PUSH_ENTRIES).flatMap((n) => {
       const sub = store.sub(n.subId);
-      return sub ? [{ notifierId: bytesOf(sub.notifierId), nonce: n.nonce, sealedMeta: n.sealedMeta }] : [];
+      if (!sub) return [];
+      if (!n.pushed) sent.push({ subId: n.subId, nonce: n.nonce });
+      return [{ notifierId: bytesOf(sub.notifierId), nonce: n.nonce, sealedMeta: n.sealedMeta }];
     });
-    return entries.length > 0 ? { kind, entries } : undefined;
+    return sent.length > 0 ? { content: { kind, entries }, sent } : undefined;
   }
 
-  /** Periodic "check messages" pushes that are due; one interval after TCRN, then every interval. */
+  /** Message pushes for every token with pending notifications (at start). */
+  pushPending(): void {
+    this.requeue(Infinity);
+  }
+
+  /** Pending notifications for metrics: how many, and how long the oldest has waited. */
+  pendingPushes(): { count: number; oldestSeconds: number } {
+    const { count, oldestTs } = this.deps.store.pendingPushes();
+    return { count, oldestSeconds: oldestTs === undefined ? 0 : Math.max(0, this.deps.now() - oldestTs) / 1000 };
+  }
+
+  /** Pushes for tokens with a notification pending since before `before`, unless one is queued or in flight. */
+  private requeue(before: number): void {
+    const { store } = this.deps;
+    for (const tokenId of store.pendingTokens(before)) {
+      const token = store.token(tokenId);
+      const q = token && this.queues.get(token.device.provider);
+      if (!q || q.sending.has(tokenId) || q.queued.has(jobKey({ tokenId, kind: 'message' }))) continue;
+      this.push(token, 'message');
+    }
+  }
+
+  /**
+   * Periodic "check messages" pushes that are due (one interval after TCRN,
+   * then every interval), and, every pendingRetryMs, pushes again for
+   * notifications pending longer than that.
+   */
   runCron(): void {
     const { store, now } = this.deps;
     const t = now();
@@ -215,6 +276,9 @@ export class Dispatcher {
       store.setCron(token.tokenId, token.cronMinutes, t + token.cronMinutes * 60_000);
       if (token.status.status === 'ACTIVE') this.push(token, 'check');
     }
+    if (t < this.nextSweepAt) return;
+    this.nextSweepAt = t + this.opts.pendingRetryMs;
+    this.requeue(t - this.opts.pendingRetryMs);
   }
 
   close(): void {

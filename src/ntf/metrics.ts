@@ -9,6 +9,12 @@ export interface NtfMetricSources {
   inactive(): number;
   relayConnections(): number;
   queueLengths(): Map<string, number>;
+  /** Notifications whose push no provider has accepted yet, and the oldest one's wait. */
+  pendingPushes(): { count: number; oldestSeconds: number };
+  linkStates(): Record<'up' | 'connecting' | 'down', number>;
+  /** The longest time a relay link with subscriptions has not been up (0: all up). */
+  longestLinkDownMs(): number;
+  storeFailed(): boolean;
 }
 
 export class NtfMetrics {
@@ -43,8 +49,40 @@ export class NtfMetrics {
     registers: this.r,
   });
 
+  readonly relayProbeRtt = new client.Histogram({
+    name: 'hush_ntf_relay_probe_rtt_seconds',
+    help: 'Round trip of the PINGs that probe quiet relay links',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: this.r,
+  });
+
   constructor() {
     const self = this;
+    new client.Gauge({
+      name: 'hush_ntf_relay_links',
+      help: 'Relay links by state: up (subscribed), connecting, down (waiting to retry)',
+      labelNames: ['state'],
+      registers: this.r,
+      collect() {
+        for (const [state, n] of Object.entries(self.sources?.linkStates() ?? {})) this.set({ state }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_relay_link_down_seconds',
+      help: 'Longest time a relay link with subscriptions has not been up; 0 when all are up',
+      registers: this.r,
+      collect() {
+        if (self.sources) this.set(self.sources.longestLinkDownMs() / 1000);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_store_failed',
+      help: '1 while the store cannot persist (memory is ahead of it): a journal until restart, PostgreSQL until a commit succeeds',
+      registers: this.r,
+      collect() {
+        if (self.sources) this.set(self.sources.storeFailed() ? 1 : 0);
+      },
+    });
     new client.Gauge({
       name: 'hush_ntf_tokens',
       help: 'Tokens by status',
@@ -84,6 +122,22 @@ export class NtfMetrics {
       registers: this.r,
       collect() {
         for (const [provider, n] of self.sources?.queueLengths() ?? []) this.set({ provider }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_notifications_pending',
+      help: 'Notifications taken in from relays (ACTIVE tokens) whose push no provider has accepted yet',
+      registers: this.r,
+      collect() {
+        if (self.sources) this.set(self.sources.pendingPushes().count);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_ntf_notifications_pending_oldest_seconds',
+      help: 'How long the oldest pending notification has waited for an accepted push; 0 when none is pending',
+      registers: this.r,
+      collect() {
+        if (self.sources) this.set(self.sources.pendingPushes().oldestSeconds);
       },
     });
   }

@@ -1,7 +1,7 @@
 // The notification server: token and subscription commands, the relay
 // subscriber feeding NMSGs in, and the dispatcher sending pushes out.
 import { parseAddress } from '../core/address.ts';
-import type { WebSocketFactory } from '../core/client.ts';
+import type { KeepaliveOptions, WebSocketFactory } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { equalBytes } from '../core/encoding.ts';
 import type { Transmission } from '../core/transmission.ts';
@@ -43,8 +43,15 @@ export interface NtfServerOptions extends ListenerOptions {
   maxPending?: number;
   /** How often due TCRN pushes are looked for. */
   cronIntervalMs?: number;
-  subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number };
+  subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number; keepalive?: Partial<KeepaliveOptions> };
+  /** A client connection that sends nothing for this long is closed. */
+  idleTimeoutMs?: number;
+  /** /healthz fails while a relay link with subscriptions has been down this long. */
+  linkDownLimitMs?: number;
 }
+
+/** A dead link is closed within 20 s (keepalive) and retried at once: down longer than this is an outage. */
+export const DEFAULT_LINK_DOWN_LIMIT_MS = 30_000;
 
 const EMPTY = new Uint8Array(0);
 const OK: NtfResponse = { type: 'OK' };
@@ -76,7 +83,15 @@ export class NtfServer {
     this.metrics = opts.metrics ?? new NtfMetrics();
     this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
     this.dispatcher = new Dispatcher(
-      { providers: opts.providers, store: opts.store, crypto: opts.crypto, log: opts.log, metrics: this.metrics, now: this.now },
+      {
+        providers: opts.providers,
+        store: opts.store,
+        crypto: opts.crypto,
+        log: opts.log,
+        metrics: this.metrics,
+        now: this.now,
+        changed: () => this.persistSoon(),
+      },
       opts.dispatch,
     );
     this.subscriber = new RelaySubscriber({
@@ -87,6 +102,9 @@ export class NtfServer {
       log: opts.log,
       onNotification: (sub, nmsg) => this.notification(sub, nmsg),
       changed: () => this.persistSoon(),
+      durable: () => this.store.flush(),
+      onProbe: (ms) => this.metrics.relayProbeRtt.observe(ms / 1000),
+      now: this.now,
       ...opts.subscriber,
     });
     this.metrics.bind({
@@ -94,9 +112,17 @@ export class NtfServer {
       inactive: () => this.subscriber.inactive(),
       relayConnections: () => this.subscriber.connections,
       queueLengths: () => this.dispatcher.queueLengths(),
+      pendingPushes: () => this.dispatcher.pendingPushes(),
+      linkStates: () => this.subscriber.linkStates(),
+      longestLinkDownMs: () => this.subscriber.longestDown(),
+      storeFailed: () => this.store.failure() !== undefined,
     });
     this.server = serveProtocol(SPEC, opts, {
-      limits: { maxConnections: opts.maxConnections ?? 10_000, maxPending: opts.maxPending ?? 4096 },
+      limits: {
+        maxConnections: opts.maxConnections ?? 10_000,
+        maxPending: opts.maxPending ?? 4096,
+        ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+      },
       store: this.store,
       metrics: this.metrics,
       handler: (session) => new NtfSession(this, session),
@@ -105,6 +131,8 @@ export class NtfServer {
 
   async start(): Promise<number> {
     const port = await this.server.listen();
+    // Before the relays send anything: what was pending at the last stop (or kill) is pushed now.
+    this.dispatcher.pushPending();
     this.subscriber.start();
     this.cronTimer = setInterval(() => this.runCron(), this.opts.cronIntervalMs ?? 10_000);
     this.cronTimer.unref();
@@ -117,8 +145,13 @@ export class NtfServer {
     this.subscriber.close();
     this.dispatcher.close();
     await this.server.close();
-    await this.store.flush();
-    await this.store.close();
+    try {
+      await this.store.flush();
+      await this.store.close();
+    } catch (err) {
+      // A failed store has nothing more to write; the providers must still be closed.
+      this.opts.log.error({ event: 'store_close_failed', err: String(err) });
+    }
     await Promise.all(this.opts.providers.map((p) => p.close()));
   }
 
@@ -151,6 +184,9 @@ export class NtfServer {
     this.metrics.received.inc();
     const token = this.store.token(sub.tokenId);
     if (!token) return;
+    // The relay sends again what it has no NACK for: kept already, pushed or pending, so nothing changes.
+    const kept = this.store.lastNotification(token.tokenId, sub.subId);
+    if (kept && equalBytes(kept.nonce, nmsg.nonce)) return;
     this.store.setLastNotification(token.tokenId, {
       subId: sub.subId,
       nonce: nmsg.nonce,
@@ -159,6 +195,16 @@ export class NtfServer {
     });
     this.persistSoon();
     if (token.status.status === 'ACTIVE') this.dispatcher.push(token, 'message');
+  }
+
+  /** Not ok when the store can no longer persist, or a relay link with subscriptions is down past the limit. */
+  health(): { ok: boolean; reason?: string } {
+    const failure = this.store.failure();
+    if (failure) return { ok: false, reason: `store failed: ${failure}` };
+    const down = this.subscriber.longestDown();
+    if (down > (this.opts.linkDownLimitMs ?? DEFAULT_LINK_DOWN_LIMIT_MS))
+      return { ok: false, reason: `a relay link with subscriptions has been down for ${Math.round(down / 1000)} s` };
+    return { ok: true };
   }
 
   /** The reported status: ACTIVE reads INACTIVE while its relay is disconnected. */
@@ -227,6 +273,7 @@ class NtfSession implements SessionHandler {
         return { type: 'SUB', status: this.ntf.subStatus(sub!) };
       case 'SDEL':
         store.deleteSub(sub!.subId);
+        this.ntf.subscriber.remove(sub!);
         return OK;
       default:
         return this.tokenCommand(token, c);
@@ -273,6 +320,15 @@ class NtfSession implements SessionHandler {
         const verifiable = status === 'REGISTERED' || status === 'CONFIRMED' || status === 'ACTIVE';
         if (!verifiable || !equalBytes(token.code, c.code)) return 'AUTH';
         store.setTokenStatus(token.tokenId, { status: 'ACTIVE' });
+        // The device proved it gets this token's pushes: its other tokens (the app was
+        // reinstalled, their keys are lost) go with their subscriptions, so it gets each push once.
+        for (const old of [...store.tokensOfDevice(token.device)]) {
+          if (old.tokenId === token.tokenId) continue;
+          const subs = [...store.subsOfToken(old.tokenId)];
+          store.deleteToken(old.tokenId);
+          for (const sub of subs) this.ntf.subscriber.remove(sub);
+          this.ntf.opts.log.info({ event: 'token_replaced', subscriptions: subs.length });
+        }
         return OK;
       }
       case 'TCHK':
@@ -282,9 +338,12 @@ class NtfSession implements SessionHandler {
         store.replaceDevice(token.tokenId, c.device, crypto.randomBytes(CODE_LENGTH));
         dispatcher.push(token, 'verification');
         return OK;
-      case 'TDEL':
+      case 'TDEL': {
+        const subs = [...store.subsOfToken(token.tokenId)];
         store.deleteToken(token.tokenId);
+        for (const sub of subs) this.ntf.subscriber.remove(sub);
         return OK;
+      }
       case 'TCRN':
         if (c.minutes !== 0 && c.minutes < MIN_CRON_MINUTES) return 'QUOTA';
         // The first check push comes one interval from now, not at once and not never.

@@ -3,10 +3,13 @@
 // identifies as the server's service (NSUBS): every queue it ever subscribed
 // is subscribed again by that one command, so a restart of either side costs
 // O(1) commands per relay. New subscriptions wait a short batching window and
-// go out as NSUBs in blocks. A lost connection is retried with exponential
-// backoff and jitter; meanwhile its ACTIVE subscriptions read as INACTIVE.
+// go out as NSUBs in blocks. A quiet link is PINGed and a dead one closed
+// (keepalive); a lost connection is retried with exponential backoff and
+// jitter, and meanwhile its ACTIVE subscriptions read as INACTIVE. Each NMSG is
+// acknowledged (NACK) only once the store has made it durable, so the relay
+// sends again whatever a dead link or a killed server lost.
 import type { Logger } from 'pino';
-import type { WebSocketFactory } from '../core/client.ts';
+import type { KeepaliveOptions, WebSocketFactory } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { RelayClient, RelayCommandError, type RelayEvent } from '../relay/client.ts';
 import { bytesOf, latin1 } from './store/records.ts';
@@ -18,10 +21,16 @@ export interface SubscriberOptions {
   webSocket: WebSocketFactory;
   store: NtfStore;
   log: Logger;
-  /** An NMSG for a subscription. */
+  /** An NMSG for a subscription: recorded in the store before this returns. */
   onNotification(sub: SubRecord, nmsg: { nonce: Uint8Array; sealedMeta: Uint8Array }): void;
   /** Background changes to persist. */
   changed(): void;
+  /** Resolves once every change made so far is durable (the store's flush). */
+  durable(): Promise<void>;
+  /** The round trip of each answered PING on a relay link. */
+  onProbe?(rttMs: number): void;
+  keepalive?: Partial<KeepaliveOptions>;
+  now?: () => number;
   batchWindowMs?: number;
   /** NSUBs in flight per relay (below the relay's pending limit). */
   batchSize?: number;
@@ -46,8 +55,39 @@ export class RelaySubscriber {
     this.link(sub.relay).queue(sub);
   }
 
+  /** A subscription the store has deleted: the relay stops notifying it (NUNS); a link left with none is closed. */
+  remove(sub: SubRecord): void {
+    const l = this.links.get(sub.relay);
+    if (!l) return;
+    const empty = () => {
+      for (const _ of this.opts.store.subsOfRelay(sub.relay)) return false;
+      return true;
+    };
+    void l.unsubscribe(bytesOf(sub.notifierId)).then(() => {
+      if (!empty() || this.links.get(sub.relay) !== l) return;
+      l.close();
+      this.links.delete(sub.relay);
+      this.opts.log.info({ event: 'relay_link_closed', reason: 'no subscriptions' });
+    });
+  }
+
   connected(relay: string): boolean {
     return this.links.get(relay)?.connected ?? false;
+  }
+
+  /** Links by state: up (subscribed), connecting, down (waiting to retry). */
+  linkStates(): Record<LinkState, number> {
+    const n: Record<LinkState, number> = { up: 0, connecting: 0, down: 0 };
+    for (const l of this.links.values()) n[l.state]++;
+    return n;
+  }
+
+  /** The longest time (ms) a link with subscriptions has not been up; 0 when all are. */
+  longestDown(): number {
+    const now = (this.opts.now ?? Date.now)();
+    let max = 0;
+    for (const l of this.links.values()) if (l.downSince !== undefined) max = Math.max(max, now - l.downSince);
+    return max;
   }
 
   get connections(): number {
@@ -85,8 +125,15 @@ export class RelaySubscriber {
   }
 }
 
+export type LinkState = 'up' | 'connecting' | 'down';
+
 class RelayLink {
   private client: RelayClient | undefined;
+  /** NMSGs received, acknowledged once the store has them. */
+  private acks: { client: RelayClient; notifierId: Uint8Array; nonce: Uint8Array }[] = [];
+  private connecting = false;
+  /** When the link stopped being up (ms, the subscriber's clock); undefined while up. */
+  downSince: number | undefined;
   private waiting: SubRecord[] = [];
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -99,22 +146,35 @@ class RelayLink {
   constructor(
     readonly relay: string,
     private readonly o: SubscriberOptions,
-  ) {}
+  ) {
+    this.downSince = this.now();
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
 
   /** Connected and resubscribed (NSUBS answered). */
   get connected(): boolean {
     return this.ready && (this.client?.connected ?? false);
   }
 
+  get state(): LinkState {
+    return this.connected ? 'up' : this.connecting ? 'connecting' : 'down';
+  }
+
   async connect(): Promise<void> {
     const { log, crypto, webSocket, serviceKey, store } = this.o;
+    this.connecting = true;
     try {
       const client = await RelayClient.connect(this.relay, {
         crypto,
         webSocket,
         timeoutMs: 30_000,
+        ...(this.o.keepalive ? { keepalive: this.o.keepalive } : {}),
+        ...(this.o.onProbe ? { onPing: this.o.onProbe } : {}),
         onEvent: (e) => this.event(client, e),
-        onClose: () => this.lost(client),
+        onClose: (why) => this.lost(client, why),
       });
       if (this.closed) return client.close();
       // set before NSUBS is answered: NMSGs the relay kept may follow the answer in the same block
@@ -122,6 +182,8 @@ class RelayLink {
       const count = await client.subscribeService(serviceKey);
       if (client !== this.client) return; // lost meanwhile; a reconnect is under way
       this.ready = true;
+      this.connecting = false;
+      this.downSince = undefined;
       this.failures = 0;
       // Subscriptions the service does not cover yet, and all of them if the relay lost track.
       const subs = [...store.subsOfRelay(this.relay)];
@@ -135,6 +197,7 @@ class RelayLink {
       this.client?.close();
       this.client = undefined;
       this.ready = false;
+      this.connecting = false;
       this.retry();
     }
   }
@@ -148,12 +211,40 @@ class RelayLink {
     }, base * (0.5 + Math.random() / 2));
   }
 
-  private lost(client: RelayClient): void {
+  private lost(client: RelayClient, why: string): void {
     if (client !== this.client) return;
     this.client = undefined;
     this.ready = false;
-    this.o.log.warn({ event: 'relay_disconnected' });
+    this.downSince ??= this.now();
+    this.o.log.warn({ event: 'relay_disconnected', reason: why });
     this.retry();
+  }
+
+  /** NUNS on the current connection; a link that is down has nothing to stop (see the stray NMSG case in event()). */
+  async unsubscribe(notifierId: Uint8Array): Promise<void> {
+    const client = this.client;
+    if (!client || !this.ready) return;
+    try {
+      await client.unsubscribeNotifier(notifierId);
+    } catch {
+      // AUTH: the relay already had no such subscription here; a lost link: same as down.
+    }
+  }
+
+  /** NACKs wait for the store flush that covers their NMSGs; a connection lost meanwhile drops them (the relay resends). */
+  private acknowledge(client: RelayClient, notifierId: Uint8Array, nonce: Uint8Array): void {
+    this.acks.push({ client, notifierId, nonce });
+    if (this.acks.length > 1) return;
+    void this.o.durable().then(
+      () => {
+        const acks = this.acks;
+        this.acks = [];
+        for (const a of acks) if (a.client.connected) a.client.acknowledgeNotification(a.notifierId, a.nonce).catch(() => {});
+      },
+      () => {
+        this.acks = []; // not durable: never acknowledged, the relay keeps them
+      },
+    );
   }
 
   queue(sub: SubRecord): void {
@@ -162,7 +253,9 @@ class RelayLink {
   }
 
   private flushSoon(ms: number): void {
-    if (this.batchTimer || !this.client) return;
+    // Not before NSUBS is answered: connect() then takes every PENDING subscription
+    // itself, and one sent meanwhile would go twice.
+    if (this.batchTimer || !this.ready) return;
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
       this.work = this.work.then(() => this.subscribeWaiting());
@@ -205,10 +298,15 @@ class RelayLink {
       return;
     }
     const sub = store.subOfNotifier(this.relay, latin1(e.entityId));
-    if (!sub) return;
+    if (!sub) {
+      // Deleted while the link was down, so its NUNS never went: send it now.
+      if (e.type === 'NMSG') client.unsubscribeNotifier(e.entityId).catch(() => {});
+      return;
+    }
     switch (e.type) {
       case 'NMSG':
         this.o.onNotification(sub, e);
+        this.acknowledge(client, e.entityId, e.nonce);
         return;
       case 'END':
         store.setSubStatus(sub.subId, 'END');

@@ -1,11 +1,11 @@
-// `hush relay init|start`: creates a relay's identity and config, and runs it.
+// `hush relay init|start|repair`: creates a relay's identity and config, runs it, repairs its journal.
 import { nodeCrypto } from '../core/crypto/node.ts';
 import { readKeyFile } from '../server/identity.ts';
 import { initServer } from '../server/init.ts';
 import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { loadRelayConfig, relayFiles } from './config.ts';
 import { RelayServer } from './server.ts';
-import { JournalQueueStore } from './store/journal.ts';
+import { JournalQueueStore, repairRelayJournal } from './store/journal.ts';
 
 export interface InitOptions {
   dir: string;
@@ -34,7 +34,12 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
   const files = relayFiles(dir);
   const log = startLogger('relay', dir, files.identity, c.logLevel);
   // MB × 2^20 by multiplication: `<< 20` is 32-bit and wraps to ≤ 0 from 2048 MB on.
-  const store = JournalQueueStore.open({ dir: files.store, fsync: c.store.fsync, compactMinBytes: c.store.compactMinMB * 1024 * 1024 });
+  const store = JournalQueueStore.open({
+    dir: files.store,
+    fsync: c.store.fsync,
+    compactMinBytes: c.store.compactMinMB * 1024 * 1024,
+    repairCommand: `hush relay repair --dir ${dir}`,
+  });
   if (store.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: store.truncatedBytes });
   const server = new RelayServer({
     identity: readKeyFile(files.identity),
@@ -47,6 +52,7 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
       messageTtlMs: c.limits.messageTtlHours * 3600_000,
       maxConnections: c.limits.maxConnections,
       maxPending: c.limits.maxPending,
+      idleTimeoutMs: c.limits.idleTimeoutSeconds * 1000,
     },
     log,
   });
@@ -54,3 +60,6 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
   log.info({ event: 'ops_started', port: running.metricsPort });
   return { ...running, address: server.address };
 }
+
+/** `hush relay repair`: the relay must be stopped. */
+export const repairRelay = (dir: string) => repairRelayJournal(relayFiles(dir).store);

@@ -42,6 +42,7 @@ const RELAY_SPEC: ProtocolSpec<RelayCommand, RelayResponse> = {
   blockSize: RELAY_BLOCK_SIZE,
   encodeCommand,
   decodeResponse,
+  ping: { type: 'PING' },
 };
 
 export class RelayClient extends CommandClient<RelayCommand, RelayResponse> {

@@ -16,6 +16,7 @@ export const relayConfigSchema = z
         messageTtlHours: positive.default(DEFAULT_LIMITS.messageTtlMs / 3600_000),
         maxConnections: positive.default(DEFAULT_LIMITS.maxConnections),
         maxPending: positive.default(DEFAULT_LIMITS.maxPending),
+        idleTimeoutSeconds: positive.default(DEFAULT_LIMITS.idleTimeoutMs / 1000),
       })
       .strict()
       .prefault({}),
@@ -33,6 +34,7 @@ export const RELAY_ENV: EnvMap = {
   HUSH_RELAY_MESSAGE_TTL_HOURS: 'limits.messageTtlHours',
   HUSH_RELAY_MAX_CONNECTIONS: 'limits.maxConnections',
   HUSH_RELAY_MAX_PENDING: 'limits.maxPending',
+  HUSH_RELAY_IDLE_TIMEOUT_SECONDS: 'limits.idleTimeoutSeconds',
 };
 
 export const relayFiles = (dir: string) => ({

@@ -28,7 +28,7 @@ export class RelayMetrics {
   });
   readonly notifications = new client.Counter({
     name: 'hush_relay_notifications_total',
-    help: 'NMSG events, by outcome: delivered to a subscribed notifier, or stored until one subscribes',
+    help: 'NMSG events, by outcome: delivered to a subscribed notifier, stored until one subscribes, or redelivered (unacknowledged, on NSUB/NSUBS)',
     labelNames: ['outcome'],
     registers: [this.registry],
   });
@@ -38,7 +38,7 @@ export class RelayMetrics {
     registers: [this.registry],
   });
 
-  constructor(store: QueueStore) {
+  constructor(store: QueueStore, now: () => number = Date.now) {
     const counts = () => store.counts();
     const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
       new client.Gauge({
@@ -52,6 +52,23 @@ export class RelayMetrics {
     gauge('hush_relay_queues', 'Queues in the store', (c) => c.queues);
     gauge('hush_relay_messages_stored', 'Messages waiting in queues', (c) => c.messages);
     gauge('hush_relay_notifiers', 'Queues with notifier credentials', (c) => c.notifiers);
-    gauge('hush_relay_pending_notifications', 'NMSGs kept for an unsubscribed notifier', (c) => c.pendingNotifications);
+    gauge('hush_relay_notifications_unacked', 'NMSGs kept until a notifier acknowledges them (the latest per queue)', (c) => c.pendingNotifications);
+    new client.Gauge({
+      name: 'hush_relay_notifications_unacked_oldest_seconds',
+      help: 'Age of the oldest unacknowledged NMSG; 0 when there is none',
+      registers: [this.registry],
+      collect() {
+        const oldest = store.oldestPendingNotification();
+        this.set(oldest === undefined ? 0 : Math.max(0, now() - oldest) / 1000);
+      },
+    });
+    new client.Gauge({
+      name: 'hush_relay_store_failed',
+      help: '1 when the store can no longer persist (memory is ahead of disk): restart the relay',
+      registers: [this.registry],
+      collect() {
+        this.set(store.failure() === undefined ? 0 : 1);
+      },
+    });
   }
 }

@@ -4,7 +4,7 @@
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
 import { equalBytes } from '../core/encoding.ts';
-import { serveProtocol, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS, serveProtocol, type Session, type SessionHandler } from '../server/protocol-server.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { RelayMetrics } from './metrics.ts';
 import {
@@ -40,6 +40,8 @@ export interface RelayLimits {
   maxConnections: number;
   /** Replies a connection may have waiting before its commands get BUSY. */
   maxPending: number;
+  /** A connection that sends nothing for this long is closed. */
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: RelayLimits = {
@@ -49,6 +51,7 @@ export const DEFAULT_LIMITS: RelayLimits = {
   pendingNotificationTtlMs: 24 * 3600_000,
   maxConnections: 10_000,
   maxPending: 4096,
+  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
 };
 
 export interface RelayServerOptions extends ListenerOptions {
@@ -89,7 +92,7 @@ export class RelayServer {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     // A larger body would make a MSG that no block can carry.
     if (this.limits.maxMessageBytes > MAX_MESSAGE_BYTES) throw new RangeError(`maxMessageBytes is at most ${MAX_MESSAGE_BYTES}`);
-    this.metrics = opts.metrics ?? new RelayMetrics(opts.store);
+    this.metrics = opts.metrics ?? new RelayMetrics(opts.store, this.now);
     this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
     this.server = serveProtocol(SPEC, opts, {
       limits: this.limits,
@@ -112,6 +115,12 @@ export class RelayServer {
     clearInterval(this.expireTimer);
     await this.server.close();
     await this.store.close();
+  }
+
+  /** Not ok once the store can no longer persist: every reply would wait for a flush that fails. */
+  health(): { ok: boolean; reason?: string } {
+    const failure = this.store.failure();
+    return failure ? { ok: false, reason: `store failed: ${failure}` } : { ok: true };
   }
 
   /** Resolves when every reply queued so far has been written. */

@@ -2,7 +2,7 @@
 // invitation, end-to-end encrypted messages, the notification lifecycle and
 // the push handler. Runtime-neutral: the store, the WebSocket and the crypto
 // come through seams (src/sdk/node.ts fills them for Node).
-import { ConnectionError, type WebSocketFactory } from '../core/client.ts';
+import { ConnectionError, type KeepaliveOptions, type WebSocketFactory } from '../core/client.ts';
 import { nobleCrypto } from '../core/crypto/noble.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { NtfClient } from '../ntf/client.ts';
@@ -51,6 +51,8 @@ export interface HushClientOptions {
   crypto?: CryptoSuite;
   /** Per-command timeout. Default 15 s. */
   timeoutMs?: number;
+  /** Probes of quiet server links: a dead one is closed and reconnected. Default: PING after 10 s of quiet, closed 10 s later. */
+  keepalive?: Partial<KeepaliveOptions> | false;
   /** How often a started client runs checkNotifications(). Default 1 h. */
   checkIntervalMs?: number;
   now?: () => number;
@@ -104,7 +106,12 @@ export class HushClient extends Emitter<HushEvents> {
   ) {
     super();
     const crypto = opts.crypto ?? nobleCrypto;
-    const common = { crypto, timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.webSocket ? { webSocket: opts.webSocket } : {}) };
+    const common = {
+      crypto,
+      timeoutMs: opts.timeoutMs ?? 15_000,
+      ...(opts.webSocket ? { webSocket: opts.webSocket } : {}),
+      ...(opts.keepalive !== undefined ? { keepalive: opts.keepalive } : {}),
+    };
     this.ctx = {
       crypto,
       store: opts.store,

@@ -1,24 +1,44 @@
 // Append-only journal of records, shared by the stores of every Hush server.
 // Frame: u32 length, u32 CRC-32 of the record, record. `flush()` writes every
 // record appended since the last flush in one write(2), so once it returns the
-// records survive kill -9 (and power loss with fsync). On open the file is
-// replayed through `apply`; a torn or corrupt tail (a crash mid-write) is cut
-// off and reported. Compaction rewrites the live state (`live()`) to a new file
-// and renames it over the old one once the journal is `compactRatio` times the
-// live size. A failed write cuts the file back to its last good length and
-// fails every later flush: memory is ahead of disk, so the process must restart.
+// records survive kill -9. With fsync it also syncs them (group commit): the
+// fdatasync runs on libuv's threadpool, one at a time, and every flush that
+// arrives while one runs is covered by the next; a flush resolves once a sync
+// covering its records has finished.
+// On open the file is replayed through `apply`. A torn tail (a crash mid-write:
+// a last frame running past the end, a last frame with a bad CRC, zeros to the
+// end) is cut off and reported; a bad frame with more after it is corruption
+// and stops the open (JournalCorruptError): cutting there would silently drop
+// every later record. `repairJournal` sets the rest aside so the journal opens.
+// Compaction rewrites the live state (`live()`) to a new file and renames it
+// over the old one once the journal is `compactRatio` times the live size.
+// A failed write cuts the file back to its last good length; a failed write or
+// sync fails every later flush: memory is ahead of disk, so the process must
+// restart.
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import type { Parsed } from '../core/encoding.ts';
 
+/** The file operations appends go through; tests replace them to fail writes and hold syncs. */
+export interface JournalIo {
+  /** As fs.writeSync(fd, data, offset): writes from data[offset] on, returns the bytes written. */
+  write?(fd: number, data: Buffer, offset: number): number;
+  /** fdatasync, off the event loop. */
+  sync?(fd: number): Promise<void>;
+}
+
 export interface JournalOptions {
   file: string;
-  /** fdatasync on every flush: survives power loss, not only process death. */
+  /** fdatasync before a flush resolves: survives power loss, not only process death. */
   fsync?: boolean;
   /** Compact when the journal is this many times the size of its live records... */
   compactRatio?: number;
   /** ...and at least this large. */
   compactMinBytes?: number;
+  /** The command an operator runs to repair this journal, named in JournalCorruptError. */
+  repairCommand?: string;
+  io?: JournalIo;
 }
 
 /** Where a store's changes go after they are applied in memory. */
@@ -27,6 +47,8 @@ export interface RecordLog<R> {
   /** The durability barrier: resolves when every appended record is stored. */
   flush(): Promise<void> | void;
   close(): Promise<void> | void;
+  /** Why the log cannot store records now (a failed write), if it cannot: a journal until restart, a database until a later commit. */
+  failure(): string | undefined;
 }
 
 export interface JournalCodec<R> {
@@ -34,19 +56,48 @@ export interface JournalCodec<R> {
   decode(b: Uint8Array): Parsed<R>;
 }
 
+/** A bad record with more after it: opening would lose every record after it. */
+export class JournalCorruptError extends Error {
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    readonly size: number,
+    readonly reason: string,
+    repairCommand = 'hush relay|ntf repair --dir DIR',
+  ) {
+    super(
+      `${file}: corrupt record at byte ${offset} of ${size} (${reason}) with more after it; not opened, as every record ` +
+        `after it would be lost. Repair: stop the server and run \`${repairCommand}\`; it keeps bytes ${offset}-${size} in ` +
+        `${corruptFile(file, offset)} and cuts the journal there, which then opens with the records before them.`,
+    );
+    this.name = 'JournalCorruptError';
+  }
+}
+
 const FRAME_HEADER = 8;
+const fdatasync = promisify(fs.fdatasync);
+const corruptFile = (file: string, offset: number) => `${file}.corrupt-${offset}`;
 
 export class Journal<R> implements RecordLog<R> {
   private fd: number;
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
+  /** The file's length: every record written. */
   private fileBytes = 0;
   /** Journal size at which the live size is measured again. */
   private nextCheck = 0;
-  private failure: Error | undefined;
+  private failed: Error | undefined;
+  /** Bytes written by flushes since open (across compactions)... */
+  private written = 0;
+  /** ...of which a finished sync covers this many. */
+  private synced = 0;
+  private syncing: { upTo: number; fd: number; done: Promise<void> } | undefined;
+  /** Flushes waiting for the sync after the one in flight. */
+  private next: { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } | undefined;
   /** Bytes cut off a torn tail when opening. */
   readonly truncatedBytes: number;
-  private readonly opts: Required<JournalOptions>;
+  private readonly opts: Required<Omit<JournalOptions, 'repairCommand' | 'io'>> & Pick<JournalOptions, 'repairCommand'>;
+  private readonly io: Required<JournalIo>;
 
   constructor(
     opts: JournalOptions,
@@ -54,32 +105,23 @@ export class Journal<R> implements RecordLog<R> {
     apply: (r: R) => void,
     private readonly live: () => Iterable<R>,
   ) {
-    this.opts = { fsync: false, compactRatio: 4, compactMinBytes: 64 * 1024 * 1024, ...opts };
+    const { io, ...rest } = opts;
+    this.opts = { fsync: false, compactRatio: 4, compactMinBytes: 64 * 1024 * 1024, ...rest };
+    this.io = { write: (fd, data, offset) => fs.writeSync(fd, data, offset), sync: fdatasync, ...io };
     this.truncatedBytes = this.replay(apply);
     this.fd = fs.openSync(this.opts.file, 'a');
     this.maybeCompact();
   }
 
   private replay(apply: (r: R) => void): number {
-    if (!fs.existsSync(this.opts.file)) return 0;
-    const data = fs.readFileSync(this.opts.file);
-    let pos = 0;
-    while (pos + FRAME_HEADER <= data.length) {
-      const len = data.readUInt32BE(pos);
-      const sum = data.readUInt32BE(pos + 4);
-      if (pos + FRAME_HEADER + len > data.length) break;
-      // A copy, so the state keeps only its records alive, not the whole file buffer.
-      const body = new Uint8Array(data.subarray(pos + FRAME_HEADER, pos + FRAME_HEADER + len));
-      if (crc32(body) !== sum) break;
-      const r = this.codec.decode(body);
-      if (!r.ok) break;
-      apply(r.value);
-      pos += FRAME_HEADER + len;
-    }
-    const cut = data.length - pos;
-    if (cut > 0) fs.truncateSync(this.opts.file, pos);
-    this.fileBytes = pos;
-    return cut;
+    const { file } = this.opts;
+    if (!fs.existsSync(file)) return 0;
+    const data = fs.readFileSync(file);
+    const s = scan(data, this.codec, apply);
+    if (s.corrupt) throw new JournalCorruptError(file, s.end, data.length, s.corrupt, this.opts.repairCommand);
+    if (s.end < data.length) fs.truncateSync(file, s.end);
+    this.fileBytes = s.end;
+    return data.length - s.end;
   }
 
   append(r: R): void {
@@ -88,24 +130,74 @@ export class Journal<R> implements RecordLog<R> {
     this.bufferedBytes += frame.length;
   }
 
-  flush(): void {
-    if (this.failure) throw this.failure;
+  /** Without fsync synchronous; with fsync a promise that resolves once a sync covers every record appended. */
+  flush(): Promise<void> | void {
+    if (this.failed) throw this.failed;
+    this.write();
+    this.maybeCompact();
+    if (this.opts.fsync) return this.durable();
+  }
+
+  failure(): string | undefined {
+    return this.failed?.message;
+  }
+
+  private write(): void {
     if (this.bufferedBytes === 0) return;
     const data = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedBytes);
     this.buffered = [];
     this.bufferedBytes = 0;
     try {
-      writeAll(this.fd, data);
-      if (this.opts.fsync) fs.fdatasyncSync(this.fd);
+      let off = 0;
+      while (off < data.length) off += this.io.write(this.fd, data, off);
     } catch (e) {
-      this.failure = e as Error;
+      this.fail('write', e);
       try {
         fs.ftruncateSync(this.fd, this.fileBytes); // no partial frame may hide later records
       } catch {}
-      throw e;
+      throw this.failed;
     }
     this.fileBytes += data.length;
-    this.maybeCompact();
+    this.written += data.length;
+  }
+
+  private fail(what: string, e: unknown): void {
+    this.failed ??= new Error(`journal ${what} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+
+  /** Resolves once a finished sync covers everything written so far. */
+  private durable(): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.synced >= this.written) return Promise.resolve();
+    if (!this.syncing) return this.startSync();
+    if (this.syncing.upTo >= this.written) return this.syncing.done;
+    return (this.next ??= deferred()).promise;
+  }
+
+  private startSync(): Promise<void> {
+    const upTo = this.written;
+    const fd = this.fd;
+    const done = new Promise<void>((resolve) => resolve(this.io.sync(fd))).then(
+      () => {
+        this.synced = Math.max(this.synced, upTo);
+        this.syncSettled();
+      },
+      (e) => {
+        this.fail('sync', e);
+        this.syncSettled();
+        throw this.failed;
+      },
+    );
+    this.syncing = { upTo, fd, done };
+    return done;
+  }
+
+  /** The flushes that arrived during the sync get the next one, covering everything written since. */
+  private syncSettled(): void {
+    this.syncing = undefined;
+    const next = this.next;
+    this.next = undefined;
+    if (next) this.durable().then(next.resolve, next.reject);
   }
 
   private maybeCompact(): void {
@@ -116,46 +208,63 @@ export class Journal<R> implements RecordLog<R> {
     else this.nextCheck = 2 * this.fileBytes;
   }
 
-  /** Rewrites the journal as the live state; atomic by rename. */
+  /** Rewrites the journal as the live state, synced; atomic by rename. */
   compact(): void {
-    this.flush();
+    if (this.failed) throw this.failed;
+    this.write();
     const tmp = `${this.opts.file}.compact`;
     const fd = fs.openSync(tmp, 'w');
     let bytes = 0;
-    let chunk: Buffer[] = [];
-    let chunkBytes = 0;
-    const write = () => {
-      writeAll(fd, Buffer.concat(chunk, chunkBytes));
-      chunk = [];
-      chunkBytes = 0;
-    };
-    for (const r of this.live()) {
-      const f = this.frame(r);
-      chunk.push(f);
-      chunkBytes += f.length;
-      bytes += f.length;
-      if (chunkBytes > 1 << 20) write();
+    try {
+      let chunk: Buffer[] = [];
+      let chunkBytes = 0;
+      const write = () => {
+        writeAll(fd, Buffer.concat(chunk, chunkBytes));
+        chunk = [];
+        chunkBytes = 0;
+      };
+      for (const r of this.live()) {
+        const f = this.frame(r);
+        chunk.push(f);
+        chunkBytes += f.length;
+        bytes += f.length;
+        if (chunkBytes > 1 << 20) write();
+      }
+      write();
+      fs.fsyncSync(fd);
+    } catch (e) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw e;
     }
-    write();
-    fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(tmp, this.opts.file);
-    const dir = fs.openSync(this.opts.file.replace(/[^/]+$/, '') || '.', 'r');
-    fs.fsyncSync(dir);
-    fs.closeSync(dir);
-    fs.closeSync(this.fd);
+    syncDir(this.opts.file);
+    this.retire(this.fd);
     this.fd = fs.openSync(this.opts.file, 'a');
     this.fileBytes = bytes;
+    this.synced = this.written; // the new file holds all of it, synced
     this.nextCheck = this.opts.compactRatio * bytes;
+  }
+
+  /** Closes the old file after compaction, once a sync running on it has finished. */
+  private retire(fd: number): void {
+    const close = () => fs.closeSync(fd);
+    if (this.syncing?.fd === fd) this.syncing.done.then(close, close);
+    else close();
   }
 
   get bytes(): number {
     return this.fileBytes + this.bufferedBytes;
   }
 
-  close(): void {
-    if (!this.failure) this.flush();
-    fs.closeSync(this.fd);
+  async close(): Promise<void> {
+    try {
+      if (!this.failed) await this.flush();
+    } finally {
+      while (this.syncing) await this.syncing.done.catch(() => {});
+      fs.closeSync(this.fd);
+    }
   }
 
   private frame(r: R): Buffer {
@@ -168,7 +277,101 @@ export class Journal<R> implements RecordLog<R> {
   }
 }
 
+/**
+ * Reads frames from the start, applying each record. `end` is where the good
+ * frames end; `corrupt` says why the frame there is bad when it is not a torn
+ * tail. A frame whose CRC holds but whose record does not decode was written
+ * whole (a bug, or a newer version's record), so it is corrupt even when last.
+ */
+function scan<R>(data: Buffer, codec: JournalCodec<R>, apply: (r: R) => void): { end: number; corrupt?: string } {
+  let pos = 0;
+  while (pos < data.length) {
+    if (data.length - pos < FRAME_HEADER) return { end: pos };
+    const end = pos + FRAME_HEADER + data.readUInt32BE(pos);
+    if (end > data.length) return { end: pos };
+    // A copy, so the state keeps only its records alive, not the whole file buffer.
+    const body = new Uint8Array(data.subarray(pos + FRAME_HEADER, end));
+    let bad: string;
+    if (crc32(body) !== data.readUInt32BE(pos + 4)) {
+      if (end === data.length) return { end: pos };
+      bad = 'CRC mismatch';
+    } else {
+      const r = codec.decode(body);
+      if (r.ok) {
+        apply(r.value);
+        pos = end;
+        continue;
+      }
+      bad = `unreadable record: ${r.error}`;
+    }
+    // Zeros to the end: the file grew but its data never reached the disk (power loss).
+    return data.subarray(pos).every((b) => b === 0) ? { end: pos } : { end: pos, corrupt: bad };
+  }
+  return { end: pos };
+}
+
+export interface JournalRepair {
+  /** Where the corrupt record starts; the journal now ends there. */
+  offset: number;
+  /** Bytes from `offset` to the old end, kept in `keptIn`. */
+  keptBytes: number;
+  keptIn: string;
+  /** Records before `offset`: what the journal still holds. */
+  records: number;
+}
+
+/**
+ * Sets aside everything from a journal's first corrupt record on: copies it to
+ * `<file>.corrupt-<offset>` (never overwriting one) and truncates the journal
+ * there. Undefined when nothing is corrupt (a torn tail is cut at open). The
+ * server must not be running.
+ */
+export function repairJournal<R>(file: string, codec: JournalCodec<R>): JournalRepair | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  const data = fs.readFileSync(file);
+  let records = 0;
+  const s = scan(data, codec, () => records++);
+  if (!s.corrupt) return undefined;
+  const keptIn = corruptFile(file, s.end);
+  const side = fs.openSync(keptIn, 'wx');
+  try {
+    writeAll(side, data.subarray(s.end));
+    fs.fsyncSync(side);
+  } finally {
+    fs.closeSync(side);
+  }
+  syncDir(keptIn);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.ftruncateSync(fd, s.end);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { offset: s.end, keptBytes: data.length - s.end, keptIn, records };
+}
+
 function writeAll(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) off += fs.writeSync(fd, data, off);
+}
+
+/** Makes a rename or a new file in the directory durable. */
+function syncDir(file: string): void {
+  const dir = fs.openSync(file.replace(/[^/]+$/, '') || '.', 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }

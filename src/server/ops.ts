@@ -4,24 +4,36 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
+/** What /healthz says: 200 when ok, else 503 with the reason; any other fields are details. */
+export interface Health {
+  ok: boolean;
+  reason?: string;
+  [k: string]: unknown;
+}
+
 export interface OpsServer {
   port: number;
   close(): Promise<void>;
 }
 
-export async function startOps(
-  registry: Registry,
-  host: string,
-  port: number,
-  healthy: () => { ok: boolean; [k: string]: unknown },
-): Promise<OpsServer> {
-  const server = http.createServer(async (req, res) => {
+const json = { 'content-type': 'application/json' };
+
+export async function startOps(registry: Registry, host: string, port: number, health: () => Health): Promise<OpsServer> {
+  const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/metrics') {
-      const body = await registry.metrics();
-      res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+      // a collect callback that throws must cost one scrape, not the process
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        (e) => res.writeHead(500).end(`metrics failed: ${message(e)}\n`),
+      );
     } else if (req.method === 'GET' && req.url === '/healthz') {
-      const h = healthy();
-      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
+      let h: Health;
+      try {
+        h = health();
+      } catch (e) {
+        h = { ok: false, reason: `health check failed: ${message(e)}` };
+      }
+      res.writeHead(h.ok ? 200 : 503, json).end(JSON.stringify(h));
     } else {
       res.writeHead(404).end();
     }
@@ -35,3 +47,5 @@ export async function startOps(
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));

@@ -34,6 +34,7 @@ export const CLOSE = {
   CONNECTIONS: 4004,
   BUSY: 4005,
   INTERNAL: 4006,
+  IDLE: 4007,
 } as const;
 
 export interface SessionHandler {
@@ -70,6 +71,9 @@ export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
   /** Replies a session may have waiting before new commands get BUSY. */
   maxPending: number;
   handshakeTimeoutMs?: number;
+  /** A session that sends nothing for this long is closed (clients PING quiet links well within it). */
+  idleTimeoutMs?: number;
+  now?: () => number;
   barrier: () => Promise<void> | void;
   handler: (session: Session) => SessionHandler;
   onConnections?: (n: number) => void;
@@ -77,7 +81,7 @@ export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
 
 /** What a Hush server (relay, NTF) plugs into its ProtocolServer. */
 export interface ServerParts {
-  limits: { maxConnections: number; maxPending: number };
+  limits: { maxConnections: number; maxPending: number; idleTimeoutMs?: number };
   /** Replies wait for its flush: nothing is acknowledged before it is durable. */
   store: { flush(): Promise<void> | void };
   metrics: { connections: { set(n: number): void } };
@@ -98,11 +102,15 @@ export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts
     log,
     maxConnections: parts.limits.maxConnections,
     maxPending: parts.limits.maxPending,
+    ...(parts.limits.idleTimeoutMs !== undefined ? { idleTimeoutMs: parts.limits.idleTimeoutMs } : {}),
     barrier: () => parts.store.flush(),
     handler: parts.handler,
     onConnections: (n) => parts.metrics.connections.set(n),
   });
 }
+
+/** Clients PING after 10 s of quiet; a browser tab in the background may fire timers only once a minute. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
 let sessionCounter = 0;
 
@@ -113,6 +121,8 @@ export class Session {
   private outbox: Uint8Array[] = [];
   private readonly authKeys = new Map<string, Uint8Array>();
   closed = false;
+  /** When the last block arrived (the server's clock). */
+  lastReceived: number;
 
   constructor(
     private readonly server: ProtocolServer,
@@ -122,7 +132,9 @@ export class Session {
     readonly version: number,
     private readonly cipherIn: BlockCipher,
     private readonly cipherOut: BlockCipher,
-  ) {}
+  ) {
+    this.lastReceived = server.now();
+  }
 
   /**
    * True if `t` carries a valid authenticator for `publicKey` on this session.
@@ -167,6 +179,7 @@ export class Session {
     // session has closed (bad block, BUSY...), its commands must not run, or a
     // detached session could take subscriptions or store messages.
     if (this.closed) return;
+    this.lastReceived = this.server.now();
     const content = this.cipherIn.open(data);
     if (!content) return this.close(CLOSE.PROTOCOL, 'bad block');
     const items = decodeBlock(content);
@@ -232,11 +245,14 @@ export class ProtocolServer {
   private dirty = new Set<Session>();
   private flushScheduled = false;
   private flushing: Promise<void> = Promise.resolve();
+  private idleTimer: ReturnType<typeof setInterval> | undefined;
+  readonly now: () => number;
   /** The address clients use (hush://fingerprint@publicHost:port), set by listen(). */
   address = '';
 
   constructor(readonly opts: ProtocolServerOptions) {
     this.crypto = opts.crypto;
+    this.now = opts.now ?? Date.now;
     this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
     this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
@@ -248,6 +264,9 @@ export class ProtocolServer {
       this.http.once('error', reject);
       this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
     });
+    const idle = this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(idle / 4, 10));
+    this.idleTimer.unref();
     this.address = formatAddress({
       fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
       host: this.opts.publicHost ?? this.opts.host,
@@ -329,6 +348,19 @@ export class ProtocolServer {
     });
   }
 
+  /** Closes sessions that sent nothing for idleTimeoutMs: a peer gone silently must not hold a slot. */
+  closeIdle(): number {
+    const limit = this.now() - (this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+    let n = 0;
+    for (const s of this.sessions)
+      if (s.lastReceived < limit) {
+        s.close(CLOSE.IDLE, 'idle timeout');
+        n++;
+      }
+    if (n > 0) this.opts.log.info({ event: 'idle_closed', sessions: n });
+    return n;
+  }
+
   sessionClosed(session: Session): void {
     if (!this.sessions.delete(session)) return;
     this.dirty.delete(session);
@@ -348,8 +380,11 @@ export class ProtocolServer {
     this.flushScheduled = false;
     const batch = [...this.dirty].map((s) => [s, s.takeOutbox()] as const);
     this.dirty.clear();
-    this.flushing = this.flushing
-      .then(() => this.opts.barrier())
+    // The barrier starts now, covering just this batch, so a store that syncs can
+    // take the batches that pile up behind a slow sync into its next one; the
+    // replies still leave in order, after those of earlier batches.
+    const barrier = Promise.resolve().then(() => this.opts.barrier());
+    this.flushing = Promise.all([this.flushing, barrier])
       .then(
         () => {
           for (const [s, items] of batch) {
@@ -377,6 +412,7 @@ export class ProtocolServer {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.idleTimer);
     for (const s of this.sessions) s.close(1001, 'server shutting down');
     // Sockets still in the handshake go at once; closing ones get a second to say goodbye.
     for (const ws of this.wss.clients) if (ws.readyState === ws.OPEN) ws.terminate();

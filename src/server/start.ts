@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ConfigError } from './config.ts';
 import { createLogger } from './log.ts';
-import { startOps } from './ops.ts';
+import { startOps, type Health } from './ops.ts';
 
 /** The logger of server `name` starting from `dir`, once the key file its `init` makes is known to be there. */
 export function startLogger(name: string, dir: string, keyFile: string, logLevel: string): Logger {
@@ -41,18 +41,25 @@ interface OpsServed {
   start(): Promise<unknown>;
   stop(): Promise<void>;
   metrics: { registry: Registry };
+  /** Whether it can do its job (a failed store, relay links down); one with nothing that can fail for good (the gateway) has none. */
+  health?(): { ok: boolean; reason?: string };
 }
 
-/** Starts `server`, then its ops endpoint on `metrics` (if that fails, the server is stopped): /healthz answers `ok: true` and what `health` adds. */
+/**
+ * Starts `server`, then its ops endpoint on `metrics` (if that fails, the
+ * server is stopped): /healthz answers the server's health() (503 when not ok)
+ * and the fields `details` adds.
+ */
 export async function startWithOps<S extends OpsServed>(
   server: S,
   metrics: { host: string; port: number },
-  health: () => Record<string, unknown>,
+  details: () => Record<string, unknown>,
 ): Promise<Running<S>> {
   await server.start();
+  const health = (): Health => ({ ...details(), ...(server.health?.() ?? { ok: true }) });
   let ops;
   try {
-    ops = await startOps(server.metrics.registry, metrics.host, metrics.port, () => ({ ok: true, ...health() }));
+    ops = await startOps(server.metrics.registry, metrics.host, metrics.port, health);
   } catch (e) {
     await server.stop(); // e.g. the metrics port is taken: leave nothing listening
     throw e;

@@ -154,7 +154,7 @@ export async function dashboardMetrics(stack: MetricsSources): Promise<Dashboard
       queues: sum(r.get('hush_relay_queues')),
       messagesWaiting: sum(r.get('hush_relay_messages_stored')),
       notifiers: sum(r.get('hush_relay_notifiers')),
-      pendingNotifications: sum(r.get('hush_relay_pending_notifications')),
+      pendingNotifications: sum(r.get('hush_relay_notifications_unacked')),
       connections: sum(r.get('hush_relay_connections')),
       messagesSent: sum(r.get('hush_relay_messages_sent_total')),
       messagesDelivered: sum(r.get('hush_relay_messages_delivered_total')),

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
@@ -14,7 +14,7 @@ import { encryptWebPush } from '../../src/push/webpush/ece.ts';
 import { createVapidKey } from '../../src/push/webpush/vapid.ts';
 import { tmpDir } from '../helpers.ts';
 import { RelayProcess, sleep } from '../ntf/helpers.ts';
-import { HUSH, HushProcess, ROOT, hushEnv } from '../process.ts';
+import { freePort, HUSH, HushProcess, ROOT, hushEnv } from '../process.ts';
 
 const run = promisify(execFile);
 
@@ -50,16 +50,6 @@ async function startServers(t: TestContext): Promise<Servers> {
   ntf = new HushProcess(['ntf', 'start', '--dir', ntfDir], { HUSH_LOG_LEVEL: 'warn' });
   const [, address] = await ntf.waitFor(/notification server address: (\S+)/);
   return { relay: relay.address, ntf: address!, dir };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 let tmuxServers = 0;

@@ -13,14 +13,14 @@ import { NtfClient, NtfCommandError } from '../../src/ntf/client.ts';
 import type { DispatchOptions } from '../../src/ntf/dispatch.ts';
 import { decodeResponse, type DeviceToken, type NtfResponse, type Provider, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
 import { openPush, type PushContent, type PushKind } from '../../src/ntf/push.ts';
-import { NtfServer } from '../../src/ntf/server.ts';
+import { NtfServer, type NtfServerOptions } from '../../src/ntf/server.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import type { PushProvider, PushRequest, PushResult } from '../../src/push/provider.ts';
 import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/testkit/capture-provider.ts';
 
 export { CaptureProvider, forDevice, HushProcess };
-import { HushProcess, RELAY_ADDRESS } from '../process.ts';
+import { freePort, HushProcess, RELAY_ADDRESS } from '../process.ts';
 import { connect, crypto, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -66,7 +66,7 @@ export interface StartNtfOptions {
   log?: Logger;
   port?: number;
   dispatch?: Partial<DispatchOptions>;
-  subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number };
+  subscriber?: NtfServerOptions['subscriber'];
   /** Default: an hour, so only explicit runCron() calls send check pushes. */
   cronIntervalMs?: number;
 }
@@ -307,7 +307,7 @@ export async function withNtf(opts: StartNtfOptions, fn: (ctx: NtfCtx) => Promis
 
 /**
  * `hush relay init` + `hush relay start` in a temporary directory. The first
- * start listens on a free port (HUSH_RELAY_PORT=0); restarts reuse the
+ * start listens on a free port (freePort); restarts reuse the
  * directory (identity, journal) and that port, so the address — which NTF
  * subscriptions name — stays the same.
  */
@@ -326,11 +326,10 @@ export class RelayProcess {
     const dir = tmpDir('hush-ntf-relay-');
     const r = new RelayProcess(dir, env);
     try {
-      // `init --port 0` is refused (the address it prints would name port 0): the
-      // configured port is a placeholder, HUSH_RELAY_PORT=0 picks a free one at start.
+      // A port restarts can take again (freePort), passed at start as HUSH_RELAY_PORT.
       const init = await new HushProcess(['relay', 'init', '--dir', dir, '--port', '5223']).result();
       assert.equal(init.code, 0, `relay init failed: ${init.stderr}${init.stdout}`);
-      await r.launch('0');
+      await r.launch(String(await freePort()));
       return r;
     } catch (e) {
       await r.stop();

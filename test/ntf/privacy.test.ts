@@ -215,7 +215,7 @@ describe('privacy', () => {
   test('MemoryNtfStore records hold no recipient or sender ID, message ID or body of any queue', async () => {
     const store = new MemoryNtfStore();
     const records: NtfRecord[] = [];
-    store.attach({ append: (r) => records.push(structuredClone(r)), flush() {}, close() {} });
+    store.attach({ append: (r) => records.push(structuredClone(r)), flush() {}, close() {}, failure: () => undefined });
     const o = await scenario(store);
     assert.ok(records.length > 50);
     const all = Buffer.concat([...records, ...store.liveRecords()].flatMap((r) => [Buffer.from(encodeNtfRecord(r)), latin1Bytes(JSON.stringify(r, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v)))]));

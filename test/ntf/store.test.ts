@@ -190,6 +190,10 @@ function dump(s: NtfStore, u: Universe) {
     subsOfRelay: [...u.relays].map((r) => ids(s.subsOfRelay(r))),
     relays: [...s.relays()].sort(),
     last: tokenIds.map((id) => s.lastNotifications(id, 1000).map(normLast)),
+    pushed: tokenIds.map((id) => s.lastNotifications(id, 1000).map((n) => n.pushed)),
+    pending: s.pendingPushes(),
+    pendingTokens: ids([...s.pendingTokens(Infinity)].map((tokenId) => ({ tokenId }))),
+    byDevice: u.devices.map(({ device }) => ids(s.tokensOfDevice(device))),
   };
 }
 
@@ -603,6 +607,94 @@ for (const backend of backends) {
         });
       }));
 
+    test('pending notifications: new ones of ACTIVE tokens, until a push with the same nonce is marked or the token leaves ACTIVE; count, oldest, tokens by age', () =>
+      withStore(backend, async (s0, u, reopenAndCheck) => {
+        const active = { status: 'ACTIVE' } as const;
+        const a = u.token({ status: active });
+        const b = u.token({ status: active });
+        const reg = u.token({ status: { status: 'REGISTERED' } });
+        for (const t of [a, b, reg]) s0.createToken(t);
+        const [a1, a2, a3] = [0, 1, 2].map(() => u.sub(a.tokenId)) as [SubRecord, SubRecord, SubRecord];
+        const b1 = u.sub(b.tokenId);
+        const r1 = u.sub(reg.tokenId);
+        for (const x of [a1, a2, a3, b1, r1]) s0.createSub(x);
+        const na1 = notification(a1.subId, 100);
+        const nb1 = notification(b1.subId, 105);
+        const na2 = notification(a2.subId, 110);
+        s0.setLastNotification(a.tokenId, na1);
+        s0.setLastNotification(b.tokenId, nb1);
+        s0.setLastNotification(a.tokenId, na2);
+        s0.setLastNotification(reg.tokenId, notification(r1.subId, 90)); // not ACTIVE: no push owed
+        const pushedOf = (s: NtfStore, t: TokenRecord) => s.lastNotifications(t.tokenId, 16).map((n) => n.pushed);
+        let s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(s.pendingPushes(), { count: 3, oldestTs: 100 });
+          assert.deepEqual(pushedOf(s, reg), [true]);
+          assert.equal(s.pendingTokens(100).size, 0, 'before: strictly older');
+          assert.deepEqual([...s.pendingTokens(101)], [a.tokenId]);
+          assert.deepEqual(new Set(s.pendingTokens(106)), new Set([a.tokenId, b.tokenId]));
+          assert.equal(s.lastNotification(a.tokenId, a2.subId)?.ts, 110);
+          assert.equal(s.lastNotification(a.tokenId, a3.subId), undefined);
+        });
+        // a push carried na1, and a2 with a nonce replaced since: only na1 is done
+        s1.markPushed(a.tokenId, [{ subId: a1.subId, nonce: na1.nonce }, { subId: a2.subId, nonce: rand(24) }]);
+        // a newer one replaces na2; a push that carried na2 does not settle it
+        const na2b = notification(a2.subId, 120);
+        s1.setLastNotification(a.tokenId, na2b);
+        s1.markPushed(a.tokenId, [{ subId: a2.subId, nonce: na2.nonce }]);
+        s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(pushedOf(s, a), [true, false]);
+          assert.deepEqual(s.pendingPushes(), { count: 2, oldestTs: 105 });
+        });
+        // leaving ACTIVE ends them, and coming back does not bring them back
+        s1.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'UNREGISTERED' });
+        s1.setTokenStatus(b.tokenId, active);
+        s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(s.pendingPushes(), { count: 1, oldestTs: 120 });
+          assert.deepEqual([...s.pendingTokens(Infinity)], [a.tokenId]);
+        });
+        // so do a new device token or code (status REGISTERED), a deleted subscription or token
+        s1.setLastNotification(b.tokenId, notification(b1.subId, 130));
+        s1.replaceDevice(b.tokenId, u.device(b.tknAuthKey), rand(8));
+        s1.deleteSub(a2.subId);
+        s1 = await reopenAndCheck((s) => assert.deepEqual(s.pendingPushes(), { count: 0, oldestTs: undefined }));
+        s1.setLastNotification(a.tokenId, notification(a3.subId, 140));
+        assert.equal(s1.pendingPushes().count, 1);
+        s1.deleteToken(a.tokenId);
+        s1 = await reopenAndCheck((s) => assert.deepEqual(s.pendingPushes(), { count: 0, oldestTs: undefined }));
+        // more subscriptions than are kept: the evicted one is no longer owed a push
+        const c = u.token({ status: active });
+        s1.createToken(c);
+        const many = Array.from({ length: LAST_PER_TOKEN + 1 }, () => u.sub(c.tokenId));
+        for (const x of many) s1.createSub(x);
+        many.forEach((x, i) => s1.setLastNotification(c.tokenId, notification(x.subId, 200 + i)));
+        await reopenAndCheck((s) => assert.deepEqual(s.pendingPushes(), { count: LAST_PER_TOKEN, oldestTs: 201 }));
+      }));
+
+    test('tokensOfDevice: every token of a provider and device token, whatever its auth key; follows replaceDevice and deleteToken', () =>
+      withStore(backend, async (s0, u, reopenAndCheck) => {
+        const d = device('apns');
+        const t1 = u.token({ device: d });
+        const t2 = u.token({ device: { provider: 'apns', token: d.token.slice() } });
+        const t3 = u.token({ device: { provider: 'apns-sandbox', token: d.token.slice() } });
+        const t4 = u.token();
+        for (const t of [t1, t2, t3, t4]) assert.equal(s0.createToken(t), true);
+        const of = (s: NtfStore, x: DeviceToken) => ids(s.tokensOfDevice(x));
+        const d2 = u.device(t2.tknAuthKey);
+        let s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(of(s, d), ids([t1, t2]));
+          assert.deepEqual(of(s, t3.device), ids([t3]));
+          assert.deepEqual(of(s, t4.device), ids([t4]));
+          assert.deepEqual(of(s, d2), []);
+        });
+        s1.replaceDevice(t2.tokenId, d2, rand(8));
+        s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(of(s, d), ids([t1]));
+          assert.deepEqual(of(s, d2), ids([t2]));
+        });
+        s1.deleteToken(t1.tokenId);
+        await reopenAndCheck((s) => assert.deepEqual(of(s, d), []));
+      }));
+
     for (const [seed, flushEvery] of [
       [1, 5],
       [2, 17],
@@ -701,6 +793,16 @@ function randomOps(u: Universe, seed: number, n: number): Array<(s: NtfStore) =>
       ops.push((s) => s.setSubStatus(subId, st));
     } else if (r < 0.8) {
       ops.push((s) => s.deleteSub(subId));
+    } else if (r < 0.86) {
+      // a push accepted: some of what it carried, or a nonce replaced since
+      const stale = rnd() < 0.3 ? rand(24) : undefined;
+      const keep = rnd();
+      ops.push((s) => {
+        const sub = s.sub(subId);
+        if (!sub) return;
+        const sent = s.lastNotifications(sub.tokenId, 16).map((n, i) => ({ subId: n.subId, nonce: stale && i === 0 ? stale : n.nonce }));
+        s.markPushed(sub.tokenId, sent.slice(Math.floor(keep * sent.length)));
+      });
     } else {
       const nt = notification(subId, (ts += pick([0, 1, 5])));
       ops.push((s) => {
@@ -711,6 +813,22 @@ function randomOps(u: Universe, seed: number, n: number): Array<(s: NtfStore) =>
   }
   return ops;
 }
+
+test('MemoryNtfStore loaded from records listed by token (a compacted journal) still finds the oldest pending notification', () => {
+  const live = new MemoryNtfStore();
+  const [a, b] = [0, 1].map(() => tokenRecord({ status: { status: 'ACTIVE' } })) as [TokenRecord, TokenRecord];
+  live.createToken(a);
+  live.createToken(b);
+  const [sa, sb] = [subRecord(a.tokenId), subRecord(b.tokenId)];
+  live.createSub(sa);
+  live.createSub(sb);
+  live.setLastNotification(b.tokenId, notification(sb.subId, 10));
+  live.setLastNotification(a.tokenId, notification(sa.subId, 20));
+  const loaded = new MemoryNtfStore();
+  for (const r of live.liveRecords()) loaded.load(r); // a's records first
+  assert.deepEqual(loaded.pendingPushes(), { count: 2, oldestTs: 10 });
+  assert.deepEqual([...loaded.pendingTokens(15)], [b.tokenId]);
+});
 
 // ---- durability of the persistent backends ----
 
@@ -929,6 +1047,37 @@ describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
     } finally {
       for (const o of opened) await o.log.discard();
       await dropSchema(schema);
+    }
+  });
+
+  test('migration 2: notifications kept before it are owed a push if their token is ACTIVE', async () => {
+    const h = await pgHarness();
+    const u = new Universe();
+    try {
+      const s = h.store;
+      const a = u.token({ status: { status: 'ACTIVE' } });
+      const b = u.token({ status: { status: 'ACTIVE' } });
+      s.createToken(a);
+      s.createToken(b);
+      const sa = u.sub(a.tokenId);
+      const sb = u.sub(b.tokenId);
+      s.createSub(sa);
+      s.createSub(sb);
+      const na = notification(sa.subId, 10);
+      s.setLastNotification(a.tokenId, na);
+      s.markPushed(a.tokenId, [na]);
+      s.setLastNotification(b.tokenId, notification(sb.subId, 20));
+      s.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'BAD' });
+      await s.close();
+      // back to version 1: no `pushed` column
+      const q = pg.escapeIdentifier(h.schema);
+      await adminPool().query(`ALTER TABLE ${q}.last_notifications DROP COLUMN pushed; DELETE FROM ${q}.migrations WHERE version = 2`);
+      const again = await h.reopen(s);
+      assert.deepEqual(again.pendingPushes(), { count: 1, oldestTs: 10 });
+      assert.deepEqual([...again.pendingTokens(Infinity)], [a.tokenId]);
+      assert.equal(again.lastNotification(b.tokenId, sb.subId)?.pushed, true);
+    } finally {
+      await h.cleanup();
     }
   });
 

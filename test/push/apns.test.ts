@@ -308,6 +308,45 @@ describe('ApnsProvider ↔ APNs test server', () => {
     assert.equal(server.connectionsAccepted, 3);
   });
 
+  it('a reset stream and a GOAWAY on the request: retry, and the push goes through when sent again', async (t) => {
+    const { server, provider } = await rig(t);
+    const reset = push();
+    server.replyTo(hex(reset.device), { reset: true }, 1);
+    assert.deepEqual(await provider.send(reset), { outcome: 'retry', reason: 'stream reset (2)' });
+    assert.deepEqual(await provider.send(reset), { outcome: 'delivered' });
+    assert.equal(server.connectionsAccepted, 1, 'a reset stream leaves its connection up');
+
+    // requests already in flight on the connection are answered; the refused one is not recorded
+    const others = Array.from({ length: 5 }, () => push());
+    for (const o of others) server.replyTo(hex(o.device), { status: 200, delayMs: 100 }, 1);
+    const inFlight = others.map((o) => provider.send(o));
+    await until(() => server.pending === 5);
+    const away = push();
+    server.replyTo(hex(away.device), { goaway: true, reason: 'Shutdown' }, 1);
+    assert.deepEqual(await provider.send(away), { outcome: 'retry', reason: 'stream refused' });
+    assert.ok((await Promise.all(inFlight)).every((r) => r.outcome === 'delivered'));
+    assert.equal(server.pushes.filter((p) => p.token === hex(away.device)).length, 0);
+    assert.deepEqual(await provider.send(away), { outcome: 'delivered' });
+    assert.equal(server.connectionsAccepted, 2, 'the next push went over a new connection');
+  });
+
+  it('faults a random share of the requests no other script claims', async (t) => {
+    const { server, provider } = await rig(t);
+    const draws = [0.05, 0.5, 0.09, 0.7];
+    server.replyRandomly(0.1, () => ({ status: 500, reason: 'InternalServerError' }), () => draws.shift()!);
+    const outcomes = [];
+    for (let i = 0; i < 4; i++) outcomes.push((await provider.send(push())).outcome);
+    assert.deepEqual(outcomes, ['retry', 'delivered', 'retry', 'delivered']);
+    // a token's own script comes first and draws nothing
+    const own = push();
+    server.replyTo(hex(own.device), { status: 200 }, 1);
+    assert.equal((await provider.send(own)).outcome, 'delivered');
+    server.replyRandomly(1, () => ({ status: 429, reason: 'TooManyRequests', retryAfter: 2 }));
+    assert.deepEqual(await provider.send(push()), { outcome: 'retry', reason: 'TooManyRequests', afterMs: 2000 });
+    server.replyRandomly(0, () => ({ hang: true }));
+    assert.equal((await provider.send(push())).outcome, 'delivered');
+  });
+
   it('times out a request that is never answered, and a server that is gone', async (t) => {
     const { server, newProvider } = await rig(t);
     const p = newProvider({ requestTimeoutMs: 200 });

@@ -225,7 +225,7 @@ describe('a running relay: health, metrics, logs, SIGTERM', () => {
     assert.equal(value('hush_relay_queues'), 2);
     assert.equal(value('hush_relay_messages_stored'), 3);
     assert.equal(value('hush_relay_notifiers'), 1);
-    assert.equal(value('hush_relay_pending_notifications'), 1, 'NMSG kept: no notifier subscribed');
+    assert.equal(value('hush_relay_notifications_unacked'), 1, 'NMSG kept: no notifier has acknowledged it');
     assert.equal(value('hush_relay_commands_total{command="NEW"}'), 2);
     assert.equal(value('hush_relay_commands_total{command="SEND"}'), 5);
     assert.equal(value('hush_relay_commands_total{command="SUB"}'), 1);

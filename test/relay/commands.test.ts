@@ -983,6 +983,22 @@ describe('message TTL', () => {
 });
 
 describe('limits', () => {
+  test('a connection that sends nothing for idleTimeoutMs is closed (4007); one that PINGs when quiet stays', () =>
+    withRelay({ limits: { idleTimeoutMs: 400 } }, async ({ relay }) => {
+      let onClose!: (why: string) => void;
+      const closed = new Promise<string>((r) => (onClose = r));
+      const silent = await connect(relay.address, { keepalive: false, onClose });
+      const pinging = await connect(relay.address, { keepalive: { intervalMs: 50, timeoutMs: 1000 } });
+      try {
+        assert.match(await closed, /4007/);
+        assert.ok(pinging.connected, 'a client that probes its quiet link keeps it');
+        await pinging.ping();
+      } finally {
+        silent.close();
+        pinging.close();
+      }
+    }));
+
   test('BUSY beyond maxPending replies in one block; the connection then recovers', () =>
     withRelay({ limits: { maxPending: 4 } }, async ({ open: connectClient }) => {
       const c = await connectClient();

@@ -1,14 +1,16 @@
 // QueueStore conformance: one suite run against MemoryQueueStore and
 // JournalQueueStore (the journal case also checks every state after a reopen),
 // then journal-only durability tests: reopen after close and after a crash,
-// torn tails, corruption in the middle, compaction, and unflushed records.
+// torn tails, corruption in the middle (refused, then repaired), compaction,
+// and unflushed records.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 as zlibCrc } from 'node:zlib';
-import { JournalQueueStore } from '../../src/relay/store/journal.ts';
+import { JournalCorruptError } from '../../src/server/journal.ts';
+import { JournalQueueStore, repairRelayJournal } from '../../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
 import type {
   NotifierRecord,
@@ -678,6 +680,8 @@ describe('JournalQueueStore durability', () => {
       ['a frame short by one byte', frame.subarray(0, frame.length - 1)],
       ['random bytes', randomBytes(333)],
       ['a header claiming a huge record', Buffer.from([0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6])],
+      ['a whole frame with a bad CRC', Buffer.concat([frame.subarray(0, 4), Buffer.from([frame[4]! ^ 1]), frame.subarray(5)])],
+      ['zeros (the file grew, its data never written)', Buffer.alloc(4096)],
     ];
     for (const [what, tail] of tails) {
       const dir = tmpDir('hush-journal-');
@@ -713,7 +717,7 @@ describe('JournalQueueStore durability', () => {
     }
   });
 
-  test('a corrupt record in the middle stops replay there', async (t) => {
+  test('a corrupt record with more after it refuses the open; repair keeps the rest aside and cuts there', async (t) => {
     // one record per operation, so frame k is operation k
     const qs = [queueRecord({ notifier: true }), queueRecord(), queueRecord()];
     const ops: Op[] = qs.map((q) => (s) => void s.createQueue(q));
@@ -735,6 +739,7 @@ describe('JournalQueueStore durability', () => {
         d[off + 8] = 200;
         d.writeUInt32BE(zlibCrc(d.subarray(off + 8, off + 8 + len)), off + 4);
       }],
+      ['zeros in place of a frame', (d, off) => void d.fill(0, off, off + 8 + d.readUInt32BE(off))],
     ];
     for (const [what, corrupt] of corruptions) {
       const dir = tmpDir('hush-journal-');
@@ -746,15 +751,33 @@ describe('JournalQueueStore durability', () => {
       const offsets = frameOffsets(data);
       assert.equal(offsets.length, ops.length, 'one frame per operation');
       const bad = 9;
-      corrupt(data, offsets[bad]!);
+      const at = offsets[bad]!;
+      corrupt(data, at);
       fs.writeFileSync(journalFile(dir), data);
+
+      assert.throws(
+        () => JournalQueueStore.open({ dir, repairCommand: 'hush relay repair --dir X' }),
+        (e) => {
+          assert.ok(e instanceof JournalCorruptError, `${what}: ${e}`);
+          assert.equal(e.offset, at, what);
+          assert.match(e.message, new RegExp(`${journalFile(dir)}: corrupt record at byte ${at} of ${data.length}`), what);
+          assert.match(e.message, /hush relay repair --dir X/, `${what}: says how to recover`);
+          return true;
+        },
+      );
+      assert.deepEqual(fs.readFileSync(journalFile(dir)), data, `${what}: a refused open changes nothing`);
+
+      const { file, repair } = repairRelayJournal(dir);
+      assert.equal(file, journalFile(dir));
+      assert.deepEqual(repair, { offset: at, keptBytes: data.length - at, keptIn: `${journalFile(dir)}.corrupt-${at}`, records: bad }, what);
+      assert.deepEqual(fs.readFileSync(repair!.keptIn), data.subarray(at), `${what}: the rest is kept`);
+      assert.equal(fileSize(dir), at, `${what}: the journal is cut at the bad record`);
+      assert.equal(repairRelayJournal(dir).repair, undefined, `${what}: nothing left to repair`);
 
       const j2 = JournalQueueStore.open({ dir });
       try {
-        assert.equal(j2.truncatedBytes, data.length - offsets[bad]!, `${what}: the rest is cut`);
-        assert.equal(fileSize(dir), offsets[bad], what);
-        assert.deepEqual(dump(j2, rcvIds), dump(oracle(ops.slice(0, bad)), rcvIds), `${what}: state up to the bad frame`);
-        assert.equal(j2.byRecipient(k)?.sndAuthKey, undefined, `${what}: nothing after the bad frame`);
+        assert.equal(j2.truncatedBytes, 0, what);
+        assert.deepEqual(dump(j2, rcvIds), dump(oracle(ops.slice(0, bad)), rcvIds), `${what}: state up to the bad record`);
       } finally {
         await j2.close();
       }

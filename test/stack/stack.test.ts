@@ -3,7 +3,6 @@
 // all; a second start reuses the data.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -11,15 +10,7 @@ import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { HushClient } from '../../src/sdk/client.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
 import { until } from '../ntf/helpers.ts';
-import { HushProcess } from '../process.ts';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort, HushProcess } from '../process.ts';
 
 const RUNNING = /Hush is running: open (http:\/\/127\.0\.0\.1:\d+\/)/;
 

@@ -1,5 +1,6 @@
 // In-memory NTF store: the state every backend reads from. Each mutation is an
 // NtfRecord, applied here and handed to `persist` (journal append, SQL batch).
+import { equalBytes } from '../../core/encoding.ts';
 import type { DeviceToken, TokenStatus } from '../protocol.ts';
 import type { RecordLog } from '../../server/journal.ts';
 import { latin1, type NtfRecord } from './records.ts';
@@ -7,6 +8,8 @@ import type {
   LastNotification,
   NtfStore,
   NtfStoreCounts,
+  SentNotification,
+  StoredNotification,
   StoredSubStatus,
   SubRecord,
   TokenRecord,
@@ -15,18 +18,28 @@ import type {
 /** Last notifications kept per token: more than a push carries would never be sent. */
 export const LAST_PER_TOKEN = 16;
 
-const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${d.provider}\u0000${latin1(d.token)}\u0000${latin1(authKey)}`;
+const deviceOnlyKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
+const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${deviceOnlyKey(d)}\u0000${latin1(authKey)}`;
 
 export class MemoryNtfStore implements NtfStore {
   protected readonly tokens = new Map<string, TokenRecord>();
   private readonly devices = new Map<string, TokenRecord>();
+  /** provider + device token → its tokens, whatever their auth keys */
+  private readonly byDevice = new Map<string, Set<TokenRecord>>();
   private readonly crons = new Set<TokenRecord>();
   protected readonly subs = new Map<string, SubRecord>();
   /** relay → notifierId → subscription */
   private readonly byRelay = new Map<string, Map<string, SubRecord>>();
   private readonly byToken = new Map<string, Set<SubRecord>>();
   /** tokenId → subId → latest notification, in arrival order */
-  protected readonly last = new Map<string, Map<string, LastNotification>>();
+  protected readonly last = new Map<string, Map<string, StoredNotification>>();
+  /**
+   * Pending notifications → their token, oldest first: arrival order, which is
+   * ts order as the server's clock stamps them; sorted by ts after a load
+   * (`unsorted`), since a compacted journal or a database lists them by token.
+   */
+  private pending = new Map<StoredNotification, string>();
+  private unsorted = false;
   private readonly tokenCounts: NtfStoreCounts['tokens'] = { NEW: 0, REGISTERED: 0, CONFIRMED: 0, ACTIVE: 0, INVALID: 0, EXPIRED: 0 };
   private readonly subCounts: NtfStoreCounts['subscriptions'] = { NEW: 0, PENDING: 0, ACTIVE: 0, END: 0, DELETED: 0, AUTH: 0 };
 
@@ -39,9 +52,38 @@ export class MemoryNtfStore implements NtfStore {
   subsOfRelay = (relay: string) => this.byRelay.get(relay)?.values() ?? [].values();
   relays = () => this.byRelay.keys();
 
-  lastNotifications(tokenId: string, limit: number): LastNotification[] {
+  tokensOfDevice = (device: DeviceToken) => this.byDevice.get(deviceOnlyKey(device))?.values() ?? [].values();
+
+  lastNotifications(tokenId: string, limit: number): StoredNotification[] {
     const all = [...(this.last.get(tokenId)?.values() ?? [])];
     return all.slice(Math.max(0, all.length - limit));
+  }
+
+  lastNotification = (tokenId: string, subId: string) => this.last.get(tokenId)?.get(subId);
+
+  pendingPushes(): { count: number; oldestTs: number | undefined } {
+    return { count: this.pending.size, oldestTs: this.oldestPending()?.ts };
+  }
+
+  pendingTokens(before: number): Set<string> {
+    this.sortPending();
+    const tokens = new Set<string>();
+    for (const [n, tokenId] of this.pending) {
+      if (n.ts >= before) break;
+      tokens.add(tokenId);
+    }
+    return tokens;
+  }
+
+  private oldestPending(): StoredNotification | undefined {
+    this.sortPending();
+    return this.pending.keys().next().value;
+  }
+
+  private sortPending(): void {
+    if (!this.unsorted) return;
+    this.pending = new Map([...this.pending].sort(([a], [b]) => a.ts - b.ts));
+    this.unsorted = false;
   }
 
   private log: RecordLog<NtfRecord> | undefined;
@@ -54,6 +96,7 @@ export class MemoryNtfStore implements NtfStore {
   /** Replays a stored record into memory, without logging it again. */
   load(r: NtfRecord): void {
     this.apply(r);
+    if (r.t === 'LAST') this.unsorted = true;
   }
 
   private record(r: NtfRecord): void {
@@ -105,8 +148,21 @@ export class MemoryNtfStore implements NtfStore {
     this.record({ t: 'LAST', tokenId, n });
   }
 
+  markPushed(tokenId: string, sent: SentNotification[]): void {
+    const kept = this.last.get(tokenId);
+    const now = sent.filter((x) => {
+      const n = kept?.get(x.subId);
+      return n !== undefined && !n.pushed && equalBytes(n.nonce, x.nonce);
+    });
+    if (now.length > 0) this.record({ t: 'SENT', tokenId, sent: now });
+  }
+
   counts(): NtfStoreCounts {
     return { tokens: { ...this.tokenCounts }, subscriptions: { ...this.subCounts } };
+  }
+
+  failure(): string | undefined {
+    return this.log?.failure();
   }
 
   async flush(): Promise<void> {
@@ -124,6 +180,7 @@ export class MemoryNtfStore implements NtfStore {
         const t = { ...r.token };
         this.tokens.set(t.tokenId, t);
         this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.linkDevice(t);
         this.tokenCounts[t.status.status]++;
         if (t.cronMinutes > 0) this.crons.add(t);
         return;
@@ -162,11 +219,14 @@ export class MemoryNtfStore implements NtfStore {
         this.tokenCounts[t.status.status]--;
         t.status = r.status;
         this.tokenCounts[t.status.status]++;
+        if (t.status.status !== 'ACTIVE') this.endPending(t.tokenId);
         break;
       case 'TDEV':
         this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        this.unlinkDevice(t);
         t.device = r.device;
         this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.linkDevice(t);
         this.setCode(t, r.code);
         break;
       case 'TCODE':
@@ -182,19 +242,61 @@ export class MemoryNtfStore implements NtfStore {
         for (const s of [...this.subsOfToken(t.tokenId)]) this.unlinkSub(s);
         this.tokens.delete(t.tokenId);
         this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        this.unlinkDevice(t);
         this.crons.delete(t);
+        this.endPending(t.tokenId);
         this.last.delete(t.tokenId);
         this.tokenCounts[t.status.status]--;
         break;
       case 'LAST': {
         let m = this.last.get(t.tokenId);
         if (!m) this.last.set(t.tokenId, (m = new Map()));
-        m.delete(r.n.subId); // re-inserted last: Map order is arrival order
-        m.set(r.n.subId, r.n);
-        if (m.size > LAST_PER_TOKEN) m.delete(m.keys().next().value!);
+        const n: StoredNotification = { ...r.n, pushed: t.status.status !== 'ACTIVE' };
+        this.forget(m, r.n.subId); // re-inserted last: Map order is arrival order
+        m.set(n.subId, n);
+        if (!n.pushed) this.pending.set(n, t.tokenId);
+        if (m.size > LAST_PER_TOKEN) this.forget(m, m.keys().next().value!);
         break;
       }
+      case 'SENT':
+        for (const x of r.sent) {
+          const n = this.last.get(t.tokenId)?.get(x.subId);
+          if (n && equalBytes(n.nonce, x.nonce)) this.settle(n);
+        }
+        break;
     }
+  }
+
+  /** No push is owed for `n` any more. */
+  private settle(n: StoredNotification): void {
+    n.pushed = true;
+    this.pending.delete(n);
+  }
+
+  /** The token's pending notifications are no longer owed a push (it left ACTIVE, or is deleted). */
+  private endPending(tokenId: string): void {
+    for (const n of this.last.get(tokenId)?.values() ?? []) if (!n.pushed) this.settle(n);
+  }
+
+  private forget(m: Map<string, StoredNotification>, subId: string): void {
+    const n = m.get(subId);
+    if (!n) return;
+    m.delete(subId);
+    this.pending.delete(n);
+  }
+
+  private linkDevice(t: TokenRecord): void {
+    const key = deviceOnlyKey(t.device);
+    let set = this.byDevice.get(key);
+    if (!set) this.byDevice.set(key, (set = new Set()));
+    set.add(t);
+  }
+
+  private unlinkDevice(t: TokenRecord): void {
+    const key = deviceOnlyKey(t.device);
+    const set = this.byDevice.get(key);
+    set?.delete(t);
+    if (set?.size === 0) this.byDevice.delete(key);
   }
 
   /** A new code puts the token back to REGISTERED: it must be verified again. */
@@ -203,6 +305,7 @@ export class MemoryNtfStore implements NtfStore {
     this.tokenCounts[t.status.status]--;
     t.status = { status: 'REGISTERED' };
     this.tokenCounts.REGISTERED++;
+    this.endPending(t.tokenId);
   }
 
   private unlinkSub(s: SubRecord): void {
@@ -213,7 +316,8 @@ export class MemoryNtfStore implements NtfStore {
     const set = this.byToken.get(s.tokenId);
     set?.delete(s);
     if (set?.size === 0) this.byToken.delete(s.tokenId);
-    this.last.get(s.tokenId)?.delete(s.subId);
+    const kept = this.last.get(s.tokenId);
+    if (kept) this.forget(kept, s.subId);
     this.subCounts[s.status]--;
   }
 
@@ -222,7 +326,10 @@ export class MemoryNtfStore implements NtfStore {
     for (const token of this.tokens.values()) {
       yield { t: 'TNEW', token };
       for (const sub of this.subsOfToken(token.tokenId)) yield { t: 'SNEW', sub };
-      for (const n of this.last.get(token.tokenId)?.values() ?? []) yield { t: 'LAST', tokenId: token.tokenId, n };
+      const kept = [...(this.last.get(token.tokenId)?.values() ?? [])];
+      for (const n of kept) yield { t: 'LAST', tokenId: token.tokenId, n };
+      const sent = kept.filter((n) => n.pushed).map(({ subId, nonce }) => ({ subId, nonce }));
+      if (sent.length > 0) yield { t: 'SENT', tokenId: token.tokenId, sent };
     }
   }
 }

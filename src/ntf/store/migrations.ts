@@ -47,4 +47,11 @@ export const NTF_MIGRATIONS: readonly string[] = [
   -- for ON DELETE CASCADE from subscriptions
   CREATE INDEX last_notifications_sub_id ON last_notifications (sub_id);
   `,
+  // 2: whether a push is still owed for a last notification. Kept before this
+  // version: owed if the token is ACTIVE, so the first start pushes them once.
+  `
+  ALTER TABLE last_notifications ADD COLUMN pushed boolean NOT NULL DEFAULT false;
+  UPDATE last_notifications l SET pushed = true FROM tokens t WHERE t.token_id = l.token_id AND t.status <> 'ACTIVE';
+  ALTER TABLE last_notifications ALTER COLUMN pushed DROP DEFAULT;
+  `,
 ];

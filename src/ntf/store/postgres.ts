@@ -14,8 +14,10 @@
 // construction, and however many records touched a row, it is written once.
 // Order inside the transaction: deletes first (tokens, then subscriptions: the
 // foreign keys cascade to subscriptions and last notifications, as the memory
-// store does), then token rows, new subscriptions, status changes, and last
-// notifications (stale ones deleted, new ones upserted in arrival order).
+// store does), then token rows, new subscriptions, status changes, last
+// notifications (stale ones deleted, new ones upserted in arrival order), and
+// the `pushed` flags of the tokens whose flags changed (a push accepted, the
+// token left ACTIVE).
 // Flushes run one at a time; a flush called while one runs waits for it and
 // then writes whatever is queued by then (flush calls made while one is waiting
 // share it). A failed flush rolls back and puts its keys back in the queue: the
@@ -216,13 +218,15 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
     // In arrival order: the memory store keeps each token's in that order.
     const lastNotifications = await each(
       c,
-      `SELECT token_id, sub_id, nonce, sealed_meta, ts FROM ${s}.last_notifications ORDER BY seq`,
+      `SELECT token_id, sub_id, nonce, sealed_meta, ts, pushed FROM ${s}.last_notifications ORDER BY seq`,
       bytesTypes,
       pageSize,
       (r) => {
         const tokenId = str(r[0] as Uint8Array);
         const subId = str(r[1] as Uint8Array);
-        store.load({ t: 'LAST', tokenId, n: { subId, nonce: r[2] as Uint8Array, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
+        const nonce = r[2] as Uint8Array;
+        store.load({ t: 'LAST', tokenId, n: { subId, nonce, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
+        if (r[5]) store.load({ t: 'SENT', tokenId, sent: [{ subId, nonce }] });
       },
     );
     await c.query('COMMIT');
@@ -271,6 +275,8 @@ class Pending {
   readonly subsStatus = new Set<string>();
   /** tokenId → subIds with a new last notification */
   readonly last = new Map<string, Set<string>>();
+  /** tokenId → subIds whose `pushed` flag changed; undefined: all of the token's (it left ACTIVE) */
+  readonly pushed = new Map<string, Set<string> | undefined>();
   records = 0;
 
   add(r: NtfRecord): void {
@@ -282,6 +288,10 @@ class Pending {
       case 'TSTAT':
       case 'TDEV':
       case 'TCODE':
+        // leaving ACTIVE ends pending notifications
+        if (r.t !== 'TSTAT' || r.status.status !== 'ACTIVE') this.pushed.set(r.tokenId, undefined);
+        this.tokensChanged.add(r.tokenId);
+        return;
       case 'TCRN':
         this.tokensChanged.add(r.tokenId);
         return;
@@ -303,6 +313,9 @@ class Pending {
         subs.add(r.n.subId);
         return;
       }
+      case 'SENT':
+        this.addPushed(r.tokenId, r.sent.map((x) => x.subId));
+        return;
     }
   }
 
@@ -316,7 +329,16 @@ class Pending {
       if (!mine) this.last.set(tokenId, subs);
       else for (const s of subs) mine.add(s);
     }
+    for (const [tokenId, subs] of earlier.pushed) this.addPushed(tokenId, subs);
     this.records += earlier.records;
+  }
+
+  private addPushed(tokenId: string, subIds: Iterable<string> | undefined): void {
+    if (this.pushed.has(tokenId) && this.pushed.get(tokenId) === undefined) return; // all already
+    if (subIds === undefined) return void this.pushed.set(tokenId, undefined);
+    let mine = this.pushed.get(tokenId);
+    if (!mine) this.pushed.set(tokenId, (mine = new Set()));
+    for (const s of subIds) mine.add(s);
   }
 }
 
@@ -356,8 +378,10 @@ export class PostgresLog implements RecordLog<NtfRecord> {
   /** A flush queued behind a running one, not started yet: later callers share it. */
   private waiting: Promise<void> | undefined;
   private closed = false;
+  /** Why the last write failed, while its records (merged back) wait for a flush that commits them. */
+  private writeFailure: string | undefined;
   private readonly sql: Record<
-    'delTokens' | 'delSubs' | 'upsertTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast',
+    'delTokens' | 'delSubs' | 'upsertTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast' | 'pushed',
     string
   >;
 
@@ -397,13 +421,17 @@ export class PostgresLog implements RecordLog<NtfRecord> {
           AND (token_id, sub_id) NOT IN (SELECT * FROM unnest($2::bytea[], $3::bytea[]))`,
       // seq is drawn in arrival order (output expressions are evaluated after ORDER BY).
       upsertLast: `
-        INSERT INTO ${s}.last_notifications (token_id, sub_id, nonce, sealed_meta, ts, seq)
-        SELECT u.token_id, u.sub_id, u.nonce, u.sealed_meta, u.ts, nextval('${s}.last_notifications_seq')
-        FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[]) WITH ORDINALITY
-             AS u (token_id, sub_id, nonce, sealed_meta, ts, ord)
+        INSERT INTO ${s}.last_notifications (token_id, sub_id, nonce, sealed_meta, ts, pushed, seq)
+        SELECT u.token_id, u.sub_id, u.nonce, u.sealed_meta, u.ts, u.pushed, nextval('${s}.last_notifications_seq')
+        FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::boolean[]) WITH ORDINALITY
+             AS u (token_id, sub_id, nonce, sealed_meta, ts, pushed, ord)
         ORDER BY u.ord
         ON CONFLICT (token_id, sub_id) DO UPDATE SET
-          nonce = EXCLUDED.nonce, sealed_meta = EXCLUDED.sealed_meta, ts = EXCLUDED.ts, seq = EXCLUDED.seq`,
+          nonce = EXCLUDED.nonce, sealed_meta = EXCLUDED.sealed_meta, ts = EXCLUDED.ts, pushed = EXCLUDED.pushed, seq = EXCLUDED.seq`,
+      pushed: `
+        UPDATE ${s}.last_notifications l SET pushed = u.pushed
+        FROM unnest($1::bytea[], $2::bytea[], $3::boolean[]) AS u (token_id, sub_id, pushed)
+        WHERE l.token_id = u.token_id AND l.sub_id = u.sub_id`,
     };
   }
 
@@ -427,6 +455,15 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     this.waiting = p;
     this.tail = p.catch(() => {});
     return p;
+  }
+
+  /**
+   * Memory is ahead of the database: a write failed and its records wait for
+   * the next flush. Unlike a journal's, this clears once a later write commits
+   * them (a database that came back).
+   */
+  failure(): string | undefined {
+    return this.writeFailure;
   }
 
   /** Flushes, then closes the connections. */
@@ -462,10 +499,12 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       await c.query('BEGIN');
       for (const st of statements) await c.query(st.text, st.values);
       await c.query('COMMIT');
+      this.writeFailure = undefined; // what the failed write held was merged into this one
     } catch (e) {
       broken = e as Error;
       if (c) await c.query('ROLLBACK').catch(() => {});
       this.pending.merge(p); // written again by the next flush
+      this.writeFailure = `PostgreSQL write failed: ${e instanceof Error ? e.message : String(e)}`;
       throw e;
     } finally {
       c?.release(broken);
@@ -479,7 +518,8 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const tokens = new Columns(this.sql.upsertTokens, 12, max);
     const subs = new Columns(this.sql.insertSubs, 6, max);
     const statuses = new Columns(this.sql.subStatus, 2, max);
-    const lastUpserts = new Columns(this.sql.upsertLast, 5, max);
+    const lastUpserts = new Columns(this.sql.upsertLast, 6, max);
+    const pushed = new Columns(this.sql.pushed, 3, max);
     const lastDeletes: Statement[] = [];
 
     for (const id of p.tokensDeleted) delTokens.push(buf(id));
@@ -518,11 +558,18 @@ export class PostgresLog implements RecordLog<NtfRecord> {
         keepT.push(tid);
         keepS.push(sid);
         // One of a subscription that does not exist has no row to refer to: memory keeps it, the database cannot.
-        if (touched.has(n.subId) && this.state.sub(n.subId)) lastUpserts.push(tid, sid, n.nonce, n.sealedMeta, n.ts);
+        if (touched.has(n.subId) && this.state.sub(n.subId)) lastUpserts.push(tid, sid, n.nonce, n.sealedMeta, n.ts, n.pushed);
       }
       if (keepT.length >= max) cutDeletes();
     }
     cutDeletes();
+    // Flags of rows not upserted above (a row missing for want of a subscription updates nothing).
+    for (const [tokenId, subs] of p.pushed) {
+      const tid = buf(tokenId);
+      const upserted = p.last.get(tokenId);
+      for (const n of this.state.lastNotifications(tokenId, LAST_PER_TOKEN))
+        if ((subs === undefined || subs.has(n.subId)) && !upserted?.has(n.subId)) pushed.push(tid, buf(n.subId), n.pushed);
+    }
 
     return [
       ...delTokens.cut(),
@@ -532,6 +579,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       ...statuses.cut(),
       ...lastDeletes,
       ...lastUpserts.cut(),
+      ...pushed.cut(),
     ];
   }
 }

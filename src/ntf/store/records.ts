@@ -3,7 +3,7 @@
 // SQL by the PostgreSQL store.
 import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import { PROVIDERS, readTokenStatus, SUB_STATUSES, writeTokenStatus, type DeviceToken, type Provider, type TokenStatus } from '../protocol.ts';
-import type { LastNotification, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
+import type { LastNotification, SentNotification, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
 
 export type NtfRecord =
   | { t: 'TNEW'; token: TokenRecord }
@@ -15,9 +15,10 @@ export type NtfRecord =
   | { t: 'SNEW'; sub: SubRecord }
   | { t: 'SSTAT'; subId: string; status: StoredSubStatus }
   | { t: 'SDEL'; subId: string }
-  | { t: 'LAST'; tokenId: string; n: LastNotification };
+  | { t: 'LAST'; tokenId: string; n: LastNotification }
+  | { t: 'SENT'; tokenId: string; sent: SentNotification[] };
 
-const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST'] as const;
+const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST', 'SENT'] as const;
 
 export const latin1 = (b: Uint8Array) => String.fromCharCode.apply(null, b as unknown as number[]);
 export function bytesOf(s: string): Uint8Array {
@@ -79,6 +80,10 @@ export function encodeNtfRecord(r: NtfRecord): Uint8Array {
     case 'LAST':
       str(str(e, r.tokenId), r.n.subId).short(r.n.nonce).short(r.n.sealedMeta).u64(r.n.ts);
       break;
+    case 'SENT':
+      str(e, r.tokenId).u8(r.sent.length);
+      for (const x of r.sent) str(e, x.subId).short(x.nonce);
+      break;
   }
   return e.done();
 }
@@ -131,6 +136,11 @@ export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
         return { t, subId: readStr(d) };
       case 'LAST':
         return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+      case 'SENT': {
+        const tokenId = readStr(d);
+        const sent = Array.from({ length: d.u8() }, () => ({ subId: readStr(d), nonce: d.short() }));
+        return { t, tokenId, sent };
+      }
       default:
         throw new ParseError('unknown record');
     }

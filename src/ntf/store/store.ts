@@ -45,6 +45,21 @@ export interface LastNotification {
   ts: number;
 }
 
+/** A kept notification, and whether a push is still owed for it. */
+export interface StoredNotification extends LastNotification {
+  /**
+   * No push is owed: one a provider accepted carried it, or the token was not
+   * ACTIVE when it arrived or has left ACTIVE since. False: pending.
+   */
+  pushed: boolean;
+}
+
+/** A notification (by its subscription and nonce) that a push carried. */
+export interface SentNotification {
+  subId: string;
+  nonce: Uint8Array;
+}
+
 export interface NtfStoreCounts {
   tokens: Record<TokenStatus['status'], number>;
   subscriptions: Record<StoredSubStatus, number>;
@@ -61,11 +76,19 @@ export interface NtfStore {
   subsOfToken(tokenId: string): Iterable<SubRecord>;
   subsOfRelay(relay: string): Iterable<SubRecord>;
   relays(): Iterable<string>;
+  /** Tokens of this device (provider and token bytes), whatever their auth keys. */
+  tokensOfDevice(device: DeviceToken): Iterable<TokenRecord>;
   /** Newest last notifications of a token, oldest first, at most `limit`. */
-  lastNotifications(tokenId: string, limit: number): LastNotification[];
+  lastNotifications(tokenId: string, limit: number): StoredNotification[];
+  lastNotification(tokenId: string, subId: string): StoredNotification | undefined;
+  /** Pending notifications (not `pushed`): how many, and when the oldest arrived. O(1). */
+  pendingPushes(): { count: number; oldestTs: number | undefined };
+  /** Tokens with a pending notification that arrived before `before` (ms). */
+  pendingTokens(before: number): Set<string>;
 
   /** False if the ID is taken. */
   createToken(t: TokenRecord): boolean;
+  /** Any status but ACTIVE (here, and by replaceDevice and renewCode) ends the token's pending notifications. */
   setTokenStatus(tokenId: string, status: TokenStatus): void;
   /** TRPL: a new device token and code; status REGISTERED. */
   replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array): void;
@@ -79,9 +102,14 @@ export interface NtfStore {
   createSub(s: SubRecord): boolean;
   setSubStatus(subId: string, status: StoredSubStatus): void;
   deleteSub(subId: string): void;
+  /** Keeps `n` as the subscription's latest notification: pending if the token is ACTIVE. */
   setLastNotification(tokenId: string, n: LastNotification): void;
+  /** A provider accepted a push carrying these: the ones still kept with the same nonce are no longer pending. */
+  markPushed(tokenId: string, sent: SentNotification[]): void;
 
   counts(): NtfStoreCounts;
+  /** Why the store can no longer persist changes (a failed write), if it cannot; the process must restart. */
+  failure(): string | undefined;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

@@ -34,7 +34,7 @@ export const MAX_APNS_TOKEN = 100;
 
 export type ApnsTokenProvider = Extract<Provider, 'apns' | 'apns-sandbox'>;
 
-/** Connection options (ca, connections, maxConcurrentStreams, requestTimeoutMs, pingIntervalMs, log) as in Http2Pool. */
+/** Connection options (ca, connections, maxConcurrentStreams, requestTimeoutMs, pingIntervalMs, pingTimeoutMs, keepAlive, log) as in Http2Pool. */
 export interface ApnsConfig extends Omit<Http2PoolOptions, 'url' | 'name'> {
   /** Apple's production or sandbox service, or a URL (e.g. a test server's). */
   host: 'production' | 'sandbox' | (string & {});

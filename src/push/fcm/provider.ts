@@ -25,7 +25,7 @@ import { checkFcmTtl, fcmBody, fcmRegistrationToken } from './payload.ts';
 
 export const FCM_ENDPOINT = 'https://fcm.googleapis.com';
 
-/** Connection options (ca, connections, maxConcurrentStreams, requestTimeoutMs, pingIntervalMs, log) as in Http2Pool; ca and requestTimeoutMs apply to the token endpoint too. */
+/** Connection options (ca, connections, maxConcurrentStreams, requestTimeoutMs, pingIntervalMs, pingTimeoutMs, keepAlive, log) as in Http2Pool; ca and requestTimeoutMs apply to the token endpoint too. */
 export interface FcmConfig extends Omit<Http2PoolOptions, 'url' | 'name'> {
   /** The service-account key file: parsed JSON or its text. Its token_uri is where access tokens come from. */
   serviceAccount: object | string;

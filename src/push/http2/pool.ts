@@ -8,10 +8,19 @@
 // lost (it may or may not have reached the server), never silently dropped;
 // every request resolves within requestTimeoutMs, queueing included.
 //
+// Liveness: a dead link (a NAT that forgot us, a partition) sends no FIN, so
+// a connection that has received nothing for pingIntervalMs while requests
+// wait on it (or at all, with keepAlive) is PINGed, and destroyed if the PING
+// is not answered within pingTimeoutMs: its requests resolve as lost and the
+// next request opens a new connection. Idle connections are not PINGed by
+// default: push services (FCM) answer PINGs on idle connections with GOAWAY
+// ENHANCE_YOUR_CALM, and a dead idle connection is found by its next request.
+//
 // The send path is a provider's hot path (thousands a second): no timer per
-// request (one sweep finds the overdue), no closure per stream (the listeners
-// are shared and find their request on the stream), and a request goes straight
-// to a connection when nothing waits before it.
+// request or connection (one sweep finds the overdue requests and the silent
+// connections), no closure per stream (the listeners are shared and find their
+// request on the stream), and a request goes straight to a connection when
+// nothing waits before it.
 import http2, {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -34,8 +43,12 @@ export interface Http2PoolOptions {
   maxConcurrentStreams?: number;
   /** A request not answered by then resolves as lost (default 10 s). */
   requestTimeoutMs?: number;
-  /** PING idle connections this often to find dead ones (default 60 s; 0 = never). */
+  /** PING a connection that has received nothing for this long while requests wait on it (default 5 s; 0 = never). */
   pingIntervalMs?: number;
+  /** A PING not answered by then destroys its connection (default 5 s). */
+  pingTimeoutMs?: number;
+  /** PING connections with no request in flight too (default false): for a server of ours, not a push service. */
+  keepAlive?: boolean;
   /** Resolves the host (e.g. refusing private addresses). */
   lookup?: LookupFunction;
   log?: Logger;
@@ -72,8 +85,12 @@ interface Conn {
   usable: boolean;
   /** The server's SETTINGS_MAX_CONCURRENT_STREAMS, once known. */
   remoteMax: number;
-  /** A PING is out to see whether the connection is alive. */
-  probing: boolean;
+  /** Something arrived since the last sweep (a response, data, SETTINGS, a PING or its ack). */
+  heard: boolean;
+  /** When it last received anything, or its first waiting request left (performance.now()). */
+  quietSince: number;
+  /** A PING is out: the connection is destroyed if no ack by then. */
+  pingDeadline: number | undefined;
 }
 
 class Pending {
@@ -102,11 +119,13 @@ type TaggedStream = ClientHttp2Stream & { [PENDING]: Pending };
 // Stream listeners, shared by all streams; `this` is the stream.
 function onResponse(this: TaggedStream, headers: IncomingHttpHeaders): void {
   const p = this[PENDING];
+  p.conn!.heard = true;
   p.headers = headers;
   p.status = Number(headers[':status']);
 }
 function onData(this: TaggedStream, chunk: Buffer): void {
   const p = this[PENDING];
+  p.conn!.heard = true;
   if (p.size >= MAX_BODY) return;
   (p.chunks ??= []).push(chunk);
   p.size += chunk.length;
@@ -122,6 +141,9 @@ export class Http2Pool {
   private readonly opts: Http2PoolOptions;
   private readonly maxStreams: number;
   private readonly timeoutMs: number;
+  private readonly pingMs: number;
+  private readonly pingTimeoutMs: number;
+  private readonly sweepMs: number;
   private readonly slots: Array<Conn | undefined>;
   private readonly open = new Set<Conn>();
   /** Every request not finished: queued or in flight. */
@@ -131,8 +153,9 @@ export class Http2Pool {
   private inFlight = 0;
   private opened = 0;
   private closed = false;
-  private readonly pinger: NodeJS.Timeout | undefined;
+  /** The one timer: runs while requests are pending, a PING is out, or keep-alive connections are open. */
   private sweeper: NodeJS.Timeout | undefined;
+  private lastSweep = 0;
 
   constructor(opts: Http2PoolOptions) {
     this.opts = opts;
@@ -142,12 +165,12 @@ export class Http2Pool {
     if (!(Number.isInteger(connections) && connections >= 1)) throw new RangeError('connections must be a positive integer');
     if (!(Number.isInteger(this.maxStreams) && this.maxStreams >= 1)) throw new RangeError('maxConcurrentStreams must be a positive integer');
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.pingMs = opts.pingIntervalMs ?? 5_000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
+    if (!(this.pingMs >= 0 && this.pingTimeoutMs > 0)) throw new RangeError('pingIntervalMs must be >= 0 and pingTimeoutMs positive');
     this.slots = new Array<Conn | undefined>(connections).fill(undefined);
-    const ping = opts.pingIntervalMs ?? 60_000;
-    if (ping > 0) {
-      this.pinger = setInterval(() => this.pingIdle(), ping);
-      this.pinger.unref();
-    }
+    const finest = Math.min(this.timeoutMs, this.pingTimeoutMs, this.pingMs || Infinity);
+    this.sweepMs = Math.max(5, Math.min(250, finest / 4));
   }
 
   get stats(): Http2PoolStats {
@@ -167,8 +190,8 @@ export class Http2Pool {
     if (this.closed) return callback({ lost: 'closed' });
     const p = new Pending(build, callback, performance.now() + this.timeoutMs, this);
     this.pending.add(p);
-    // runs while anything is pending (so a silent server cannot keep a request forever)
-    this.sweeper ??= setInterval(() => this.sweep(), Math.max(5, Math.min(250, this.timeoutMs / 4)));
+    // a pending request keeps the process alive (and the sweep finds it if its server falls silent)
+    this.sweeping().ref();
     if (this.queueHead === this.queue.length) {
       // nothing waits: straight to a connection if one has room
       const c = this.pickConnectionSafely();
@@ -189,7 +212,6 @@ export class Http2Pool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.pinger) clearInterval(this.pinger);
     this.failQueued({ lost: 'closed' });
     await Promise.all(
       [...this.open].map(
@@ -277,8 +299,9 @@ export class Http2Pool {
       peerMaxConcurrentStreams: 1,
     });
     // one stream until the server's SETTINGS say how many it takes (APNs may start at 1)
-    const c: Conn = { id, session, active: 0, usable: true, remoteMax: 1, probing: false };
+    const c: Conn = { id, session, active: 0, usable: true, remoteMax: 1, heard: false, quietSince: performance.now(), pingDeadline: undefined };
     this.open.add(c);
+    if (this.opts.keepAlive) this.sweeping();
     const log = this.opts.log;
     log?.debug({ event: `${name}_connecting`, conn: id });
     // a connection that cannot even be set up (a black hole, a stuck handshake) is given up
@@ -293,7 +316,9 @@ export class Http2Pool {
       clearTimeout(connectTimer);
       log?.info({ event: `${name}_connected`, conn: id });
     });
+    session.on('ping', () => (c.heard = true));
     session.on('remoteSettings', (s) => {
+      c.heard = true;
       c.remoteMax = s.maxConcurrentStreams ?? Infinity;
       this.pump();
     });
@@ -332,7 +357,8 @@ export class Http2Pool {
       } else this.finish(p, { failed: `request rejected: ${(e as { code?: string }).code ?? String(e)}` });
       return;
     }
-    c.active++;
+    // silence counts from when the first request started waiting, not from the last answer before it
+    if (c.active++ === 0) c.quietSince = performance.now();
     this.inFlight++;
     p.stream = stream;
     p.conn = c;
@@ -359,13 +385,17 @@ export class Http2Pool {
     this.pump();
   }
 
-  /** Requests past their deadline resolve as lost; their connections are probed. */
-  private sweep(): void {
-    if (this.pending.size === 0) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-      return;
+  /** The sweep timer, started if it is not running; unref'd: only pending requests keep the process alive. */
+  private sweeping(): NodeJS.Timeout {
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
+      this.sweeper.unref();
     }
+    return this.sweeper;
+  }
+
+  /** Requests past their deadline resolve as lost (their connections are probed); silent connections are PINGed. */
+  private sweep(): void {
     const now = performance.now();
     for (const p of this.pending) {
       if (p.deadline > now) continue;
@@ -373,7 +403,30 @@ export class Http2Pool {
       p.stream?.close(NGHTTP2_CANCEL);
       this.finish(p, { lost: 'timeout' });
       // a silent server or a dead network path: find out, rather than time out every request on it
-      if (c) this.probe(c);
+      if (c) this.probe(c, now);
+    }
+    // After a blocked event loop, an ack may be read but not yet handled: judge PINGs at the next sweep.
+    const late = now - this.lastSweep > 2 * this.sweepMs;
+    this.lastSweep = now;
+    let pinging = false;
+    for (const c of this.open) {
+      if (c.heard) {
+        c.heard = false;
+        c.quietSince = now;
+      }
+      if (c.pingDeadline === undefined && this.pingMs > 0 && (c.active > 0 || this.opts.keepAlive) && now - c.quietSince >= this.pingMs)
+        this.probe(c, now);
+      if (c.pingDeadline !== undefined && now >= c.pingDeadline && !late) {
+        this.opts.log?.warn({ event: `${this.opts.name}_ping_timeout`, conn: c.id });
+        kill(c);
+      }
+      if (c.pingDeadline !== undefined) pinging = true;
+    }
+    if (this.pending.size === 0) {
+      if (!pinging && !(this.opts.keepAlive && this.open.size > 0)) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      } else this.sweeper!.unref();
     }
   }
 
@@ -382,29 +435,20 @@ export class Http2Pool {
     if (!c.session.closed && !c.session.destroyed) shut(c.session);
   }
 
-  /** PINGs the connection; one that does not answer in time is torn down (its requests: lost). */
-  private probe(c: Conn): void {
-    if (c.probing || c.session.closed || c.session.destroyed || c.session.connecting) return;
-    c.probing = true;
-    const kill = () => {
-      c.usable = false;
-      if (!c.session.destroyed) c.session.destroy();
-    };
-    const deadline = setTimeout(() => {
-      this.opts.log?.warn({ event: `${this.opts.name}_ping_timeout`, conn: c.id });
-      kill();
-    }, Math.min(this.timeoutMs, 10_000));
-    deadline.unref();
+  /** PINGs the connection; the sweep tears it down (its requests: lost) if the ack is not back by pingTimeoutMs. */
+  private probe(c: Conn, now: number): void {
+    if (c.pingDeadline !== undefined || c.session.closed || c.session.destroyed || c.session.connecting) return;
+    c.pingDeadline = now + this.pingTimeoutMs;
+    this.sweeping();
     try {
       c.session.ping((err) => {
-        clearTimeout(deadline);
-        c.probing = false;
-        if (err) kill();
+        c.pingDeadline = undefined;
+        if (err) kill(c);
+        else c.heard = true;
       });
     } catch {
-      clearTimeout(deadline);
-      c.probing = false;
-      kill();
+      c.pingDeadline = undefined;
+      kill(c);
     }
   }
 
@@ -414,10 +458,13 @@ export class Http2Pool {
     this.pending.delete(p);
     p.callback(r);
   }
+}
 
-  private pingIdle(): void {
-    for (const c of this.open) if (c.usable && c.active === 0) this.probe(c);
-  }
+/** Tears a dead connection down: its streams close unanswered (lost), and the next request opens another. */
+function kill(c: Conn): void {
+  c.usable = false;
+  c.pingDeadline = undefined;
+  if (!c.session.destroyed) c.session.destroy();
 }
 
 /**

@@ -30,8 +30,9 @@
 // checks gets the scripted reply for its token or the next scripted reply if
 // any, else 200; each 200 is recorded in `pushes` (unless `record: false`),
 // counted in `counts` and emitted as 'push'. Scripts can also hang
-// a request, drop its connection, or delay it; goaway() and dropConnections()
-// act on every open connection.
+// a request, drop its connection, reset its stream, send GOAWAY on its
+// connection, or delay it; replyRandomly() answers a share of all requests
+// with faults; goaway() and dropConnections() act on every open connection.
 //
 // Light enough to measure clients against (bench/push.ts): a provider token is
 // verified once per distinct token string (the verdict cached, bounded; only its
@@ -104,7 +105,15 @@ export type ApnsReply =
   /** Destroy the request's connection (TCP/TLS, no GOAWAY) while it is in flight. */
   | { drop: true; delayMs?: number }
   /** Never answer (until the connection goes away). */
-  | { hang: true };
+  | { hang: true }
+  /** Reset the request's stream (RST_STREAM, default INTERNAL_ERROR) instead of answering. */
+  | { reset: true; code?: number }
+  /**
+   * GOAWAY (NO_ERROR, {"reason"} as its data) on the request's connection, which
+   * then closes: this request is refused (RST_STREAM REFUSED_STREAM), the
+   * connection's other requests still answered.
+   */
+  | { goaway: true; reason?: string };
 
 export interface ApnsJwtClaims {
   kid: string;
@@ -318,6 +327,15 @@ export class ApnsTestServer extends ProviderTestServer<Events> {
     return this;
   }
 
+  /**
+   * Answers a random `share` (0..1) of the requests no other script claims with
+   * what `pick` returns (provider trouble at a rate, for load runs); 0 stops it.
+   */
+  replyRandomly(share: number, pick: () => ApnsReply, rng: () => number = Math.random): this {
+    this.replies.randomly(share, pick, rng);
+    return this;
+  }
+
   clearReplies(): this {
     this.replies.clear();
     return this;
@@ -385,6 +403,8 @@ export class ApnsTestServer extends ProviderTestServer<Events> {
     const reply = this.replies.take(token!.toLowerCase());
     if (!reply) return this.answer(ex, 200);
     if ('hang' in reply) return;
+    if ('reset' in reply) return void r.stream.close(reply.code ?? http2.constants.NGHTTP2_INTERNAL_ERROR);
+    if ('goaway' in reply) return this.goawayOn(r, reply.reason);
     if ('drop' in reply) {
       const drop = () => {
         const session = r.stream.session;
@@ -398,6 +418,16 @@ export class ApnsTestServer extends ProviderTestServer<Events> {
     }
     if (reply.status !== 200) ex.accepted = undefined;
     this.answer(ex, reply.status, reply.status === 200 ? undefined : (reply.reason ?? 'InternalServerError'), reply);
+  }
+
+  private goawayOn(r: Incoming, reason: string | undefined): void {
+    const session = r.stream.session;
+    const info = session && this.sessions.get(session);
+    if (session && info && !session.closed && !session.destroyed)
+      // last-stream-id: every stream it has seen, so none is both answered and refused
+      session.goaway(http2.constants.NGHTTP2_NO_ERROR, info.maxStreamId, reason ? Buffer.from(JSON.stringify({ reason })) : undefined);
+    r.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    session?.close();
   }
 
   private answer(ex: Answering, status: number, reason?: string, extra: { retryAfter?: number | string; timestamp?: number; delayMs?: number } = {}): void {

@@ -1,6 +1,8 @@
 // Scripted answers of a provider test server: for one key (a device token, an
-// endpoint) some number of times, or for the next requests in order. A key's
-// script comes first; a request no script claims gets the normal answer.
+// endpoint) some number of times, or for the next requests in order, or for a
+// random share of requests (faults at a rate, for load runs). A key's script
+// comes first, then the queued ones, then the random one; a request no script
+// claims gets the normal answer.
 interface Script<R> {
   reply: R;
   times: number;
@@ -9,6 +11,7 @@ interface Script<R> {
 export class Replies<R> {
   private readonly byKey = new Map<string, Script<R>>();
   private next: Array<Script<R>> = [];
+  private random: { share: number; pick: () => R; rng: () => number } | undefined;
 
   /** Answers requests for `key` with `reply`, `times` times (default: until cleared). */
   to(key: string, reply: R, times = Infinity): void {
@@ -20,13 +23,19 @@ export class Replies<R> {
     if (n > 0) this.next.push({ reply, times: n });
   }
 
+  /** Answers a random `share` (0..1) of the requests no other script claims with `pick()`; 0 stops it. */
+  randomly(share: number, pick: () => R, rng: () => number = Math.random): void {
+    this.random = share > 0 ? { share, pick, rng } : undefined;
+  }
+
   clear(): void {
     this.byKey.clear();
     this.next = [];
+    this.random = undefined;
   }
 
   get empty(): boolean {
-    return this.byKey.size === 0 && this.next.length === 0;
+    return this.byKey.size === 0 && this.next.length === 0 && this.random === undefined;
   }
 
   /** The scripted answer for a request (for `key`, if it has one), used up once. */
@@ -37,8 +46,11 @@ export class Replies<R> {
       return own.reply;
     }
     const next = this.next[0];
-    if (!next) return undefined;
-    if (--next.times <= 0) this.next.shift();
-    return next.reply;
+    if (next) {
+      if (--next.times <= 0) this.next.shift();
+      return next.reply;
+    }
+    const r = this.random;
+    return r && r.rng() < r.share ? r.pick() : undefined;
   }
 }

@@ -2,15 +2,21 @@
 // (src/server/journal.ts) and the journal replayed on open.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Journal } from '../../server/journal.ts';
+import { Journal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryQueueStore } from './memory.ts';
 import { decodeRecord, encodeRecord, type StoreRecord } from './records.ts';
 
-export interface JournalStoreOptions {
+export interface JournalStoreOptions extends Omit<JournalOptions, 'file'> {
   dir: string;
-  fsync?: boolean;
-  compactRatio?: number;
-  compactMinBytes?: number;
+}
+
+const journalFile = (dir: string) => path.join(dir, 'relay.journal');
+const codec = { encode: encodeRecord, decode: decodeRecord };
+
+/** Sets aside a corrupt journal's records from the bad one on (src/server/journal.ts repairJournal). */
+export function repairRelayJournal(dir: string) {
+  const file = journalFile(dir);
+  return { file, repair: repairJournal(file, codec) };
 }
 
 export class JournalQueueStore extends MemoryQueueStore {
@@ -21,8 +27,8 @@ export class JournalQueueStore extends MemoryQueueStore {
     fs.mkdirSync(opts.dir, { recursive: true });
     const { dir, ...rest } = opts;
     this.journal = new Journal(
-      { ...rest, file: path.join(dir, 'relay.journal') },
-      { encode: encodeRecord, decode: decodeRecord },
+      { ...rest, file: journalFile(dir) },
+      codec,
       (r) => this.apply(r),
       () => this.liveRecords(),
     );
@@ -49,11 +55,15 @@ export class JournalQueueStore extends MemoryQueueStore {
     this.journal.append(r);
   }
 
+  override failure(): string | undefined {
+    return this.journal.failure();
+  }
+
   override async flush(): Promise<void> {
-    this.journal.flush();
+    await this.journal.flush();
   }
 
   override async close(): Promise<void> {
-    this.journal.close();
+    await this.journal.close();
   }
 }

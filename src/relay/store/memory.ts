@@ -150,6 +150,10 @@ export class MemoryQueueStore implements QueueStore {
     };
   }
 
+  failure(): string | undefined {
+    return undefined;
+  }
+
   async flush(): Promise<void> {}
   async close(): Promise<void> {}
 

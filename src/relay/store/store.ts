@@ -78,6 +78,8 @@ export interface QueueStore {
   expirePendingNotifications(before: number): number;
 
   counts(): StoreCounts;
+  /** Why the store can no longer persist changes (a failed journal write), if it cannot; the process must restart. */
+  failure(): string | undefined;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

@@ -27,9 +27,11 @@ export class BlackholeProxy {
     return this.port;
   }
 
-  /** Connections accepted and still open. */
+  /** Connections accepted whose client side is still open. */
   get connections(): number {
-    return this.pairs.size;
+    let n = 0;
+    for (const p of this.pairs) if (!p.a.destroyed) n++;
+    return n;
   }
 
   private accept(a: net.Socket): void {
@@ -42,17 +44,15 @@ export class BlackholeProxy {
       });
     forward(a, b);
     forward(b, a);
-    const end = () => {
-      this.pairs.delete(pair);
-      a.destroy();
-      b.destroy();
-    };
     // A blackholed pair says nothing when one side goes: the other must find out by itself.
     for (const s of [a, b]) {
       s.on('error', () => {});
       s.on('close', () => {
-        if (!pair.dead) end();
-        else this.pairs.delete(pair);
+        if (!pair.dead) {
+          a.destroy();
+          b.destroy();
+        }
+        if (a.destroyed && b.destroyed) this.pairs.delete(pair);
       });
     }
   }
