@@ -49,11 +49,9 @@ import { openMeta, RelayClient } from '../src/relay/client.ts';
 import { ApnsTestServer, type ApnsRecordedPush, type ApnsReply } from '../src/push/testkit/apns-server.ts';
 import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
 import { relaySendPerSecond } from './relay-fsync.ts';
-import { Children, metric, metricsText, percentile, ROOT, round, runChild, sleep, table, waitForLine, writeResults, type SectionResult } from './lib.ts';
+import { Children, HUSH, metric, metricsText, percentile, ROOT, round, runChild, sleep, table, TEST_CA_FILE, waitForLine, writeResults, type SectionResult } from './lib.ts';
 
 const crypto = nodeCrypto;
-const HUSH = path.join(ROOT, 'bin', 'hush.js');
-const CA_FILE = path.join(ROOT, 'src', 'push', 'testkit', 'fixtures', 'localhost.crt');
 const TOPIC = 'chat.hush.bench.faults';
 
 const DEVICES = 200;
@@ -458,7 +456,7 @@ async function initDirs(children: Children, base: string, apns: ApnsTestServer) 
   fs.writeFileSync(keyFile, team.privateKey, { mode: 0o600 });
   const file = ntfFiles(ntfDir).config;
   const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  config.apns = { host: apns.url, keyId: team.keyId, teamId: team.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: CA_FILE };
+  config.apns = { host: apns.url, keyId: team.keyId, teamId: team.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: TEST_CA_FILE };
   fs.writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
   return { relayDir, ntfDir };
 }

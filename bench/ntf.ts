@@ -65,7 +65,11 @@ import {
   nextMessage,
   percentile,
   processCpuMs,
+  HUSH,
+  metric,
+  metricsText,
   ROOT,
+  TEST_CA_FILE,
   round,
   selfCpuMs,
   sleep,
@@ -78,8 +82,6 @@ import {
 import type { SenderResult } from './ntf-sender-child.ts';
 
 const crypto = nodeCrypto;
-const HUSH = path.join(ROOT, 'bin', 'hush.js');
-const CA_FILE = path.join(ROOT, 'src', 'push', 'testkit', 'fixtures', 'localhost.crt');
 const TOPIC = 'chat.hush.bench';
 
 const REG_TOKENS = 6000;
@@ -214,7 +216,7 @@ async function initNtfDir(children: Children, dir: string, apns: ApnsTestServer,
   const keyFile = path.join(dir, 'apns-key.p8');
   fs.writeFileSync(keyFile, teamKey.privateKey, { mode: 0o600 });
   const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  config.apns = { host: apns.url, keyId: teamKey.keyId, teamId: teamKey.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: CA_FILE };
+  config.apns = { host: apns.url, keyId: teamKey.keyId, teamId: teamKey.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: TEST_CA_FILE };
   config.dispatch = { concurrency: CONCURRENCY };
   if (APNS_CONNECTIONS) (config.apns as Record<string, unknown>).connections = APNS_CONNECTIONS;
   fs.writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
@@ -231,17 +233,6 @@ function spawnIpc(ipcKids: Set<ChildProcess>, file: string, args: string[] = [])
 }
 
 // ---- metrics ----
-
-async function metricsText(port: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  return res.text();
-}
-
-/** The value of one sample, e.g. metric(text, 'hush_ntf_subscriptions{status="ACTIVE"}'). */
-function metric(text: string, sample: string): number {
-  for (const line of text.split('\n')) if (line.startsWith(sample + ' ')) return Number(line.slice(sample.length + 1));
-  return 0;
-}
 
 const NTF_RECEIVED = 'hush_ntf_notifications_received_total';
 const NTF_ACTIVE = 'hush_ntf_subscriptions{status="ACTIVE"}';
@@ -918,7 +909,7 @@ export async function runNtfBench(): Promise<SectionResult> {
         h2Spec,
         JSON.stringify({
           url: apns.url,
-          caFile: CA_FILE,
+          caFile: TEST_CA_FILE,
           path: `/3/device/${sample.token}`,
           headers: sample.headers,
           authorization: `bearer ${sample.jwt.token}`,
