@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Clock } from 'playwright-core';
+import { CHAT_RATE_LIMIT_MS } from '../../src/sdk/push-handler.ts';
 import { startLocalStack, type LocalStack } from '../../src/stack/stack.ts';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -50,6 +51,16 @@ export async function person(browser: Browser, url: string): Promise<BrowserCont
   await context.grantPermissions(['notifications'], { origin: new URL(url).origin });
   return context;
 }
+
+/**
+ * The push handler notifies a chat at most once per CHAT_RATE_LIMIT_MS and
+ * holds back what comes sooner, so a test that sends a chat's next message
+ * soon after its last notification would wait for nothing. Such tests run the
+ * pages that handle pushes on the test's clock (`context.clock.install()`
+ * before they open: time flows as usual) and move it past the limit first,
+ * rather than wait on the wall clock, which a fast machine outruns.
+ */
+export const pastRateLimit = (on: { clock: Clock }) => on.clock.fastForward(CHAT_RATE_LIMIT_MS);
 
 export function screenshotPath(name: string): string {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });

@@ -221,6 +221,16 @@ test('a hidden chat page shows notifications for new messages under the preview 
       const reg = await navigator.serviceWorker.getRegistration('/');
       return ((await reg?.getNotifications()) ?? []).map((n) => ({ title: n.title, body: n.body }));
     });
+  /** Waits until Bob's notifications are `ok`; the failure says what the page showed, received and said. */
+  const waitForNotifications = (what: string, ok: (shown: Array<{ title: string; body: string }>) => boolean) =>
+    until(what, async () => ok(await notifications()), TIMEOUT).catch(async (e: Error) => {
+      const page = {
+        shownLog: await bob.evaluate(() => (window as unknown as { shownLog: unknown[] }).shownLog),
+        messages: await messageTexts(bob),
+        status: await bob.locator('#status').textContent(),
+      };
+      throw new Error(`${e.message}; the page: ${JSON.stringify(page)}`);
+    });
   const setHidden = (h: boolean) => bob.evaluate((v) => (window as unknown as { setHidden(h: boolean): void }).setHidden(v), h);
 
   await send(alice, 'seen on screen');
@@ -229,18 +239,18 @@ test('a hidden chat page shows notifications for new messages under the preview 
 
   await setHidden(true);
   await send(alice, 'while away');
-  await until('the notification', async () => (await notifications()).length > 0, TIMEOUT);
+  await waitForNotifications('the notification', (shown) => shown.length > 0);
   assert.deepEqual(await notifications(), [{ title: 'Alice', body: 'while away' }]);
   await waitForText(bob, '#contacts .unread', '1'); // not read while hidden
 
   await bob.selectOption('#preview', 'contact');
   await bob.waitForFunction(() => (window as unknown as { hush: { client: { previewMode: string } } }).hush.client.previewMode === 'contact');
   await send(alice, 'a secret');
-  await until('the notification without the text', async () => (await notifications())[0]?.body === 'New message', TIMEOUT);
+  await waitForNotifications('the notification without the text', (shown) => shown[0]?.body === 'New message');
   assert.deepEqual(await notifications(), [{ title: 'Alice', body: 'New message' }], 'one notification per chat');
 
   await setHidden(false); // back on screen: the chat is read, its notification gone
-  await until('the notification to go', async () => (await notifications()).length === 0, TIMEOUT);
+  await waitForNotifications('the notification to go', (shown) => shown.length === 0);
   await bob.waitForFunction(() => !document.querySelector('#contacts .unread'), undefined, { timeout: TIMEOUT });
   assert.deepEqual(await messageTexts(bob), ['Alice: seen on screen', 'Alice: while away', 'Alice: a secret']);
   // every notification the page showed: none while it was visible

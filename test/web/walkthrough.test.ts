@@ -3,13 +3,13 @@
 // asks for a name and accepts, and a message from the chat reaches the lock screen.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CHAT_RATE_LIMIT_MS } from '../../src/sdk/push-handler.ts';
-import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
+import { launchBrowser, pastRateLimit, person, screenshotPath, startWebStack } from './browser.ts';
 
 test('README walkthrough: simulator phone invites, web chat accepts, "hi" shows on the lock screen', { timeout: 120_000 }, async (t) => {
   const { url } = await startWebStack(t);
   const browser = await launchBrowser(t);
   const context = await person(browser, url);
+  await context.clock.install(); // the phone's clock: pastRateLimit moves it on
   const sim = await context.newPage();
   await sim.goto(`${url}simulator`);
   await sim.fill('#phone-name', 'Bob');
@@ -30,8 +30,7 @@ test('README walkthrough: simulator phone invites, web chat accepts, "hi" shows 
   await connected.waitFor({ timeout: 20_000 });
   assert.equal(await connected.locator('.title').textContent(), 'Alice');
   await chat.locator('#text:not([disabled])').waitFor({ timeout: 20_000 });
-  // one notification per chat per second: the next one would be held back
-  await new Promise((r) => setTimeout(r, CHAT_RATE_LIMIT_MS + 100));
+  await pastRateLimit(context); // the chat was just notified of the connection
   await chat.fill('#text', 'hi');
   await chat.click('#send');
   const hi = phone.locator('.notification', { hasText: 'hi' });
