@@ -61,9 +61,9 @@ export interface ClientOptions {
 
 /**
  * A link silently dropped (a NAT timeout, a partition) gives no close event:
- * only a probe notices. A link that has received nothing for `intervalMs` is
- * PINGed; one that then stays silent for `timeoutMs` more is closed, so its
- * owner reconnects. Defaults: a dead link is closed within 20 s.
+ * only a probe notices. A link that has received or sent nothing for
+ * `intervalMs` is PINGed; one that then receives nothing for `timeoutMs` is
+ * closed, so its owner reconnects. Defaults: a dead link is closed within 20 s.
  */
 export interface KeepaliveOptions {
   intervalMs: number;
@@ -93,7 +93,7 @@ export class ProtocolClient {
   private nextCorrId = 1;
   private closedReason: string | undefined;
   private lastReceived = Date.now();
-  private probing = false;
+  private lastSent = Date.now();
   private probeTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -172,26 +172,32 @@ export class ProtocolClient {
     if (this.opts.keepalive !== false && this.opts.ping) this.watch(this.opts.ping, { ...DEFAULT_KEEPALIVE, ...this.opts.keepalive });
   }
 
-  /** Probes the link whenever it has been quiet for intervalMs; closes it after timeoutMs more of silence. */
+  /**
+   * PINGs when the link has received or sent nothing for intervalMs (so a live
+   * client never looks idle to the server), and closes it when a PING has had
+   * nothing back for timeoutMs. A timer that fires late (a throttled background
+   * tab) sends a PING; only an unanswered PING closes the link.
+   */
   private watch(ping: Uint8Array, k: KeepaliveOptions): void {
+    let probeSentAt: number | undefined;
     const check = () => {
       if (this.closedReason !== undefined) return;
-      const quiet = Date.now() - this.lastReceived;
-      if (quiet >= k.intervalMs + k.timeoutMs) return this.close(`no answer to PING for ${quiet} ms`);
-      if (quiet >= k.intervalMs && !this.probing) {
-        this.probing = true;
-        const sent = Date.now();
+      const now = Date.now();
+      if (probeSentAt !== undefined && this.lastReceived > probeSentAt) probeSentAt = undefined;
+      if (probeSentAt !== undefined && now - probeSentAt >= k.timeoutMs) return this.close(`no answer to PING in ${now - probeSentAt} ms`);
+      const quiet = now - Math.min(this.lastReceived, this.lastSent);
+      if (probeSentAt === undefined && quiet >= k.intervalMs) {
+        const sent = (probeSentAt = now);
         this.request(EMPTY, ping).then(
           () => {
-            this.probing = false;
+            if (probeSentAt === sent) probeSentAt = undefined;
             this.opts.onPing?.(Date.now() - sent);
           },
-          () => (this.probing = false),
+          () => {},
         );
       }
-      // While a probe waits, look again within intervalMs: its answer makes the link quiet afresh.
-      const due = quiet < k.intervalMs ? k.intervalMs - quiet : Math.min(k.intervalMs, k.intervalMs + k.timeoutMs - quiet);
-      this.probeTimer = setTimeout(check, due);
+      const due = probeSentAt !== undefined ? Math.min(k.intervalMs, probeSentAt + k.timeoutMs - now) : k.intervalMs - quiet;
+      this.probeTimer = setTimeout(check, Math.max(1, due));
     };
     this.probeTimer = setTimeout(check, k.intervalMs);
   }
@@ -250,6 +256,7 @@ export class ProtocolClient {
     const items = this.outbox;
     this.outbox = [];
     if (this.closedReason !== undefined) return;
+    this.lastSent = Date.now();
     for (const batch of groupBlocks(items, this.sendCipher.contentSize)) this.ws.send(this.sendCipher.sealItems(batch));
   }
 

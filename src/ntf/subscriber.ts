@@ -231,20 +231,25 @@ class RelayLink {
     }
   }
 
-  /** NACKs wait for the store flush that covers their NMSGs; a connection lost meanwhile drops them (the relay resends). */
+  /**
+   * NACKs wait for a store flush called after their NMSGs were recorded: the
+   * NMSGs of one block are taken together (a microtask runs after the whole
+   * block), and later ones start their own flush. A connection lost meanwhile
+   * drops its NACKs: the relay sends those NMSGs again.
+   */
   private acknowledge(client: RelayClient, notifierId: Uint8Array, nonce: Uint8Array): void {
     this.acks.push({ client, notifierId, nonce });
     if (this.acks.length > 1) return;
-    void this.o.durable().then(
-      () => {
-        const acks = this.acks;
-        this.acks = [];
-        for (const a of acks) if (a.client.connected) a.client.acknowledgeNotification(a.notifierId, a.nonce).catch(() => {});
-      },
-      () => {
-        this.acks = []; // not durable: never acknowledged, the relay keeps them
-      },
-    );
+    queueMicrotask(() => {
+      const acks = this.acks;
+      this.acks = [];
+      this.o.durable().then(
+        () => {
+          for (const a of acks) if (a.client.connected) a.client.acknowledgeNotification(a.notifierId, a.nonce).catch(() => {});
+        },
+        () => {}, // not durable: never acknowledged, the relay keeps them
+      );
+    });
   }
 
   queue(sub: SubRecord): void {

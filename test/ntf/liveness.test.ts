@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { openMeta } from '../../src/relay/client.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
+import type { NtfRecord } from '../../src/ntf/store/records.ts';
+import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
+import type { RecordLog } from '../../src/server/journal.ts';
 import { BlackholeProxy } from '../../src/server/testkit/blackhole-proxy.ts';
 import { bytes, connect, crypto, newQueue, startRelay, type Queue } from '../helpers.ts';
 import { device, received, startNtf, TestClock, until, untilSub, type Device, type TestNtf } from './helpers.ts';
@@ -104,6 +107,56 @@ test('an NMSG is acknowledged only once the store flushed it: until then the rel
   } finally {
     release();
     await s.stop();
+  }
+});
+
+test('every NACK follows a flush called after its NMSG was recorded, also for NMSGs that share a block', async () => {
+  // A log whose flushes make durable what was appended when they were called, a little later.
+  const appended: NtfRecord[] = [];
+  let durable = 0;
+  const log: RecordLog<NtfRecord> = {
+    append: (r) => void appended.push(r),
+    flush() {
+      const upTo = appended.length;
+      return new Promise<void>((r) => setTimeout(() => ((durable = Math.max(durable, upTo)), r()), 5));
+    },
+    close() {},
+    failure: () => undefined,
+  };
+  const store = new MemoryNtfStore();
+  store.attach(log);
+  const violations: string[] = [];
+  const acked: string[] = [];
+  class CheckedQueueStore extends MemoryQueueStore {
+    override clearPendingNotification(rcvId: Uint8Array): void {
+      const p = this.pendingNotification(rcvId);
+      if (p) {
+        const nonce = Buffer.from(p.nonce).toString('hex');
+        const i = appended.findIndex((r) => r.t === 'LAST' && Buffer.from(r.n.nonce).toString('hex') === nonce);
+        if (i < 0 || i >= durable) violations.push(nonce);
+        acked.push(nonce);
+      }
+      super.clearPendingNotification(rcvId);
+    }
+  }
+  const relay = await startRelay({ store: new CheckedQueueStore() });
+  const ntf = await startNtf({ store, subscriber: FAST });
+  const rc = await connect(relay.address);
+  try {
+    const d = await device(ntf);
+    const qs = await Promise.all(Array.from({ length: 8 }, () => newQueue(rc, true)));
+    for (const q of qs) await untilSub(d, await d.subscribe(relay.address, q.ntf!.notifierId, q.ntf!.auth.privateKey), 'ACTIVE');
+    for (let round = 0; round < 5; round++) {
+      // Sent in one tick: the relay answers them, and their NMSGs go, in one block.
+      await Promise.all(qs.map((q) => rc.send(q.sndId, bytes(`m${round}`), { notify: true })));
+      await until('every NMSG acknowledged', () => relay.store.counts().pendingNotifications === 0);
+    }
+    assert.equal(acked.length, 40);
+    assert.deepEqual(violations, [], 'no NACK before its NMSG was durable');
+  } finally {
+    rc.close();
+    await ntf.stop();
+    await relay.stop();
   }
 });
 
