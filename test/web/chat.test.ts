@@ -166,7 +166,15 @@ test('with no chat page open, the service worker turns a push into a notificatio
         return all.length > 0 ? all.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown })) : undefined;
       }),
     TIMEOUT,
-  );
+  ).catch(async (e: Error) => {
+    // Where the push stopped: not pushed, not delivered to the worker, or not shown by it.
+    const where = {
+      ntfPushes: (await stack.ntf.server.metrics.pushes.get()).values.map((v) => ({ ...v.labels, n: v.value })),
+      deliveredToWorker: (await Promise.allSettled(delivered)).map((r) => r.status),
+      relay: stack.relay.server.opts.store.counts(),
+    };
+    throw new Error(`${e.message}; ${JSON.stringify(where)}`);
+  });
   await Promise.all(delivered);
   assert.ok(delivered.length >= 1);
   assert.equal(shown.length, 1, JSON.stringify(shown));
