@@ -87,7 +87,29 @@ async function onPush(data: string): Promise<void> {
     await handleHere(data);
     return true;
   });
-  if (!handledHere && !(await postToPage(data))) throw new Error('the chat page did not take the push');
+  if (handledHere) return;
+  // The page handles it; but a page that is going away never answers, and
+  // its lock frees as it goes: whichever comes first, its answer or the lock.
+  const lockWait = new AbortController();
+  const giveUp = setTimeout(() => lockWait.abort(), PAGE_REPLY_MS);
+  let pageGone!: () => void;
+  const byPage = postToPage(data, new Promise<void>((r) => (pageGone = r))).then((ok) => {
+    if (ok) lockWait.abort();
+    return ok;
+  });
+  const byWorker = navigator.locks
+    .request(CLIENT_LOCK, { signal: lockWait.signal }, async () => {
+      pageGone();
+      await handleHere(data);
+      return true;
+    })
+    .catch((e: unknown) => {
+      if (lockWait.signal.aborted) return false; // the page answered first, or nobody in time
+      throw e;
+    });
+  const [page, worker] = await Promise.all([byPage, byWorker]);
+  clearTimeout(giveUp);
+  if (!page && !worker) throw new Error('the chat page did not take the push');
 }
 
 async function handleHere(data: string): Promise<void> {
@@ -109,12 +131,16 @@ async function handleHere(data: string): Promise<void> {
 const chatWindows = async () =>
   (await sw.clients.matchAll({ type: 'window', includeUncontrolled: true })).filter((c) => new URL(c.url).pathname === '/');
 
-/** Posts the push to the open chat pages; true once one says it handled it. */
-async function postToPage(data: string): Promise<boolean> {
+/** Posts the push to the open chat pages; true once one says it handled it, false if none does (or `stop` comes first). */
+async function postToPage(data: string, stop: Promise<void>): Promise<boolean> {
   const windows = await chatWindows();
   if (windows.length === 0) return false;
   return new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), PAGE_REPLY_MS);
+    void stop.then(() => {
+      clearTimeout(timer);
+      resolve(false);
+    });
     for (const w of windows) {
       const channel = new MessageChannel();
       channel.port1.onmessage = (e: MessageEvent<{ ok: boolean }>) => {
