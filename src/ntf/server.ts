@@ -197,6 +197,14 @@ export class NtfServer {
     if (token.status.status === 'ACTIVE') this.dispatcher.push(token, 'message');
   }
 
+  /** Deletes a token with its subscriptions, and stops the relays notifying them; returns how many there were. */
+  deleteToken(tokenId: string): number {
+    const subs = [...this.store.subsOfToken(tokenId)];
+    this.store.deleteToken(tokenId);
+    for (const sub of subs) this.subscriber.remove(sub);
+    return subs.length;
+  }
+
   /** Not ok when the store can no longer persist, or a relay link with subscriptions is down past the limit. */
   health(): { ok: boolean; reason?: string } {
     const failure = this.store.failure();
@@ -324,10 +332,8 @@ class NtfSession implements SessionHandler {
         // reinstalled, their keys are lost) go with their subscriptions, so it gets each push once.
         for (const old of [...store.tokensOfDevice(token.device)]) {
           if (old.tokenId === token.tokenId) continue;
-          const subs = [...store.subsOfToken(old.tokenId)];
-          store.deleteToken(old.tokenId);
-          for (const sub of subs) this.ntf.subscriber.remove(sub);
-          this.ntf.opts.log.info({ event: 'token_replaced', subscriptions: subs.length });
+          const subscriptions = this.ntf.deleteToken(old.tokenId);
+          this.ntf.opts.log.info({ event: 'token_replaced', subscriptions });
         }
         return OK;
       }
@@ -338,12 +344,9 @@ class NtfSession implements SessionHandler {
         store.replaceDevice(token.tokenId, c.device, crypto.randomBytes(CODE_LENGTH));
         dispatcher.push(token, 'verification');
         return OK;
-      case 'TDEL': {
-        const subs = [...store.subsOfToken(token.tokenId)];
-        store.deleteToken(token.tokenId);
-        for (const sub of subs) this.ntf.subscriber.remove(sub);
+      case 'TDEL':
+        this.ntf.deleteToken(token.tokenId);
         return OK;
-      }
       case 'TCRN':
         if (c.minutes !== 0 && c.minutes < MIN_CRON_MINUTES) return 'QUOTA';
         // The first check push comes one interval from now, not at once and not never.

@@ -30,7 +30,7 @@ export interface SubscriberOptions {
   /** The round trip of each answered PING on a relay link. */
   onProbe?(rttMs: number): void;
   keepalive?: Partial<KeepaliveOptions>;
-  now?: () => number;
+  now: () => number;
   batchWindowMs?: number;
   /** NSUBs in flight per relay (below the relay's pending limit). */
   batchSize?: number;
@@ -84,7 +84,7 @@ export class RelaySubscriber {
 
   /** The longest time (ms) a link with subscriptions has not been up; 0 when all are. */
   longestDown(): number {
-    const now = (this.opts.now ?? Date.now)();
+    const now = this.opts.now();
     let max = 0;
     for (const l of this.links.values()) if (l.downSince !== undefined) max = Math.max(max, now - l.downSince);
     return max;
@@ -147,11 +147,7 @@ class RelayLink {
     readonly relay: string,
     private readonly o: SubscriberOptions,
   ) {
-    this.downSince = this.now();
-  }
-
-  private now(): number {
-    return (this.o.now ?? Date.now)();
+    this.downSince = o.now();
   }
 
   /** Connected and resubscribed (NSUBS answered). */
@@ -215,7 +211,7 @@ class RelayLink {
     if (client !== this.client) return;
     this.client = undefined;
     this.ready = false;
-    this.downSince ??= this.now();
+    this.downSince ??= this.o.now();
     this.o.log.warn({ event: 'relay_disconnected', reason: why });
     this.retry();
   }

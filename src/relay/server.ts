@@ -4,7 +4,7 @@
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
 import { equalBytes } from '../core/encoding.ts';
-import { DEFAULT_IDLE_TIMEOUT_MS, serveProtocol, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS, serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { RelayMetrics } from './metrics.ts';
 import {
@@ -447,8 +447,8 @@ class RelaySession implements SessionHandler {
    * there. Unknown and foreign notifier IDs cost the same map lookups: no oracle.
    */
   private notifierCommand(t: Transmission, c: Extract<RelayCommand, { type: 'NACK' | 'NUNS' }>): Reply {
-    if (t.entityId.length === 0) return 'NO_ENTITY';
-    if (t.auth.length > 0) return 'HAS_AUTH';
+    const bad = shapeError(t, true, false);
+    if (bad) return bad;
     const { store } = this.relay.opts;
     const q = store.byNotifier(t.entityId);
     if (!q || this.relay.notifierSession(q) !== this) return 'AUTH';

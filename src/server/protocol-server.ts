@@ -73,7 +73,6 @@ export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
   handshakeTimeoutMs?: number;
   /** A session that sends nothing for this long is closed (clients PING quiet links well within it). */
   idleTimeoutMs?: number;
-  now?: () => number;
   barrier: () => Promise<void> | void;
   handler: (session: Session) => SessionHandler;
   onConnections?: (n: number) => void;
@@ -121,7 +120,7 @@ export class Session {
   private outbox: Uint8Array[] = [];
   private readonly authKeys = new Map<string, Uint8Array>();
   closed = false;
-  /** When the last block arrived (the server's clock). */
+  /** When the last block arrived (ms). */
   lastReceived: number;
 
   constructor(
@@ -133,7 +132,7 @@ export class Session {
     private readonly cipherIn: BlockCipher,
     private readonly cipherOut: BlockCipher,
   ) {
-    this.lastReceived = server.now();
+    this.lastReceived = Date.now();
   }
 
   /**
@@ -179,7 +178,7 @@ export class Session {
     // session has closed (bad block, BUSY...), its commands must not run, or a
     // detached session could take subscriptions or store messages.
     if (this.closed) return;
-    this.lastReceived = this.server.now();
+    this.lastReceived = Date.now();
     const content = this.cipherIn.open(data);
     if (!content) return this.close(CLOSE.PROTOCOL, 'bad block');
     const items = decodeBlock(content);
@@ -246,13 +245,13 @@ export class ProtocolServer {
   private flushScheduled = false;
   private flushing: Promise<void> = Promise.resolve();
   private idleTimer: ReturnType<typeof setInterval> | undefined;
-  readonly now: () => number;
+  private readonly idleTimeoutMs: number;
   /** The address clients use (hush://fingerprint@publicHost:port), set by listen(). */
   address = '';
 
   constructor(readonly opts: ProtocolServerOptions) {
     this.crypto = opts.crypto;
-    this.now = opts.now ?? Date.now;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
     this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
@@ -264,8 +263,7 @@ export class ProtocolServer {
       this.http.once('error', reject);
       this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
     });
-    const idle = this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(idle / 4, 10));
+    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(this.idleTimeoutMs / 4, 10));
     this.idleTimer.unref();
     this.address = formatAddress({
       fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
@@ -349,8 +347,8 @@ export class ProtocolServer {
   }
 
   /** Closes sessions that sent nothing for idleTimeoutMs: a peer gone silently must not hold a slot. */
-  closeIdle(): number {
-    const limit = this.now() - (this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+  private closeIdle(): void {
+    const limit = Date.now() - this.idleTimeoutMs;
     let n = 0;
     for (const s of this.sessions)
       if (s.lastReceived < limit) {
@@ -358,7 +356,6 @@ export class ProtocolServer {
         n++;
       }
     if (n > 0) this.opts.log.info({ event: 'idle_closed', sessions: n });
-    return n;
   }
 
   sessionClosed(session: Session): void {

@@ -83,6 +83,17 @@ const ofType = (c: TestClient, type: RelayEvent['type']) => c.events.filter((e) 
 const key = (): KeyPair => crypto.x25519KeyPair();
 const randomId = () => crypto.randomBytes(ID_LENGTH);
 
+/** A sender/recipient client, and a queue whose NMSGs go to connection `a` through its service. */
+async function serviceQueue(connectClient: () => Promise<TestClient>) {
+  const r = await connectClient();
+  const service = key();
+  const q = await newQueue(r, true);
+  const a = await connectClient();
+  await a.subscribeService(service);
+  await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+  return { r, service, q, a };
+}
+
 function ntfOf(q: Queue) {
   assert.ok(q.ntf, 'queue has notifier credentials');
   return q.ntf;
@@ -723,12 +734,7 @@ describe('NSUBS', () => {
 
   test('NMSGs kept while the service is away are handed over on NSUBS', () =>
     withRelay({}, async ({ relay, open: connectClient }) => {
-      const r = await connectClient();
-      const service = key();
-      const q = await newQueue(r, true);
-      const a = await connectClient();
-      await a.subscribeService(service);
-      await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      const { r, service, q, a } = await serviceQueue(connectClient);
       a.close();
       for (let i = 0; i < 100 && relay.server.connections > 1; i++) await new Promise((res) => setTimeout(res, 10));
       assert.equal(relay.server.connections, 1);
@@ -786,12 +792,7 @@ describe('NSUBS', () => {
 describe('NACK', () => {
   test('an NMSG written into a connection that died is sent again to the next subscriber until acknowledged', () =>
     withRelay({}, async ({ relay, open: connectClient }) => {
-      const r = await connectClient();
-      const service = key();
-      const q = await newQueue(r, true);
-      const a = await connectClient();
-      await a.subscribeService(service);
-      await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      const { r, service, q, a } = await serviceQueue(connectClient);
       await r.send(q.sndId, bytes('m'), { notify: true });
       const first = await next(a, 'NMSG');
       a.close(); // never acknowledged

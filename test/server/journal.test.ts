@@ -63,11 +63,16 @@ function withDir(t: { after(f: () => void): void }) {
   return dir;
 }
 
+/** A journal with fsync on whose syncs the test releases. */
+function heldJournal(t: { after(f: () => void): void }) {
+  const file = path.join(withDir(t), 'j');
+  const held = heldSyncs();
+  return { file, held, j: openJournal(file, { fsync: true, io: { sync: held.sync } }) };
+}
+
 describe('journal with fsync: group commit off the event loop', () => {
   test('a flush resolves only once a sync covering its records finished; the event loop runs meanwhile', async (t) => {
-    const file = path.join(withDir(t), 'j');
-    const held = heldSyncs();
-    const j = openJournal(file, { fsync: true, io: { sync: held.sync } });
+    const { file, held, j } = heldJournal(t);
     j.add('a');
     const p = track(j.journal.flush());
     assert.ok(fs.statSync(file).size > 0, 'written before the sync');
@@ -84,9 +89,7 @@ describe('journal with fsync: group commit off the event loop', () => {
   });
 
   test('flushes during a sync are covered by one next sync; a flush already covered joins the one in flight', async (t) => {
-    const file = path.join(withDir(t), 'j');
-    const held = heldSyncs();
-    const j = openJournal(file, { fsync: true, io: { sync: held.sync } });
+    const { file, held, j } = heldJournal(t);
     j.add('a');
     const p1 = track(j.journal.flush());
     const same = track(j.journal.flush()); // nothing new: the sync in flight covers it
@@ -116,9 +119,7 @@ describe('journal with fsync: group commit off the event loop', () => {
   });
 
   test('a failing sync fails the flushes waiting on it, the ones waiting for the next, and every later one', async (t) => {
-    const file = path.join(withDir(t), 'j');
-    const held = heldSyncs();
-    const j = openJournal(file, { fsync: true, io: { sync: held.sync } });
+    const { held, j } = heldJournal(t);
     j.add('a');
     const p1 = track(j.journal.flush());
     j.add('b');
@@ -135,9 +136,7 @@ describe('journal with fsync: group commit off the event loop', () => {
   });
 
   test('compaction and close with a sync in flight: the old file stays open until its sync ends, close waits', async (t) => {
-    const file = path.join(withDir(t), 'j');
-    const held = heldSyncs();
-    const j = openJournal(file, { fsync: true, io: { sync: held.sync } });
+    const { file, held, j } = heldJournal(t);
     for (let i = 0; i < 10; i++) j.add(`r${i}`);
     const p1 = track(j.journal.flush());
     const oldFd = held.calls[0]!.fd;
