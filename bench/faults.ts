@@ -48,6 +48,7 @@ import { openPush } from '../src/ntf/push.ts';
 import { openMeta, RelayClient } from '../src/relay/client.ts';
 import { ApnsTestServer, type ApnsRecordedPush, type ApnsReply } from '../src/push/testkit/apns-server.ts';
 import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
+import { freePort } from '../src/server/testkit/free-port.ts';
 import { relaySendPerSecond } from './relay-fsync.ts';
 import { Children, HUSH, metric, metricsText, percentile, ROOT, round, runChild, sleep, table, TEST_CA_FILE, waitForLine, writeResults, type SectionResult } from './lib.ts';
 
@@ -87,8 +88,9 @@ class ServerProcess {
     readonly dir: string,
   ) {}
 
-  /** Starts on the configured port, or the one it had (a restart); resolves once it listens. */
+  /** Starts on a port restarts can take again (freePort), or the one it had; resolves once it listens. */
   async start(): Promise<void> {
+    this.port ||= await freePort();
     const prefix = this.what === 'relay' ? 'HUSH_RELAY_' : 'HUSH_NTF_';
     const proc = this.children.spawn(process.execPath, [HUSH, this.what, 'start', '--dir', this.dir], {
       env: { ...process.env, HUSH_LOG_LEVEL: 'warn', [`${prefix}PORT`]: String(this.port), [`${prefix}METRICS_PORT`]: '0' },
@@ -207,8 +209,6 @@ class Phase {
   startedAt = performance.now();
   loadMs = 0;
 
-  constructor(readonly name: string) {}
-
   get delivered() {
     return this.acknowledged.filter((s) => s.outcome === 'delivered');
   }
@@ -240,7 +240,7 @@ class Rig {
   readonly devices: Device[] = [];
   private readonly byToken = new Map<string, Device>();
   private readonly verifications = new Map<string, (d: string) => void>();
-  phase = new Phase('setup');
+  phase = new Phase();
   stopped = false;
   /** A bug of the benchmark's own (a relay command refused): fails the section. */
   failure: unknown;
@@ -542,8 +542,8 @@ function restartToPush(phase: Phase, restarts: number[]): (number | null)[] {
 }
 
 /** The load with KILLS kill -9 + restarts of `proc` spread over it. */
-async function killPhase(rig: Rig, proc: ServerProcess, name: string): Promise<Phase> {
-  const phase = new Phase(name);
+async function killPhase(rig: Rig, proc: ServerProcess): Promise<Phase> {
+  const phase = new Phase();
   const load = rig.load(phase, KILL_PHASE_MS);
   for (let k = 0; k < KILLS; k++) {
     await sleep(Math.max(0, phase.startedAt + ((k + 0.5) * KILL_PHASE_MS) / KILLS - performance.now()));
@@ -603,7 +603,7 @@ export async function runFaultsBench(): Promise<SectionResult> {
     let requests = 0;
     const countRequest = () => requests++;
     apns.on('request', countRequest);
-    const pe = new Phase('provider errors');
+    const pe = new Phase();
     await rig.load(pe, PROVIDER_PHASE_MS);
     apns.clearReplies();
     apns.off('request', countRequest);
@@ -629,7 +629,7 @@ export async function runFaultsBench(): Promise<SectionResult> {
     );
 
     // ---- kill -9 NTF ----
-    const kn = await killPhase(rig, ntf, 'kill -9 NTF');
+    const kn = await killPhase(rig, ntf);
     const knS = kn.summary();
     const ntfToPush = restartToPush(kn, ntf.restarts);
     Object.assign(figures, { kill9_ntf_lost: knS.lost, kill9_ntf_delivered: knS.delivered, kill9_ntf_acknowledged: knS.acknowledged });
@@ -641,7 +641,7 @@ export async function runFaultsBench(): Promise<SectionResult> {
     );
 
     // ---- kill -9 relay ----
-    const kr = await killPhase(rig, relay, 'kill -9 relay');
+    const kr = await killPhase(rig, relay);
     const krS = kr.summary();
     const relayToPush = restartToPush(kr, relay.restarts);
     Object.assign(figures, {
@@ -658,7 +658,7 @@ export async function runFaultsBench(): Promise<SectionResult> {
     );
 
     // ---- blackhole ----
-    const bh = new Phase('blackhole');
+    const bh = new Phase();
     rig.phase = bh;
     const silenced = proxy.blackhole();
     const sent = await rig.cycle(rig.devices[0]!, BLACKHOLE_WAIT_MS);

@@ -36,6 +36,7 @@ import {
   percentile,
   machineBusyMs,
   processCpuMs,
+  HUSH,
   ROOT,
   runChild,
   round,
@@ -76,9 +77,8 @@ export interface RelayProcess {
 
 /** `env` adds settings (e.g. HUSH_RELAY_FSYNC) to the relay's environment. */
 export async function startRelayProcess(children: Children, dir: string, env: Record<string, string> = {}): Promise<RelayProcess> {
-  const hush = path.join(ROOT, 'bin', 'hush.js');
   // The port in relay.json is overridden below: HUSH_RELAY_PORT=0 takes a free one.
-  const init = children.spawn(process.execPath, [hush, 'relay', 'init', '--dir', dir]);
+  const init = children.spawn(process.execPath, [HUSH, 'relay', 'init', '--dir', dir]);
   await waitForLine(init, /address: /);
   await new Promise((r) => (init.exitCode === null ? init.once('exit', r) : r(null)));
   const relayEnv = {
@@ -94,7 +94,7 @@ export async function startRelayProcess(children: Children, dir: string, env: Re
   const prof = process.env.BENCH_RELAY_CPU_PROF;
   const extra = process.env.BENCH_RELAY_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
   const flags = [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(prof)] : []), ...extra];
-  const relay = children.spawn(process.execPath, [...flags, hush, 'relay', 'start', '--dir', dir], { env: relayEnv });
+  const relay = children.spawn(process.execPath, [...flags, HUSH, 'relay', 'start', '--dir', dir], { env: relayEnv });
   relay.stderr?.on('data', (d: Buffer) => process.stderr.write(`[relay] ${d}`));
   const m = await waitForLine(relay, /relay address: (\S+)/);
   if (extra.length > 0) relay.stdout?.on('data', (d: Buffer) => process.stdout.write(`[relay] ${d}`));

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
+import { formatAddress, parseAddress } from '../src/core/address.ts';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../src/core/crypto/node.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
@@ -12,6 +13,7 @@ import { RelayServer, type RelayLimits } from '../src/relay/server.ts';
 import { JournalQueueStore } from '../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../src/relay/store/memory.ts';
 import type { QueueStore } from '../src/relay/store/store.ts';
+import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
 
 export const crypto = nobleCrypto;
 export const silent = pino({ level: 'silent' });
@@ -126,3 +128,15 @@ export async function newQueue(c: RelayClient, withNotifier = false): Promise<Qu
 
 export const bytes = (s: string) => new TextEncoder().encode(s);
 export const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Keepalive settings that notice a dead link in a fraction of a second. */
+export const FAST_KEEPALIVE = { keepalive: { intervalMs: 100, timeoutMs: 200 } };
+
+/** A BlackholeProxy in front of the server at `address`, and the same address through it (closed by close()). */
+export async function proxied(address: string): Promise<{ proxy: BlackholeProxy; address: string }> {
+  const a = parseAddress(address);
+  if (!a.ok) throw new Error(a.error);
+  const proxy = new BlackholeProxy(a.value.port);
+  await proxy.listen();
+  return { proxy, address: formatAddress({ ...a.value, port: proxy.port }) };
+}

@@ -1,7 +1,6 @@
 // A `bin/hush.js` process for tests: spawned with a clean HUSH_* environment,
 // its output collected, waited on for a printed line, killed at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,23 +16,7 @@ export function hushEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/**
- * A free loopback port for a server that a test restarts on the same port. It
- * is drawn below Linux's ephemeral range (32768 up), where the kernel never
- * puts the local end of an outgoing connection: a port 0 pick could be taken
- * by some client's connection between a stop and the restart (EADDRINUSE).
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-}
+export { freePort } from '../src/server/testkit/free-port.ts';
 
 export class HushProcess {
   readonly child: ChildProcess;

@@ -53,8 +53,8 @@ export interface ClientOptions {
   onClose?: (reason: string) => void;
   /** Probes of a quiet link; `false` turns them off. */
   keepalive?: Partial<KeepaliveOptions> | false;
-  /** The protocol's PING command, sent to probe the link (no keepalive without it). */
-  ping?: Uint8Array;
+  /** The protocol's PING command, sent to probe the link. */
+  ping: Uint8Array;
   /** The round trip of each answered probe. */
   onPing?: (rttMs: number) => void;
 }
@@ -169,7 +169,7 @@ export class ProtocolClient {
     };
     this.ws.onclose = (ev) => this.closed(`connection closed: ${ev.code} ${ev.reason}`);
     this.ws.onerror = () => {};
-    if (this.opts.keepalive !== false && this.opts.ping) this.watch(this.opts.ping, { ...DEFAULT_KEEPALIVE, ...this.opts.keepalive });
+    if (this.opts.keepalive !== false) this.watch(this.opts.ping, { ...DEFAULT_KEEPALIVE, ...this.opts.keepalive });
   }
 
   /**

@@ -72,6 +72,6 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
     idleTimeoutMs: c.liveness.idleTimeoutSeconds * 1000,
     linkDownLimitMs: c.liveness.linkDownLimitSeconds * 1000,
   });
-  const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, relays: server.subscriber.connections }));
+  const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, relays: server.subscriber.linkStates().up }));
   return { ...running, address: server.address };
 }

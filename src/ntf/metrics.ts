@@ -7,7 +7,6 @@ export interface NtfMetricSources {
   counts(): NtfStoreCounts;
   /** ACTIVE subscriptions at relays that are disconnected now (reported INACTIVE). */
   inactive(): number;
-  relayConnections(): number;
   queueLengths(): Map<string, number>;
   /** Notifications whose push no provider has accepted yet, and the oldest one's wait. */
   pendingPushes(): { count: number; oldestSeconds: number };
@@ -112,7 +111,7 @@ export class NtfMetrics {
       help: 'Relays the server is connected to',
       registers: this.r,
       collect() {
-        if (self.sources) this.set(self.sources.relayConnections());
+        if (self.sources) this.set(self.sources.linkStates().up);
       },
     });
     new client.Gauge({

@@ -110,7 +110,6 @@ export class NtfServer {
     this.metrics.bind({
       counts: () => this.store.counts(),
       inactive: () => this.subscriber.inactive(),
-      relayConnections: () => this.subscriber.connections,
       queueLengths: () => this.dispatcher.queueLengths(),
       pendingPushes: () => this.dispatcher.pendingPushes(),
       linkStates: () => this.subscriber.linkStates(),
@@ -193,7 +192,7 @@ export class NtfServer {
       sealedMeta: nmsg.sealedMeta,
       ts: this.now(),
     });
-    this.persistSoon();
+    // No persistSoon: the subscriber flushes before it acknowledges the NMSG.
     if (token.status.status === 'ACTIVE') this.dispatcher.push(token, 'message');
   }
 

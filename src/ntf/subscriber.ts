@@ -90,12 +90,6 @@ export class RelaySubscriber {
     return max;
   }
 
-  get connections(): number {
-    let n = 0;
-    for (const l of this.links.values()) if (l.connected) n++;
-    return n;
-  }
-
   /** ACTIVE subscriptions at relays that are disconnected now. */
   inactive(): number {
     let n = 0;
@@ -243,7 +237,8 @@ class RelayLink {
         () => {
           for (const a of acks) if (a.client.connected) a.client.acknowledgeNotification(a.notifierId, a.nonce).catch(() => {});
         },
-        () => {}, // not durable: never acknowledged, the relay keeps them
+        // Not durable: never acknowledged, the relay keeps them.
+        (err) => this.o.log.error({ event: 'store_flush_failed', err: String(err) }),
       );
     });
   }

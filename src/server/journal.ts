@@ -148,8 +148,7 @@ export class Journal<R> implements RecordLog<R> {
     this.buffered = [];
     this.bufferedBytes = 0;
     try {
-      let off = 0;
-      while (off < data.length) off += this.io.write(this.fd, data, off);
+      writeAll(this.fd, data, this.io.write);
     } catch (e) {
       this.fail('write', e);
       try {
@@ -351,9 +350,9 @@ export function repairJournal<R>(file: string, codec: JournalCodec<R>): JournalR
   return { offset: s.end, keptBytes: data.length - s.end, keptIn, records };
 }
 
-function writeAll(fd: number, data: Buffer): void {
+function writeAll(fd: number, data: Buffer, write: (fd: number, data: Buffer, offset: number) => number = fs.writeSync): void {
   let off = 0;
-  while (off < data.length) off += fs.writeSync(fd, data, off);
+  while (off < data.length) off += write(fd, data, off);
 }
 
 /** Makes a rename or a new file in the directory durable. */

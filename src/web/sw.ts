@@ -90,25 +90,25 @@ async function onPush(data: string): Promise<void> {
   if (handledHere) return;
   // The page handles it; but a page that is going away never answers, and
   // its lock frees as it goes: whichever comes first, its answer or the lock.
-  const lockWait = new AbortController();
-  const giveUp = setTimeout(() => lockWait.abort(), PAGE_REPLY_MS);
-  let pageGone!: () => void;
-  const byPage = postToPage(data, new Promise<void>((r) => (pageGone = r))).then((ok) => {
-    if (ok) lockWait.abort();
+  const timeout = AbortSignal.timeout(PAGE_REPLY_MS);
+  const pageAnswered = new AbortController();
+  const workerTook = new AbortController();
+  const byPage = postToPage(data, AbortSignal.any([timeout, workerTook.signal])).then((ok) => {
+    if (ok) pageAnswered.abort();
     return ok;
   });
+  const lockWait = AbortSignal.any([timeout, pageAnswered.signal]);
   const byWorker = navigator.locks
-    .request(CLIENT_LOCK, { signal: lockWait.signal }, async () => {
-      pageGone();
+    .request(CLIENT_LOCK, { signal: lockWait }, async () => {
+      workerTook.abort();
       await handleHere(data);
       return true;
     })
     .catch((e: unknown) => {
-      if (lockWait.signal.aborted) return false; // the page answered first, or nobody in time
+      if (lockWait.aborted && !workerTook.signal.aborted) return false; // the page answered, or nobody in time
       throw e;
     });
   const [page, worker] = await Promise.all([byPage, byWorker]);
-  clearTimeout(giveUp);
   if (!page && !worker) throw new Error('the chat page did not take the push');
 }
 
@@ -131,22 +131,15 @@ async function handleHere(data: string): Promise<void> {
 const chatWindows = async () =>
   (await sw.clients.matchAll({ type: 'window', includeUncontrolled: true })).filter((c) => new URL(c.url).pathname === '/');
 
-/** Posts the push to the open chat pages; true once one says it handled it, false if none does (or `stop` comes first). */
-async function postToPage(data: string, stop: Promise<void>): Promise<boolean> {
+/** Posts the push to the open chat pages; true once one says it handled it, false if none does before `stop`. */
+async function postToPage(data: string, stop: AbortSignal): Promise<boolean> {
   const windows = await chatWindows();
-  if (windows.length === 0) return false;
+  if (windows.length === 0 || stop.aborted) return false;
   return new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), PAGE_REPLY_MS);
-    void stop.then(() => {
-      clearTimeout(timer);
-      resolve(false);
-    });
+    stop.addEventListener('abort', () => resolve(false), { once: true });
     for (const w of windows) {
       const channel = new MessageChannel();
-      channel.port1.onmessage = (e: MessageEvent<{ ok: boolean }>) => {
-        clearTimeout(timer);
-        resolve(e.data.ok);
-      };
+      channel.port1.onmessage = (e: MessageEvent<{ ok: boolean }>) => resolve(e.data.ok);
       w.postMessage({ type: PUSH_MESSAGE, data }, [channel.port2]);
     }
   });

@@ -36,6 +36,10 @@ export async function until<T>(what: string, cond: () => T | Promise<T>, timeout
   }
 }
 
+/** How many of `command` the relay has received (its commands counter). */
+export const relayCommands = async (metrics: { commands: { get(): Promise<{ values: Array<{ labels: Record<string, unknown>; value: number }> }> } }, command: string) =>
+  (await metrics.commands.get()).values.find((v) => v.labels.command === command)?.value ?? 0;
+
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 export const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 

@@ -9,14 +9,10 @@ import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfRecord } from '../../src/ntf/store/records.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
 import type { RecordLog } from '../../src/server/journal.ts';
-import { BlackholeProxy } from '../../src/server/testkit/blackhole-proxy.ts';
-import { bytes, connect, crypto, newQueue, startRelay, type Queue } from '../helpers.ts';
+import { bytes, connect, crypto, FAST_KEEPALIVE, newQueue, proxied, startRelay, type Queue } from '../helpers.ts';
 import { device, received, startNtf, TestClock, until, untilSub, type Device, type TestNtf } from './helpers.ts';
 
-const FAST = { keepalive: { intervalMs: 100, timeoutMs: 200 } };
 
-/** The relay's address with the proxy's port. */
-const via = (address: string, proxy: BlackholeProxy) => address.replace(/:\d+$/, `:${proxy.port}`);
 
 /** Sends a notify message to `q` and waits for a push to `d` that carries that very message. */
 async function pushedFor(d: Device, q: Queue & { relay: string }, send: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
@@ -46,11 +42,9 @@ async function pushedFor(d: Device, q: Queue & { relay: string }, send: () => Pr
 
 async function setup(ntfOpts: Parameters<typeof startNtf>[0] = {}) {
   const relay = await startRelay();
-  const proxy = new BlackholeProxy(Number(relay.address.split(':').pop()));
-  await proxy.listen();
-  const ntf: TestNtf = await startNtf({ ...ntfOpts, subscriber: { ...FAST, ...ntfOpts.subscriber } });
+  const { proxy, address: relayAt } = await proxied(relay.address);
+  const ntf: TestNtf = await startNtf({ ...ntfOpts, subscriber: { ...FAST_KEEPALIVE, ...ntfOpts.subscriber } });
   const rc = await connect(relay.address);
-  const relayAt = via(relay.address, proxy);
   const q = { ...(await newQueue(rc, true)), relay: relay.address };
   const d = await device(ntf);
   const subId = await d.subscribe(relayAt, q.ntf!.notifierId, q.ntf!.auth.privateKey);
@@ -140,7 +134,7 @@ test('every NACK follows a flush called after its NMSG was recorded, also for NM
     }
   }
   const relay = await startRelay({ store: new CheckedQueueStore() });
-  const ntf = await startNtf({ store, subscriber: FAST });
+  const ntf = await startNtf({ store, subscriber: FAST_KEEPALIVE });
   const rc = await connect(relay.address);
   try {
     const d = await device(ntf);

@@ -12,7 +12,7 @@ import type { NtfStore } from '../../src/ntf/store/store.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import type { RelayClient } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, startRelay, tmpDir, type Queue } from '../helpers.ts';
-import { device, startNtf, until } from './helpers.ts';
+import { device, relayCommands, startNtf, until } from './helpers.ts';
 import pg from 'pg';
 
 const SUBS = 10_000;
@@ -58,9 +58,6 @@ async function manyQueues(rc: RelayClient, n: number) {
   return queues;
 }
 
-const nsubCount = async (metrics: { commands: { get(): Promise<{ values: Array<{ labels: Record<string, unknown>; value: number }> }> } }, command: string) =>
-  (await metrics.commands.get()).values.find((v) => v.labels.command === command)?.value ?? 0;
-
 async function restartWith(openStore: () => Promise<{ store: NtfStore }>): Promise<void> {
   const relay = await startRelay();
   const serviceKey = nodeCrypto.x25519KeyPair();
@@ -75,18 +72,18 @@ async function restartWith(openStore: () => Promise<{ store: NtfStore }>): Promi
         queues.slice(i, i + 1000).map((q) => phone.subscribe(relay.address, q.ntf!.notifierId, q.ntf!.auth.privateKey)),
       );
     await until('all subscriptions ACTIVE', () => first.ntf.store.counts().subscriptions.ACTIVE === SUBS, 60_000);
-    assert.equal(await nsubCount(relay.server.metrics, 'NSUB'), SUBS);
+    assert.equal(await relayCommands(relay.server.metrics, 'NSUB'), SUBS);
     await first.stop();
 
-    const nsubsBefore = await nsubCount(relay.server.metrics, 'NSUBS');
+    const nsubsBefore = await relayCommands(relay.server.metrics, 'NSUBS');
     first = await startNtf({ store: (await openStore()).store, serviceKey, identity });
     assert.equal(first.ntf.store.counts().subscriptions.ACTIVE, SUBS, 'the store kept every subscription');
     await until('the relay connected again', () => first.ntf.subscriber.connected(relay.address), 20_000);
     await first.ntf.subscriber.settled();
     assert.equal(first.ntf.subscriber.inactive(), 0, 'all reported ACTIVE, none INACTIVE');
     // O(1) resubscription: one NSUBS, no NSUB per queue.
-    assert.equal(await nsubCount(relay.server.metrics, 'NSUBS'), nsubsBefore + 1);
-    assert.equal(await nsubCount(relay.server.metrics, 'NSUB'), SUBS);
+    assert.equal(await relayCommands(relay.server.metrics, 'NSUBS'), nsubsBefore + 1);
+    assert.equal(await relayCommands(relay.server.metrics, 'NSUB'), SUBS);
 
     // The device (its keys are in the store) is pushed a message sent now.
     const c = await first.client();

@@ -12,7 +12,7 @@ import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import { latin1 } from '../../src/ntf/store/records.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import { bytes } from '../helpers.ts';
-import { device, forDevice, rejectsWith, until, withNtf } from './helpers.ts';
+import { device, forDevice, rejectsWith, relayCommands, until, withNtf } from './helpers.ts';
 
 const PG_URL = process.env.HUSH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -51,9 +51,6 @@ const backends: Array<{ name: string; skip: string | false; open(): Promise<{ st
     },
   },
 ];
-
-const relayCommands = async (metrics: { commands: { get(): Promise<{ values: Array<{ labels: Record<string, unknown>; value: number }> }> } }, command: string) =>
-  (await metrics.commands.get()).values.find((v) => v.labels.command === command)?.value ?? 0;
 
 for (const b of backends) {
   describe(`TVFY replaces older tokens of the device: ${b.name}`, { skip: b.skip }, () => {

@@ -3,23 +3,21 @@
 // closed and opened again, its subscriptions restored.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BlackholeProxy } from '../../src/server/testkit/blackhole-proxy.ts';
+import { FAST_KEEPALIVE, proxied } from '../helpers.ts';
 import { connect, Phone, startStack, until } from './helpers.ts';
 
-const FAST = { keepalive: { intervalMs: 100, timeoutMs: 200 } };
 
 async function proxyFor(t: { after(fn: () => Promise<void>): void }, address: string) {
-  const proxy = new BlackholeProxy(Number(address.split(':').pop()));
-  await proxy.listen();
-  t.after(() => proxy.close());
-  return { proxy, address: address.replace(/:\d+$/, `:${proxy.port}`) };
+  const p = await proxied(address);
+  t.after(() => p.proxy.close());
+  return p;
 }
 
 test('an online app whose relay link is blackholed reconnects, subscribes again and gets the next message', async (t) => {
   const stack = await startStack(t);
   const { proxy, address } = await proxyFor(t, stack.relay.address);
-  const alice = await Phone.create(t, stack, 'Alice', FAST);
-  const bob = await Phone.create(t, stack, 'Bob', { ...FAST, relays: [address] });
+  const alice = await Phone.create(t, stack, 'Alice', FAST_KEEPALIVE);
+  const bob = await Phone.create(t, stack, 'Bob', { ...FAST_KEEPALIVE, relays: [address] });
   const { atInviter: bobAtAlice } = await connect(alice, bob);
   const messages: string[] = [];
   bob.client.on('message', (m) => messages.push(m.text));
@@ -32,7 +30,7 @@ test('an online app whose relay link is blackholed reconnects, subscribes again 
 test('an app whose notification-server link is blackholed gets its answers over a new link', async (t) => {
   const stack = await startStack(t);
   const { proxy, address } = await proxyFor(t, stack.ntf.address);
-  const bob = await Phone.create(t, stack, 'Bob', { ...FAST, ntfServer: address });
+  const bob = await Phone.create(t, stack, 'Bob', { ...FAST_KEEPALIVE, ntfServer: address });
   await bob.register();
   assert.equal(proxy.blackhole(), 1);
   await bob.client.checkNotifications();

@@ -328,7 +328,8 @@ export class MemoryNtfStore implements NtfStore {
       for (const sub of this.subsOfToken(token.tokenId)) yield { t: 'SNEW', sub };
       const kept = [...(this.last.get(token.tokenId)?.values() ?? [])];
       for (const n of kept) yield { t: 'LAST', tokenId: token.tokenId, n };
-      const sent = kept.filter((n) => n.pushed).map(({ subId, nonce }) => ({ subId, nonce }));
+      // Other tokens' notifications come back pushed (owed nothing) from LAST alone.
+      const sent = token.status.status === 'ACTIVE' ? kept.filter((n) => n.pushed).map(({ subId, nonce }) => ({ subId, nonce })) : [];
       if (sent.length > 0) yield { t: 'SENT', tokenId: token.tokenId, sent };
     }
   }

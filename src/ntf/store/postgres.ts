@@ -431,7 +431,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       pushed: `
         UPDATE ${s}.last_notifications l SET pushed = u.pushed
         FROM unnest($1::bytea[], $2::bytea[], $3::boolean[]) AS u (token_id, sub_id, pushed)
-        WHERE l.token_id = u.token_id AND l.sub_id = u.sub_id`,
+        WHERE l.token_id = u.token_id AND l.sub_id = u.sub_id AND l.pushed IS DISTINCT FROM u.pushed`,
     };
   }
 

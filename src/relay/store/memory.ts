@@ -133,8 +133,9 @@ export class MemoryQueueStore implements QueueStore {
 
   expirePendingNotifications(before: number): number {
     let n = 0;
+    // Oldest first (see oldestPendingNotification): the first one not expired ends the sweep.
     for (const [k, p] of this.pending) {
-      if (p.ts >= before) continue;
+      if (p.ts >= before) break;
       this.record({ t: 'PCLR', rcvId: this.queues.get(k)!.rcvId });
       n++;
     }
