@@ -16,7 +16,7 @@ export const MIN_CRON_MINUTES = 20;
 export const MAX_DEVICE_TOKEN = 2048;
 export const MAX_RELAY_ADDRESS = 255;
 
-export const NTF_ERRORS = [...COMMON_ERRORS, 'NO_PROVIDER'] as const;
+export const NTF_ERRORS = [...COMMON_ERRORS, 'NO_PROVIDER', 'RELAY'] as const;
 export type NtfError = (typeof NTF_ERRORS)[number];
 const ERROR_SET: ReadonlySet<string> = new Set(NTF_ERRORS);
 

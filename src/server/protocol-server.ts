@@ -126,6 +126,8 @@ export class Session {
   constructor(
     private readonly server: ProtocolServer,
     private readonly ws: WebSocket,
+    /** The peer's IP address, for per-address limits; never logged. */
+    readonly address: string,
     readonly sessionId: Uint8Array,
     private readonly sessionKey: KeyPair,
     readonly version: number,
@@ -255,7 +257,7 @@ export class ProtocolServer {
     this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
     this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
-    this.wss.on('connection', (ws) => this.accept(ws));
+    this.wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? ''));
   }
 
   async listen(): Promise<number> {
@@ -278,7 +280,7 @@ export class ProtocolServer {
     return this.sessions.size + this.handshaking;
   }
 
-  private accept(ws: WebSocket): void {
+  private accept(ws: WebSocket, address: string): void {
     const { crypto, blockSize, log } = this.opts;
     if (this.connections >= this.opts.maxConnections) {
       log.warn({ event: 'connection_refused', reason: 'limit' });
@@ -329,6 +331,7 @@ export class ProtocolServer {
       const session = new Session(
         this,
         ws,
+        address,
         sessionId,
         sessionKey,
         version,
