@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../src/core/crypto/node.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
+import { LOCAL_RELAYS } from '../src/ntf/config.ts';
 import { NtfServer } from '../src/ntf/server.ts';
 import { MemoryNtfStore } from '../src/ntf/store/memory.ts';
 import { ApnsProvider } from '../src/push/apns/provider.ts';
@@ -57,7 +58,7 @@ export async function run(): Promise<void> {
       crypto: nodeCrypto,
       store: new MemoryNtfStore(),
       providers: [new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC, serves: ['apns'] })],
-      relayWebSocket: nodeWebSocket(),
+      relays: LOCAL_RELAYS,
       host: '127.0.0.1',
       port: 0,
       log: pino({ level: 'silent' }),

@@ -43,14 +43,16 @@ import { nodeCrypto } from '../src/core/crypto/node.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { NtfClient } from '../src/ntf/client.ts';
-import { ntfFiles } from '../src/ntf/config.ts';
+import { LOCAL_RELAYS, NO_CREATION_LIMITS, ntfFiles } from '../src/ntf/config.ts';
 import { openPush } from '../src/ntf/push.ts';
 import { openMeta, RelayClient } from '../src/relay/client.ts';
 import { ApnsTestServer, type ApnsRecordedPush, type ApnsReply } from '../src/push/testkit/apns-server.ts';
 import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
 import { freePort } from '../src/server/testkit/free-port.ts';
 import { relaySendPerSecond } from './relay-fsync.ts';
+import { NO_CREATION_LIMITS_ENV } from './relay.ts';
 import { Children, HUSH, metric, metricsText, percentile, ROOT, round, runChild, sleep, table, TEST_CA_FILE, waitForLine, writeResults, type SectionResult } from './lib.ts';
+import { sharedKey } from '../src/core/keys.ts';
 
 const crypto = nodeCrypto;
 const TOPIC = 'chat.hush.bench.faults';
@@ -74,7 +76,7 @@ const s2 = (ms: number) => round(ms / 1000, 2);
 
 // ---- server processes that can be killed and started again ----
 
-class ServerProcess {
+export class ServerProcess {
   proc: ChildProcess | undefined;
   address = '';
   port = 0;
@@ -93,7 +95,13 @@ class ServerProcess {
     this.port ||= await freePort();
     const prefix = this.what === 'relay' ? 'HUSH_RELAY_' : 'HUSH_NTF_';
     const proc = this.children.spawn(process.execPath, [HUSH, this.what, 'start', '--dir', this.dir], {
-      env: { ...process.env, HUSH_LOG_LEVEL: 'warn', [`${prefix}PORT`]: String(this.port), [`${prefix}METRICS_PORT`]: '0' },
+      env: {
+        ...process.env,
+        HUSH_LOG_LEVEL: 'warn',
+        [`${prefix}PORT`]: String(this.port),
+        [`${prefix}METRICS_PORT`]: '0',
+        ...(this.what === 'relay' ? NO_CREATION_LIMITS_ENV : {}),
+      },
     });
     this.proc = proc;
     proc.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${this.what}] ${d}`));
@@ -457,6 +465,8 @@ async function initDirs(children: Children, base: string, apns: ApnsTestServer) 
   const file = ntfFiles(ntfDir).config;
   const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   config.apns = { host: apns.url, keyId: team.keyId, teamId: team.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: TEST_CA_FILE };
+  config.relays = LOCAL_RELAYS;
+  config.creation = NO_CREATION_LIMITS;
   fs.writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
   return { relayDir, ntfDir };
 }
@@ -477,7 +487,7 @@ async function setUpDevices(rig: Rig, ntf: ServerProcess, relayAddress: string):
         const tknDh = crypto.x25519KeyPair();
         const verification = rig.waitVerification(hex(token), 30_000);
         const { tokenId, srvDhKey } = await c.registerToken({ provider: 'apns', token }, tknAuth, tknDh.publicKey);
-        const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+        const secret = sharedKey(crypto, tknDh.privateKey, srvDhKey, 'ntf token')!;
         const v = openPush(crypto, secret, Buffer.from(await verification, 'base64url'));
         if (v?.kind !== 'verification') throw new Error('verification push did not open');
         await c.verifyToken(tokenId, tknAuth.privateKey, v.code);
@@ -495,7 +505,7 @@ async function setUpDevices(rig: Rig, ntf: ServerProcess, relayAddress: string):
           rcvAuth,
           sndId: ids.sndId,
           notifierId: hex(ids.ntf!.notifierId),
-          rcvNtfDhSecret: crypto.x25519(ntfDh.privateKey, ids.ntf!.srvNtfDhKey)!,
+          rcvNtfDhSecret: sharedKey(crypto, ntfDh.privateKey, ids.ntf!.srvNtfDhKey, 'relay notifier')!,
           busy: false,
           cur: undefined,
           delivered: new Set(),

@@ -110,6 +110,8 @@ if (mode === 'relay') {
         code: new Uint8Array(r.subarray(ID + 64, ID + 96)),
         cronMinutes: 0,
         cronNextAt: 0,
+        statusAt: Date.now(),
+        verified: true,
       };
       if (!store.createToken(token)) throw new Error('token ID collision');
       const subIds = randomBytes(ID * spec.subsPerToken);

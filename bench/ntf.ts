@@ -54,8 +54,9 @@ import { nodeWebSocket } from '../src/node/websocket.ts';
 import { NtfClient } from '../src/ntf/client.ts';
 import { DEFAULT_DISPATCH } from '../src/ntf/dispatch.ts';
 import { openPush } from '../src/ntf/push.ts';
-import { ntfFiles } from '../src/ntf/config.ts';
+import { LOCAL_RELAYS, NO_CREATION_LIMITS, ntfFiles } from '../src/ntf/config.ts';
 import { openMeta, RelayClient } from '../src/relay/client.ts';
+import { NO_CREATION_LIMITS_ENV } from './relay.ts';
 import { readKeyFile } from '../src/server/identity.ts';
 import { ApnsTestServer, type ApnsRecordedPush } from '../src/push/testkit/apns-server.ts';
 import {
@@ -80,6 +81,7 @@ import {
   type SectionResult,
 } from './lib.ts';
 import type { SenderResult } from './ntf-sender-child.ts';
+import { sharedKey } from '../src/core/keys.ts';
 
 const crypto = nodeCrypto;
 const TOPIC = 'chat.hush.bench';
@@ -218,6 +220,8 @@ async function initNtfDir(children: Children, dir: string, apns: ApnsTestServer,
   const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   config.apns = { host: apns.url, keyId: teamKey.keyId, teamId: teamKey.teamId, keyFile, topic: TOPIC, serves: 'apns', caFile: TEST_CA_FILE };
   config.dispatch = { concurrency: CONCURRENCY };
+  config.relays = LOCAL_RELAYS;
+  config.creation = NO_CREATION_LIMITS;
   if (APNS_CONNECTIONS) (config.apns as Record<string, unknown>).connections = APNS_CONNECTIONS;
   fs.writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
 }
@@ -421,7 +425,7 @@ async function registrations(ntf: ServerProcess, router: PushRouter, clients: Nt
         const verification = router.waitVerification(d.tokenHex, 30_000);
         verification.catch(() => {}); // awaited below; TNEW may fail first
         const { tokenId, srvDhKey } = await c.registerToken({ provider: 'apns', token: d.token }, d.tknAuth, d.tknDh.publicKey);
-        const secret = crypto.x25519(d.tknDh.privateKey, srvDhKey)!;
+        const secret = sharedKey(crypto, d.tknDh.privateKey, srvDhKey, 'ntf token')!;
         const v = openPush(crypto, secret, Buffer.from(await verification, 'base64url'));
         if (!v || v.kind !== 'verification') throw new Error('verification push did not open');
         await c.verifyToken(tokenId, d.tknAuth.privateKey, v.code);
@@ -727,6 +731,7 @@ export async function runNtfBench(): Promise<SectionResult> {
         HUSH_RELAY_PORT: '0',
         HUSH_RELAY_METRICS_PORT: '0',
         HUSH_RELAY_QUEUE_QUOTA: '1000000',
+        ...NO_CREATION_LIMITS_ENV,
       });
       await initNtfDir(children, ntfDir, apns, teamKey);
       const ntf = await startServer(children, 'ntf', ntfDir, { HUSH_NTF_PORT: '0', HUSH_NTF_METRICS_PORT: '0' });
@@ -780,7 +785,7 @@ export async function runNtfBench(): Promise<SectionResult> {
             const ntfAuth = crypto.x25519KeyPair();
             const ntfDh = crypto.x25519KeyPair();
             const ids = await relayClient!.newQueue(rcvAuth, rcvDh.publicKey, { ntfAuthKey: ntfAuth.publicKey, rcvNtfDhKey: ntfDh.publicKey });
-            const q: SubQueue = { index, sndId: ids.sndId, rcvNtfDhSecret: crypto.x25519(ntfDh.privateKey, ids.ntf!.srvNtfDhKey)! };
+            const q: SubQueue = { index, sndId: ids.sndId, rcvNtfDhSecret: sharedKey(crypto, ntfDh.privateKey, ids.ntf!.srvNtfDhKey, 'relay notifier')! };
             queues[index] = q;
             subs[index] = { tk, notifierId: ids.ntf!.notifierId, ntfAuth };
             let t = router.tokens.get(tk.tokenHex);

@@ -47,6 +47,7 @@ import {
   writeResults,
   type SectionResult,
 } from './lib.ts';
+import { sharedKey } from '../src/core/keys.ts';
 
 const crypto = nodeCrypto;
 export const BODY_BYTES = 256;
@@ -75,6 +76,14 @@ export interface RelayProcess {
   pid: number;
 }
 
+/** Benchmarks make thousands of queues from loopback: the relay's NEW limits (relay.json `creation`) out of their way. */
+export const NO_CREATION_LIMITS_ENV = {
+  HUSH_RELAY_CREATION_PER_CONNECTION_BURST: '1000000000',
+  HUSH_RELAY_CREATION_PER_CONNECTION_PER_HOUR: '1000000000',
+  HUSH_RELAY_CREATION_PER_ADDRESS_BURST: '1000000000',
+  HUSH_RELAY_CREATION_PER_ADDRESS_PER_HOUR: '1000000000',
+};
+
 /** `env` adds settings (e.g. HUSH_RELAY_FSYNC) to the relay's environment. */
 export async function startRelayProcess(children: Children, dir: string, env: Record<string, string> = {}): Promise<RelayProcess> {
   // The port in relay.json is overridden below: HUSH_RELAY_PORT=0 takes a free one.
@@ -87,6 +96,7 @@ export async function startRelayProcess(children: Children, dir: string, env: Re
     HUSH_RELAY_METRICS_PORT: '0',
     HUSH_RELAY_QUEUE_QUOTA: '1000000',
     HUSH_LOG_LEVEL: 'warn',
+    ...NO_CREATION_LIMITS_ENV,
     ...env,
   };
   // For profiling: BENCH_RELAY_CPU_PROF=DIR writes a V8 CPU profile of the relay into DIR when it
@@ -153,13 +163,13 @@ export async function newQueue(c: RelayClient, withNotifier: boolean): Promise<B
     rcvAuth,
     rcvId: ids.rcvId,
     sndId: ids.sndId,
-    rcvDhSecret: crypto.x25519(rcvDh.privateKey, ids.srvDhKey)!,
+    rcvDhSecret: sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient')!,
     ...(ids.ntf
       ? {
           ntf: {
             auth: ntfAuth,
             notifierId: ids.ntf.notifierId,
-            rcvNtfDhSecret: crypto.x25519(ntfDh.privateKey, ids.ntf.srvNtfDhKey)!,
+            rcvNtfDhSecret: sharedKey(crypto, ntfDh.privateKey, ids.ntf.srvNtfDhKey, 'relay notifier')!,
           },
         }
       : {}),

@@ -6,14 +6,16 @@ import pino, { type Logger } from 'pino';
 import { formatAddress, parseAddress } from '../src/core/address.ts';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../src/core/crypto/node.ts';
-import type { KeyPair } from '../src/core/crypto/suite.ts';
+import type { CryptoSuite, KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { RelayClient, type RelayClientOptions, type RelayEvent } from '../src/relay/client.ts';
 import { RelayServer, type RelayLimits } from '../src/relay/server.ts';
+import type { CreationPolicy } from '../src/server/creation.ts';
 import { JournalQueueStore } from '../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../src/relay/store/memory.ts';
 import type { QueueStore } from '../src/relay/store/store.ts';
 import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
+import { sharedKey } from '../src/core/keys.ts';
 
 export const crypto = nobleCrypto;
 export const silent = pino({ level: 'silent' });
@@ -21,6 +23,12 @@ export const silent = pino({ level: 'silent' });
 export function tmpDir(prefix = 'hush-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
+
+/** Creation limits out of the way, for tests that make hundreds of queues from loopback. */
+export const MANY_QUEUES: Partial<CreationPolicy> = {
+  perConnection: { burst: 1_000_000, perMinute: 1_000_000 },
+  perAddress: { burst: 1_000_000, perMinute: 1_000_000 },
+};
 
 export interface TestRelay {
   server: RelayServer;
@@ -30,17 +38,18 @@ export interface TestRelay {
 }
 
 export async function startRelay(
-  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string }; log?: Logger } = {},
+  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string }; log?: Logger; crypto?: CryptoSuite; creation?: Partial<CreationPolicy> } = {},
 ): Promise<TestRelay> {
   const store = opts.store ?? new MemoryQueueStore();
   const server = new RelayServer({
     identity: opts.identity ?? nodeCrypto.ed25519KeyPair(),
-    crypto: nodeCrypto,
+    crypto: opts.crypto ?? nodeCrypto,
     store,
     host: '127.0.0.1',
     port: opts.port ?? 0,
     log: opts.log ?? silent,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.creation ? { creation: opts.creation } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   });
@@ -114,19 +123,29 @@ export async function newQueue(c: RelayClient, withNotifier = false): Promise<Qu
     rcvDh,
     rcvId: ids.rcvId,
     sndId: ids.sndId,
-    rcvDhSecret: crypto.x25519(rcvDh.privateKey, ids.srvDhKey)!,
+    rcvDhSecret: sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient')!,
   };
   if (ids.ntf)
     q.ntf = {
       auth: ntfAuth,
       dh: ntfDh,
       notifierId: ids.ntf.notifierId,
-      rcvNtfDhSecret: crypto.x25519(ntfDh.privateKey, ids.ntf.srvNtfDhKey)!,
+      rcvNtfDhSecret: sharedKey(crypto, ntfDh.privateKey, ids.ntf.srvNtfDhKey, 'relay notifier')!,
     };
   return q;
 }
 
 export const bytes = (s: string) => new TextEncoder().encode(s);
+
+/**
+ * X25519 public keys of small order, which servers and clients refuse (ERR KEY):
+ * all-zero, a point of order 8, and p + 1 (= 1) with the ignored top bit set.
+ */
+export const SMALL_ORDER_KEYS = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+].map((h) => Uint8Array.from(Buffer.from(h, 'hex')));
 export const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /** Keepalive settings that notice a dead link in a fraction of a second. */

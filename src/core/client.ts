@@ -15,6 +15,7 @@ import {
   negotiateVersion,
   verifyServerHello,
 } from './handshake.ts';
+import { sharedKey } from './keys.ts';
 import {
   authenticator,
   decodeTransmission,
@@ -142,11 +143,10 @@ export class ProtocolClient {
         const version = negotiateVersion(opts.versions, [h.minVersion, h.maxVersion]);
         if (version === undefined) return fail('no common protocol version');
         const eph = crypto.x25519KeyPair();
-        const dh = crypto.x25519(eph.privateKey, h.sessionKey);
-        if (!dh) return fail('bad session key');
+        const keys = deriveBlockKeys(crypto, eph.privateKey, h.sessionKey, h.sessionId, version);
+        if (!keys) return fail('bad session key');
         const hi = encodeClientHello({ version, fingerprint: opts.address.fingerprint, clientKey: eph.publicKey });
         ws.send(encodeBlock([hi], blockSize));
-        const keys = deriveBlockKeys(crypto, dh, h.sessionId);
         const client = new ProtocolClient(
           ws,
           opts,
@@ -214,7 +214,9 @@ export class ProtocolClient {
     if (this.closedReason !== undefined) return Promise.reject(new ConnectionError(this.closedReason));
     const corrId = new Encoder(8).u32(0).u32(this.nextCorrId++).done();
     const signed = signedPart(corrId, entityId, command);
-    const auth = authKey ? authenticator(this.opts.crypto, this.authKey(authKey), this.sessionId, signed) : new Uint8Array(0);
+    const hmacKey = authKey && this.authKey(authKey);
+    if (authKey && !hmacKey) return Promise.reject(new TypeError('not an X25519 private key'));
+    const auth = hmacKey ? authenticator(this.opts.crypto, hmacKey, this.sessionId, signed) : new Uint8Array(0);
     const t = encodeTransmission(auth, signed);
     // Refused here: groupBlocks would throw later inside the flush microtask, which crashes the process.
     if (t.length > maxItemLength(this.sendCipher.contentSize))
@@ -235,11 +237,12 @@ export class ProtocolClient {
     this.enqueue(transmission);
   }
 
-  private authKey(privateKey: Uint8Array): Uint8Array {
+  /** Undefined only for a private key X25519 refuses (the session key was checked in the handshake). */
+  private authKey(privateKey: Uint8Array): Uint8Array | undefined {
     let k = this.authKeys.get(privateKey);
     if (!k) {
-      k = this.opts.crypto.x25519(privateKey, this.sessionKey) ?? new Uint8Array(32);
-      this.authKeys.set(privateKey, k);
+      k = sharedKey(this.opts.crypto, privateKey, this.sessionKey, 'auth', { version: this.version });
+      if (k) this.authKeys.set(privateKey, k);
     }
     return k;
   }

@@ -47,7 +47,7 @@ export class CommandClient<C, R extends { type: string }> {
     spec: ProtocolSpec<C, R>,
     address: string | ServerAddress,
     opts: CommandClientOptions<R>,
-  ): Promise<{ conn: ProtocolClient; crypto: CryptoSuite }> {
+  ): Promise<{ conn: ProtocolClient; crypto: CryptoSuite; address: ServerAddress }> {
     let a = address;
     if (typeof a === 'string') {
       const parsed = parseAddress(a);
@@ -72,7 +72,7 @@ export class CommandClient<C, R extends { type: string }> {
         if (r.ok) opts.onEvent?.({ ...r.value, entityId });
       },
     });
-    return { conn, crypto };
+    return { conn, crypto, address: a };
   }
 
   /** Sends a command; resolves with the response, throws CommandError on ERR. */

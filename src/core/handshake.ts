@@ -8,11 +8,14 @@
 //
 // The client checks the identity key against the fingerprint pinned in the
 // address and the signature over the fresh session key; both sides then derive
-// the block keys from X25519(clientKey, sessionKey) salted with the sessionId.
-// Command authenticators are HMACs keyed by X25519(entity key, sessionKey) over
-// sessionId ‖ transmission, so they are worthless on any other connection.
+// the block keys from X25519(clientKey, sessionKey) (keys.ts: HKDF salted with
+// the sessionId, labelled with the negotiated version, so a changed version in
+// the unsigned client hello gives keys that open nothing). Command
+// authenticators are HMACs keyed by the same derivation of X25519(entity key,
+// sessionKey) over sessionId ‖ transmission, worthless on any other connection.
 import { ascii, concat, Decoder, Encoder, equalBytes, parse, ParseError, type Parsed } from './encoding.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
+import { sharedKey } from './keys.ts';
 
 export interface ServerHello {
   protocol: string;
@@ -101,9 +104,16 @@ export interface BlockKeys {
   serverToClient: Uint8Array;
 }
 
-export function deriveBlockKeys(crypto: CryptoSuite, dhSecret: Uint8Array, sessionId: Uint8Array): BlockKeys {
-  const okm = crypto.hkdfSha256(dhSecret, sessionId, ascii('hush block keys'), 64);
-  return { clientToServer: okm.slice(0, 32), serverToClient: okm.slice(32) };
+/** Both directions' block keys from one side's private key and the other's public key; undefined for a key of small order. */
+export function deriveBlockKeys(
+  crypto: CryptoSuite,
+  privateKey: Uint8Array,
+  publicKey: Uint8Array,
+  sessionId: Uint8Array,
+  version: number,
+): BlockKeys | undefined {
+  const okm = sharedKey(crypto, privateKey, publicKey, 'block keys', { version, salt: sessionId, length: 64 });
+  return okm && { clientToServer: okm.slice(0, 32), serverToClient: okm.slice(32) };
 }
 
 export const fingerprintMatches = (crypto: CryptoSuite, identityKey: Uint8Array, fingerprint: Uint8Array) =>

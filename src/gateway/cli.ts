@@ -62,6 +62,7 @@ export async function startGateway(dir: string, env: NodeJS.ProcessEnv = process
     providers,
     servers: c.servers,
     maxInFlight: c.maxInFlight,
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress,
     log,
   });
   const running = await startWithOps(server, c.metrics, () => ({ providers: server.info.providers, inFlight: server.pushesInFlight }));

@@ -2,7 +2,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { providerEnv, providerSchemas } from '../push/config.ts';
-import { listenerEnv, listenerSchema, loadConfig, positiveSchema, type EnvMap } from '../server/config.ts';
+import { listenerEnv, listenerSchema, loadConfig, nonNegativeSchema, positiveSchema, type EnvMap } from '../server/config.ts';
+import { DEFAULT_CONNECTIONS_PER_ADDRESS } from './limits.ts';
 
 export const serverAccountSchema = z
   .object({
@@ -13,7 +14,7 @@ export const serverAccountSchema = z
     /** Pushes allowed at once above the rate (default: two seconds' worth). */
     burst: positiveSchema.optional(),
     /** Pushes per UTC day; 0 = unlimited. */
-    dailyQuota: z.coerce.number().int().min(0).default(0),
+    dailyQuota: nonNegativeSchema.default(0),
   })
   .strict()
   .transform((s) => ({ ...s, burst: s.burst ?? s.ratePerSecond * 2 }));
@@ -25,6 +26,8 @@ export const gatewayConfigSchema = z
     /** The notification servers allowed to push (see `hush gateway add-server`). */
     servers: z.array(serverAccountSchema).default([]),
     maxInFlight: positiveSchema.default(10_000),
+    /** TCP connections per client address (IPv6: per /64); 0: no cap. */
+    maxConnectionsPerAddress: nonNegativeSchema.default(DEFAULT_CONNECTIONS_PER_ADDRESS),
   })
   .strict()
   .refine((c) => c.tls || ['127.0.0.1', '::1', 'localhost'].includes(c.host), {

@@ -1,6 +1,7 @@
 // Per-server limits at the gateway: a token bucket (rate and burst) and a
 // quota of pushes per UTC day. In memory: gateways are stateless, so behind a
-// load balancer each instance enforces its share.
+// load balancer each instance enforces its share. And what any client may
+// hold: connections per address, streams per connection.
 
 export interface Limits {
   /** Sustained pushes per second. */
@@ -48,3 +49,12 @@ export class Limiter {
     return { ok: true };
   }
 }
+
+/**
+ * Connections per client address (an IPv6 client: per /64), counted from
+ * accept to close; 0: no cap. A notification server holds `gateway.connections`
+ * (default 1); a stranger holds no more than this many sockets.
+ */
+export const DEFAULT_CONNECTIONS_PER_ADDRESS = 100;
+/** Streams at once on one HTTP/2 connection: what a notification server's pool opens at most (push/http2/pool.ts). */
+export const MAX_STREAMS_PER_CONNECTION = 1000;

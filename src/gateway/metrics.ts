@@ -26,4 +26,9 @@ export class GatewayMetrics {
     registers: this.r,
   });
   readonly inFlight = new client.Gauge({ name: 'hush_gateway_in_flight', help: 'Pushes being delivered now', registers: this.r });
+  readonly connectionsRefused = new client.Counter({
+    name: 'hush_gateway_connections_refused_total',
+    help: 'Connections closed at accept: their address already held maxConnectionsPerAddress',
+    registers: this.r,
+  });
 }

@@ -3,29 +3,30 @@
 // which push service (Apple, Google, a browser) the device uses, nor the
 // token's length: the server only ever holds `{ provider: 'sealed', token: <this> }`.
 //
-//   sealed = 0x01 ‖ ephPub(32) ‖ ChaCha20-Poly1305(key, nonce 0, padded, aad = 0x01 ‖ gatewayPub)
-//   key    = HKDF-SHA256(ikm X25519(eph, gatewayPub), salt ephPub ‖ gatewayPub, info "hush sealed device token", 32)
+//   sealed = 0x02 ‖ ephPub(32) ‖ ChaCha20-Poly1305(key, nonce 0, padded, aad = 0x02 ‖ gatewayPub)
+//   key    = HKDF-SHA256(ikm X25519(eph, gatewayPub), salt ephPub ‖ gatewayPub, info "hush/2 sealed token", 32)
 //   padded = long(tag(provider) ‖ long(token)) ‖ zeros, SEALED_PLAIN_SIZE bytes
 //
 // A fresh ephemeral key per token makes the key single-use, so a zero nonce is
 // safe, and two seals of the same token are unlinkable. Isomorphic: the app
 // seals when it registers; the gateway opens.
 import type { CryptoSuite } from '../core/crypto/suite.ts';
-import { ascii, concat, Encoder, padTo, parse, ParseError, unpad } from '../core/encoding.ts';
+import { concat, Encoder, padTo, parse, ParseError, unpad } from '../core/encoding.ts';
+import { sharedKey } from '../core/keys.ts';
 import { MAX_DEVICE_TOKEN, PROVIDERS, type DeviceToken, type Provider } from '../ntf/protocol.ts';
 
-export const SEALED_VERSION = 1;
+/** Also the version in the key's label (core/keys.ts). */
+export const SEALED_VERSION = 2;
 /** Fits the largest clear token: a Web Push subscription with a 1000-byte endpoint. */
 export const SEALED_PLAIN_SIZE = 1200;
 export const SEALED_TOKEN_SIZE = 1 + 32 + SEALED_PLAIN_SIZE + 16;
-const INFO = ascii('hush sealed device token');
 const NONCE = new Uint8Array(12);
 /** Providers a sealed token may carry: not 'sealed' itself. */
 const SEALABLE: ReadonlySet<string> = new Set(PROVIDERS.filter((p) => p !== 'sealed'));
 
-function sealingKey(crypto: CryptoSuite, secret: Uint8Array, ephPub: Uint8Array, gatewayPub: Uint8Array): Uint8Array {
-  return crypto.hkdfSha256(secret, concat(ephPub, gatewayPub), INFO, 32);
-}
+/** Undefined for a public key of small order: a gateway key or an ephemeral key anyone could open with. */
+const sealingKey = (crypto: CryptoSuite, privateKey: Uint8Array, publicKey: Uint8Array, ephPub: Uint8Array, gatewayPub: Uint8Array) =>
+  sharedKey(crypto, privateKey, publicKey, 'sealed token', { version: SEALED_VERSION, salt: concat(ephPub, gatewayPub) });
 
 /** App side: seals a clear device token to the gateway's X25519 public key. */
 export function sealDeviceToken(crypto: CryptoSuite, gatewayPub: Uint8Array, device: DeviceToken): DeviceToken {
@@ -33,9 +34,8 @@ export function sealDeviceToken(crypto: CryptoSuite, gatewayPub: Uint8Array, dev
   const plain = new Encoder(device.token.length + 24).tag(device.provider).long(device.token).done();
   if (plain.length + 4 > SEALED_PLAIN_SIZE) throw new RangeError('device token too long to seal');
   const eph = crypto.x25519KeyPair();
-  const secret = crypto.x25519(eph.privateKey, gatewayPub);
-  if (!secret) throw new TypeError('bad gateway key');
-  const key = sealingKey(crypto, secret, eph.publicKey, gatewayPub);
+  const key = sealingKey(crypto, eph.privateKey, gatewayPub, eph.publicKey, gatewayPub);
+  if (!key) throw new TypeError('bad gateway key');
   const sealed = crypto.seal(key, NONCE, padTo(plain, SEALED_PLAIN_SIZE), concat(Uint8Array.of(SEALED_VERSION), gatewayPub));
   const token = concat(Uint8Array.of(SEALED_VERSION), eph.publicKey, sealed);
   if (token.length > MAX_DEVICE_TOKEN) throw new RangeError('sealed token too long'); // guards the constants
@@ -50,9 +50,8 @@ export function openDeviceToken(
 ): DeviceToken | undefined {
   if (sealed.length !== SEALED_TOKEN_SIZE || sealed[0] !== SEALED_VERSION) return undefined;
   const ephPub = sealed.subarray(1, 33);
-  const secret = crypto.x25519(gateway.privateKey, ephPub);
-  if (!secret) return undefined;
-  const key = sealingKey(crypto, secret, ephPub, gateway.publicKey);
+  const key = sealingKey(crypto, gateway.privateKey, ephPub, ephPub, gateway.publicKey);
+  if (!key) return undefined;
   const padded = crypto.open(key, NONCE, sealed.subarray(33), concat(Uint8Array.of(SEALED_VERSION), gateway.publicKey));
   if (!padded) return undefined;
   const plain = unpad(padded);

@@ -11,7 +11,8 @@ import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { toBase64Url } from '../core/encoding.ts';
 import type { Provider } from '../ntf/protocol.ts';
 import type { PushProvider, PushRequest, PushResult } from '../push/provider.ts';
-import { Limiter, type Limits } from './limits.ts';
+import { capConnectionsPerAddress } from '../server/connection-limits.ts';
+import { DEFAULT_CONNECTIONS_PER_ADDRESS, Limiter, MAX_STREAMS_PER_CONNECTION, type Limits } from './limits.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { decodePushRequest, encodePushResult, INFO_PATH, MAX_REQUEST_BYTES, PUSH_PATH, type GatewayInfo } from './protocol.ts';
 import { openDeviceToken } from './sealed-token.ts';
@@ -35,6 +36,8 @@ export interface GatewayServerOptions {
   servers: ServerAccount[];
   /** Pushes in flight at most, all servers together; more get 503 (default 10000). */
   maxInFlight?: number;
+  /** TCP connections per client address; 0: no cap (default DEFAULT_CONNECTIONS_PER_ADDRESS). */
+  maxConnectionsPerAddress?: number;
   log?: Logger;
   now?: () => number;
 }
@@ -83,9 +86,13 @@ export class GatewayServer {
 
   async start(): Promise<void> {
     const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => this.handle(req, res);
+    const settings = { maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION };
     const server = this.opts.tls
-      ? http2.createSecureServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, allowHTTP1: true }, handler)
-      : http2.createServer(handler);
+      ? http2.createSecureServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, allowHTTP1: true, settings }, handler)
+      : http2.createServer({ settings }, handler);
+    capConnectionsPerAddress(server, this.opts.maxConnectionsPerAddress ?? DEFAULT_CONNECTIONS_PER_ADDRESS, () =>
+      this.metrics.connectionsRefused.inc(),
+    );
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,15 +1,15 @@
 // `hush ntf init|start|repair`: creates a notification server's keys and config, runs it, repairs its journal.
 import fs from 'node:fs';
 import { nodeCrypto } from '../core/crypto/node.ts';
-import { nodeWebSocket } from '../node/websocket.ts';
 import type { Logger } from 'pino';
 import { GatewayProvider } from '../gateway/client.ts';
 import { createProviders } from '../push/config.ts';
 import type { PushProvider } from '../push/provider.ts';
+import { connectionLimitsOf } from '../server/connection-limits.ts';
 import { readKeyFile } from '../server/identity.ts';
 import { initServer } from '../server/init.ts';
 import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
-import { loadNtfConfig, ntfFiles, type NtfConfig } from './config.ts';
+import { loadNtfConfig, ntfCreation, ntfFiles, type NtfConfig } from './config.ts';
 import { NtfServer } from './server.ts';
 import { openJournalNtfStore, repairNtfJournal } from './store/journal.ts';
 import { openPostgresNtfStore } from './store/postgres.ts';
@@ -63,13 +63,17 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
     crypto: nodeCrypto,
     store: await openStore(c, dir),
     providers: list,
-    relayWebSocket: nodeWebSocket(),
+    relays: c.relays,
     ...listenerOf(c),
     log,
     dispatch: c.dispatch,
     cronIntervalMs: c.cronIntervalSeconds * 1000,
-    subscriber: { keepalive: { intervalMs: c.liveness.pingIntervalSeconds * 1000, timeoutMs: c.liveness.pingTimeoutSeconds * 1000 } },
-    idleTimeoutMs: c.liveness.idleTimeoutSeconds * 1000,
+    creation: ntfCreation(c.creation),
+    subscriber: {
+      keepalive: { intervalMs: c.liveness.pingIntervalSeconds * 1000, timeoutMs: c.liveness.pingTimeoutSeconds * 1000 },
+      maxBackoffMs: c.relays.maxBackoffSeconds * 1000,
+    },
+    limits: connectionLimitsOf(c.limits, c.liveness.idleTimeoutSeconds),
     linkDownLimitMs: c.liveness.linkDownLimitSeconds * 1000,
   });
   const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, relays: server.subscriber.linkStates().up }));

@@ -30,17 +30,26 @@ const NTF_SPEC: ProtocolSpec<NtfCommand, NtfResponse> = {
 };
 
 export class NtfClient extends CommandClient<NtfCommand, NtfResponse> {
+  /** The server's creation password, from the address connected to (hush://fp:password@host:port); sent in TNEW only. */
+  private password: Uint8Array | undefined;
+
   static async connect(address: string | ServerAddress, opts: CommandClientOptions<NtfResponse> = {}): Promise<NtfClient> {
-    const { conn, crypto } = await CommandClient.open(NTF_SPEC, address, opts);
-    return new NtfClient(conn, crypto, NTF_SPEC);
+    const { conn, crypto, address: a } = await CommandClient.open(NTF_SPEC, address, opts);
+    const client = new NtfClient(conn, crypto, NTF_SPEC);
+    if (a.password !== undefined) client.password = new TextEncoder().encode(a.password);
+    return client;
   }
 
-  /** TNEW: registers a device token; the server then pushes a sealed verification code to it. */
+  /**
+   * TNEW: registers a device token; the server then pushes a sealed verification code to it.
+   * Throws NtfCommandError PASSWORD (the address has no or a wrong password) or RATE (too many TNEWs, or
+   * verification pushes to this device token: later).
+   */
   async registerToken(device: DeviceToken, tknAuth: KeyPair, tknDhKey: Uint8Array) {
     const { tokenId, srvDhKey } = await this.expect(
       'IDTKN',
       EMPTY,
-      { type: 'TNEW', device, tknAuthKey: tknAuth.publicKey, tknDhKey },
+      { type: 'TNEW', device, tknAuthKey: tknAuth.publicKey, tknDhKey, ...(this.password ? { password: this.password } : {}) },
       tknAuth.privateKey,
     );
     return { tokenId, srvDhKey };

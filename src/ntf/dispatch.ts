@@ -185,7 +185,7 @@ export class Dispatcher {
   }
 
   private settle(tokenId: string, job: Job, provider: string, result: PushResult, device: DeviceToken, sent: SentNotification[]): void {
-    const { store, metrics, log } = this.deps;
+    const { store, metrics, log, now } = this.deps;
     // The device token may have been replaced (TRPL) while this push was in flight:
     // an answer about the old device token (typically "unregistered": the OS rotated
     // it) must neither invalidate nor confirm the new one.
@@ -196,12 +196,12 @@ export class Dispatcher {
         metrics.pushes.inc({ provider, kind: job.kind, outcome: 'delivered' });
         if (job.kind === 'message') metrics.notificationDelay.observe({ provider }, (performance.now() - job.queuedAt) / 1000);
         if (job.kind === 'verification' && token?.status.status === 'REGISTERED')
-          store.setTokenStatus(tokenId, { status: 'CONFIRMED' });
+          store.setTokenStatus(tokenId, { status: 'CONFIRMED' }, now());
         if (token) store.markPushed(tokenId, sent);
         return;
       case 'invalid':
         metrics.pushes.inc({ provider, kind: job.kind, outcome: 'invalid' });
-        if (token) store.setTokenStatus(tokenId, { status: 'INVALID', reason: result.reason });
+        if (token) store.setTokenStatus(tokenId, { status: 'INVALID', reason: result.reason }, now());
         log.info({ event: 'token_invalid', provider, reason: result.reason });
         return;
       default:

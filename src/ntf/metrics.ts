@@ -1,5 +1,6 @@
 // Prometheus metrics of a notification server. Counts and timings only.
 import client from 'prom-client';
+import { ConnectionMetrics } from '../server/connection-metrics.ts';
 import { SUB_STATUSES, type SubStatus } from './protocol.ts';
 import type { NtfStoreCounts } from './store/store.ts';
 
@@ -11,7 +12,7 @@ export interface NtfMetricSources {
   /** Notifications whose push no provider has accepted yet, and the oldest one's wait. */
   pendingPushes(): { count: number; oldestSeconds: number };
   linkStates(): Record<'up' | 'connecting' | 'down', number>;
-  /** The longest time a relay link with subscriptions has not been up (0: all up). */
+  /** The longest time a relay link with ACTIVE subscriptions has not been up (0: all up). */
   longestLinkDownMs(): number;
   storeFailed(): boolean;
 }
@@ -23,7 +24,20 @@ export class NtfMetrics {
 
   readonly commands = new client.Counter({ name: 'hush_ntf_commands_total', help: 'Commands received, by command', labelNames: ['command'], registers: this.r });
   readonly errors = new client.Counter({ name: 'hush_ntf_errors_total', help: 'Error responses, by error', labelNames: ['error'], registers: this.r });
-  readonly connections = new client.Gauge({ name: 'hush_ntf_connections', help: 'Open client connections', registers: this.r });
+  readonly refusals = new client.Counter({
+    name: 'hush_ntf_refusals_total',
+    help: 'Commands refused by the creation limits, by command (TNEW, SNEW, TRPL) and reason: rate_connection, rate_address, verification_pushes (ERR RATE), password (ERR PASSWORD), subscriptions_per_token (ERR QUOTA)',
+    labelNames: ['command', 'reason'],
+    registers: this.r,
+  });
+  readonly tokensExpired = new client.Counter({
+    name: 'hush_ntf_tokens_expired_total',
+    help: 'Tokens deleted for staying out of ACTIVE too long, by kind: unverified (never verified), inactive (verified before)',
+    labelNames: ['kind'],
+    registers: this.r,
+  });
+  /** hush_ntf_connections, _connections_refused_total, _backpressure_total, _buffered_bytes_max. */
+  readonly connections = new ConnectionMetrics('hush_ntf', this.registry);
   readonly received = new client.Counter({ name: 'hush_ntf_notifications_received_total', help: 'NMSGs received from relays', registers: this.r });
   readonly pushes = new client.Counter({
     name: 'hush_ntf_pushes_total',
@@ -48,6 +62,12 @@ export class NtfMetrics {
     registers: this.r,
   });
 
+  readonly relaysRefused = new client.Counter({
+    name: 'hush_ntf_relay_refused_total',
+    help: 'Relay connections not made: the relay policy refused the address, or what its host name resolved to',
+    registers: this.r,
+  });
+
   readonly relayProbeRtt = new client.Histogram({
     name: 'hush_ntf_relay_probe_rtt_seconds',
     help: 'Round trip of the PINGs that probe quiet relay links',
@@ -68,7 +88,7 @@ export class NtfMetrics {
     });
     new client.Gauge({
       name: 'hush_ntf_relay_link_down_seconds',
-      help: 'Longest time a relay link with subscriptions has not been up; 0 when all are up',
+      help: 'Longest time a relay link with ACTIVE subscriptions has not been up; 0 when all are up',
       registers: this.r,
       collect() {
         if (self.sources) this.set(self.sources.longestLinkDownMs() / 1000);

@@ -5,7 +5,7 @@ import { COMMON_ERRORS } from '../core/errors.ts';
 import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
 
 export const NTF_PROTOCOL = 'ntf';
-export const NTF_VERSIONS: [number, number] = [1, 1];
+export const NTF_VERSIONS: [number, number] = [2, 2];
 export const NTF_BLOCK_SIZE = 4096;
 
 export const ID_LENGTH = 24;
@@ -49,8 +49,9 @@ const SUB_STATUS_SET: ReadonlySet<string> = new Set(SUB_STATUSES);
 export const TERMINAL_SUB_STATUSES: ReadonlySet<SubStatus> = new Set(['END', 'DELETED', 'AUTH']);
 
 export type NtfCommand =
-  // token commands: entity is the token ID (TNEW: empty, authorized by its own tknAuthKey)
-  | { type: 'TNEW'; device: DeviceToken; tknAuthKey: Uint8Array; tknDhKey: Uint8Array }
+  // token commands: entity is the token ID (TNEW: empty, authorized by its own tknAuthKey;
+  // password: the server's creation password, if it has one, ASCII from its address)
+  | { type: 'TNEW'; device: DeviceToken; tknAuthKey: Uint8Array; tknDhKey: Uint8Array; password?: Uint8Array }
   | { type: 'TVFY'; code: Uint8Array }
   | { type: 'TCHK' }
   | { type: 'TRPL'; device: DeviceToken }
@@ -88,6 +89,7 @@ export function encodeCommand(c: NtfCommand): Uint8Array {
   switch (c.type) {
     case 'TNEW':
       writeDevice(e, c.device).short(c.tknAuthKey).short(c.tknDhKey);
+      if (c.password) e.short(c.password);
       break;
     case 'TVFY':
       e.short(c.code);
@@ -111,8 +113,16 @@ export function decodeCommand(b: Uint8Array): Parsed<NtfCommand> {
   return parse(b, (d): NtfCommand => {
     const type = d.tag();
     switch (type) {
-      case 'TNEW':
-        return { type, device: readDevice(d), tknAuthKey: d.key(KEY, 'tknAuthKey'), tknDhKey: d.key(KEY, 'tknDhKey') };
+      case 'TNEW': {
+        const c: NtfCommand = { type, device: readDevice(d), tknAuthKey: d.key(KEY, 'tknAuthKey'), tknDhKey: d.key(KEY, 'tknDhKey') };
+        // An optional trailing field: absent means no password, so an empty one is not a second spelling of that.
+        if (d.remaining > 0) {
+          const password = d.short();
+          if (password.length === 0) throw new ParseError('empty password');
+          c.password = password;
+        }
+        return c;
+      }
       case 'TVFY':
         return { type, code: d.key(CODE_LENGTH, 'code') };
       case 'TRPL':

@@ -1,13 +1,18 @@
 // The notification server: token and subscription commands, the relay
 // subscriber feeding NMSGs in, and the dispatcher sending pushes out.
 import { parseAddress } from '../core/address.ts';
-import type { KeepaliveOptions, WebSocketFactory } from '../core/client.ts';
+import type { KeepaliveOptions } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { equalBytes } from '../core/encoding.ts';
+import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import type { Transmission } from '../core/transmission.ts';
 import type { PushProvider } from '../push/provider.ts';
+import { AddressPolicy, type AddressRules } from '../server/address-guard.ts';
+import type { ConnectionLimits } from '../server/connection-limits.ts';
 import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
+import type { RateLimiter } from '../server/rate-limit.ts';
+import { DEFAULT_NTF_CREATION, NtfCreationLimits, type NtfCreation } from './creation.ts';
 import { Dispatcher, type DispatchOptions } from './dispatch.ts';
 import { NtfMetrics } from './metrics.ts';
 import {
@@ -34,20 +39,20 @@ export interface NtfServerOptions extends ListenerOptions {
   serviceKey: KeyPair;
   store: NtfStore;
   providers: PushProvider[];
-  /** How relay connections are opened (Node: nodeWebSocket()). */
-  relayWebSocket: WebSocketFactory;
+  /** Relay addresses admitted for SNEW and dialled (ntf.json `relays`); default: public addresses only. */
+  relays?: AddressRules;
   metrics?: NtfMetrics;
   now?: () => number;
   dispatch?: Partial<DispatchOptions>;
-  maxConnections?: number;
-  maxPending?: number;
+  /** Client connections (ntf.json `limits`; idleTimeoutMs from `liveness`); unset ones: DEFAULT_CONNECTION_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
   /** How often due TCRN pushes are looked for. */
   cronIntervalMs?: number;
   subscriber?: { batchWindowMs?: number; backoffMs?: number; maxBackoffMs?: number; keepalive?: Partial<KeepaliveOptions> };
-  /** A client connection that sends nothing for this long is closed. */
-  idleTimeoutMs?: number;
-  /** /healthz fails while a relay link with subscriptions has been down this long. */
+  /** /healthz fails while a relay link with ACTIVE subscriptions has been down this long. */
   linkDownLimitMs?: number;
+  /** Creation password, rate limits, subscriptions per token, token expiry (ntf.json `creation`). */
+  creation?: Partial<NtfCreation>;
 }
 
 /** A dead link is closed within 20 s (keepalive) and retried at once: down longer than this is an outage. */
@@ -68,11 +73,12 @@ export class NtfServer {
   readonly metrics: NtfMetrics;
   readonly dispatcher: Dispatcher;
   readonly subscriber: RelaySubscriber;
+  readonly relayPolicy: AddressPolicy;
   readonly store: NtfStore;
   readonly crypto: CryptoSuite;
   readonly now: () => number;
+  readonly creation: NtfCreationLimits;
   private readonly server: ProtocolServer;
-  private readonly dummyKey: Uint8Array;
   private cronTimer: ReturnType<typeof setInterval> | undefined;
   private flushQueued = false;
 
@@ -81,7 +87,10 @@ export class NtfServer {
     this.crypto = opts.crypto;
     this.now = opts.now ?? Date.now;
     this.metrics = opts.metrics ?? new NtfMetrics();
-    this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
+    this.relayPolicy = new AddressPolicy(opts.relays);
+    this.creation = new NtfCreationLimits({ ...DEFAULT_NTF_CREATION, ...opts.creation }, opts.crypto, this.now, (command, reason) =>
+      this.metrics.refusals.inc({ command, reason }),
+    );
     this.dispatcher = new Dispatcher(
       {
         providers: opts.providers,
@@ -97,7 +106,8 @@ export class NtfServer {
     this.subscriber = new RelaySubscriber({
       crypto: opts.crypto,
       serviceKey: opts.serviceKey,
-      webSocket: opts.relayWebSocket,
+      policy: this.relayPolicy,
+      onRefused: () => this.metrics.relaysRefused.inc(),
       store: opts.store,
       log: opts.log,
       onNotification: (sub, nmsg) => this.notification(sub, nmsg),
@@ -117,11 +127,7 @@ export class NtfServer {
       storeFailed: () => this.store.failure() !== undefined,
     });
     this.server = serveProtocol(SPEC, opts, {
-      limits: {
-        maxConnections: opts.maxConnections ?? 10_000,
-        maxPending: opts.maxPending ?? 4096,
-        ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
-      },
+      limits: opts.limits ?? {},
       store: this.store,
       metrics: this.metrics,
       handler: (session) => new NtfSession(this, session),
@@ -163,9 +169,12 @@ export class NtfServer {
     return this.server.connections;
   }
 
-  /** Sends the TCRN pushes that are due (also run by a timer). */
+  /** Sends the TCRN pushes that are due and deletes expired tokens (also run by a timer). */
   runCron(): void {
     this.dispatcher.runCron();
+    const expired = this.creation.sweep(this.store, this.now(), (tokenId) => this.deleteToken(tokenId));
+    for (const [kind, n] of Object.entries(expired)) if (n > 0) this.metrics.tokensExpired.inc({ kind }, n);
+    if (expired.unverified + expired.inactive > 0) this.opts.log.info({ event: 'tokens_expired', ...expired });
     this.persistSoon();
   }
 
@@ -204,13 +213,13 @@ export class NtfServer {
     return subs.length;
   }
 
-  /** Not ok when the store can no longer persist, or a relay link with subscriptions is down past the limit. */
+  /** Not ok when the store can no longer persist, or a relay link with ACTIVE subscriptions is down past the limit. */
   health(): { ok: boolean; reason?: string } {
     const failure = this.store.failure();
     if (failure) return { ok: false, reason: `store failed: ${failure}` };
     const down = this.subscriber.longestDown();
     if (down > (this.opts.linkDownLimitMs ?? DEFAULT_LINK_DOWN_LIMIT_MS))
-      return { ok: false, reason: `a relay link with subscriptions has been down for ${Math.round(down / 1000)} s` };
+      return { ok: false, reason: `a relay link with ACTIVE subscriptions has been down for ${Math.round(down / 1000)} s` };
     return { ok: true };
   }
 
@@ -219,17 +228,16 @@ export class NtfServer {
     return sub.status === 'ACTIVE' && !this.subscriber.connected(sub.relay) ? 'INACTIVE' : sub.status;
   }
 
-  unknownEntity(session: Session, t: Transmission): 'AUTH' {
-    session.verify(t, this.dummyKey);
-    return 'AUTH';
-  }
-
   newId = () => latin1(this.crypto.randomBytes(ID_LENGTH));
 }
 
 type Reply = NtfResponse | NtfError;
 
 class NtfSession implements SessionHandler {
+  /** This connection's TNEW and SNEW budgets, made at its first of each. */
+  private tokenBudget: RateLimiter | undefined;
+  private subBudget: RateLimiter | undefined;
+
   constructor(
     private readonly ntf: NtfServer,
     private readonly session: Session,
@@ -263,18 +271,30 @@ class NtfSession implements SessionHandler {
       case 'TNEW': {
         const bad = shapeError(t, false, true);
         if (bad) return bad;
-        if (!s.verify(t, c.tknAuthKey)) return 'AUTH';
+        if (!isValidPublicKey(c.tknAuthKey) || !isValidPublicKey(c.tknDhKey)) return 'KEY';
+        // Before the key agreement of verify: a refused TNEW costs the server little.
+        const { tokens } = this.ntf.creation;
+        const refused = tokens.check((this.tokenBudget ??= tokens.connectionBudget()), s.address, c.password);
+        if (refused) return refused;
+        if (!s.verify(t, c.tknAuthKey, 'TNEW')) return 'AUTH';
         return this.newToken(c);
       }
     }
     const bad = shapeError(t, true, true);
     if (bad) return bad;
+    if (c.type === 'SNEW') {
+      // Before the token is looked up: SNEWs for tokens that do not exist count too.
+      const { subscriptions } = this.ntf.creation;
+      const refused = subscriptions.check((this.subBudget ??= subscriptions.connectionBudget()), s.address, undefined);
+      if (refused) return refused;
+    }
     const id = latin1(t.entityId);
     // SCHK and SDEL name a subscription; everything else a token.
-    const sub = c.type === 'SCHK' || c.type === 'SDEL' ? store.sub(id) : undefined;
-    const token = store.token(sub ? sub.tokenId : id);
-    if (!token || ((c.type === 'SCHK' || c.type === 'SDEL') && !sub)) return this.ntf.unknownEntity(s, t);
-    if (!s.verify(t, token.tknAuthKey)) return 'AUTH';
+    const bySub = c.type === 'SCHK' || c.type === 'SDEL';
+    const sub = bySub ? store.sub(id) : undefined;
+    const token = bySub ? sub && store.token(sub.tokenId) : store.token(id);
+    // An unknown ID is checked alike (against no key) and fails: no existence oracle.
+    if (!s.verify(t, token?.tknAuthKey, bySub ? 'subscription' : 'token') || !token) return 'AUTH';
     switch (c.type) {
       case 'SCHK':
         return { type: 'SUB', status: this.ntf.subStatus(sub!) };
@@ -288,20 +308,23 @@ class NtfSession implements SessionHandler {
   }
 
   private newToken(c: Extract<NtfCommand, { type: 'TNEW' }>): Reply {
-    const { store, crypto, dispatcher } = this.ntf;
+    const { store, crypto, dispatcher, creation } = this.ntf;
     if (!dispatcher.serves(c.device.provider)) return 'NO_PROVIDER';
     const existing = store.tokenOfDevice(c.device, c.tknAuthKey);
     if (existing) {
       // A repeated TNEW (the reply or the push got lost): same token, the code pushed again.
       if (!equalBytes(existing.tknDhKey, c.tknDhKey)) return 'AUTH';
+      // Past the device token's verification pushes: RATE, and nothing changes.
+      if (!creation.verificationPush(c.device, 'TNEW')) return 'RATE';
       const st = existing.status.status;
-      if (st === 'NEW' || st === 'INVALID' || st === 'EXPIRED') store.renewCode(existing.tokenId, crypto.randomBytes(CODE_LENGTH));
+      if (st === 'NEW' || st === 'INVALID' || st === 'EXPIRED') store.renewCode(existing.tokenId, crypto.randomBytes(CODE_LENGTH), this.ntf.now());
       dispatcher.push(existing, 'verification');
       return { type: 'IDTKN', tokenId: bytesOf(existing.tokenId), srvDhKey: existing.srvDhKey };
     }
     const dh = crypto.x25519KeyPair();
-    const tknDhSecret = crypto.x25519(dh.privateKey, c.tknDhKey);
-    if (!tknDhSecret) return 'SYNTAX';
+    const tknDhSecret = sharedKey(crypto, dh.privateKey, c.tknDhKey, 'ntf token');
+    if (!tknDhSecret) return 'KEY';
+    if (!creation.verificationPush(c.device, 'TNEW')) return 'RATE';
     const token: TokenRecord = {
       tokenId: this.ntf.newId(),
       device: c.device,
@@ -313,6 +336,8 @@ class NtfSession implements SessionHandler {
       code: crypto.randomBytes(CODE_LENGTH),
       cronMinutes: 0,
       cronNextAt: 0,
+      statusAt: this.ntf.now(),
+      verified: false,
     };
     if (!store.createToken(token)) return 'INTERNAL';
     dispatcher.push(store.token(token.tokenId)!, 'verification');
@@ -326,7 +351,7 @@ class NtfSession implements SessionHandler {
       case 'TVFY': {
         const verifiable = status === 'REGISTERED' || status === 'CONFIRMED' || status === 'ACTIVE';
         if (!verifiable || !equalBytes(token.code, c.code)) return 'AUTH';
-        store.setTokenStatus(token.tokenId, { status: 'ACTIVE' });
+        store.setTokenStatus(token.tokenId, { status: 'ACTIVE' }, this.ntf.now());
         // The device proved it gets this token's pushes: its other tokens (the app was
         // reinstalled, their keys are lost) go with their subscriptions, so it gets each push once.
         for (const old of [...store.tokensOfDevice(token.device)]) {
@@ -340,7 +365,8 @@ class NtfSession implements SessionHandler {
         return { type: 'TKN', ...token.status };
       case 'TRPL':
         if (!dispatcher.serves(c.device.provider)) return 'NO_PROVIDER';
-        store.replaceDevice(token.tokenId, c.device, crypto.randomBytes(CODE_LENGTH));
+        if (!this.ntf.creation.verificationPush(c.device, 'TRPL')) return 'RATE';
+        store.replaceDevice(token.tokenId, c.device, crypto.randomBytes(CODE_LENGTH), this.ntf.now());
         dispatcher.push(token, 'verification');
         return OK;
       case 'TDEL':
@@ -361,7 +387,9 @@ class NtfSession implements SessionHandler {
 
   private newSub(token: TokenRecord, c: Extract<NtfCommand, { type: 'SNEW' }>): Reply {
     const { store, subscriber } = this.ntf;
-    if (!parseAddress(c.relay).ok) return 'SYNTAX';
+    const address = parseAddress(c.relay);
+    if (!address.ok) return 'SYNTAX';
+    if (this.ntf.relayPolicy.refusesHost(address.value.host)) return 'RELAY';
     const notifierId = latin1(c.notifierId);
     const ntfAuthKey = latin1(c.ntfAuthKey);
     const existing = store.subOfNotifier(c.relay, notifierId);
@@ -369,6 +397,10 @@ class NtfSession implements SessionHandler {
       // Idempotent for the same token and key; a queue belongs to one token.
       if (existing.tokenId !== token.tokenId || existing.ntfAuthKey !== ntfAuthKey) return 'AUTH';
       return { type: 'IDSUB', subId: bytesOf(existing.subId) };
+    }
+    if (store.subscriptionCount(token.tokenId) >= this.ntf.creation.opts.maxSubscriptionsPerToken) {
+      this.ntf.creation.refused('SNEW', 'subscriptions_per_token');
+      return 'QUOTA';
     }
     const sub: SubRecord = { subId: this.ntf.newId(), tokenId: token.tokenId, relay: c.relay, notifierId, ntfAuthKey, status: 'NEW' };
     if (!store.createSub(sub)) return 'INTERNAL';

@@ -8,17 +8,28 @@
 // jitter, and meanwhile its ACTIVE subscriptions read as INACTIVE. Each NMSG is
 // acknowledged (NACK) only once the store has made it durable, so the relay
 // sends again whatever a dead link or a killed server lost.
+// Relay addresses come from clients: only relays with a live (not terminal)
+// subscription are dialled, only where the relay policy admits the address
+// (checked again on what a host name resolves to), and a link is closed once
+// its last live subscription goes.
 import type { Logger } from 'pino';
-import type { KeepaliveOptions, WebSocketFactory } from '../core/client.ts';
+import { parseAddress } from '../core/address.ts';
+import type { KeepaliveOptions } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import { nodeWebSocket } from '../node/websocket.ts';
 import { RelayClient, RelayCommandError, type RelayEvent } from '../relay/client.ts';
+import { guardedLookup, type AddressPolicy } from '../server/address-guard.ts';
+import { TERMINAL_SUB_STATUSES } from './protocol.ts';
 import { bytesOf, latin1 } from './store/records.ts';
 import type { NtfStore, SubRecord } from './store/store.ts';
 
 export interface SubscriberOptions {
   crypto: CryptoSuite;
   serviceKey: KeyPair;
-  webSocket: WebSocketFactory;
+  /** Which relay addresses may be dialled. */
+  policy: AddressPolicy;
+  /** A link not dialled because the policy refused its address or what its host name resolved to. */
+  onRefused?(): void;
   store: NtfStore;
   log: Logger;
   /** An NMSG for a subscription: recorded in the store before this returns. */
@@ -34,19 +45,22 @@ export interface SubscriberOptions {
   batchWindowMs?: number;
   /** NSUBs in flight per relay (below the relay's pending limit). */
   batchSize?: number;
+  /** Reconnect delay: doubles from backoffMs (250) to maxBackoffMs (30 s), with jitter; a refused relay waits the most at once. */
   backoffMs?: number;
   maxBackoffMs?: number;
 }
 
 export class RelaySubscriber {
   private readonly links = new Map<string, RelayLink>();
+  /** Relays whose link is checked for live subscriptions in the next microtask. */
+  private readonly idleChecks = new Set<string>();
   private closed = false;
 
   constructor(readonly opts: SubscriberOptions) {}
 
-  /** Connects to every relay the store has subscriptions at. */
+  /** Connects to every relay the store has live subscriptions at. */
   start(): void {
-    for (const relay of [...this.opts.store.relays()]) this.link(relay);
+    for (const relay of [...this.opts.store.relays()]) if (this.live(relay)) this.link(relay);
   }
 
   /** A new subscription: NSUB in the next batch. */
@@ -55,18 +69,29 @@ export class RelaySubscriber {
     this.link(sub.relay).queue(sub);
   }
 
-  /** A subscription the store has deleted: the relay stops notifying it (NUNS); a link left with none is closed. */
+  /** A subscription the store has deleted: the relay stops notifying it (NUNS); a link left with no live one is closed. */
   remove(sub: SubRecord): void {
     const l = this.links.get(sub.relay);
     if (!l) return;
-    const empty = () => {
-      for (const _ of this.opts.store.subsOfRelay(sub.relay)) return false;
-      return true;
-    };
-    void l.unsubscribe(bytesOf(sub.notifierId)).then(() => {
-      if (!empty() || this.links.get(sub.relay) !== l) return;
+    void l.unsubscribe(bytesOf(sub.notifierId)).then(() => this.dropIfIdle(sub.relay));
+  }
+
+  /** A subscription that is not terminal (END, DELETED, AUTH) at `relay`. */
+  private live(relay: string): boolean {
+    for (const s of this.opts.store.subsOfRelay(relay)) if (!TERMINAL_SUB_STATUSES.has(s.status)) return true;
+    return false;
+  }
+
+  /** Closes the link to `relay` once no live subscription is left there; checked once for a block of events. */
+  private dropIfIdle(relay: string): void {
+    if (this.idleChecks.has(relay)) return;
+    this.idleChecks.add(relay);
+    queueMicrotask(() => {
+      this.idleChecks.delete(relay);
+      const l = this.links.get(relay);
+      if (!l || this.live(relay)) return;
       l.close();
-      this.links.delete(sub.relay);
+      this.links.delete(relay);
       this.opts.log.info({ event: 'relay_link_closed', reason: 'no subscriptions' });
     });
   }
@@ -82,12 +107,22 @@ export class RelaySubscriber {
     return n;
   }
 
-  /** The longest time (ms) a link with subscriptions has not been up; 0 when all are. */
+  /**
+   * The longest time (ms) a link with ACTIVE subscriptions has not been up; 0
+   * when all are. A relay never subscribed at (an address a client made up,
+   * one the policy refuses) is not an outage of this server.
+   */
   longestDown(): number {
     const now = this.opts.now();
     let max = 0;
-    for (const l of this.links.values()) if (l.downSince !== undefined) max = Math.max(max, now - l.downSince);
+    for (const [relay, l] of this.links)
+      if (l.downSince !== undefined && now - l.downSince > max && this.hasActive(relay)) max = now - l.downSince;
     return max;
+  }
+
+  private hasActive(relay: string): boolean {
+    for (const s of this.opts.store.subsOfRelay(relay)) if (s.status === 'ACTIVE') return true;
+    return false;
   }
 
   /** ACTIVE subscriptions at relays that are disconnected now. */
@@ -101,7 +136,7 @@ export class RelaySubscriber {
   private link(relay: string): RelayLink {
     let l = this.links.get(relay);
     if (!l) {
-      l = new RelayLink(relay, this.opts);
+      l = new RelayLink(relay, this.opts, () => this.dropIfIdle(relay));
       this.links.set(relay, l);
       if (!this.closed) l.connect();
     }
@@ -140,6 +175,8 @@ class RelayLink {
   constructor(
     readonly relay: string,
     private readonly o: SubscriberOptions,
+    /** Some subscription went terminal: the link may have none live left. */
+    private readonly ended: () => void,
   ) {
     this.downSince = o.now();
   }
@@ -154,12 +191,20 @@ class RelayLink {
   }
 
   async connect(): Promise<void> {
-    const { log, crypto, webSocket, serviceKey, store } = this.o;
+    const { log, crypto, serviceKey, store, policy } = this.o;
     this.connecting = true;
+    // A literal is dialled without a lookup: checked here; a host name is checked on what it resolves to.
+    const address = parseAddress(this.relay);
+    let refused = !address.ok || policy.refusesHost(address.value.host);
+    const lookup = guardedLookup((host, addresses) => {
+      refused = !policy.admits(host, addresses);
+      return !refused;
+    });
     try {
+      if (refused) throw new Error('refused by the relay policy');
       const client = await RelayClient.connect(this.relay, {
         crypto,
-        webSocket,
+        webSocket: nodeWebSocket({ lookup }),
         timeoutMs: 30_000,
         ...(this.o.keepalive ? { keepalive: this.o.keepalive } : {}),
         ...(this.o.onProbe ? { onPing: this.o.onProbe } : {}),
@@ -183,22 +228,30 @@ class RelayLink {
       this.waiting = redo; // every waiting subscription is PENDING, so in `redo` already
       this.flushSoon(0);
     } catch (e) {
-      log.warn({ event: 'relay_connect_failed', err: e instanceof Error ? e.message : String(e) });
       this.client?.close();
       this.client = undefined;
       this.ready = false;
       this.connecting = false;
-      this.retry();
+      if (this.closed) return;
+      // refused: the address will not change, nor (for a while) what its name resolves to, so no quick retries
+      const retryMs = this.retry(refused);
+      if (!refused) return log.warn({ event: 'relay_connect_failed', err: e instanceof Error ? e.message : String(e), retryMs });
+      this.o.onRefused?.();
+      log.warn({ event: 'relay_refused', retryMs });
     }
   }
 
-  private retry(): void {
-    if (this.closed || this.retryTimer) return;
-    const base = Math.min(this.o.maxBackoffMs ?? 30_000, (this.o.backoffMs ?? 250) * 2 ** this.failures++);
+  /** Schedules a reconnect, at the longest delay at once with `atMost`; returns the delay (ms). */
+  private retry(atMost = false): number | undefined {
+    if (this.closed || this.retryTimer) return undefined;
+    const max = this.o.maxBackoffMs ?? 30_000;
+    const base = atMost ? max : Math.min(max, (this.o.backoffMs ?? 250) * 2 ** this.failures++);
+    const ms = Math.round(base * (0.5 + Math.random() / 2));
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.connect();
-    }, base * (0.5 + Math.random() / 2));
+    }, ms);
+    return ms;
   }
 
   private lost(client: RelayClient, why: string): void {
@@ -206,8 +259,7 @@ class RelayLink {
     this.client = undefined;
     this.ready = false;
     this.downSince ??= this.o.now();
-    this.o.log.warn({ event: 'relay_disconnected', reason: why });
-    this.retry();
+    this.o.log.warn({ event: 'relay_disconnected', reason: why, retryMs: this.retry() });
   }
 
   /** NUNS on the current connection; a link that is down has nothing to stop (see the stray NMSG case in event()). */
@@ -273,7 +325,10 @@ class RelayLink {
       results.forEach((r, i) => {
         const s = batch[i]!;
         if (r.status === 'fulfilled') return store.setSubStatus(s.subId, 'ACTIVE');
-        if (r.reason instanceof RelayCommandError && r.reason.error === 'AUTH') return store.setSubStatus(s.subId, 'AUTH');
+        if (r.reason instanceof RelayCommandError && r.reason.error === 'AUTH') {
+          store.setSubStatus(s.subId, 'AUTH');
+          return this.ended();
+        }
         this.waiting.push(s); // BUSY or connection trouble: again later
         const why = r.reason instanceof RelayCommandError ? r.reason.error : 'connection';
         retried.set(why, (retried.get(why) ?? 0) + 1);
@@ -314,6 +369,7 @@ class RelayLink {
         return;
     }
     this.o.changed();
+    this.ended();
   }
 
   async settled(): Promise<void> {

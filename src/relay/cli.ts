@@ -1,5 +1,7 @@
 // `hush relay init|start|repair`: creates a relay's identity and config, runs it, repairs its journal.
 import { nodeCrypto } from '../core/crypto/node.ts';
+import { connectionLimitsOf } from '../server/connection-limits.ts';
+import { creationPolicy } from '../server/creation.ts';
 import { readKeyFile } from '../server/identity.ts';
 import { initServer } from '../server/init.ts';
 import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
@@ -50,10 +52,9 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
       queueQuota: c.limits.queueQuota,
       maxMessageBytes: c.limits.maxMessageBytes,
       messageTtlMs: c.limits.messageTtlHours * 3600_000,
-      maxConnections: c.limits.maxConnections,
-      maxPending: c.limits.maxPending,
-      idleTimeoutMs: c.limits.idleTimeoutSeconds * 1000,
+      ...connectionLimitsOf(c.limits, c.limits.idleTimeoutSeconds),
     },
+    creation: creationPolicy(c.creation),
     log,
   });
   const running = await startWithOps(server, c.metrics, () => ({ connections: server.connections, ...store.counts() }));

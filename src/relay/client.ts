@@ -46,18 +46,32 @@ const RELAY_SPEC: ProtocolSpec<RelayCommand, RelayResponse> = {
 };
 
 export class RelayClient extends CommandClient<RelayCommand, RelayResponse> {
+  /** The relay's creation password, from the address connected to (hush://fp:password@host:port); sent in NEW only. */
+  private password: Uint8Array | undefined;
+
   static async connect(address: string | ServerAddress, opts: RelayClientOptions = {}): Promise<RelayClient> {
-    const { conn, crypto } = await CommandClient.open(RELAY_SPEC, address, opts);
-    return new RelayClient(conn, crypto, RELAY_SPEC);
+    const { conn, crypto, address: a } = await CommandClient.open(RELAY_SPEC, address, opts);
+    const client = new RelayClient(conn, crypto, RELAY_SPEC);
+    if (a.password !== undefined) client.password = new TextEncoder().encode(a.password);
+    return client;
   }
 
-  /** NEW: creates a queue; with `ntf`, notifier credentials in the same round trip. */
+  /**
+   * NEW: creates a queue; with `ntf`, notifier credentials in the same round trip.
+   * Throws RelayCommandError PASSWORD (the address has no or a wrong password) or RATE (too many NEWs: later).
+   */
   async newQueue(
     rcvAuth: KeyPair,
     rcvDhKey: Uint8Array,
     ntf?: { ntfAuthKey: Uint8Array; rcvNtfDhKey: Uint8Array },
   ): Promise<QueueIds> {
-    const cmd: RelayCommand = { type: 'NEW', rcvAuthKey: rcvAuth.publicKey, rcvDhKey, ...(ntf ? { ntf } : {}) };
+    const cmd: RelayCommand = {
+      type: 'NEW',
+      rcvAuthKey: rcvAuth.publicKey,
+      rcvDhKey,
+      ...(ntf ? { ntf } : {}),
+      ...(this.password ? { password: this.password } : {}),
+    };
     const { type: _, ...ids } = await this.expect('IDS', EMPTY, cmd, rcvAuth.privateKey);
     return ids;
   }

@@ -1,9 +1,11 @@
 // Relay configuration: <dir>/relay.json, overridden by HUSH_RELAY_* variables.
 import path from 'node:path';
 import { z } from 'zod';
+import { creationEnv, creationSchema } from '../server/creation.ts';
 import { journalStoreFields, listenerEnv, listenerSchema, loadConfig, positiveSchema as positive, type EnvMap } from '../server/config.ts';
+import { connectionLimitFields, connectionLimitsEnv } from '../server/connection-limits.ts';
 import { MAX_MESSAGE_BYTES } from './protocol.ts';
-import { DEFAULT_LIMITS } from './server.ts';
+import { DEFAULT_CREATION, DEFAULT_LIMITS } from './server.ts';
 
 export const relayConfigSchema = z
   .object({
@@ -14,12 +16,12 @@ export const relayConfigSchema = z
         queueQuota: positive.default(DEFAULT_LIMITS.queueQuota),
         maxMessageBytes: positive.max(MAX_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxMessageBytes),
         messageTtlHours: positive.default(DEFAULT_LIMITS.messageTtlMs / 3600_000),
-        maxConnections: positive.default(DEFAULT_LIMITS.maxConnections),
-        maxPending: positive.default(DEFAULT_LIMITS.maxPending),
+        ...connectionLimitFields,
         idleTimeoutSeconds: positive.default(DEFAULT_LIMITS.idleTimeoutMs / 1000),
       })
       .strict()
       .prefault({}),
+    creation: creationSchema(DEFAULT_CREATION),
   })
   .strict();
 
@@ -32,9 +34,9 @@ export const RELAY_ENV: EnvMap = {
   HUSH_RELAY_QUEUE_QUOTA: 'limits.queueQuota',
   HUSH_RELAY_MAX_MESSAGE_BYTES: 'limits.maxMessageBytes',
   HUSH_RELAY_MESSAGE_TTL_HOURS: 'limits.messageTtlHours',
-  HUSH_RELAY_MAX_CONNECTIONS: 'limits.maxConnections',
-  HUSH_RELAY_MAX_PENDING: 'limits.maxPending',
+  ...connectionLimitsEnv('HUSH_RELAY_'),
   HUSH_RELAY_IDLE_TIMEOUT_SECONDS: 'limits.idleTimeoutSeconds',
+  ...creationEnv('HUSH_RELAY_'),
 };
 
 export const relayFiles = (dir: string) => ({

@@ -1,5 +1,6 @@
 // Prometheus metrics of a relay. Counts only: no IDs, keys or sizes of single messages.
 import client from 'prom-client';
+import { ConnectionMetrics } from '../server/connection-metrics.ts';
 import type { QueueStore } from './store/store.ts';
 
 export class RelayMetrics {
@@ -14,6 +15,12 @@ export class RelayMetrics {
     name: 'hush_relay_errors_total',
     help: 'Error responses, by error',
     labelNames: ['error'],
+    registers: [this.registry],
+  });
+  readonly creationsRefused = new client.Counter({
+    name: 'hush_relay_creations_refused_total',
+    help: 'NEW refused, by reason: rate_connection, rate_address (ERR RATE), password (ERR PASSWORD)',
+    labelNames: ['reason'],
     registers: [this.registry],
   });
   readonly messagesSent = new client.Counter({
@@ -32,11 +39,8 @@ export class RelayMetrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
-  readonly connections = new client.Gauge({
-    name: 'hush_relay_connections',
-    help: 'Open client connections',
-    registers: [this.registry],
-  });
+  /** hush_relay_connections, _connections_refused_total, _backpressure_total, _buffered_bytes_max. */
+  readonly connections = new ConnectionMetrics('hush_relay', this.registry);
 
   constructor(store: QueueStore, now: () => number = Date.now) {
     const counts = () => store.counts();

@@ -4,7 +4,7 @@ import { COMMON_ERRORS } from '../core/errors.ts';
 import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
 
 export const RELAY_PROTOCOL = 'relay';
-export const RELAY_VERSIONS: [number, number] = [1, 1];
+export const RELAY_VERSIONS: [number, number] = [2, 2];
 export const RELAY_BLOCK_SIZE = 16384;
 
 /** Largest SEND body: its MSG (with seal overhead) still fits one block. */
@@ -28,7 +28,8 @@ export interface NotifierKeys {
 
 export type RelayCommand =
   // recipient (entity: recipient ID; NEW has none and is authorized by its own rcvAuthKey)
-  | { type: 'NEW'; rcvAuthKey: Uint8Array; rcvDhKey: Uint8Array; ntf?: NotifierKeys }
+  // password: the relay's creation password, if it has one (ASCII, from the relay address)
+  | { type: 'NEW'; rcvAuthKey: Uint8Array; rcvDhKey: Uint8Array; ntf?: NotifierKeys; password?: Uint8Array }
   | { type: 'SUB' }
   | { type: 'GET' }
   | { type: 'ACK'; msgId: Uint8Array }
@@ -88,6 +89,7 @@ export function encodeCommand(c: RelayCommand): Uint8Array {
     case 'NEW':
       e.short(c.rcvAuthKey).short(c.rcvDhKey).bool(c.ntf !== undefined);
       if (c.ntf) e.short(c.ntf.ntfAuthKey).short(c.ntf.rcvNtfDhKey);
+      if (c.password) e.short(c.password);
       break;
     case 'ACK':
       e.short(c.msgId);
@@ -118,7 +120,14 @@ export function decodeCommand(b: Uint8Array): Parsed<RelayCommand> {
       case 'NEW': {
         const rcvAuthKey = d.key(KEY, 'rcvAuthKey');
         const rcvDhKey = d.key(KEY, 'rcvDhKey');
-        return d.bool() ? { type, rcvAuthKey, rcvDhKey, ntf: notifierKeys(d) } : { type, rcvAuthKey, rcvDhKey };
+        const c: RelayCommand = d.bool() ? { type, rcvAuthKey, rcvDhKey, ntf: notifierKeys(d) } : { type, rcvAuthKey, rcvDhKey };
+        // An optional trailing field: absent means no password, so an empty one is not a second spelling of that.
+        if (d.remaining > 0) {
+          const password = d.short();
+          if (password.length === 0) throw new ParseError('empty password');
+          c.password = password;
+        }
+        return c;
       }
       case 'ACK':
         return { type, msgId: d.key(MSG_ID_LENGTH, 'msgId') };

@@ -4,8 +4,12 @@
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
 import { equalBytes } from '../core/encoding.ts';
-import { DEFAULT_IDLE_TIMEOUT_MS, serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { isValidPublicKey, sharedKey } from '../core/keys.ts';
+import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/connection-limits.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
+import { CreationGuard, type CreationPolicy } from '../server/creation.ts';
+import type { RateLimiter } from '../server/rate-limit.ts';
 import { RelayMetrics } from './metrics.ts';
 import {
   decodeCommand,
@@ -28,7 +32,7 @@ import {
 import { idKey, latin1Bytes } from './store/memory.ts';
 import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 
-export interface RelayLimits {
+export interface RelayLimits extends ConnectionLimits {
   /** Messages a queue may hold before SEND gets QUOTA. */
   queueQuota: number;
   /** Largest SEND body; larger gets LARGE_MSG. */
@@ -37,11 +41,6 @@ export interface RelayLimits {
   messageTtlMs: number;
   /** How long the latest NMSG is kept for an unsubscribed notifier. */
   pendingNotificationTtlMs: number;
-  maxConnections: number;
-  /** Replies a connection may have waiting before its commands get BUSY. */
-  maxPending: number;
-  /** A connection that sends nothing for this long is closed. */
-  idleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: RelayLimits = {
@@ -49,14 +48,20 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxMessageBytes: MAX_MESSAGE_BYTES,
   messageTtlMs: 21 * 24 * 3600_000,
   pendingNotificationTtlMs: 24 * 3600_000,
-  maxConnections: 10_000,
-  maxPending: 4096,
-  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  ...DEFAULT_CONNECTION_LIMITS,
+};
+
+/** NEW for anyone (no password), in bursts a messenger adding contacts needs, at a rate a flood does not get far with. */
+export const DEFAULT_CREATION: CreationPolicy = {
+  perConnection: { burst: 20, perMinute: 5 },
+  perAddress: { burst: 50, perMinute: 10 },
 };
 
 export interface RelayServerOptions extends ListenerOptions {
   store: QueueStore;
   limits?: Partial<RelayLimits>;
+  /** Who may NEW: password, rate limits (relay.json `creation`). */
+  creation?: Partial<CreationPolicy>;
   metrics?: RelayMetrics;
   now?: () => number;
   /** How often expired messages and notifications are swept. */
@@ -78,11 +83,10 @@ export class RelayServer {
   private readonly store: QueueStore;
   private readonly crypto: CryptoSuite;
   readonly now: () => number;
-  /** Answers for unknown IDs are computed against this key, so they cost what a wrong key costs. */
-  private readonly dummyKey: Uint8Array;
   readonly recipients = new Map<string, RelaySession>();
   readonly notifiers = new Map<string, RelaySession>();
   readonly services = new Map<string, RelaySession>();
+  readonly creation: CreationGuard;
   private expireTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(readonly opts: RelayServerOptions) {
@@ -93,7 +97,9 @@ export class RelayServer {
     // A larger body would make a MSG that no block can carry.
     if (this.limits.maxMessageBytes > MAX_MESSAGE_BYTES) throw new RangeError(`maxMessageBytes is at most ${MAX_MESSAGE_BYTES}`);
     this.metrics = opts.metrics ?? new RelayMetrics(opts.store, this.now);
-    this.dummyKey = opts.crypto.x25519KeyPair().publicKey;
+    this.creation = new CreationGuard({ ...DEFAULT_CREATION, ...opts.creation }, this.now, (reason) =>
+      this.metrics.creationsRefused.inc({ reason }),
+    );
     this.server = serveProtocol(SPEC, opts, {
       limits: this.limits,
       store: this.store,
@@ -160,12 +166,6 @@ export class RelayServer {
   // ---- helpers the sessions share ----
 
   newId = () => this.crypto.randomBytes(ID_LENGTH);
-
-  /** Answer for an unknown ID, after the work a wrong key would cost: no existence oracle. */
-  unknownEntity(session: Session, t: Transmission): 'AUTH' {
-    session.verify(t, this.dummyKey);
-    return 'AUTH';
-  }
 
   sealMessage(q: QueueRecord, m: StoredMessage): RelayResponse {
     // Re-encrypted for the recipient, so delivered bytes share nothing with sent bytes.
@@ -240,6 +240,8 @@ class RelaySession implements SessionHandler {
   readonly inFlight = new Map<string, string[]>();
   readonly ntfSubs = new Set<string>();
   serviceId: Uint8Array | undefined;
+  /** This connection's NEW budget, made at its first NEW. */
+  private creations: RateLimiter | undefined;
 
   constructor(
     private readonly relay: RelayServer,
@@ -279,15 +281,21 @@ class RelaySession implements SessionHandler {
         if (t.entityId.length > 0) return 'HAS_ENTITY';
         if (t.auth.length > 0) return 'HAS_AUTH';
         return { type: 'PONG' };
-      case 'NEW':
+      case 'NEW': {
         if (t.entityId.length > 0) return 'HAS_ENTITY';
         if (t.auth.length === 0) return 'NO_AUTH';
-        if (!s.verify(t, c.rcvAuthKey)) return 'AUTH';
+        if (![c.rcvAuthKey, c.rcvDhKey, ...(c.ntf ? [c.ntf.ntfAuthKey, c.ntf.rcvNtfDhKey] : [])].every(isValidPublicKey)) return 'KEY';
+        // Before the key agreement of verify: a refused NEW costs the relay little.
+        const refused = this.relay.creation.check((this.creations ??= this.relay.creation.connectionBudget()), s.address, c.password);
+        if (refused) return refused;
+        if (!s.verify(t, c.rcvAuthKey, 'NEW')) return 'AUTH';
         return this.newQueue(c);
+      }
       case 'NSUBS':
         if (t.entityId.length > 0) return 'HAS_ENTITY';
         if (t.auth.length === 0) return 'NO_AUTH';
-        if (!s.verify(t, c.serviceKey)) return 'AUTH';
+        if (!isValidPublicKey(c.serviceKey)) return 'KEY';
+        if (!s.verify(t, c.serviceKey, 'NSUBS')) return 'AUTH';
         return this.subscribeService(this.relay.opts.crypto.sha256(c.serviceKey));
       case 'SEND':
         return this.send(t, c);
@@ -298,28 +306,27 @@ class RelaySession implements SessionHandler {
         if (t.entityId.length === 0) return 'NO_ENTITY';
         if (t.auth.length === 0) return 'NO_AUTH';
         const q = this.relay.opts.store.byNotifier(t.entityId);
-        if (!q) return this.relay.unknownEntity(s, t);
-        return s.verify(t, q.notifier!.ntfAuthKey) ? this.subscribeNotifier(q) : 'AUTH';
+        // An unknown ID is checked alike (against no key) and fails: no existence oracle.
+        return s.verify(t, q?.notifier!.ntfAuthKey, 'notifier') && q ? this.subscribeNotifier(q) : 'AUTH';
       }
     }
     // Recipient commands.
     if (t.entityId.length === 0) return 'NO_ENTITY';
     if (t.auth.length === 0) return 'NO_AUTH';
     const q = this.relay.opts.store.byRecipient(t.entityId);
-    if (!q) return this.relay.unknownEntity(s, t);
-    if (!s.verify(t, q.rcvAuthKey)) return 'AUTH';
+    if (!s.verify(t, q?.rcvAuthKey, 'recipient') || !q) return 'AUTH';
     return this.recipient(q, c);
   }
 
   private newQueue(c: Extract<RelayCommand, { type: 'NEW' }>): Reply {
     const { crypto, store } = this.relay.opts;
     const queueDh = crypto.x25519KeyPair();
-    const rcvDhSecret = crypto.x25519(queueDh.privateKey, c.rcvDhKey);
-    if (!rcvDhSecret) return 'SYNTAX';
+    const rcvDhSecret = sharedKey(crypto, queueDh.privateKey, c.rcvDhKey, 'relay recipient');
+    if (!rcvDhSecret) return 'KEY';
     let ntf: { record: NonNullable<QueueRecord['notifier']>; srvNtfDhKey: Uint8Array } | undefined;
     if (c.ntf) {
       ntf = this.notifierKeys(c.ntf.ntfAuthKey, c.ntf.rcvNtfDhKey);
-      if (!ntf) return 'SYNTAX';
+      if (!ntf) return 'KEY';
     }
     for (let attempt = 0; attempt < 3; attempt++) {
       const q: QueueRecord = {
@@ -344,8 +351,9 @@ class RelaySession implements SessionHandler {
 
   private notifierKeys(ntfAuthKey: Uint8Array, rcvNtfDhKey: Uint8Array) {
     const { crypto } = this.relay.opts;
+    if (!isValidPublicKey(ntfAuthKey)) return undefined;
     const dh = crypto.x25519KeyPair();
-    const rcvNtfDhSecret = crypto.x25519(dh.privateKey, rcvNtfDhKey);
+    const rcvNtfDhSecret = sharedKey(crypto, dh.privateKey, rcvNtfDhKey, 'relay notifier');
     if (!rcvNtfDhSecret) return undefined;
     return { record: { notifierId: this.relay.newId(), ntfAuthKey, rcvNtfDhSecret }, srvNtfDhKey: dh.publicKey };
   }
@@ -384,12 +392,13 @@ class RelaySession implements SessionHandler {
         return acked ? { type: 'OK' } : 'NO_MSG';
       }
       case 'KEY':
+        if (!isValidPublicKey(c.sndAuthKey)) return 'KEY';
         if (q.sndAuthKey) return equalBytes(q.sndAuthKey, c.sndAuthKey) ? { type: 'OK' } : 'AUTH';
         store.secureQueue(q.rcvId, c.sndAuthKey);
         return { type: 'OK' };
       case 'NKEY': {
         const ntf = this.notifierKeys(c.ntfAuthKey, c.rcvNtfDhKey);
-        if (!ntf) return 'SYNTAX';
+        if (!ntf) return 'KEY';
         this.relay.dropNotifier(q);
         if (!store.setNotifier(q.rcvId, ntf.record)) return 'INTERNAL';
         return { type: 'NID', notifierId: ntf.record.notifierId, srvNtfDhKey: ntf.srvNtfDhKey };
@@ -424,11 +433,11 @@ class RelaySession implements SessionHandler {
     const { store, crypto } = this.relay.opts;
     if (t.entityId.length === 0) return 'NO_ENTITY';
     const q = store.bySender(t.entityId);
-    if (!q) return this.relay.unknownEntity(this.session, t);
     // Until KEY secures the queue only an unauthenticated SEND is accepted; after, only the sender key.
-    if (!q.sndAuthKey && t.auth.length > 0) return this.relay.unknownEntity(this.session, t); // same cost as a wrong key
-    if (q.sndAuthKey && !this.session.verify(t, q.sndAuthKey)) return 'AUTH';
-    if (q.suspended) return 'AUTH';
+    // An unknown ID, or an authenticator on an unsecured queue, is checked alike (against no key) and fails.
+    const open = q !== undefined && !q.sndAuthKey && t.auth.length === 0;
+    if (!open && !this.session.verify(t, q?.sndAuthKey, 'sender')) return 'AUTH';
+    if (!q || q.suspended) return 'AUTH';
     if (c.body.length > this.relay.limits.maxMessageBytes) return 'LARGE_MSG';
     if (store.messageCount(q.rcvId) >= this.relay.limits.queueQuota) return 'QUOTA';
     const m: StoredMessage = { msgId: crypto.randomBytes(MSG_ID_LENGTH), ts: this.relay.now(), notify: c.notify, body: c.body.slice() };

@@ -2,6 +2,7 @@
 // invitation, end-to-end encrypted messages, the notification lifecycle and
 // the push handler. Runtime-neutral: the store, the WebSocket and the crypto
 // come through seams (src/sdk/node.ts fills them for Node).
+import { publicAddress } from '../core/address.ts';
 import { ConnectionError, type KeepaliveOptions, type WebSocketFactory } from '../core/client.ts';
 import { nobleCrypto } from '../core/crypto/noble.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
@@ -41,9 +42,15 @@ export interface HushClientOptions {
   store: ClientStore;
   /** close() closes the store too (it was opened for this client). Default: the store stays open. */
   closeStore?: boolean;
-  /** Relays to make this client's receive queues on (pinned addresses); one is picked per contact. */
+  /**
+   * Relays to make this client's receive queues on (pinned addresses); one is picked per contact.
+   * A relay's creation password goes in its address (hush://fp:password@host:port): sent in NEW, never handed to contacts.
+   */
   relays: string[];
-  /** The notification server for the device token (pinned address); none: no notifications. */
+  /**
+   * The notification server for the device token (pinned address); none: no notifications.
+   * Its creation password, if it has one, goes in the address: sent in TNEW, not kept with the token.
+   */
   ntfServer?: string;
   /** The user's display name, sent to contacts when connecting. Stored; later opens may omit it. */
   name?: string;
@@ -112,11 +119,15 @@ export class HushClient extends Emitter<HushEvents> {
       ...(opts.webSocket ? { webSocket: opts.webSocket } : {}),
       ...(opts.keepalive !== undefined ? { keepalive: opts.keepalive } : {}),
     };
+    // Connections and records know a relay by its public address; the connection gets the password.
+    const withPassword = new Map(opts.relays.map((a) => [publicAddress(a), a]));
+    // The same for the notification server (its password goes in TNEW).
+    const ntfServer = opts.ntfServer === undefined ? undefined : publicAddress(opts.ntfServer);
     this.ctx = {
       crypto,
       store: opts.store,
       relays: new ConnectionPool((address, onClose) =>
-        RelayClient.connect(address, {
+        RelayClient.connect(withPassword.get(address) ?? address, {
           ...common,
           onEvent: (e) => this.onRelayEvent(address, e),
           onClose: () => {
@@ -125,9 +136,11 @@ export class HushClient extends Emitter<HushEvents> {
           },
         }),
       ),
-      ntf: new ConnectionPool((address, onClose) => NtfClient.connect(address, { ...common, onClose })),
-      relayAddresses: opts.relays,
-      ntfServer: opts.ntfServer,
+      ntf: new ConnectionPool((address, onClose) =>
+        NtfClient.connect(address === ntfServer ? opts.ntfServer! : address, { ...common, onClose }),
+      ),
+      relayAddresses: [...withPassword.keys()],
+      ntfServer,
       settings,
       token,
       contacts,

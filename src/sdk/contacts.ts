@@ -12,6 +12,7 @@
 // acknowledged: a crash in between means a redelivery, which the ratchet (and
 // the list of recently seen message IDs) recognizes and drops.
 import { parseAddress } from '../core/address.ts';
+import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import { CommandError } from '../core/command-client.ts';
 import { openMessage, type RelayClient } from '../relay/client.ts';
 import { b64, save, type Context } from './context.ts';
@@ -31,8 +32,8 @@ export type ChatEvent =
 const SEEN = 64;
 
 export class ContactError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'ContactError';
   }
 }
@@ -43,14 +44,23 @@ function pickRelay(ctx: Context): string {
   return list[Math.floor(Math.random() * list.length)]!;
 }
 
+/** What a relay's refusal of NEW means to the user; the CommandError stays the cause. */
+const NEW_REFUSED: Record<string, string> = {
+  PASSWORD: 'the relay needs a creation password: the one in its address is missing or wrong',
+  RATE: 'the relay refuses new queues from here for now: try again later',
+};
+
 /** A new receive queue on one of my relays, and the contact record around it. */
 async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<Contact> {
   const { crypto } = ctx;
   const relay = pickRelay(ctx);
   const rcvAuth = crypto.x25519KeyPair();
   const rcvDh = crypto.x25519KeyPair();
-  const ids = await ctx.relays.with(relay, (c) => c.newQueue(rcvAuth, rcvDh.publicKey));
-  const rcvDhSecret = crypto.x25519(rcvDh.privateKey, ids.srvDhKey);
+  const ids = await ctx.relays.with(relay, (c) => c.newQueue(rcvAuth, rcvDh.publicKey)).catch((e: unknown) => {
+    const refused = e instanceof CommandError ? NEW_REFUSED[e.error] : undefined;
+    throw refused ? new ContactError(refused, { cause: e }) : e;
+  });
+  const rcvDhSecret = sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient');
   if (!rcvDhSecret) throw new ContactError('the relay sent a bad key');
   return {
     id: b64(crypto.randomBytes(12)),
@@ -151,7 +161,7 @@ export async function receive(
     contact.state === 'invited'
       ? env.value.firstKey && initRatchet(ctx.crypto, 'inviter', contact.e2e.key, env.value.firstKey)
       : contact.e2e.ratchet;
-  if (!ratchet) return drop('no key to open it with');
+  if (!ratchet) return drop(contact.state === 'invited' && env.value.firstKey ? 'the first message carries a bad key' : 'no key to open it with');
   const d = decrypt(ctx.crypto, ratchet, env.value);
   if (!d.ok) {
     if (d.error !== 'duplicate') return drop(d.error);
@@ -164,6 +174,8 @@ export async function receive(
   const c = content.ok ? content.value : undefined;
   if (c?.type === 'hello' && contact.state === 'invited') {
     if (!parseAddress(c.replyRelay).ok) return drop('the hello names no valid relay');
+    // A key of small order would secure my queue with a key whose authenticators anyone can make.
+    if (!isValidPublicKey(c.sndAuthKey)) return drop('the hello carries a bad sender key');
     // Secure my queue with the acceptor's key, then send the ready on its queue;
     // only once both are done does the contact change and get stored. A failure
     // or a crash leaves the hello unacknowledged, to be handled again from the

@@ -10,8 +10,9 @@
 //
 // Every envelope is exactly E2E_BODY_SIZE bytes, whatever it holds, so the
 // relay (which stores what the sender SENDs) learns nothing from lengths.
-import { Decoder, Encoder, padTo, parse, ParseError, unpad, type Parsed } from '../core/encoding.ts';
+import { concat, Decoder, Encoder, padTo, parse, ParseError, unpad, type Parsed } from '../core/encoding.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import { sharedKey } from '../core/keys.ts';
 import { MAX_MESSAGE_BYTES } from '../relay/protocol.ts';
 
 export const E2E_VERSION = 1;
@@ -28,7 +29,6 @@ const NEXT_HEADER = 2 + 4;
 /** Largest plain content of an envelope (the smaller, first-message one). */
 export const MAX_CONTENT_BYTES = E2E_BODY_SIZE - FIRST_HEADER - TAG - 4;
 
-const ROOT_SALT = new TextEncoder().encode('hush e2e v1');
 const MESSAGE_INFO = new TextEncoder().encode('hush e2e message');
 
 export interface Ratchet {
@@ -44,15 +44,11 @@ export interface Ratchet {
 
 export type Role = 'inviter' | 'acceptor';
 
-/** Both sides' chains from the shared secret; undefined for a bad peer key. */
+/** Both sides' chains from the shared secret, bound to both public keys; undefined for a bad peer key (small order). */
 export function initRatchet(crypto: CryptoSuite, role: Role, mine: KeyPair, theirs: Uint8Array): Ratchet | undefined {
-  const dh = crypto.x25519(mine.privateKey, theirs);
-  if (!dh) return undefined;
   const [inviterKey, acceptorKey] = role === 'inviter' ? [mine.publicKey, theirs] : [theirs, mine.publicKey];
-  const info = new Uint8Array(64);
-  info.set(inviterKey);
-  info.set(acceptorKey, 32);
-  const okm = crypto.hkdfSha256(dh, ROOT_SALT, info, 64);
+  const okm = sharedKey(crypto, mine.privateKey, theirs, 'e2e', { context: concat(inviterKey, acceptorKey), length: 64 });
+  if (!okm) return undefined;
   const toAcceptor = okm.slice(0, 32);
   const toInviter = okm.slice(32);
   return role === 'inviter'

@@ -7,6 +7,7 @@
 // Commands of one kind are issued together in one tick, so the protocol client
 // packs them into as few blocks as fit: NKEYs per relay, SNEWs per server.
 import { CommandError } from '../core/command-client.ts';
+import { sharedKey } from '../core/keys.ts';
 import type { DeviceToken, TokenStatus } from '../ntf/protocol.ts';
 import { TERMINAL_SUB_STATUSES } from '../ntf/protocol.ts';
 import { b64, save, type Context } from './context.ts';
@@ -148,7 +149,7 @@ export class Notifications {
     }
     // TNEW, or TNEW again with the same keys: the server pushes the code again.
     const { tokenId, srvDhKey } = await this.withNtf((c) => c.registerToken(device, t!.tknAuth, t!.tknDh.publicKey));
-    const secret = ctx.crypto.x25519(t.tknDh.privateKey, srvDhKey);
+    const secret = sharedKey(ctx.crypto, t.tknDh.privateKey, srvDhKey, 'ntf token');
     if (!secret) throw new Error('the notification server sent a bad key');
     t.tokenId = tokenId;
     t.secret = secret;
@@ -235,7 +236,7 @@ export class Notifications {
             const ntfAuth = ctx.crypto.x25519KeyPair();
             const ntfDh = ctx.crypto.x25519KeyPair();
             const ids = await r.enableNotifications(c.rcv.rcvId, c.rcv.rcvAuth.privateKey, ntfAuth.publicKey, ntfDh.publicKey);
-            const rcvNtfDhSecret = ctx.crypto.x25519(ntfDh.privateKey, ids.srvNtfDhKey);
+            const rcvNtfDhSecret = sharedKey(ctx.crypto, ntfDh.privateKey, ids.srvNtfDhKey, 'relay notifier');
             if (!rcvNtfDhSecret) throw new Error('the relay sent a bad key');
             return { notifierId: ids.notifierId, ntfAuth, rcvNtfDhSecret };
           },

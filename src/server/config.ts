@@ -58,6 +58,8 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
 // Schema pieces every server's config shares.
 export const portSchema = z.coerce.number().int().min(0).max(65535);
 export const positiveSchema = z.coerce.number().int().positive();
+/** A count where 0 means "no limit". */
+export const nonNegativeSchema = z.coerce.number().int().min(0);
 /** A boolean, also from the env strings "true" and "false". */
 export const boolSchema = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 

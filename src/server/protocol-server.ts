@@ -1,5 +1,5 @@
 // WebSocket server shared by every Hush protocol: handshake, block encryption,
-// batching of replies, connection and pending-command limits. A protocol plugs
+// batching of replies, connection limits and backpressure. A protocol plugs
 // in a handler per session; the handler works synchronously on in-memory state
 // and the server holds every reply until `barrier()` (the store's durability
 // flush) resolves, so nothing is acknowledged before it is safe on disk.
@@ -17,6 +17,7 @@ import {
   fingerprintMatches,
   signServerHello,
 } from '../core/handshake.ts';
+import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import {
   decodeTransmission,
   encodeUnauthenticated,
@@ -24,6 +25,8 @@ import {
   type Transmission,
 } from '../core/transmission.ts';
 import type { Logger } from 'pino';
+import { capConnectionsPerAddress, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.ts';
+import type { ConnectionMetrics } from './connection-metrics.ts';
 
 /** WebSocket close codes Hush servers use. */
 export const CLOSE = {
@@ -35,6 +38,7 @@ export const CLOSE = {
   BUSY: 4005,
   INTERNAL: 4006,
   IDLE: 4007,
+  SLOW: 4008, // the client does not read what it is sent
 } as const;
 
 export interface SessionHandler {
@@ -67,23 +71,19 @@ export interface ListenerOptions {
 }
 
 export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
-  maxConnections: number;
-  /** Replies a session may have waiting before new commands get BUSY. */
-  maxPending: number;
-  handshakeTimeoutMs?: number;
-  /** A session that sends nothing for this long is closed (clients PING quiet links well within it). */
-  idleTimeoutMs?: number;
+  /** Unset ones: DEFAULT_CONNECTION_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
   barrier: () => Promise<void> | void;
   handler: (session: Session) => SessionHandler;
-  onConnections?: (n: number) => void;
+  metrics?: ConnectionMetrics;
 }
 
 /** What a Hush server (relay, NTF) plugs into its ProtocolServer. */
 export interface ServerParts {
-  limits: { maxConnections: number; maxPending: number; idleTimeoutMs?: number };
+  limits: Partial<ConnectionLimits>;
   /** Replies wait for its flush: nothing is acknowledged before it is durable. */
   store: { flush(): Promise<void> | void };
-  metrics: { connections: { set(n: number): void } };
+  metrics: { connections: ConnectionMetrics };
   handler: (session: Session) => SessionHandler;
 }
 
@@ -99,17 +99,12 @@ export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts
     ...(publicHost !== undefined ? { publicHost } : {}),
     ...(tls ? { tls } : {}),
     log,
-    maxConnections: parts.limits.maxConnections,
-    maxPending: parts.limits.maxPending,
-    ...(parts.limits.idleTimeoutMs !== undefined ? { idleTimeoutMs: parts.limits.idleTimeoutMs } : {}),
+    limits: parts.limits,
     barrier: () => parts.store.flush(),
     handler: parts.handler,
-    onConnections: (n) => parts.metrics.connections.set(n),
+    metrics: parts.metrics.connections,
   });
 }
-
-/** Clients PING after 10 s of quiet; a browser tab in the background may fire timers only once a minute. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
 let sessionCounter = 0;
 
@@ -118,6 +113,23 @@ export class Session {
   readonly n = ++sessionCounter;
   handler!: SessionHandler;
   private outbox: Uint8Array[] = [];
+  /** What the replies queued or waiting for the store will cost sealed (cost()), not yet given to the socket. */
+  private held = 0;
+  /** Transmissions received and not yet run (from `next` on): the rest of a block while the client is not reading. */
+  private inbox: Uint8Array[] = [];
+  private next = 0;
+  /** Runs while the socket is paused: closes a session that stays over the cap too long. */
+  private slowTimer: ReturnType<typeof setTimeout> | undefined;
+  /** An event would have taken it past twice the cap (and `burst`): the next flush closes it. */
+  private overflowed = false;
+  /** While its own transmissions run: what they produce is bounded by the pause, not by `overflowed`. */
+  private running = false;
+  /**
+   * How far its own commands took the outbound bytes past the cap (a SUB's
+   * delivery window, an NSUBS's kept NMSGs), until it is down to half the cap:
+   * events from others may add up to twice the cap on top of that.
+   */
+  private burst = 0;
   private readonly authKeys = new Map<string, Uint8Array>();
   closed = false;
   /** When the last block arrived (ms). */
@@ -138,30 +150,57 @@ export class Session {
   }
 
   /**
-   * True if `t` carries a valid authenticator for `publicKey` on this session.
-   * The X25519 secret is computed once per key and session, then an HMAC per
-   * command: cheap on the hot path, and useless on any other connection.
+   * True if `t` carries a valid authenticator for `publicKey` on this session;
+   * `publicKey` undefined: `t`'s entity is unknown. The key is derived once per
+   * (scope, entity ID, key) and session, then an HMAC per command: cheap on the
+   * hot path, and useless on any other connection. An unknown entity, or a key
+   * of small order, is checked alike against a stand-in (this session's own
+   * public key, a valid point) and fails: every new ID costs one X25519, known
+   * or not, on a fresh session as on a warm one. `scope` names the kind of ID
+   * (recipient, sender...): one ID probed as two kinds costs two either way.
    */
-  verify(t: Transmission, publicKey: Uint8Array): boolean {
-    const id = keyId(publicKey);
+  verify(t: Transmission, publicKey: Uint8Array | undefined, scope: string): boolean {
+    const known = publicKey !== undefined && isValidPublicKey(publicKey);
+    const key = known ? publicKey : this.sessionKey.publicKey;
+    const id = `${scope}\0${keyId(t.entityId)}${keyId(key)}`;
     let k = this.authKeys.get(id);
     if (!k) {
-      k = this.server.crypto.x25519(this.sessionKey.privateKey, publicKey) ?? new Uint8Array(32);
-      if (this.authKeys.size >= 100_000) this.authKeys.clear();
+      const { crypto } = this.server;
+      // Should X25519 refuse a point the check let through, a random key keeps the work and the failure: never a zero key.
+      k = sharedKey(crypto, this.sessionKey.privateKey, key, 'auth', { version: this.version }) ?? crypto.randomBytes(32);
+      // Bounded per session (part of its memory bound): the oldest key goes first.
+      if (this.authKeys.size >= AUTH_KEY_CACHE) this.authKeys.delete(this.authKeys.keys().next().value!);
       this.authKeys.set(id, k);
     }
-    return verifyAuthenticator(this.server.crypto, k, this.sessionId, t);
+    return verifyAuthenticator(this.server.crypto, k, this.sessionId, t) && known;
   }
 
   /** Queues a reply (corrId set) or an event (empty corrId). */
   send(corrId: Uint8Array, entityId: Uint8Array, command: Uint8Array): void {
-    if (this.closed) return;
-    this.outbox.push(encodeUnauthenticated(corrId, entityId, command));
+    if (this.closed || this.overflowed) return;
+    const item = encodeUnauthenticated(corrId, entityId, command);
+    // Events from others come whether this client reads or not: past twice the cap
+    // it is closed, by the flush (a handler may be iterating its sessions now).
+    if (!this.running && this.buffered + this.cost(item) > 2 * this.server.limits.maxBufferedBytes + this.burst) this.overflowed = true;
+    else {
+      this.outbox.push(item);
+      this.held += this.cost(item);
+    }
     this.server.markDirty(this);
   }
 
-  get pending(): number {
-    return this.outbox.length;
+  /**
+   * At most what a reply adds to the sealed blocks: twice its size with its
+   * length prefix, and a block at most. Any two blocks in a row carry more
+   * than a block's content, so a batch seals to less than its costs and a block.
+   */
+  private cost(item: Uint8Array): number {
+    return Math.min(this.cipherOut.blockSize, 2 * (item.length + 2));
+  }
+
+  /** Outbound bytes: sealed blocks the socket has not sent, and what the replies not yet sealed will cost. */
+  get buffered(): number {
+    return this.ws.bufferedAmount + this.held;
   }
 
   takeOutbox(): Uint8Array[] {
@@ -172,7 +211,10 @@ export class Session {
 
   writeBlocks(items: Uint8Array[]): void {
     if (this.closed) return;
-    for (const batch of groupBlocks(items, this.cipherOut.contentSize)) this.ws.send(this.cipherOut.sealItems(batch));
+    for (const item of items) this.held -= this.cost(item);
+    if (this.overflowed) return this.slow('over twice maxBufferedBytes');
+    for (const batch of groupBlocks(items, this.cipherOut.contentSize)) this.ws.send(this.cipherOut.sealItems(batch), this.sent);
+    this.sent();
   }
 
   receive(data: Uint8Array): void {
@@ -185,16 +227,61 @@ export class Session {
     if (!content) return this.close(CLOSE.PROTOCOL, 'bad block');
     const items = decodeBlock(content);
     if (!items.ok) return this.close(CLOSE.PROTOCOL, `bad block: ${items.error}`);
-    for (const item of items.value) {
-      const t = decodeTransmission(item);
-      if (this.outbox.length >= this.server.opts.maxPending) {
-        if (this.outbox.length >= 2 * this.server.opts.maxPending) return this.close(CLOSE.BUSY, 'too many pending commands');
-        this.send(t.ok ? t.value.corrId : EMPTY, t.ok ? t.value.entityId : EMPTY, this.server.opts.busyReply);
-        continue;
+    for (const item of items.value) this.inbox.push(item);
+    this.run();
+  }
+
+  /**
+   * Runs the received transmissions in order while the client reads what it
+   * is sent. At maxBufferedBytes the rest wait and the socket is not read
+   * until the client has caught up: a 70-byte GET answered by a 16 KB MSG
+   * cannot make the server buffer more than the client takes.
+   */
+  private run(): void {
+    const { maxPending, maxBufferedBytes } = this.server.limits;
+    this.running = true;
+    try {
+      while (this.next < this.inbox.length && !this.closed) {
+        if (this.buffered >= maxBufferedBytes) return this.pause();
+        const item = this.inbox[this.next++]!;
+        const t = decodeTransmission(item);
+        if (this.outbox.length >= maxPending) {
+          if (this.outbox.length >= 2 * maxPending) return this.close(CLOSE.BUSY, 'too many pending commands');
+          this.send(t.ok ? t.value.corrId : EMPTY, t.ok ? t.value.entityId : EMPTY, this.server.opts.busyReply);
+          continue;
+        }
+        if (t.ok) this.handler.transmission(t.value);
+        else this.handler.malformed(corrIdOf(item), t.error);
+        this.burst = Math.max(this.burst, this.buffered - maxBufferedBytes);
       }
-      if (t.ok) this.handler.transmission(t.value);
-      else this.handler.malformed(corrIdOf(item), t.error);
+    } finally {
+      this.running = false;
     }
+    this.inbox = [];
+    this.next = 0;
+  }
+
+  private pause(): void {
+    if (this.slowTimer) return;
+    this.ws.pause();
+    this.server.backpressure('paused');
+    this.slowTimer = setTimeout(() => this.slow('over maxBufferedBytes too long'), this.server.limits.bufferedTimeoutMs);
+  }
+
+  /** After the socket took data: once the client has read down to half the cap, it is read again. */
+  private readonly sent = (): void => {
+    if (this.closed || this.buffered > this.server.limits.maxBufferedBytes / 2) return;
+    this.burst = 0;
+    if (!this.slowTimer) return;
+    clearTimeout(this.slowTimer);
+    this.slowTimer = undefined;
+    this.ws.resume();
+    this.run();
+  };
+
+  private slow(why: string): void {
+    this.server.backpressure('closed', { session: this.n, why, bytes: this.buffered });
+    this.close(CLOSE.SLOW, 'client not reading');
   }
 
   close(code: number, reason: string): void {
@@ -207,11 +294,19 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     this.outbox = [];
+    this.inbox = [];
+    if (this.slowTimer) {
+      clearTimeout(this.slowTimer);
+      // Read again, or the client's answer to the close frame would never be seen.
+      this.ws.resume();
+    }
     this.server.sessionClosed(this);
   }
 }
 
 const EMPTY = new Uint8Array(0);
+/** Authenticator keys a session keeps: ~250 bytes each, and one X25519 to make again. */
+const AUTH_KEY_CACHE = 1024;
 const keyId = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 
 /** Best-effort corrId of an undecodable transmission, so the client can match the error. */
@@ -242,22 +337,38 @@ export class ProtocolServer {
   private readonly http: http.Server;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<Session>();
-  private handshaking = 0;
+  /** WebSockets within maxConnections, from accept (handshake included) until their socket has closed. */
+  private admitted = 0;
   private dirty = new Set<Session>();
   private flushScheduled = false;
   private flushing: Promise<void> = Promise.resolve();
   private idleTimer: ReturnType<typeof setInterval> | undefined;
-  private readonly idleTimeoutMs: number;
+  readonly limits: ConnectionLimits;
+  private readonly refusalLogged = new Map<string, number>();
   /** The address clients use (hush://fingerprint@publicHost:port), set by listen(). */
   address = '';
 
   constructor(readonly opts: ProtocolServerOptions) {
     this.crypto = opts.crypto;
-    this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    this.http = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
+    const limits = (this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits });
+    // A reply must fit under the cap, or every one would close its session.
+    if (limits.maxBufferedBytes < opts.blockSize) throw new RangeError(`maxBufferedBytes is at least a block (${opts.blockSize})`);
+    // Slowloris: the upgrade request, trickled or not, must be complete within the
+    // handshake timeout (Node checks it every connectionsCheckingInterval).
+    const t = limits.handshakeTimeoutMs;
+    const timeouts = { headersTimeout: t, requestTimeout: t, connectionsCheckingInterval: Math.min(1000, Math.max(10, t / 4)) };
+    this.http = opts.tls
+      ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: t, ...timeouts })
+      : http.createServer(timeouts);
+    capConnectionsPerAddress(this.http, limits.maxConnectionsPerAddress, () => this.refused('address'));
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code !== 'ECONNRESET') this.refused('http');
+      socket.destroy();
+    });
     this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
     this.wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? ''));
+    opts.metrics?.bind(() => this.largestBuffered());
   }
 
   async listen(): Promise<number> {
@@ -265,7 +376,7 @@ export class ProtocolServer {
       this.http.once('error', reject);
       this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
     });
-    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(this.idleTimeoutMs / 4, 10));
+    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(this.limits.idleTimeoutMs / 4, 10));
     this.idleTimer.unref();
     this.address = formatAddress({
       fingerprint: fingerprintOf(this.crypto, this.opts.identity.publicKey),
@@ -276,32 +387,56 @@ export class ProtocolServer {
     return port;
   }
 
+  /** Connections within maxConnections: in the handshake, in session, or closing. */
   get connections(): number {
-    return this.sessions.size + this.handshaking;
+    return this.admitted;
+  }
+
+  /** The outbound bytes of the session that has the most (a gauge for operators and the abuse benchmark). */
+  largestBuffered(): number {
+    let max = 0;
+    for (const s of this.sessions) max = Math.max(max, s.buffered);
+    return max;
+  }
+
+  /** Counts a refused connection; logs each reason at most once a minute (a flood must not flood the log). */
+  private refused(reason: 'limit' | 'address' | 'http' | 'handshake'): void {
+    this.opts.metrics?.refused.inc({ reason });
+    const now = Date.now();
+    if (now - (this.refusalLogged.get(reason) ?? -Infinity) < 60_000) return;
+    this.refusalLogged.set(reason, now);
+    this.opts.log.warn({ event: 'connection_refused', reason, hint: 'counted in the connections_refused_total metric; logged once a minute' });
+  }
+
+  /** A session over its outbound cap: paused (reads stop), or closed 4008. */
+  backpressure(event: 'paused' | 'closed', details?: Record<string, unknown>): void {
+    this.opts.metrics?.backpressure.inc({ event });
+    if (event === 'closed') this.opts.log.info({ event: 'slow_client_closed', ...details });
   }
 
   private accept(ws: WebSocket, address: string): void {
-    const { crypto, blockSize, log } = this.opts;
-    if (this.connections >= this.opts.maxConnections) {
-      log.warn({ event: 'connection_refused', reason: 'limit' });
+    const { crypto, blockSize } = this.opts;
+    ws.on('error', () => {});
+    if (this.admitted >= this.limits.maxConnections) {
+      this.refused('limit');
       ws.close(CLOSE.CONNECTIONS, 'too many connections');
       return;
     }
-    this.handshaking++;
+    this.admitted++;
     let done = false;
     const finish = () => {
-      if (!done) {
-        done = true;
-        this.handshaking--;
-        clearTimeout(timer);
-      }
+      done = true;
+      clearTimeout(timer);
     };
     const timer = setTimeout(() => {
       finish();
+      this.refused('handshake');
       ws.close(CLOSE.HANDSHAKE_TIMEOUT, 'handshake timeout');
-    }, this.opts.handshakeTimeoutMs ?? 10_000);
-    ws.on('error', () => {});
-    ws.once('close', finish);
+    }, this.limits.handshakeTimeoutMs);
+    ws.once('close', () => {
+      finish();
+      this.admitted--;
+    });
     const sessionKey = crypto.x25519KeyPair();
     const sessionId = crypto.randomBytes(32);
     const hello = signServerHello(crypto, this.opts.identity.privateKey, {
@@ -325,9 +460,8 @@ export class ProtocolServer {
         return ws.close(CLOSE.VERSION, 'unsupported version');
       if (!fingerprintMatches(crypto, this.opts.identity.publicKey, fingerprint))
         return ws.close(CLOSE.IDENTITY, 'identity mismatch');
-      const dh = crypto.x25519(sessionKey.privateKey, clientKey);
-      if (!dh) return ws.close(CLOSE.PROTOCOL, 'bad client key');
-      const keys = deriveBlockKeys(crypto, dh, sessionId);
+      const keys = deriveBlockKeys(crypto, sessionKey.privateKey, clientKey, sessionId, version);
+      if (!keys) return ws.close(CLOSE.PROTOCOL, 'bad client key');
       const session = new Session(
         this,
         ws,
@@ -340,7 +474,7 @@ export class ProtocolServer {
       );
       session.handler = this.opts.handler(session);
       this.sessions.add(session);
-      this.opts.onConnections?.(this.sessions.size);
+      this.opts.metrics?.open.set(this.sessions.size);
       ws.on('message', (msg, binary) => {
         if (!binary) return session.close(CLOSE.PROTOCOL, 'text frame');
         session.receive(toU8(msg));
@@ -351,7 +485,7 @@ export class ProtocolServer {
 
   /** Closes sessions that sent nothing for idleTimeoutMs: a peer gone silently must not hold a slot. */
   private closeIdle(): void {
-    const limit = Date.now() - this.idleTimeoutMs;
+    const limit = Date.now() - this.limits.idleTimeoutMs;
     let n = 0;
     for (const s of this.sessions)
       if (s.lastReceived < limit) {
@@ -365,7 +499,7 @@ export class ProtocolServer {
     if (!this.sessions.delete(session)) return;
     this.dirty.delete(session);
     session.handler.closed();
-    this.opts.onConnections?.(this.sessions.size);
+    this.opts.metrics?.open.set(this.sessions.size);
   }
 
   markDirty(session: Session): void {
@@ -388,7 +522,6 @@ export class ProtocolServer {
       .then(
         () => {
           for (const [s, items] of batch) {
-            if (items.length === 0) continue;
             try {
               s.writeBlocks(items);
             } catch (err) {

@@ -13,7 +13,7 @@ import { WebPushTestServer } from '../push/testkit/webpush-server.ts';
 import { WebPushProvider } from '../push/webpush/provider.ts';
 import { createVapidKey, loadVapidKey } from '../push/webpush/vapid.ts';
 import { initNtf, startNtf, type RunningNtf } from '../ntf/cli.ts';
-import { ntfFiles } from '../ntf/config.ts';
+import { LOCAL_RELAYS, ntfFiles } from '../ntf/config.ts';
 import { initRelay, startRelay, type RunningRelay } from '../relay/cli.ts';
 import { relayFiles } from '../relay/config.ts';
 import { startWebServer, type WebServer } from './web.ts';
@@ -51,7 +51,8 @@ export async function startLocalStack(o: StackOptions): Promise<LocalStack> {
   const ntfDir = path.join(o.dir, 'ntf');
   const stackDir = path.join(o.dir, 'stack');
   initOnce(relayDir, relayFiles(relayDir), { port: ports.relay, metrics: { port: ports.relayMetrics }, logLevel }, () => initRelay({ dir: relayDir }));
-  initOnce(ntfDir, ntfFiles(ntfDir), { port: ports.ntf, metrics: { port: ports.ntfMetrics }, logLevel }, () => initNtf({ dir: ntfDir }));
+  // the relay is on loopback, which the relay policy admits only when told
+  initOnce(ntfDir, ntfFiles(ntfDir), { port: ports.ntf, metrics: { port: ports.ntfMetrics }, logLevel, relays: LOCAL_RELAYS }, () => initNtf({ dir: ntfDir }));
   const vapid = vapidKey(path.join(stackDir, 'vapid.pem'));
 
   const stops: Array<() => Promise<unknown>> = [];

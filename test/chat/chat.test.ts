@@ -10,6 +10,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { PushReceiver } from '../../src/chat/push-receiver.ts';
+import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import { encryptWebPush } from '../../src/push/webpush/ece.ts';
 import { createVapidKey } from '../../src/push/webpush/vapid.ts';
 import { tmpDir } from '../helpers.ts';
@@ -46,7 +47,7 @@ async function startServers(t: TestContext): Promise<Servers> {
   const configFile = path.join(ntfDir, 'ntf.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
   const webpush = { vapidKeyFile, subject: 'mailto:test@example.org', allowPrivateNetworks: true };
-  fs.writeFileSync(configFile, JSON.stringify({ ...config, webpush, metrics: { port: 0 } }, null, 2));
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, webpush, metrics: { port: 0 }, relays: LOCAL_RELAYS }, null, 2));
   ntf = new HushProcess(['ntf', 'start', '--dir', ntfDir], { HUSH_LOG_LEVEL: 'warn' });
   const [, address] = await ntf.waitFor(/notification server address: (\S+)/);
   return { relay: relay.address, ntf: address!, dir };

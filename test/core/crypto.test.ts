@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { nobleCrypto } from '../../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import type { CryptoSuite } from '../../src/core/crypto/suite.ts';
+import { isValidPublicKey, sharedKey, type KeyOptions, type KeyUse } from '../../src/core/keys.ts';
+import { hkdfSync as nodeHkdf } from 'node:crypto';
 
 const hex = (b: Uint8Array | undefined) => (b === undefined ? 'undefined' : Buffer.from(b).toString('hex'));
 const fromHex = (s: string) => new Uint8Array(Buffer.from(s.replace(/[\s:]/g, ''), 'hex'));
@@ -388,5 +390,62 @@ test('suites do not mutate their inputs', () => {
     c.open(key, nonce, sealed);
     assert.deepEqual([key, nonce, plain].map((b) => hex(b)), copies, name);
     assert.equal(hex(sealed), sealedCopy, name);
+  }
+});
+
+// ---- core/keys.ts: public-key checks and the key schedule, on both suites ----
+
+test('isValidPublicKey: refuses every small-order point, with the ignored top bit either way; accepts real keys', () => {
+  for (const p of LOW_ORDER) {
+    const k = fromHex(p);
+    assert.equal(isValidPublicKey(k), false, p);
+    k[31]! ^= 0x80;
+    assert.equal(isValidPublicKey(k), false, `${p} with the top bit flipped`);
+  }
+  assert.equal(isValidPublicKey(new Uint8Array(31)), false, 'short');
+  const base = new Uint8Array(32);
+  base[0] = 9;
+  assert.equal(isValidPublicKey(base), true, 'the base point');
+  assert.equal(isValidPublicKey(fromHex(ALICE_PUB)), true);
+  for (const [name, c] of SUITES)
+    for (let i = 0; i < 50; i++) {
+      const k = c.x25519KeyPair();
+      assert.equal(isValidPublicKey(k.publicKey), true, name);
+      // A key the check lets through always gives a secret in both suites.
+      for (const [, d] of SUITES) assert.ok(d.x25519(c.x25519KeyPair().privateKey, k.publicKey), name);
+    }
+});
+
+test('sharedKey: HKDF-SHA256 of the X25519 secret, info "hush/<version> <use>" ‖ context (RFC 7748 keys)', () => {
+  const hkdf = (ikm: string, salt: Uint8Array, info: string | Uint8Array, n: number) =>
+    hex(new Uint8Array(nodeHkdf('sha256', fromHex(ikm), salt, typeof info === 'string' ? utf8(info) : info, n)));
+  const salt = range(32);
+  const context = range(64, 100);
+  for (const [name, c] of SUITES) {
+    const k = (use: KeyUse, o?: KeyOptions) => hex(sharedKey(c, ALICE_PRIV, fromHex(BOB_PUB), use, o));
+    assert.equal(k('relay recipient'), hkdf(ALICE_BOB_SHARED, new Uint8Array(0), 'hush/2 relay recipient', 32), name);
+    assert.equal(k('auth', { version: 7 }), hkdf(ALICE_BOB_SHARED, new Uint8Array(0), 'hush/7 auth', 32), name);
+    assert.equal(k('block keys', { version: 2, salt, length: 64 }), hkdf(ALICE_BOB_SHARED, salt, 'hush/2 block keys', 64), name);
+    assert.equal(k('e2e', { context, length: 64 }), hkdf(ALICE_BOB_SHARED, new Uint8Array(0), new Uint8Array([...utf8('hush/2 e2e'), ...context]), 64), name);
+    // Bob's side gives the same key; another use or version another one.
+    assert.equal(hex(sharedKey(c, BOB_PRIV, fromHex(ALICE_PUB), 'relay recipient')), k('relay recipient'), name);
+    assert.notEqual(k('relay notifier'), k('relay recipient'), name);
+    assert.notEqual(k('auth', { version: 3 }), k('auth'), name);
+    for (const p of LOW_ORDER) assert.equal(sharedKey(c, ALICE_PRIV, fromHex(p), 'auth'), undefined, `${name} ${p}`);
+  }
+});
+
+test('sharedKey: node and noble derive the same keys from each other\'s key pairs, for every use', () => {
+  const uses: KeyUse[] = ['block keys', 'auth', 'relay recipient', 'relay notifier', 'ntf token', 'sealed token', 'e2e'];
+  for (const [name, a, b] of PAIRS) {
+    const ka = a.x25519KeyPair();
+    const kb = b.x25519KeyPair();
+    for (const use of uses) {
+      const o = { salt: a.randomBytes(32), length: 64 };
+      const s1 = sharedKey(a, ka.privateKey, kb.publicKey, use, o);
+      assert.ok(s1 && s1.length === 64, `${name} ${use}`);
+      assert.equal(hex(sharedKey(b, kb.privateKey, ka.publicKey, use, o)), hex(s1), `${name} ${use}`);
+      assert.equal(hex(sharedKey(b, ka.privateKey, kb.publicKey, use, o)), hex(s1), `${name} ${use}`);
+    }
   }
 });

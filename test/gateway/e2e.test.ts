@@ -22,6 +22,7 @@ import { ApnsTestServer, type ApnsRecordedPush } from '../../src/push/testkit/ap
 import { bytes, connect, crypto, newQueue, text, tmpDir } from '../helpers.ts';
 import { HushProcess } from '../process.ts';
 import { RelayProcess, startNtf, until } from '../ntf/helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const TOPIC = 'chat.hush.e2e';
 
@@ -65,7 +66,7 @@ test('relay → NTF → gateway process → APNs test server, with a sealed devi
   const tknAuth = crypto.x25519KeyPair();
   const tknDh = crypto.x25519KeyPair();
   const { tokenId, srvDhKey } = await nc.registerToken(sealed, tknAuth, tknDh.publicKey);
-  const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+  const secret = sharedKey(crypto, tknDh.privateKey, srvDhKey, 'ntf token')!;
   const hexToken = apnsToken.toString('hex');
   const nextPush = async (n: number): Promise<ApnsRecordedPush> => {
     await until(`APNs push ${n}`, () => apns.pushes.length >= n, 15_000);
@@ -103,7 +104,7 @@ test('relay → NTF → gateway process → APNs test server, with a sealed devi
   const content = open(p);
   assert.ok(content.kind === 'message');
   const entry = content.entries.at(-1)!;
-  const meta = openMeta(crypto, crypto.x25519(ntfDh.privateKey, nid.srvNtfDhKey)!, entry);
+  const meta = openMeta(crypto, sharedKey(crypto, ntfDh.privateKey, nid.srvNtfDhKey, 'relay notifier')!, entry);
   const msg = await rc.get(q.rcvId, q.rcvAuth.privateKey);
   assert.ok(meta && msg);
   const m = openMessage(crypto, q.rcvDhSecret, msg);

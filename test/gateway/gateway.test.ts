@@ -11,7 +11,7 @@ import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { GatewayProvider } from '../../src/gateway/client.ts';
 import { Limiter } from '../../src/gateway/limits.ts';
 import { decodePushRequest, decodePushResult, encodePushRequest, INFO_PATH, PUSH_PATH } from '../../src/gateway/protocol.ts';
-import { openDeviceToken, sealDeviceToken, SEALED_TOKEN_SIZE } from '../../src/gateway/sealed-token.ts';
+import { openDeviceToken, sealDeviceToken, SEALED_TOKEN_SIZE, SEALED_VERSION } from '../../src/gateway/sealed-token.ts';
 import { GatewayServer, keyHash, type ServerAccount } from '../../src/gateway/server.ts';
 import type { DeviceToken } from '../../src/ntf/protocol.ts';
 import { PUSH_DATA_SIZE, type PushKind } from '../../src/ntf/push.ts';
@@ -19,7 +19,7 @@ import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import type { PushRequest } from '../../src/push/provider.ts';
 import { ApnsTestServer } from '../../src/push/testkit/apns-server.ts';
 import { TEST_CERT, TEST_CERT_KEY } from '../../src/push/testkit/tls.ts';
-import { silent } from '../helpers.ts';
+import { silent, SMALL_ORDER_KEYS } from '../helpers.ts';
 
 const TOPIC = 'chat.hush.app';
 const apnsDevice = (): DeviceToken => ({ provider: 'apns', token: randomBytes(32) });
@@ -59,6 +59,24 @@ describe('sealed device tokens', () => {
     assert.equal(openDeviceToken(nodeCrypto, gw, a.subarray(1)), undefined);
     assert.throws(() => sealDeviceToken(nodeCrypto, gw.publicKey, { provider: 'sealed', token: a }), /cannot seal/);
     assert.throws(() => sealDeviceToken(nodeCrypto, gw.publicKey, { provider: 'webpush', token: randomBytes(1300) }), /too long/);
+  });
+
+  it('a gateway key or an ephemeral key of small order is refused: it would give a key anyone knows', () => {
+    /** A token sealed by hand (docs/push.md §5) from `ephPub` and the X25519 result `ikm`. */
+    const forge = (ephPub: Uint8Array, ikm: Uint8Array) => {
+      const key = nodeCrypto.hkdfSha256(ikm, new Uint8Array([...ephPub, ...gw.publicKey]), new TextEncoder().encode('hush/2 sealed token'), 32);
+      const plain = new Uint8Array(1200);
+      plain.set([0, 8, 4, ...new TextEncoder().encode('apns'), 0, 1, 7]); // long(tag apns ‖ long(0x07))
+      const aad = Uint8Array.of(SEALED_VERSION, ...gw.publicKey);
+      return new Uint8Array([SEALED_VERSION, ...ephPub, ...nodeCrypto.seal(key, new Uint8Array(12), plain, aad)]);
+    };
+    const eph = nodeCrypto.x25519KeyPair();
+    assert.deepEqual(openDeviceToken(nodeCrypto, gw, forge(eph.publicKey, nodeCrypto.x25519(eph.privateKey, gw.publicKey)!))?.token, Uint8Array.of(7));
+    for (const weak of SMALL_ORDER_KEYS) {
+      assert.throws(() => sealDeviceToken(nobleCrypto, weak, apnsDevice()), /bad gateway key/);
+      // Sealed with the key an all-zero X25519 result would give: it must not open.
+      assert.equal(openDeviceToken(nodeCrypto, gw, forge(weak, new Uint8Array(32))), undefined);
+    }
   });
 
   it('random bytes never open and never throw', () => {

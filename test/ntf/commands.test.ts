@@ -9,7 +9,7 @@ import type { NtfClient } from '../../src/ntf/client.ts';
 import { encodeCommand, type NtfCommand, type NtfResponse } from '../../src/ntf/protocol.ts';
 import { openPush, PUSH_DATA_SIZE } from '../../src/ntf/push.ts';
 import { openMeta } from '../../src/relay/client.ts';
-import { bytes, connect, crypto, journalStore, newQueue, startRelay, tmpDir, type TestClient } from '../helpers.ts';
+import { bytes, connect, crypto, journalStore, newQueue, SMALL_ORDER_KEYS, startRelay, tmpDir, type TestClient } from '../helpers.ts';
 import {
   CaptureProvider,
   device,
@@ -26,6 +26,7 @@ import {
   type Device,
   type TestNtf,
 } from './helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const EMPTY = new Uint8Array(0);
 const MIN = 60_000;
@@ -69,7 +70,7 @@ describe('TNEW', () => {
       assert.equal(req.device.provider, 'test');
       assert.ok(sameBytes(req.device.token, dev.token), 'pushed to the registered device token');
       assert.equal(req.data.length, PUSH_DATA_SIZE);
-      const secret = crypto.x25519(dh.privateKey, srvDhKey)!;
+      const secret = sharedKey(crypto, dh.privateKey, srvDhKey, 'ntf token')!;
       const v = openPush(crypto, secret, req.data);
       assert.equal(v?.kind, 'verification');
       assert.equal(v.kind === 'verification' && v.code.length, 32);
@@ -188,9 +189,21 @@ describe('TNEW', () => {
       // an empty device token
       const empty = new Encoder(128).tag('TNEW').tag('test').long(EMPTY).short(auth.publicKey).short(kp().publicKey).done();
       assert.equal(await rawError(c, EMPTY, empty, auth.privateKey), 'SYNTAX');
-      // an all-zero DH key: no usable shared secret
-      assert.equal(await rawError(c, EMPTY, cmd({ type: 'TNEW', device: { provider: 'test', token: bytes('z') }, tknAuthKey: auth.publicKey, tknDhKey: new Uint8Array(32) }), auth.privateKey), 'SYNTAX');
       assert.equal(tokenTotal(ntf), 0);
+    });
+  });
+
+  test('KEY for a token key or DH key of small order, and no token is made', async () => {
+    await withNtf({}, async ({ ntf }) => {
+      const c = await ntf.client();
+      const auth = kp();
+      const tnew = (tknAuthKey: Uint8Array, tknDhKey: Uint8Array) => cmd({ type: 'TNEW', device: { provider: 'test', token: bytes('z') }, tknAuthKey, tknDhKey });
+      for (const weak of SMALL_ORDER_KEYS) {
+        assert.equal(await rawError(c, EMPTY, tnew(auth.publicKey, weak), auth.privateKey), 'KEY');
+        assert.equal(await rawError(c, EMPTY, tnew(weak, kp().publicKey), auth.privateKey), 'KEY');
+      }
+      assert.equal(tokenTotal(ntf), 0);
+      assert.equal(ntf.provider.attempts.length, 0, 'no verification push');
     });
   });
 });
@@ -470,7 +483,7 @@ describe('SNEW', () => {
 
       p.respond = () => ({ outcome: 'delivered' });
       const expired = await device(ctx.ntf);
-      ctx.ntf.ntf.store.setTokenStatus(latin1(expired.tokenId), { status: 'EXPIRED' });
+      ctx.ntf.ntf.store.setTokenStatus(latin1(expired.tokenId), { status: 'EXPIRED' }, Date.now());
       const q2 = await ctx.queue();
       assert.equal((await expired.subscribe(ctx.relay.address, q2.ntf!.notifierId, q2.ntf!.auth.privateKey)).length, 24);
     });

@@ -17,6 +17,7 @@ import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openMessage, openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
 import { CaptureProvider, hex, RelayProcess, startNtf, until, type TestNtf } from './helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const kp = () => crypto.x25519KeyPair();
 
@@ -78,7 +79,7 @@ async function withE2E(fn: (e: E2E) => Promise<void>): Promise<void> {
     const tknAuth = kp();
     const tknDh = kp();
     const { tokenId, srvDhKey } = await nc.registerToken(device, tknAuth, tknDh.publicKey);
-    const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+    const secret = sharedKey(crypto, tknDh.privateKey, srvDhKey, 'ntf token')!;
     const vreq = await p.next((r) => r.kind === 'verification');
     assert.equal(vreq.data.length, PUSH_DATA_SIZE);
     const v = openPush(crypto, secret, vreq.data);
@@ -104,7 +105,7 @@ async function withE2E(fn: (e: E2E) => Promise<void>): Promise<void> {
         const ntfAuth = kp();
         const ntfDh = kp();
         const nid = await rc.enableNotifications(q.rcvId, q.rcvAuth.privateKey, ntfAuth.publicKey, ntfDh.publicKey);
-        const rcvNtfDhSecret = crypto.x25519(ntfDh.privateKey, nid.srvNtfDhKey)!;
+        const rcvNtfDhSecret = sharedKey(crypto, ntfDh.privateKey, nid.srvNtfDhKey, 'relay notifier')!;
         const subId = await e.nc.createSubscription(tokenId, tknAuth.privateKey, relay.address, nid.notifierId, ntfAuth.privateKey);
         const nq = { q, ntfAuth, notifierId: nid.notifierId, rcvNtfDhSecret, subId };
         await e.untilStatus([nq], 'ACTIVE');

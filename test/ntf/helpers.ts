@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
-import type { KeyPair } from '../../src/core/crypto/suite.ts';
+import type { CryptoSuite, KeyPair } from '../../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { NtfClient, NtfCommandError } from '../../src/ntf/client.ts';
+import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import type { DispatchOptions } from '../../src/ntf/dispatch.ts';
 import { decodeResponse, type DeviceToken, type NtfResponse, type Provider, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
 import { openPush, type PushContent, type PushKind } from '../../src/ntf/push.ts';
@@ -21,7 +22,8 @@ import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/
 
 export { CaptureProvider, forDevice, HushProcess };
 import { freePort, HushProcess, RELAY_ADDRESS } from '../process.ts';
-import { connect, crypto, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { connect, crypto, MANY_QUEUES, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -59,6 +61,14 @@ export class TestClock {
 // NTF server
 // ---------------------------------------------------------------------------
 
+const PLENTY = { burst: 1_000_000, perMinute: 1_000_000 };
+/** TNEW and SNEW limits out of the way, for tests that make many tokens or subscriptions from loopback. */
+export const MANY_CREATIONS: NtfServerOptions['creation'] = {
+  tokens: { perConnection: PLENTY, perAddress: PLENTY },
+  subscriptions: { perConnection: PLENTY, perAddress: PLENTY },
+  maxSubscriptionsPerToken: 1_000_000,
+};
+
 export interface StartNtfOptions {
   /** Default: one CaptureProvider serving `test`. */
   providers?: PushProvider[];
@@ -71,8 +81,14 @@ export interface StartNtfOptions {
   port?: number;
   dispatch?: Partial<DispatchOptions>;
   subscriber?: NtfServerOptions['subscriber'];
+  /** Default: LOCAL_RELAYS (the test relays are on loopback). */
+  relays?: NtfServerOptions['relays'];
   /** Default: an hour, so only explicit runCron() calls send check pushes. */
   cronIntervalMs?: number;
+  /** Default: nodeCrypto. */
+  crypto?: CryptoSuite;
+  /** Default: the server's (DEFAULT_NTF_CREATION). */
+  creation?: NtfServerOptions['creation'];
 }
 
 export interface TestNtf {
@@ -83,8 +99,8 @@ export interface TestNtf {
   /** The first provider (tests that pass other kinds of providers must not use this). */
   provider: CaptureProvider;
   providers: PushProvider[];
-  /** A new connected NtfClient, closed by stop(). */
-  client(): Promise<NtfClient>;
+  /** A new connected NtfClient, closed by stop(); `address`: the server's with a password, say. */
+  client(address?: string): Promise<NtfClient>;
   /** Closes the clients and stops the server (once). */
   stop(): Promise<void>;
 }
@@ -96,10 +112,11 @@ export async function startNtf(opts: StartNtfOptions = {}): Promise<TestNtf> {
   const ntf = new NtfServer({
     identity,
     serviceKey,
-    crypto: nodeCrypto,
+    crypto: opts.crypto ?? nodeCrypto,
     store: opts.store ?? new MemoryNtfStore(),
     providers,
-    relayWebSocket: nodeWebSocket(),
+    relays: opts.relays ?? LOCAL_RELAYS,
+    creation: opts.creation,
     host: '127.0.0.1',
     port: opts.port ?? 0,
     log: opts.log ?? silent,
@@ -119,8 +136,8 @@ export async function startNtf(opts: StartNtfOptions = {}): Promise<TestNtf> {
     serviceKey,
     provider: first instanceof CaptureProvider ? first : (undefined as unknown as CaptureProvider),
     providers,
-    async client() {
-      const c = await NtfClient.connect(ntf.address, { webSocket: nodeWebSocket(), timeoutMs: 10_000 });
+    async client(address = ntf.address) {
+      const c = await NtfClient.connect(address, { webSocket: nodeWebSocket(), timeoutMs: 10_000 });
       clients.push(c);
       return c;
     },
@@ -187,7 +204,7 @@ export async function device(ctx: TestNtf, o: DeviceOptions = {}): Promise<Devic
   const tknDh = crypto.x25519KeyPair();
   const sentBefore = provider.attempts.length;
   const { tokenId, srvDhKey } = await client.registerToken(dev, tknAuth, tknDh.publicKey);
-  const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+  const secret = sharedKey(crypto, tknDh.privateKey, srvDhKey, 'ntf token')!;
   const open = (data: Uint8Array) => {
     const c = openPush(crypto, secret, data);
     assert.ok(c, 'push data opens with the token secret');
@@ -279,7 +296,7 @@ export interface NtfCtx {
 
 /** Runs `fn` with a fresh in-process relay and NTF server; closes and stops everything afterwards. */
 export async function withNtf(opts: StartNtfOptions, fn: (ctx: NtfCtx) => Promise<void>): Promise<void> {
-  const relay = await startRelay();
+  const relay = await startRelay({ creation: MANY_QUEUES });
   const clients: TestClient[] = [];
   let ntf: TestNtf | undefined;
   try {

@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { fromBase64Url } from '../../src/core/encoding.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { NtfClient } from '../../src/ntf/client.ts';
+import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import { openPush } from '../../src/ntf/push.ts';
 import { decodeNtfRecord, latin1 } from '../../src/ntf/store/records.ts';
 import type { NtfServer } from '../../src/ntf/server.ts';
@@ -20,6 +21,7 @@ import { openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, startRelay, tmpDir } from '../helpers.ts';
 import { HushProcess } from '../process.ts';
 import { device, TestClock, until, withNtf } from './helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const TOPIC = 'chat.hush.pending';
 
@@ -61,7 +63,7 @@ test('kill -9 between taking a notification in and pushing it: the push goes out
   const configFile = path.join(dir, 'ntf.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
   const apnsConfig = { host: apns.url, keyId: team.keyId, teamId: team.teamId, keyFile: path.join(dir, 'apns.p8'), topic: TOPIC, caFile: path.join(dir, 'apns-ca.pem') };
-  fs.writeFileSync(configFile, JSON.stringify({ ...config, apns: apnsConfig, metrics: { port: 0 } }));
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, apns: apnsConfig, metrics: { port: 0 }, relays: LOCAL_RELAYS }));
   const clients: NtfClient[] = [];
   t.after(() => clients.forEach((c) => c.close()));
   const launch = async () => {
@@ -80,7 +82,7 @@ test('kill -9 between taking a notification in and pushing it: the push goes out
   const tknAuth = crypto.x25519KeyPair();
   const tknDh = crypto.x25519KeyPair();
   const { tokenId, srvDhKey } = await first.client.registerToken({ provider: 'apns', token: apnsToken }, tknAuth, tknDh.publicKey);
-  const secret = crypto.x25519(tknDh.privateKey, srvDhKey)!;
+  const secret = sharedKey(crypto, tknDh.privateKey, srvDhKey, 'ntf token')!;
   const pushesOf = (kind: string) => apns.pushes.filter((p) => p.token === hexToken && p.headers['apns-push-type'] === kind);
   const open = (p: (typeof apns.pushes)[number]) => {
     const c = openPush(crypto, secret, fromBase64Url(p.payload.d as string)!);

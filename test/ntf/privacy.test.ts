@@ -13,8 +13,11 @@ import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import { encodeNtfRecord, type NtfRecord } from '../../src/ntf/store/records.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
+import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { encodeCommand, ID_LENGTH, type NtfCommand } from '../../src/ntf/protocol.ts';
+import { countingCrypto } from '../crypto-count.ts';
 import { bytes, crypto, tmpDir, type Queue } from '../helpers.ts';
-import { CaptureProvider, device, forDevice, hex, received, sleep, TestClock, until, untilSub, withNtf, type Device } from './helpers.ts';
+import { CaptureProvider, device, forDevice, hex, raw, received, sleep, TestClock, until, untilSub, withNtf, type Device } from './helpers.ts';
 
 interface Secret {
   name: string;
@@ -263,6 +266,56 @@ describe('privacy', () => {
       const again = ctx.ntf.provider.attempts[from]!.req.data;
       assert.deepEqual(d.open(first), d.open(again));
       assert.ok(!Buffer.from(first).equals(Buffer.from(again)), 'a fresh nonce each time');
+    });
+  });
+});
+
+describe('constant-time AUTH', () => {
+  // As at the relay (test/relay/privacy.test.ts): on fresh sessions, with no
+  // warm-up, an unknown token or subscription ID costs the server the same
+  // X25519, HMAC and HKDF calls as an existing one with a wrong key.
+  test('unknown token and subscription IDs cost what existing ones with a wrong key cost', async () => {
+    const counting = countingCrypto(nodeCrypto);
+    await withNtf({ crypto: counting }, async (ctx) => {
+      const d = await device(ctx.ntf);
+      const q = await ctx.queue();
+      const subId = await ctx.subscribe(d, q);
+      const wrong = crypto.x25519KeyPair().privateKey;
+      const commands: Array<[NtfCommand, Uint8Array]> = [
+        [{ type: 'TVFY', code: d.code }, d.tokenId],
+        [{ type: 'TCHK' }, d.tokenId],
+        [{ type: 'TRPL', device: { provider: 'test', token: bytes('other device') } }, d.tokenId],
+        [{ type: 'TDEL' }, d.tokenId],
+        [{ type: 'TCRN', minutes: 30 }, d.tokenId],
+        [{ type: 'SNEW', relay: ctx.relay.address, notifierId: crypto.randomBytes(24), ntfAuthKey: wrong }, d.tokenId],
+        [{ type: 'SCHK' }, subId],
+        [{ type: 'SDEL' }, subId],
+      ];
+      /** What a fresh session costs the server: its handshake and one AUTH-failing command per ID. */
+      const cost = async (command: NtfCommand, ids: Uint8Array[]) => {
+        const before = { ...counting.counts };
+        const c = await ctx.ntf.client();
+        for (const id of ids) assert.deepEqual(await raw(c, id, encodeCommand(command), wrong), { type: 'ERR', error: 'AUTH' });
+        c.close();
+        return counting.since(before);
+      };
+      const randomId = () => crypto.randomBytes(ID_LENGTH);
+      for (const [command, real] of commands) {
+        const a = randomId();
+        const unknown = await cost(command, [a, randomId()]);
+        assert.ok(unknown.x25519 >= 3 && unknown.hmac >= 2, `${command.type}: the commands did the work (${JSON.stringify(unknown)})`);
+        assert.deepEqual(await cost(command, [a, real]), unknown, `${command.type}: [unknown, existing] vs [unknown, unknown]`);
+        assert.deepEqual(await cost(command, [real, a]), unknown, `${command.type}: [existing, unknown] vs [unknown, unknown]`);
+        const many = Array.from({ length: 6 }, randomId);
+        const warm = await cost(command, [...many, randomId(), ...many]);
+        assert.deepEqual(await cost(command, [...many, real, ...many]), warm, `${command.type}: on a warm session`);
+      }
+      // Two subscriptions of one token cost what two unknown subscription IDs cost (no shared-key shortcut).
+      const subId2 = await ctx.subscribe(d, await ctx.queue());
+      assert.deepEqual(await cost({ type: 'SCHK' }, [subId, subId2]), await cost({ type: 'SCHK' }, [randomId(), randomId()]), 'two subscriptions of one token');
+      // The wrong-key commands changed nothing.
+      await untilSub(d, subId, 'ACTIVE');
+      assert.deepEqual(await d.check(), { status: 'ACTIVE' });
     });
   });
 });

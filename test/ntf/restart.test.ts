@@ -11,9 +11,10 @@ import { openPostgresNtfStore } from '../../src/ntf/store/postgres.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import type { RelayClient } from '../../src/relay/client.ts';
-import { bytes, connect, crypto, startRelay, tmpDir, type Queue } from '../helpers.ts';
-import { device, relayCommands, startNtf, until } from './helpers.ts';
+import { bytes, connect, crypto, MANY_QUEUES, startRelay, tmpDir, type Queue } from '../helpers.ts';
+import { device, MANY_CREATIONS, relayCommands, startNtf, until } from './helpers.ts';
 import pg from 'pg';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const SUBS = 10_000;
 const PG_URL = process.env.HUSH_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -46,12 +47,12 @@ async function manyQueues(rc: RelayClient, n: number) {
         rcvDh,
         rcvId: ids.rcvId,
         sndId: ids.sndId,
-        rcvDhSecret: nodeCrypto.x25519(rcvDh.privateKey, ids.srvDhKey)!,
+        rcvDhSecret: sharedKey(nodeCrypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient')!,
         ntf: {
           auth: ntfAuth,
           dh: ntfDh,
           notifierId: ids.ntf!.notifierId,
-          rcvNtfDhSecret: nodeCrypto.x25519(ntfDh.privateKey, ids.ntf!.srvNtfDhKey)!,
+          rcvNtfDhSecret: sharedKey(nodeCrypto, ntfDh.privateKey, ids.ntf!.srvNtfDhKey, 'relay notifier')!,
         },
       });
   }
@@ -59,11 +60,11 @@ async function manyQueues(rc: RelayClient, n: number) {
 }
 
 async function restartWith(openStore: () => Promise<{ store: NtfStore }>): Promise<void> {
-  const relay = await startRelay();
+  const relay = await startRelay({ creation: MANY_QUEUES });
   const serviceKey = nodeCrypto.x25519KeyPair();
   const identity = nodeCrypto.ed25519KeyPair();
   const rc = await connect(relay.address, { crypto: nodeCrypto });
-  let first = await startNtf({ store: (await openStore()).store, serviceKey, identity });
+  let first = await startNtf({ store: (await openStore()).store, serviceKey, identity, creation: MANY_CREATIONS });
   try {
     const phone = await device(first);
     const queues = await manyQueues(rc, SUBS);
@@ -76,7 +77,7 @@ async function restartWith(openStore: () => Promise<{ store: NtfStore }>): Promi
     await first.stop();
 
     const nsubsBefore = await relayCommands(relay.server.metrics, 'NSUBS');
-    first = await startNtf({ store: (await openStore()).store, serviceKey, identity });
+    first = await startNtf({ store: (await openStore()).store, serviceKey, identity, creation: MANY_CREATIONS });
     assert.equal(first.ntf.store.counts().subscriptions.ACTIVE, SUBS, 'the store kept every subscription');
     await until('the relay connected again', () => first.ntf.subscriber.connected(relay.address), 20_000);
     await first.ntf.subscriber.settled();

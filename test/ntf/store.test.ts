@@ -15,7 +15,10 @@ import fs from 'node:fs';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import type { DeviceToken, InvalidReason, TokenStatus } from '../../src/ntf/protocol.ts';
+import { DEFAULT_NTF_CREATION, NtfCreationLimits } from '../../src/ntf/creation.ts';
+import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
+import { decodeNtfRecord, encodeNtfRecord, type NtfRecord } from '../../src/ntf/store/records.ts';
 import { LAST_PER_TOKEN, MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import { NTF_MIGRATIONS } from '../../src/ntf/store/migrations.ts';
 import { migrate, openPostgresNtfStore, type PostgresLog } from '../../src/ntf/store/postgres.ts';
@@ -100,6 +103,8 @@ function tokenRecord(o: Partial<TokenRecord> = {}): TokenRecord {
     code: rand(8),
     cronMinutes: 0,
     cronNextAt: 0,
+    statusAt: 1000,
+    verified: false,
     ...o,
   };
 }
@@ -127,6 +132,8 @@ const normToken = (t: TokenRecord | undefined) =>
     code: hex(t.code),
     cronMinutes: t.cronMinutes,
     cronNextAt: t.cronNextAt,
+    statusAt: t.statusAt,
+    verified: t.verified,
   };
 
 const normSub = (s: SubRecord | undefined) =>
@@ -181,6 +188,8 @@ function dump(s: NtfStore, u: Universe) {
       return t ? hexs(t.tokenId) : null;
     }),
     cron: ids(s.cronTokens()),
+    inactive: ids(s.inactiveTokens()),
+    subscriptionCounts: tokenIds.map((id) => s.subscriptionCount(id)),
     subs: [...u.subIds].map((id) => normSub(s.sub(id)) ?? null),
     notifiers: u.notifiers.map(({ relay, notifierId }) => {
       const x = s.subOfNotifier(relay, notifierId);
@@ -353,17 +362,17 @@ for (const backend of backends) {
           { status: 'EXPIRED' },
           { status: 'INVALID', reason: 'BAD' },
         ];
-        statuses.forEach((st, i) => s0.setTokenStatus(ts[i]!.tokenId, st));
-        s0.setTokenStatus(ts[5]!.tokenId, { status: 'ACTIVE' });
-        s0.setTokenStatus(ts[5]!.tokenId, { status: 'INVALID', reason: 'TOPIC' }); // the later one wins
-        s0.setTokenStatus(newId(), { status: 'ACTIVE' }); // an unknown token: nothing
+        statuses.forEach((st, i) => s0.setTokenStatus(ts[i]!.tokenId, st, 2000 + i));
+        s0.setTokenStatus(ts[5]!.tokenId, { status: 'ACTIVE' }, 2010);
+        s0.setTokenStatus(ts[5]!.tokenId, { status: 'INVALID', reason: 'TOPIC' }, 2011); // the later one wins
+        s0.setTokenStatus(newId(), { status: 'ACTIVE' }, 2012); // an unknown token: nothing
         let s1 = await reopenAndCheck((s) => {
           statuses.forEach((st, i) => assert.deepEqual(s.token(ts[i]!.tokenId)!.status, st));
           assert.deepEqual(s.token(ts[5]!.tokenId)!.status, { status: 'INVALID', reason: 'TOPIC' });
           assert.deepEqual(s.counts().tokens, { NEW: 0, REGISTERED: 1, CONFIRMED: 1, ACTIVE: 1, INVALID: 2, EXPIRED: 1 });
         });
-        for (const [i, reason] of INVALID_REASONS.entries()) s1.setTokenStatus(ts[i]!.tokenId, { status: 'INVALID', reason });
-        s1.setTokenStatus(ts[5]!.tokenId, { status: 'NEW' });
+        for (const [i, reason] of INVALID_REASONS.entries()) s1.setTokenStatus(ts[i]!.tokenId, { status: 'INVALID', reason }, 3000 + i);
+        s1.setTokenStatus(ts[5]!.tokenId, { status: 'NEW' }, 3010);
         await reopenAndCheck((s) => {
           for (const [i, reason] of INVALID_REASONS.entries()) assert.deepEqual(s.token(ts[i]!.tokenId)!.status, { status: 'INVALID', reason });
           assert.deepEqual(s.token(ts[4]!.tokenId)!.status, { status: 'INVALID', reason: 'BAD' });
@@ -380,9 +389,9 @@ for (const backend of backends) {
         s0.createToken(k);
         const d2 = u.device(t.tknAuthKey, device('webpush'));
         const code2 = rand(8);
-        s0.replaceDevice(t.tokenId, d2, code2);
+        s0.replaceDevice(t.tokenId, d2, code2, 4000);
         const code3 = rand(8);
-        s0.renewCode(k.tokenId, code3);
+        s0.renewCode(k.tokenId, code3, 4001);
         await reopenAndCheck((s) => {
           const x = s.token(t.tokenId)!;
           assert.deepEqual(x.status, { status: 'REGISTERED' });
@@ -646,15 +655,15 @@ for (const backend of backends) {
           assert.deepEqual(s.pendingPushes(), { count: 2, oldestTs: 105 });
         });
         // leaving ACTIVE ends them, and coming back does not bring them back
-        s1.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'UNREGISTERED' });
-        s1.setTokenStatus(b.tokenId, active);
+        s1.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'UNREGISTERED' }, 5000);
+        s1.setTokenStatus(b.tokenId, active, 5001);
         s1 = await reopenAndCheck((s) => {
           assert.deepEqual(s.pendingPushes(), { count: 1, oldestTs: 120 });
           assert.deepEqual([...s.pendingTokens(Infinity)], [a.tokenId]);
         });
         // so do a new device token or code (status REGISTERED), a deleted subscription or token
         s1.setLastNotification(b.tokenId, notification(b1.subId, 130));
-        s1.replaceDevice(b.tokenId, u.device(b.tknAuthKey), rand(8));
+        s1.replaceDevice(b.tokenId, u.device(b.tknAuthKey), rand(8), 5002);
         s1.deleteSub(a2.subId);
         s1 = await reopenAndCheck((s) => assert.deepEqual(s.pendingPushes(), { count: 0, oldestTs: undefined }));
         s1.setLastNotification(a.tokenId, notification(a3.subId, 140));
@@ -686,13 +695,80 @@ for (const backend of backends) {
           assert.deepEqual(of(s, t4.device), ids([t4]));
           assert.deepEqual(of(s, d2), []);
         });
-        s1.replaceDevice(t2.tokenId, d2, rand(8));
+        s1.replaceDevice(t2.tokenId, d2, rand(8), 5003);
         s1 = await reopenAndCheck((s) => {
           assert.deepEqual(of(s, d), ids([t1]));
           assert.deepEqual(of(s, d2), ids([t2]));
         });
         s1.deleteToken(t1.tokenId);
         await reopenAndCheck((s) => assert.deepEqual(of(s, d), []));
+      }));
+
+    test('statusAt and verified follow every status change; inactiveTokens holds the tokens not ACTIVE; subscriptionCount', () =>
+      withStore(backend, async (s0, u, reopenAndCheck) => {
+        const a = u.token({ status: { status: 'REGISTERED' }, statusAt: 100 });
+        const b = u.token({ status: { status: 'ACTIVE' }, statusAt: 200, verified: true });
+        const c = u.token({ status: { status: 'INVALID', reason: 'BAD' }, statusAt: 300 });
+        for (const t of [a, b, c]) s0.createToken(t);
+        for (const x of [u.sub(a.tokenId), u.sub(a.tokenId), u.sub(b.tokenId)]) s0.createSub(x);
+        let s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(ids(s.inactiveTokens()), ids([a, c]));
+          assert.deepEqual([a, b, c].map((t) => [s.token(t.tokenId)!.statusAt, s.token(t.tokenId)!.verified]), [[100, false], [200, true], [300, false]]);
+          assert.deepEqual([a, b, c].map((t) => s.subscriptionCount(t.tokenId)), [2, 1, 0]);
+        });
+        s1.setTokenStatus(a.tokenId, { status: 'ACTIVE' }, 110); // verified from now on
+        s1.setTokenStatus(a.tokenId, { status: 'INVALID', reason: 'UNREGISTERED' }, 120);
+        s1.setTokenStatus(b.tokenId, { status: 'CONFIRMED' }, 210);
+        s1.replaceDevice(c.tokenId, u.device(c.tknAuthKey), rand(8), 310);
+        s1.deleteSub([...s1.subsOfToken(a.tokenId)][0]!.subId);
+        s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(ids(s.inactiveTokens()), ids([a, b, c]));
+          assert.deepEqual([a, b, c].map((t) => [s.token(t.tokenId)!.statusAt, s.token(t.tokenId)!.verified]), [[120, true], [210, true], [310, false]]);
+          assert.deepEqual([a, b, c].map((t) => s.subscriptionCount(t.tokenId)), [1, 1, 0]);
+        });
+        s1.renewCode(b.tokenId, rand(8), 220);
+        s1.setTokenStatus(c.tokenId, { status: 'ACTIVE' }, 320);
+        s1.deleteToken(a.tokenId);
+        await reopenAndCheck((s) => {
+          assert.deepEqual(ids(s.inactiveTokens()), ids([b]));
+          assert.deepEqual([b, c].map((t) => [s.token(t.tokenId)!.statusAt, s.token(t.tokenId)!.verified]), [[220, true], [320, true]]);
+          assert.equal(s.subscriptionCount(a.tokenId), 0);
+        });
+      }));
+
+    test('expiry sweep: unverified and inactive tokens past their grace go with their subscriptions; an unknown statusAt is stamped', () =>
+      withStore(backend, async (s0, u, reopenAndCheck) => {
+        const DAY = 86_400_000;
+        const now = 1_800_000_000_000;
+        const limits = new NtfCreationLimits(DEFAULT_NTF_CREATION, nodeCrypto, () => now, () => {});
+        const { unverifiedTokenMs, inactiveTokenMs } = DEFAULT_NTF_CREATION;
+        const old = u.token({ status: { status: 'REGISTERED' }, statusAt: now - unverifiedTokenMs });
+        const young = u.token({ status: { status: 'CONFIRMED' }, statusAt: now - unverifiedTokenMs + 1 });
+        const never = u.token({ status: { status: 'INVALID', reason: 'BAD' }, statusAt: now - DAY - 5 });
+        const lapsed = u.token({ status: { status: 'INVALID', reason: 'UNREGISTERED' }, statusAt: now - inactiveTokenMs, verified: true });
+        const resting = u.token({ status: { status: 'REGISTERED' }, statusAt: now - inactiveTokenMs + 120_000, verified: true });
+        const active = u.token({ status: { status: 'ACTIVE' }, statusAt: 1, verified: true });
+        const legacy = u.token({ status: { status: 'EXPIRED' }, statusAt: 0, verified: true });
+        const all = [old, young, never, lapsed, resting, active, legacy];
+        for (const t of all) s0.createToken(t);
+        for (const t of all) s0.createSub(u.sub(t.tokenId));
+        const removed: string[] = [];
+        assert.deepEqual(
+          limits.sweep(s0, now, (id) => (removed.push(id), s0.deleteToken(id))),
+          { unverified: 2, inactive: 1 },
+        );
+        assert.deepEqual(limits.sweep(s0, now + 59_999, () => assert.fail('a second sweep within a minute')), { unverified: 0, inactive: 0 });
+        const s1 = await reopenAndCheck((s) => {
+          assert.deepEqual(ids(removed.map((tokenId) => ({ tokenId }))), ids([old, never, lapsed]));
+          for (const t of [old, never, lapsed]) assert.equal(s.token(t.tokenId), undefined);
+          for (const t of [young, resting, active, legacy]) assert.equal(s.subscriptionCount(t.tokenId), 1);
+          assert.equal(s.counts().subscriptions.NEW, 4, 'the expired tokens took their subscriptions');
+          assert.equal(s.token(legacy.tokenId)!.statusAt, now, 'stamped: counts from this sweep');
+          assert.deepEqual(s.token(legacy.tokenId)!.status, { status: 'EXPIRED' });
+        });
+        // A minute later: young is past its day; the stamped legacy token has its full grace still.
+        limits.sweep(s1, now + 60_000, (id) => s1.deleteToken(id));
+        await reopenAndCheck((s) => assert.deepEqual(ids([...s.inactiveTokens()]), ids([resting, legacy])));
       }));
 
     for (const [seed, flushEvery] of [
@@ -761,23 +837,23 @@ function randomOps(u: Universe, seed: number, n: number): Array<(s: NtfStore) =>
     const tokenId = pick(tokenIds);
     const subId = pick(subIds);
     if (r < 0.12) {
-      const t = tokenRecord({ tokenId, device: pick(devices), tknAuthKey: pick(authKeys), status: pick(tokenStatuses), cronMinutes: pick([0, 0, 20]), cronNextAt: i });
+      const t = tokenRecord({ tokenId, device: pick(devices), tknAuthKey: pick(authKeys), status: pick(tokenStatuses), cronMinutes: pick([0, 0, 20]), cronNextAt: i, statusAt: i, verified: rnd() < 0.5 });
       ops.push((s) => {
         if (!s.tokenOfDevice(t.device, t.tknAuthKey)) s.createToken(t);
       });
     } else if (r < 0.2) {
       const st = pick(tokenStatuses);
-      ops.push((s) => s.setTokenStatus(tokenId, st));
+      ops.push((s) => s.setTokenStatus(tokenId, st, i));
     } else if (r < 0.25) {
       const d = pick(devices);
       const code = rand(8);
       ops.push((s) => {
         const t = s.token(tokenId);
-        if (t && !s.tokenOfDevice(d, t.tknAuthKey)) s.replaceDevice(tokenId, d, code);
+        if (t && !s.tokenOfDevice(d, t.tknAuthKey)) s.replaceDevice(tokenId, d, code, i);
       });
     } else if (r < 0.29) {
       const code = rand(8);
-      ops.push((s) => s.renewCode(tokenId, code));
+      ops.push((s) => s.renewCode(tokenId, code, i));
     } else if (r < 0.34) {
       const m = pick([0, 20, 60]);
       ops.push((s) => s.setCron(tokenId, m, m ? i * 1000 : 0));
@@ -828,6 +904,30 @@ test('MemoryNtfStore loaded from records listed by token (a compacted journal) s
   for (const r of live.liveRecords()) loaded.load(r); // a's records first
   assert.deepEqual(loaded.pendingPushes(), { count: 2, oldestTs: 10 });
   assert.deepEqual([...loaded.pendingTokens(15)], [b.tokenId]);
+});
+
+test('journal records written before token expiry (no statusAt, verified, at) still load: statusAt 0, verified', () => {
+  const t = tokenRecord({ status: { status: 'REGISTERED' }, statusAt: 77 });
+  const cut = (r: NtfRecord, n: number) => {
+    const b = encodeNtfRecord(r);
+    return decodeNtfRecord(b.subarray(0, b.length - n));
+  };
+  const tnew = cut({ t: 'TNEW', token: t }, 9);
+  assert.ok(tnew.ok && tnew.value.t === 'TNEW');
+  assert.deepEqual([tnew.value.token.statusAt, tnew.value.token.verified], [0, true]);
+  for (const r of [
+    { t: 'TSTAT', tokenId: t.tokenId, status: { status: 'INVALID', reason: 'BAD' }, at: 5 },
+    { t: 'TDEV', tokenId: t.tokenId, device: device(), code: rand(8), at: 5 },
+    { t: 'TCODE', tokenId: t.tokenId, code: rand(8), at: 5 },
+  ] as NtfRecord[]) {
+    const legacy = cut(r, 8);
+    assert.ok(legacy.ok, r.t);
+    assert.deepEqual(legacy.value, { ...r, at: 0 }, r.t);
+    assert.deepEqual(decodeNtfRecord(encodeNtfRecord(r)), { ok: true, value: r }, `${r.t} round trip`);
+  }
+  const m = new MemoryNtfStore();
+  m.load(tnew.value);
+  assert.deepEqual([...m.inactiveTokens()].map((x) => x.statusAt), [0]);
 });
 
 // ---- durability of the persistent backends ----
@@ -914,7 +1014,7 @@ for (const d of durables) {
         s.createSub(x);
         await s.flush();
         s.setSubStatus(x.subId, 'ACTIVE');
-        s.setTokenStatus(t.tokenId, { status: 'ACTIVE' });
+        s.setTokenStatus(t.tokenId, { status: 'ACTIVE' }, 6000);
         await s.flush();
         const r = await h.crash(s);
         readers.push(r);
@@ -977,7 +1077,7 @@ describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
       // queued while `a` runs: `b` waits for it, then writes these; `c` shares `b`
       const late = u.sub(t.tokenId, { status: 'ACTIVE' });
       s.createSub(late);
-      s.setTokenStatus(t.tokenId, { status: 'ACTIVE' });
+      s.setTokenStatus(t.tokenId, { status: 'ACTIVE' }, 6001);
       const b = s.flush().then(async () => {
         done.push('b');
         assert.equal(await sqlCount(h.schema, 'subscriptions'), 3001, 'b resolved after its records were committed');
@@ -1067,7 +1167,7 @@ describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
       s.setLastNotification(a.tokenId, na);
       s.markPushed(a.tokenId, [na]);
       s.setLastNotification(b.tokenId, notification(sb.subId, 20));
-      s.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'BAD' });
+      s.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'BAD' }, 6002);
       await s.close();
       // back to version 1: no `pushed` column
       const q = pg.escapeIdentifier(h.schema);
@@ -1076,6 +1176,25 @@ describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
       assert.deepEqual(again.pendingPushes(), { count: 1, oldestTs: 10 });
       assert.deepEqual([...again.pendingTokens(Infinity)], [a.tokenId]);
       assert.equal(again.lastNotification(b.tokenId, sb.subId)?.pushed, true);
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  test('migration 3: tokens stored before it have an unknown statusAt (0) and count as verified', async () => {
+    const h = await pgHarness();
+    const u = new Universe();
+    try {
+      const s = h.store;
+      const a = u.token({ status: { status: 'REGISTERED' }, statusAt: 123 });
+      s.createToken(a);
+      await s.close();
+      // back to version 2: no status_at, no verified
+      const q = pg.escapeIdentifier(h.schema);
+      await adminPool().query(`ALTER TABLE ${q}.tokens DROP COLUMN status_at, DROP COLUMN verified; DELETE FROM ${q}.migrations WHERE version = 3`);
+      const again = await h.reopen(s);
+      assert.deepEqual([again.token(a.tokenId)!.statusAt, again.token(a.tokenId)!.verified], [0, true]);
+      assert.deepEqual(ids(again.inactiveTokens()), ids([a]));
     } finally {
       await h.cleanup();
     }

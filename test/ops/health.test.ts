@@ -53,7 +53,6 @@ function ntfServer(store: NtfStore): NtfServer {
     crypto: nodeCrypto,
     store,
     providers: [new CaptureProvider(['test'])],
-    relayWebSocket: nodeWebSocket(),
     host: '127.0.0.1',
     port: 0,
     log: silent,

@@ -19,7 +19,7 @@ import { createVapidKey } from '../../src/push/webpush/vapid.ts';
 import { encodeWebPushSubscription } from '../../src/push/webpush/subscription.ts';
 import { WebPushProvider } from '../../src/push/webpush/provider.ts';
 import { crypto } from '../helpers.ts';
-import { startNtf, until } from '../ntf/helpers.ts';
+import { MANY_CREATIONS, startNtf, until } from '../ntf/helpers.ts';
 
 const DEVICES = 40;
 
@@ -86,7 +86,7 @@ describe('connection lost under pushes in flight: none lost, none sent twice wit
     it(name, { timeout: 60_000 }, async (t: TestContext) => {
       const rig = await make();
       t.after(() => rig.close());
-      const ntf = await startNtf({ providers: [rig.provider], dispatch: { backoffMs: 20, maxBackoffMs: 200, maxAttempts: 6 } });
+      const ntf = await startNtf({ providers: [rig.provider], creation: MANY_CREATIONS, dispatch: { backoffMs: 20, maxBackoffMs: 200, maxAttempts: 6 } });
       t.after(() => ntf.stop());
       const client = await ntf.client();
       rig.dropNext();

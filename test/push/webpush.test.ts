@@ -3,7 +3,7 @@
 // and that server against web-push (a client nobody here wrote) and against
 // hand-made bad requests.
 import assert from 'node:assert/strict';
-import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../src/push/webpush/address-guard.ts';
+import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../src/server/address-guard.ts';
 import { createCipheriv, createECDH, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { generatePemKeyPair } from '../../src/server/identity.ts';
 import http from 'node:http';

@@ -11,6 +11,7 @@ import { parseAddress, webSocketUrl, type ServerAddress } from '../../src/core/a
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import { concat, Encoder } from '../../src/core/encoding.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 import {
   decodeServerHello,
   deriveBlockKeys,
@@ -38,7 +39,7 @@ import {
   type RelayResponse,
 } from '../../src/relay/protocol.ts';
 import { CLOSE } from '../../src/server/protocol-server.ts';
-import { bytes, connect, crypto, newQueue, startRelay, text, type TestClient, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, newQueue, SMALL_ORDER_KEYS, startRelay, text, type TestClient, type TestRelay } from '../helpers.ts';
 
 const BLOCK = RELAY_BLOCK_SIZE;
 const CONTENT = BLOCK - 16;
@@ -141,8 +142,7 @@ class Raw {
       clientKey: over.clientKey ?? eph.publicKey,
     });
     this.ws.send(encodeBlock([hello], BLOCK));
-    const dh = nodeCrypto.x25519(eph.privateKey, h.sessionKey)!;
-    const keys = deriveBlockKeys(nodeCrypto, dh, h.sessionId);
+    const keys = deriveBlockKeys(nodeCrypto, eph.privateKey, h.sessionKey, h.sessionId, over.version ?? RELAY_VERSIONS[1])!;
     this.send = new BlockCipher(nodeCrypto, keys.clientToServer, BLOCK);
     this.recv = new BlockCipher(nodeCrypto, keys.serverToClient, BLOCK);
     return this;
@@ -168,9 +168,9 @@ class Raw {
     return { corrId, bytes: encodeTransmission(auth, signed) };
   }
 
-  /** X25519(entity key, this session's key): the HMAC key of authenticators on this session. */
+  /** The key derived from X25519(entity key, this session's key): the HMAC key of authenticators on this session. */
   authSecret(privateKey: Uint8Array): Uint8Array {
-    return nodeCrypto.x25519(privateKey, this.hello.sessionKey)!;
+    return sharedKey(nodeCrypto, privateKey, this.hello.sessionKey, 'auth', { version: RELAY_VERSIONS[1] })!;
   }
 
   /** Reads blocks until the transmission answering `corrId` arrives; undefined if the server closed first. */
@@ -369,10 +369,13 @@ test('a wrong fingerprint in the client hello: closed with IDENTITY', async () =
   await healthy();
 });
 
-test('a low-order client key: closed with PROTOCOL', async () => {
-  const raw = await rawSession();
-  await raw.handshake({ clientKey: new Uint8Array(32) });
-  await closedWith(raw, CLOSE.PROTOCOL);
+test('a client key of small order: closed with PROTOCOL, bad client key', async () => {
+  for (const clientKey of SMALL_ORDER_KEYS) {
+    const raw = await rawSession();
+    await raw.handshake({ clientKey });
+    await closedWith(raw, CLOSE.PROTOCOL);
+    assert.equal(raw.closeInfo?.reason, 'bad client key');
+  }
   await healthy();
 });
 
@@ -479,6 +482,46 @@ test('a forged authenticator (random 32 bytes): ERR AUTH, known or unknown entit
   const check = await connect(relay.address);
   assert.equal(await check.get(q.rcvId, q.rcvAuth.privateKey), undefined);
   check.close();
+  await healthy();
+});
+
+test('public keys of small order: ERR KEY at NEW (each of its keys), KEY, NKEY and NSUBS, and nothing is made', async () => {
+  const c = await connect(relay.address);
+  try {
+    const q = await newQueue(c);
+    const good = () => crypto.x25519KeyPair();
+    const queuesBefore = relay.store.counts().queues;
+    for (const weak of SMALL_ORDER_KEYS) {
+      const auth = good();
+      const newWith = (keys: { rcvAuthKey?: Uint8Array; rcvDhKey?: Uint8Array; ntfAuthKey?: Uint8Array; rcvNtfDhKey?: Uint8Array }) =>
+        c.command(
+          EMPTY,
+          {
+            type: 'NEW',
+            rcvAuthKey: keys.rcvAuthKey ?? auth.publicKey,
+            rcvDhKey: keys.rcvDhKey ?? good().publicKey,
+            ntf: { ntfAuthKey: keys.ntfAuthKey ?? good().publicKey, rcvNtfDhKey: keys.rcvNtfDhKey ?? good().publicKey },
+          },
+          auth.privateKey,
+        );
+      for (const field of ['rcvAuthKey', 'rcvDhKey', 'ntfAuthKey', 'rcvNtfDhKey'])
+        await assert.rejects(newWith({ [field]: weak }), (e: unknown) => (e as { error?: string }).error === 'KEY', `NEW with a weak ${field}`);
+      await assert.rejects(c.secure(q.rcvId, q.rcvAuth.privateKey, weak), (e: unknown) => (e as { error?: string }).error === 'KEY', 'KEY');
+      for (const [ntfAuthKey, rcvNtfDhKey] of [[weak, good().publicKey], [good().publicKey, weak]] as const)
+        await assert.rejects(
+          c.enableNotifications(q.rcvId, q.rcvAuth.privateKey, ntfAuthKey, rcvNtfDhKey),
+          (e: unknown) => (e as { error?: string }).error === 'KEY',
+          'NKEY',
+        );
+      assert.deepEqual(await c.command(EMPTY, { type: 'NSUBS', serviceKey: weak }, good().privateKey).catch((e: { error?: string }) => e.error), 'KEY', 'NSUBS');
+    }
+    // The queue stayed unsecured, without a notifier: a SEND without a key still goes in.
+    await c.send(q.sndId, bytes('unsecured'));
+    assert.ok(await c.get(q.rcvId, q.rcvAuth.privateKey));
+    assert.equal(relay.store.counts().queues, queuesBefore, 'no queue was made');
+  } finally {
+    c.close();
+  }
   await healthy();
 });
 

@@ -17,6 +17,7 @@ import {
 } from '../../src/relay/protocol.ts';
 import type { RelayLimits } from '../../src/relay/server.ts';
 import { bytes, connect, crypto, newQueue, startRelay, text, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { sharedKey } from '../../src/core/keys.ts';
 
 const EMPTY = new Uint8Array(0);
 
@@ -136,7 +137,7 @@ describe('NEW', () => {
       assert.ok(openMeta(crypto, ntf.rcvNtfDhSecret, nmsg), 'meta opens with the notifier DH secret');
     }));
 
-  test('HAS_ENTITY, NO_AUTH, AUTH with a wrong key, SYNTAX for a bad DH key', () =>
+  test('HAS_ENTITY, NO_AUTH, AUTH with a wrong key, KEY for a DH key of small order', () =>
     withRelay({}, async ({ open: connectClient }) => {
       const c = await connectClient();
       const rcvAuth = key();
@@ -149,11 +150,11 @@ describe('NEW', () => {
       await rejectsWith(c.command(randomId(), cmd(), rcvAuth.privateKey), 'HAS_ENTITY');
       await rejectsWith(c.command(EMPTY, cmd()), 'NO_AUTH');
       await rejectsWith(c.command(EMPTY, cmd(), key().privateKey), 'AUTH');
-      // A low-order (all-zero) DH key gives no shared secret: refused as malformed.
-      await rejectsWith(c.command(EMPTY, cmd({ rcvDhKey: new Uint8Array(KEY) }), rcvAuth.privateKey), 'SYNTAX');
+      // A low-order (all-zero) DH key would give a secret its sender knows: refused.
+      await rejectsWith(c.command(EMPTY, cmd({ rcvDhKey: new Uint8Array(KEY) }), rcvAuth.privateKey), 'KEY');
       await rejectsWith(
         c.command(EMPTY, cmd({ ntf: { ntfAuthKey: key().publicKey, rcvNtfDhKey: new Uint8Array(KEY) } }), rcvAuth.privateKey),
-        'SYNTAX',
+        'KEY',
       );
       // The same command, correctly authorized, succeeds.
       const r = await c.command(EMPTY, cmd(), rcvAuth.privateKey);
@@ -387,7 +388,7 @@ describe('NKEY', () => {
       await n.subscribeNotifier(nid.notifierId, auth.privateKey);
       await r.send(q.sndId, bytes('x'), { notify: true });
       const nmsg = await next(n, 'NMSG');
-      const secret = crypto.x25519(dh.privateKey, nid.srvNtfDhKey)!;
+      const secret = sharedKey(crypto, dh.privateKey, nid.srvNtfDhKey, 'relay notifier')!;
       assert.ok(openMeta(crypto, secret, nmsg));
     }));
 
@@ -417,11 +418,11 @@ describe('NKEY', () => {
       assert.equal(ofType(n2, 'NMSG').length, 0);
     }));
 
-  test('SYNTAX for a bad DH key, AUTH for a wrong key', () =>
+  test('KEY for a DH key of small order, AUTH for a wrong key', () =>
     withRelay({}, async ({ open: connectClient }) => {
       const r = await connectClient();
       const q = await newQueue(r);
-      await rejectsWith(r.enableNotifications(q.rcvId, q.rcvAuth.privateKey, key().publicKey, new Uint8Array(KEY)), 'SYNTAX');
+      await rejectsWith(r.enableNotifications(q.rcvId, q.rcvAuth.privateKey, key().publicKey, new Uint8Array(KEY)), 'KEY');
       await rejectsWith(r.enableNotifications(q.rcvId, key().privateKey, key().publicKey, key().publicKey), 'AUTH');
     }));
 });

@@ -15,7 +15,8 @@ import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { RelayCommandError, type RelayEvent } from '../../src/relay/client.ts';
 import { ID_LENGTH, RELAY_BLOCK_SIZE, type RelayCommand, type RelayError } from '../../src/relay/protocol.ts';
-import { bytes, connect, crypto, newQueue, startRelay, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { countingCrypto } from '../crypto-count.ts';
+import { bytes, connect, crypto, MANY_QUEUES, newQueue, startRelay, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 
 const EMPTY = new Uint8Array(0);
 
@@ -181,7 +182,7 @@ async function timeAuth(attempt: () => Promise<unknown>): Promise<number> {
 
 describe('queue IDs', () => {
   test('rcvId, sndId and notifierId are distinct, unrelated and random-looking', () =>
-    withRelay({}, async (_relay, open) => {
+    withRelay({ creation: MANY_QUEUES }, async (_relay, open) => {
       const c = await open();
       const queues: Queue[] = [];
       for (let i = 0; i < 4; i++) queues.push(...(await Promise.all(Array.from({ length: 50 }, () => newQueue(c, true)))));
@@ -406,6 +407,62 @@ describe('no existence oracle', () => {
         assert.ok(ratio > 0.5 && ratio < 2.0, `${what}: unknown ${median(u).toFixed(3)} ms vs wrong key ${median(w).toFixed(3)} ms`);
       }
     }));
+});
+
+describe('constant-time AUTH', () => {
+  // Each probe runs on a fresh session, with no warm-up: the work the relay does
+  // (X25519, HMAC and HKDF calls) must not depend on whether an ID exists, neither
+  // on the first probe of a session nor on later ones.
+  test('unknown IDs cost what existing ones with a wrong key cost, on fresh and on warm sessions', async () => {
+    const counting = countingCrypto(nodeCrypto);
+    await withRelay({ crypto: counting }, async (_relay, open) => {
+      const c = await open();
+      const q = await newQueue(c, true);
+      const unsecured = await newQueue(c);
+      await c.secure(q.rcvId, q.rcvAuth.privateKey, key().publicKey);
+      const wrong = key().privateKey;
+      const cmd = (command: RelayCommand) => (t: TestClient, id: Uint8Array) => t.command(id, command, wrong);
+      const probes: Array<[string, (t: TestClient, id: Uint8Array) => Promise<unknown>, Uint8Array]> = [
+        ...(
+          [
+            { type: 'SUB' },
+            { type: 'GET' },
+            { type: 'ACK', msgId: crypto.randomBytes(12) },
+            { type: 'KEY', sndAuthKey: key().publicKey },
+            { type: 'NKEY', ntfAuthKey: key().publicKey, rcvNtfDhKey: key().publicKey },
+            { type: 'NDEL' },
+            { type: 'OFF' },
+            { type: 'DEL' },
+          ] as RelayCommand[]
+        ).map((command): [string, (t: TestClient, id: Uint8Array) => Promise<unknown>, Uint8Array] => [command.type, cmd(command), q.rcvId]),
+        ['SEND, secured queue', (t, id) => t.send(id, bytes('x'), { sndAuthKey: wrong }), q.sndId],
+        ['SEND with auth, unsecured queue', (t, id) => t.send(id, bytes('x'), { sndAuthKey: wrong }), unsecured.sndId],
+        ['NSUB', (t, id) => t.subscribeNotifier(id, wrong), ntfOf(q).notifierId],
+      ];
+      /** What a fresh session costs the relay: its handshake and one AUTH-failing probe per ID. */
+      const cost = async (probe: (t: TestClient, id: Uint8Array) => Promise<unknown>, ids: Uint8Array[]) => {
+        const before = { ...counting.counts };
+        const t = await open();
+        for (const id of ids) assert.equal(await errorOf(probe(t, id)), 'AUTH');
+        t.close();
+        return counting.since(before);
+      };
+      for (const [what, probe, real] of probes) {
+        const a = randomId();
+        const unknown = await cost(probe, [a, randomId()]);
+        assert.ok(unknown.x25519 >= 3 && unknown.hmac >= 2, `${what}: the probes did the work (${JSON.stringify(unknown)})`);
+        assert.deepEqual(await cost(probe, [a, real]), unknown, `${what}: [unknown, existing] vs [unknown, unknown]`);
+        assert.deepEqual(await cost(probe, [real, a]), unknown, `${what}: [existing, unknown] vs [unknown, unknown]`);
+        // A warm session: many unknown IDs, then the existing one among them, then the same ones again.
+        const many = Array.from({ length: 6 }, randomId);
+        const warm = await cost(probe, [...many, randomId(), ...many]);
+        assert.deepEqual(await cost(probe, [...many, real, ...many]), warm, `${what}: on a warm session`);
+      }
+      // An ID probed as a recipient ID and then as a sender ID costs the same whether it is a queue's or not.
+      const both = (t: TestClient, id: Uint8Array) => errorOf(t.get(id, wrong)).then(() => t.send(id, bytes('x'), { sndAuthKey: wrong }));
+      assert.deepEqual(await cost(both, [q.rcvId]), await cost(both, [randomId()]), 'GET then SEND on one ID');
+    });
+  });
 });
 
 describe('logs', () => {

@@ -15,6 +15,7 @@ import type { Notification } from '../../src/sdk/push-handler.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
 import type { ClientStore } from '../../src/sdk/store/store.ts';
 import type { QueueStore } from '../../src/relay/store/store.ts';
+import type { CreationPolicy } from '../../src/server/creation.ts';
 import { startRelay, type TestRelay } from '../helpers.ts';
 import { startNtf, until, type StartNtfOptions, type TestNtf } from '../ntf/helpers.ts';
 
@@ -31,12 +32,18 @@ export interface Stack {
   startNtf(opts?: StartNtfOptions): Promise<TestNtf>;
 }
 
-export async function startStack(t: TestContext, o: { ntf?: StartNtfOptions; relayAddress?: string; relayStore?: QueueStore } = {}): Promise<Stack> {
+export async function startStack(
+  t: TestContext,
+  o: { ntf?: StartNtfOptions; relayAddress?: string; relayStore?: QueueStore; relayCreation?: Partial<CreationPolicy> } = {},
+): Promise<Stack> {
   const apns = await ApnsTestServer.start({ topics: [TOPIC] });
   apns.setMaxListeners(0); // a listener per phone
   t.after(() => apns.close());
   const team = apns.keys.create();
-  const relay = await startRelay(o.relayStore ? { store: o.relayStore } : {});
+  const relay = await startRelay({
+    ...(o.relayStore ? { store: o.relayStore } : {}),
+    ...(o.relayCreation ? { creation: o.relayCreation } : {}),
+  });
   t.after(() => relay.stop());
   const provider = () =>
     new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC, serves: ['apns'] });
@@ -174,11 +181,11 @@ export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
  * Alice and a registered Bob, connected; Bob subscribed, then asleep (no SUB)
  * with the pushes so far skipped. Bob's clock runs `later()`-controlled ahead.
  */
-export async function asleepPair(t: TestContext, stack?: Stack) {
+export async function asleepPair(t: TestContext, stack?: Stack, names: [string, string] = ['Alice', 'Bob']) {
   stack ??= await startStack(t);
   let skew = 0;
-  const alice = await Phone.create(t, stack, 'Alice');
-  const bob = await Phone.create(t, stack, 'Bob', { now: () => Date.now() + skew });
+  const alice = await Phone.create(t, stack, names[0]);
+  const bob = await Phone.create(t, stack, names[1], { now: () => Date.now() + skew });
   await bob.register();
   const ids = await connect(alice, bob);
   await untilSubscribed(bob, 1);

@@ -27,6 +27,8 @@ export class MemoryNtfStore implements NtfStore {
   /** provider + device token → its tokens, whatever their auth keys */
   private readonly byDevice = new Map<string, Set<TokenRecord>>();
   private readonly crons = new Set<TokenRecord>();
+  /** Tokens not ACTIVE. */
+  private readonly inactive = new Set<TokenRecord>();
   protected readonly subs = new Map<string, SubRecord>();
   /** relay → notifierId → subscription */
   private readonly byRelay = new Map<string, Map<string, SubRecord>>();
@@ -46,9 +48,11 @@ export class MemoryNtfStore implements NtfStore {
   token = (tokenId: string) => this.tokens.get(tokenId);
   tokenOfDevice = (device: DeviceToken, tknAuthKey: Uint8Array) => this.devices.get(deviceKey(device, tknAuthKey));
   cronTokens = () => this.crons.values();
+  inactiveTokens = () => this.inactive.values();
   sub = (subId: string) => this.subs.get(subId);
   subOfNotifier = (relay: string, notifierId: string) => this.byRelay.get(relay)?.get(notifierId);
   subsOfToken = (tokenId: string) => this.byToken.get(tokenId)?.values() ?? [].values();
+  subscriptionCount = (tokenId: string) => this.byToken.get(tokenId)?.size ?? 0;
   subsOfRelay = (relay: string) => this.byRelay.get(relay)?.values() ?? [].values();
   relays = () => this.byRelay.keys();
 
@@ -110,16 +114,16 @@ export class MemoryNtfStore implements NtfStore {
     return true;
   }
 
-  setTokenStatus(tokenId: string, status: TokenStatus): void {
-    this.record({ t: 'TSTAT', tokenId, status });
+  setTokenStatus(tokenId: string, status: TokenStatus, at: number): void {
+    this.record({ t: 'TSTAT', tokenId, status, at });
   }
 
-  replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array): void {
-    this.record({ t: 'TDEV', tokenId, device, code });
+  replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array, at: number): void {
+    this.record({ t: 'TDEV', tokenId, device, code, at });
   }
 
-  renewCode(tokenId: string, code: Uint8Array): void {
-    this.record({ t: 'TCODE', tokenId, code });
+  renewCode(tokenId: string, code: Uint8Array, at: number): void {
+    this.record({ t: 'TCODE', tokenId, code, at });
   }
 
   setCron(tokenId: string, minutes: number, nextAt: number): void {
@@ -183,6 +187,7 @@ export class MemoryNtfStore implements NtfStore {
         this.linkDevice(t);
         this.tokenCounts[t.status.status]++;
         if (t.cronMinutes > 0) this.crons.add(t);
+        if (t.status.status !== 'ACTIVE') this.inactive.add(t);
         return;
       }
       case 'SNEW': {
@@ -216,10 +221,9 @@ export class MemoryNtfStore implements NtfStore {
     if (!t) return;
     switch (r.t) {
       case 'TSTAT':
-        this.tokenCounts[t.status.status]--;
-        t.status = r.status;
-        this.tokenCounts[t.status.status]++;
-        if (t.status.status !== 'ACTIVE') this.endPending(t.tokenId);
+        this.setStatus(t, r.status, r.at);
+        if (t.status.status === 'ACTIVE') t.verified = true;
+        else this.endPending(t.tokenId);
         break;
       case 'TDEV':
         this.devices.delete(deviceKey(t.device, t.tknAuthKey));
@@ -227,10 +231,10 @@ export class MemoryNtfStore implements NtfStore {
         t.device = r.device;
         this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
         this.linkDevice(t);
-        this.setCode(t, r.code);
+        this.setCode(t, r.code, r.at);
         break;
       case 'TCODE':
-        this.setCode(t, r.code);
+        this.setCode(t, r.code, r.at);
         break;
       case 'TCRN':
         t.cronMinutes = r.minutes;
@@ -244,6 +248,7 @@ export class MemoryNtfStore implements NtfStore {
         this.devices.delete(deviceKey(t.device, t.tknAuthKey));
         this.unlinkDevice(t);
         this.crons.delete(t);
+        this.inactive.delete(t);
         this.endPending(t.tokenId);
         this.last.delete(t.tokenId);
         this.tokenCounts[t.status.status]--;
@@ -299,12 +304,19 @@ export class MemoryNtfStore implements NtfStore {
     if (set?.size === 0) this.byDevice.delete(key);
   }
 
-  /** A new code puts the token back to REGISTERED: it must be verified again. */
-  private setCode(t: TokenRecord, code: Uint8Array): void {
-    t.code = code;
+  private setStatus(t: TokenRecord, status: TokenStatus, at: number): void {
     this.tokenCounts[t.status.status]--;
-    t.status = { status: 'REGISTERED' };
-    this.tokenCounts.REGISTERED++;
+    t.status = status;
+    t.statusAt = at;
+    this.tokenCounts[t.status.status]++;
+    if (status.status === 'ACTIVE') this.inactive.delete(t);
+    else this.inactive.add(t);
+  }
+
+  /** A new code puts the token back to REGISTERED: it must be verified again. */
+  private setCode(t: TokenRecord, code: Uint8Array, at: number): void {
+    t.code = code;
+    this.setStatus(t, { status: 'REGISTERED' }, at);
     this.endPending(t.tokenId);
   }
 

@@ -54,4 +54,13 @@ export const NTF_MIGRATIONS: readonly string[] = [
   UPDATE last_notifications l SET pushed = true FROM tokens t WHERE t.token_id = l.token_id AND t.status <> 'ACTIVE';
   ALTER TABLE last_notifications ALTER COLUMN pushed DROP DEFAULT;
   `,
+  // 3: token expiry. status_at: when the status last changed (ms); 0 for
+  // tokens stored before, stamped by the server's first expiry sweep.
+  // verified: the token has been ACTIVE; assumed of those stored before.
+  `
+  ALTER TABLE tokens ADD COLUMN status_at bigint NOT NULL DEFAULT 0;
+  ALTER TABLE tokens ADD COLUMN verified boolean NOT NULL DEFAULT true;
+  ALTER TABLE tokens ALTER COLUMN status_at DROP DEFAULT;
+  ALTER TABLE tokens ALTER COLUMN verified DROP DEFAULT;
+  `,
 ];

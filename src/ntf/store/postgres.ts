@@ -171,7 +171,7 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
     const tokens = await each(
       c,
       `SELECT token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
-              status, invalid_reason, code, cron_minutes, cron_next_at FROM ${s}.tokens`,
+              status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified FROM ${s}.tokens`,
       bytesTypes,
       pageSize,
       (r) => {
@@ -190,6 +190,8 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
             code: r[9] as Uint8Array,
             cronMinutes: r[10] as number,
             cronNextAt: r[11] as number,
+            statusAt: r[12] as number,
+            verified: r[13] as boolean,
           },
         });
       },
@@ -397,14 +399,15 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       delSubs: `DELETE FROM ${s}.subscriptions WHERE sub_id = ANY($1::bytea[])`,
       upsertTokens: `
         INSERT INTO ${s}.tokens (token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
-                                 status, invalid_reason, code, cron_minutes, cron_next_at)
+                                 status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified)
         SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[],
-                             $8::text[], $9::text[], $10::bytea[], $11::int[], $12::bigint[])
+                             $8::text[], $9::text[], $10::bytea[], $11::int[], $12::bigint[], $13::bigint[], $14::boolean[])
         ON CONFLICT (token_id) DO UPDATE SET
           provider = EXCLUDED.provider, device_token = EXCLUDED.device_token, tkn_auth_key = EXCLUDED.tkn_auth_key,
           tkn_dh_key = EXCLUDED.tkn_dh_key, srv_dh_key = EXCLUDED.srv_dh_key, tkn_dh_secret = EXCLUDED.tkn_dh_secret,
           status = EXCLUDED.status, invalid_reason = EXCLUDED.invalid_reason, code = EXCLUDED.code,
-          cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at`,
+          cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at,
+          status_at = EXCLUDED.status_at, verified = EXCLUDED.verified`,
       insertSubs: `
         INSERT INTO ${s}.subscriptions (sub_id, token_id, relay, notifier_id, ntf_auth_key, status)
         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])
@@ -515,7 +518,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const max = this.batchRows;
     const delTokens = new Columns(this.sql.delTokens, 1, max);
     const delSubs = new Columns(this.sql.delSubs, 1, max);
-    const tokens = new Columns(this.sql.upsertTokens, 12, max);
+    const tokens = new Columns(this.sql.upsertTokens, 14, max);
     const subs = new Columns(this.sql.insertSubs, 6, max);
     const statuses = new Columns(this.sql.subStatus, 2, max);
     const lastUpserts = new Columns(this.sql.upsertLast, 6, max);
@@ -598,6 +601,8 @@ function tokenRow(t: TokenRecord): unknown[] {
     t.code,
     t.cronMinutes,
     t.cronNextAt,
+    t.statusAt,
+    t.verified,
   ];
 }
 

@@ -1,15 +1,17 @@
 // NTF store records: each change of the notification server's state as one
 // record, applied by the memory store, appended by the journal, and turned into
-// SQL by the PostgreSQL store.
+// SQL by the PostgreSQL store. Fields added later are trailing and optional
+// in decoding, so a journal written before them still loads (see each).
 import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import { PROVIDERS, readTokenStatus, SUB_STATUSES, writeTokenStatus, type DeviceToken, type Provider, type TokenStatus } from '../protocol.ts';
 import type { LastNotification, SentNotification, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
 
 export type NtfRecord =
   | { t: 'TNEW'; token: TokenRecord }
-  | { t: 'TSTAT'; tokenId: string; status: TokenStatus }
-  | { t: 'TDEV'; tokenId: string; device: DeviceToken; code: Uint8Array }
-  | { t: 'TCODE'; tokenId: string; code: Uint8Array }
+  // at: the token's new statusAt (TokenRecord)
+  | { t: 'TSTAT'; tokenId: string; status: TokenStatus; at: number }
+  | { t: 'TDEV'; tokenId: string; device: DeviceToken; code: Uint8Array; at: number }
+  | { t: 'TCODE'; tokenId: string; code: Uint8Array; at: number }
   | { t: 'TCRN'; tokenId: string; minutes: number; nextAt: number }
   | { t: 'TDEL'; tokenId: string }
   | { t: 'SNEW'; sub: SubRecord }
@@ -41,6 +43,12 @@ function readSubStatus(d: Decoder): StoredSubStatus {
   return s as StoredSubStatus;
 }
 
+// Records written before token expiry lack statusAt and verified: statusAt 0
+// (unknown; the server's first expiry sweep stamps it), verified true (such a
+// token gets the longer grace of a verified one, never less than it had).
+const readAt = (d: Decoder) => (d.remaining > 0 ? d.u64() : 0);
+const expiryFields = (d: Decoder) => (d.remaining > 0 ? { statusAt: d.u64(), verified: d.bool() } : { statusAt: 0, verified: true });
+
 export function encodeNtfRecord(r: NtfRecord): Uint8Array {
   const e = new Encoder(160).u8(TAGS.indexOf(r.t));
   switch (r.t) {
@@ -48,17 +56,17 @@ export function encodeNtfRecord(r: NtfRecord): Uint8Array {
       const k = r.token;
       str(e, k.tokenId);
       writeDevice(e, k.device).short(k.tknAuthKey).short(k.tknDhKey).short(k.srvDhKey).short(k.tknDhSecret);
-      writeTokenStatus(e, k.status).short(k.code).u16(k.cronMinutes).u64(k.cronNextAt);
+      writeTokenStatus(e, k.status).short(k.code).u16(k.cronMinutes).u64(k.cronNextAt).u64(k.statusAt).bool(k.verified);
       break;
     }
     case 'TSTAT':
-      writeTokenStatus(str(e, r.tokenId), r.status);
+      writeTokenStatus(str(e, r.tokenId), r.status).u64(r.at);
       break;
     case 'TDEV':
-      writeDevice(str(e, r.tokenId), r.device).short(r.code);
+      writeDevice(str(e, r.tokenId), r.device).short(r.code).u64(r.at);
       break;
     case 'TCODE':
-      str(e, r.tokenId).short(r.code);
+      str(e, r.tokenId).short(r.code).u64(r.at);
       break;
     case 'TCRN':
       str(e, r.tokenId).u16(r.minutes).u64(r.nextAt);
@@ -106,14 +114,15 @@ export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
             code: d.short(),
             cronMinutes: d.u16(),
             cronNextAt: d.u64(),
+            ...expiryFields(d),
           },
         };
       case 'TSTAT':
-        return { t, tokenId: readStr(d), status: readTokenStatus(d) };
+        return { t, tokenId: readStr(d), status: readTokenStatus(d), at: readAt(d) };
       case 'TDEV':
-        return { t, tokenId: readStr(d), device: readDevice(d), code: d.short() };
+        return { t, tokenId: readStr(d), device: readDevice(d), code: d.short(), at: readAt(d) };
       case 'TCODE':
-        return { t, tokenId: readStr(d), code: d.short() };
+        return { t, tokenId: readStr(d), code: d.short(), at: readAt(d) };
       case 'TCRN':
         return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
       case 'TDEL':

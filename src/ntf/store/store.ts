@@ -20,6 +20,14 @@ export interface TokenRecord {
   cronMinutes: number;
   /** When the next one is due (ms); 0 when off. */
   cronNextAt: number;
+  /**
+   * When the status last changed (ms): set by TNEW and by every status change,
+   * new device token (TRPL) or new code. Expiry counts from it. 0: unknown
+   * (stored before this field; the first expiry sweep stamps it).
+   */
+  statusAt: number;
+  /** The token has been ACTIVE (verified) at some time: a longer grace once it is not. */
+  verified: boolean;
 }
 
 /** Stored statuses; INACTIVE is derived from the relay connection, never stored. */
@@ -71,9 +79,13 @@ export interface NtfStore {
   tokenOfDevice(device: DeviceToken, tknAuthKey: Uint8Array): TokenRecord | undefined;
   /** Tokens with periodic pushes on. */
   cronTokens(): Iterable<TokenRecord>;
+  /** Tokens that are not ACTIVE: what expiry looks at. */
+  inactiveTokens(): Iterable<TokenRecord>;
   sub(subId: string): SubRecord | undefined;
   subOfNotifier(relay: string, notifierId: string): SubRecord | undefined;
   subsOfToken(tokenId: string): Iterable<SubRecord>;
+  /** How many subscriptions the token has. O(1). */
+  subscriptionCount(tokenId: string): number;
   subsOfRelay(relay: string): Iterable<SubRecord>;
   relays(): Iterable<string>;
   /** Tokens of this device (provider and token bytes), whatever their auth keys. */
@@ -88,12 +100,16 @@ export interface NtfStore {
 
   /** False if the ID is taken. */
   createToken(t: TokenRecord): boolean;
-  /** Any status but ACTIVE (here, and by replaceDevice and renewCode) ends the token's pending notifications. */
-  setTokenStatus(tokenId: string, status: TokenStatus): void;
-  /** TRPL: a new device token and code; status REGISTERED. */
-  replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array): void;
-  /** A new code for a repeated TNEW; status REGISTERED. */
-  renewCode(tokenId: string, code: Uint8Array): void;
+  /**
+   * The status, and `at` as its statusAt. Any status but ACTIVE (here, and by
+   * replaceDevice and renewCode) ends the token's pending notifications; ACTIVE
+   * marks it verified.
+   */
+  setTokenStatus(tokenId: string, status: TokenStatus, at: number): void;
+  /** TRPL: a new device token and code; status REGISTERED since `at`. */
+  replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array, at: number): void;
+  /** A new code for a repeated TNEW; status REGISTERED since `at`. */
+  renewCode(tokenId: string, code: Uint8Array, at: number): void;
   setCron(tokenId: string, minutes: number, nextAt: number): void;
   /** Deletes the token with its subscriptions and last notifications. */
   deleteToken(tokenId: string): void;

@@ -53,7 +53,7 @@ import type { PushKind } from '../../ntf/push.ts';
 import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
 import { Http2Pool } from '../http2/pool.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
-import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from './address-guard.ts';
+import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../server/address-guard.ts';
 import { encryptWebPush } from './ece.ts';
 import { decodeWebPushSubscription } from './subscription.ts';
 import { VapidSigner } from './vapid.ts';
@@ -83,7 +83,7 @@ export interface WebPushConfig {
   idleOriginMs?: number;
   /**
    * Allow endpoints on loopback and private networks (default false: such a
-   * push fails, see address-guard.ts). For tests and local UnifiedPush distributors.
+   * push fails, see src/server/address-guard.ts). For tests and local UnifiedPush distributors.
    */
   allowPrivateNetworks?: boolean;
   /** Milliseconds since the epoch (VAPID exp, Retry-After dates). */

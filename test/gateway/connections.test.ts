@@ -1,0 +1,61 @@
+// What any client may hold of the push gateway, authorized or not:
+// connections per address and streams per HTTP/2 connection.
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { test } from 'node:test';
+import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { MAX_STREAMS_PER_CONNECTION } from '../../src/gateway/limits.ts';
+import { INFO_PATH } from '../../src/gateway/protocol.ts';
+import { GatewayServer } from '../../src/gateway/server.ts';
+import { silent } from '../helpers.ts';
+
+/** An HTTP/2 session from `localAddress`: its remote settings once connected, or undefined if the gateway drops it first. */
+async function session(url: string, localAddress = '127.0.0.1'): Promise<{ s: http2.ClientHttp2Session; settings?: http2.Settings }> {
+  const { hostname, port } = new URL(url);
+  const s = http2.connect(url, { createConnection: () => net.connect({ host: hostname, port: Number(port), localAddress }) });
+  s.on('error', () => {});
+  const settings = await new Promise<http2.Settings | undefined>((resolve) => {
+    s.once('remoteSettings', (r) => resolve(r));
+    s.once('close', () => resolve(undefined));
+  });
+  return settings ? { s, settings } : { s };
+}
+
+test('gateway: connections per address capped at accept (another address is served), streams per connection announced', async () => {
+  const gateway = new GatewayServer({
+    host: '127.0.0.1',
+    port: 0,
+    sealKey: nodeCrypto.x25519KeyPair(),
+    crypto: nodeCrypto,
+    providers: [],
+    servers: [],
+    maxConnectionsPerAddress: 2,
+    log: silent,
+  });
+  await gateway.start();
+  const open: http2.ClientHttp2Session[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { s, settings } = await session(gateway.url);
+      open.push(s);
+      assert.equal(settings?.maxConcurrentStreams, MAX_STREAMS_PER_CONNECTION);
+    }
+    const third = await session(gateway.url);
+    assert.equal(third.settings, undefined, 'a third connection from 127.0.0.1 is dropped');
+    assert.equal((await gateway.metrics.connectionsRefused.get()).values[0]?.value, 1);
+    const other = await session(gateway.url, '127.0.0.2');
+    open.push(other.s);
+    assert.ok(other.settings, '127.0.0.2 is served');
+    const status = await new Promise<number | undefined>((resolve) => {
+      const req = other.s.request({ ':path': INFO_PATH });
+      req.on('response', (h) => resolve(h[':status']));
+      req.on('error', () => resolve(undefined));
+      req.resume();
+    });
+    assert.equal(status, 200);
+  } finally {
+    for (const s of open) s.close();
+    await gateway.stop();
+  }
+});
