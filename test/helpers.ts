@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { formatAddress, parseAddress } from '../src/core/address.ts';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
@@ -19,6 +20,28 @@ import { sharedKey } from '../src/core/keys.ts';
 
 export const crypto = nobleCrypto;
 export const silent = pino({ level: 'silent' });
+
+/** A trace-level logger whose output the test reads: the text, or the lines of one event. */
+export function capturedLog(level = 'trace') {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      cb();
+    },
+  });
+  const text = () => chunks.join('');
+  return {
+    log: pino({ level }, sink),
+    text,
+    events: (event: string): Array<Record<string, unknown>> =>
+      text()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.event === event),
+  };
+}
 
 export function tmpDir(prefix = 'hush-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

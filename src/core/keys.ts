@@ -15,7 +15,7 @@ const fromHex = (s: string) => Uint8Array.from(s.match(/../g)!, (h) => parseInt(
  * spellings of 0 and 1 (p, p + 1): libsodium's list. Compared with the top bit
  * of the last byte cleared, as X25519 ignores it (RFC 7748 §5).
  */
-const SMALL_ORDER = [
+export const SMALL_ORDER_KEYS: readonly Uint8Array[] = [
   '0000000000000000000000000000000000000000000000000000000000000000', // 0
   '0100000000000000000000000000000000000000000000000000000000000000', // 1
   'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', // order 8
@@ -29,7 +29,7 @@ const SMALL_ORDER = [
 export function isValidPublicKey(key: Uint8Array): boolean {
   if (key.length !== 32) return false;
   let weak = 0;
-  for (const bad of SMALL_ORDER) {
+  for (const bad of SMALL_ORDER_KEYS) {
     let d = (key[31]! & 0x7f) ^ bad[31]!;
     for (let i = 0; i < 31; i++) d |= key[i]! ^ bad[i]!;
     weak |= (d - 1) >>> 31; // 1 when d is 0, without a branch

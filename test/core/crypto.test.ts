@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { nobleCrypto } from '../../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import type { CryptoSuite } from '../../src/core/crypto/suite.ts';
-import { isValidPublicKey, sharedKey, type KeyOptions, type KeyUse } from '../../src/core/keys.ts';
+import { isValidPublicKey, sharedKey, SMALL_ORDER_KEYS, type KeyOptions, type KeyUse } from '../../src/core/keys.ts';
 import { hkdfSync as nodeHkdf } from 'node:crypto';
 
 const hex = (b: Uint8Array | undefined) => (b === undefined ? 'undefined' : Buffer.from(b).toString('hex'));
@@ -212,15 +212,7 @@ test('x25519: the public key of a private key is the same in both suites', () =>
 });
 
 // Points of small order (and non-canonical spellings of them): the shared secret is all zero.
-const LOW_ORDER = [
-  '0000000000000000000000000000000000000000000000000000000000000000', // 0
-  '0100000000000000000000000000000000000000000000000000000000000000', // 1
-  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', // order 8
-  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157', // order 8
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // p - 1
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // p (= 0)
-  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', // p + 1 (= 1)
-];
+const LOW_ORDER = SMALL_ORDER_KEYS.map(hex);
 
 test('x25519: low-order points give undefined in both suites', () => {
   for (const [name, c] of SUITES) {

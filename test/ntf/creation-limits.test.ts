@@ -4,16 +4,15 @@
 // device token, and the expiry of tokens that are not ACTIVE — all on the
 // server's clock, moved by the test; each refusal counted by command and reason.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import pino from 'pino';
+import type pino from 'pino';
 import { formatAddress, parseAddress } from '../../src/core/address.ts';
 import { NtfCommandError, type NtfClient } from '../../src/ntf/client.ts';
 import { loadNtfConfig, ntfConfigSchema, ntfCreation } from '../../src/ntf/config.ts';
 import { DEFAULT_NTF_CREATION, type NtfCreation } from '../../src/ntf/creation.ts';
 import { decodeCommand, encodeCommand, type DeviceToken, type NtfCommand } from '../../src/ntf/protocol.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
-import { crypto } from '../helpers.ts';
+import { crypto , capturedLog } from '../helpers.ts';
 import { freePort } from '../process.ts';
 import { Phone, startStack } from '../sdk/helpers.ts';
 import { device, MANY_CREATIONS, relayCommands, startNtf, TestClock, until, withNtf, type Device, type TestNtf } from './helpers.ts';
@@ -69,16 +68,7 @@ async function withServer(creation: Partial<NtfCreation>, fn: (t: TestNtf, clock
 
 describe('creation password', () => {
   test('TNEW without it or with a wrong one is PASSWORD, nothing made or pushed; with it, IDTKN; never logged', async () => {
-    let logs = '';
-    const log = pino(
-      { level: 'trace' },
-      new Writable({
-        write(chunk, _enc, cb) {
-          logs += String(chunk);
-          cb();
-        },
-      }),
-    );
+    const { log, text: logs } = capturedLog();
     await withServer(
       only({ tokens: { password: PASSWORD, perConnection: PLENTY, perAddress: PLENTY } }),
       async (t) => {
@@ -95,8 +85,8 @@ describe('creation password', () => {
       },
       log,
     );
-    assert.ok(logs.length > 0, 'the server logged');
-    for (const secret of [PASSWORD, 'open-sesame_42']) assert.ok(!logs.includes(secret), 'no password in the log');
+    assert.ok(logs().length > 0, 'the server logged');
+    for (const secret of [PASSWORD, 'open-sesame_42']) assert.ok(!logs().includes(secret), 'no password in the log');
   });
 
   test('TNEW carries the password as an optional trailing field; empty is refused', () => {

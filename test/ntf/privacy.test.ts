@@ -5,9 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import pino from 'pino';
 import { openPush, PUSH_DATA_SIZE, type PushKind } from '../../src/ntf/push.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
@@ -16,7 +14,7 @@ import type { NtfStore } from '../../src/ntf/store/store.ts';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { encodeCommand, ID_LENGTH, type NtfCommand } from '../../src/ntf/protocol.ts';
 import { countingCrypto } from '../crypto-count.ts';
-import { bytes, crypto, tmpDir, type Queue } from '../helpers.ts';
+import { bytes, crypto, tmpDir, type Queue , capturedLog } from '../helpers.ts';
 import { CaptureProvider, device, forDevice, hex, raw, received, sleep, TestClock, until, untilSub, withNtf, type Device } from './helpers.ts';
 
 interface Secret {
@@ -75,14 +73,7 @@ interface Outcome {
  * unreachable relay, refused commands, and notify messages on many queues.
  */
 async function scenario(store: NtfStore): Promise<Outcome> {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  const log = pino({ level: 'trace' }, sink);
+  const { log, text: logText } = capturedLog();
   const clock = new TestClock();
   const p = new CaptureProvider(['test']);
   const rand = () => hex(crypto.randomBytes(6));
@@ -197,7 +188,7 @@ async function scenario(store: NtfStore): Promise<Outcome> {
     list.push(x.req.data);
     out.pushes.set(x.req.kind, list);
   }
-  out.log = lines.join('');
+  out.log = logText();
   return out;
 }
 

@@ -4,14 +4,12 @@
 // backoff, never in a tight loop.
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
-import pino from 'pino';
 import { toBase64Url } from '../../src/core/encoding.ts';
 import { loadNtfConfig } from '../../src/ntf/config.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { AddressPolicy, isAddressRule } from '../../src/server/address-guard.ts';
-import { bytes, connect, crypto, newQueue, startRelay, tmpDir, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, newQueue, startRelay, tmpDir, type TestRelay , capturedLog } from '../helpers.ts';
 import { device, rejectsWith, relayCommands, startNtf, TestClock, until, untilSub, type StartNtfOptions, type TestNtf } from './helpers.ts';
 
 const fingerprint = () => toBase64Url(crypto.randomBytes(32));
@@ -20,17 +18,6 @@ const notifier = () => [crypto.randomBytes(24), crypto.x25519KeyPair().privateKe
 const links = (ntf: TestNtf) => Object.values(ntf.ntf.subscriber.linkStates()).reduce((a, b) => a + b, 0);
 const counter = async (c: { get(): Promise<{ values: Array<{ value: number }> }> }) => (await c.get()).values[0]?.value ?? 0;
 
-/** The server's log lines, parsed. */
-function logSink() {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(JSON.parse(String(chunk)));
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), events: (event: string) => lines.filter((l) => l.event === event) };
-}
 
 /** A TCP port that takes connections and drops them at once (a relay that is not there), counting them. */
 async function deadEnd(t: TestContext): Promise<{ port: number; accepted: () => number }> {
@@ -129,7 +116,7 @@ describe('SNEW and the relay policy', () => {
   test('a host name that resolves to loopback is refused when connecting: no connection, a metric, a slow retry, PENDING', async (t) => {
     const end = await deadEnd(t);
     const clock = new TestClock();
-    const { log, events } = logSink();
+    const { log, events } = capturedLog('info');
     const s = await ntf(t, { relays: {}, clock, log, subscriber: { backoffMs: 1, maxBackoffMs: 20 } });
     const d = await device(s);
     const [id, key] = notifier();
@@ -148,7 +135,7 @@ describe('SNEW and the relay policy', () => {
 describe('relay links', () => {
   test('an unreachable relay is retried with a capped backoff', async (t) => {
     const end = await deadEnd(t);
-    const { log, events } = logSink();
+    const { log, events } = capturedLog('info');
     const s = await ntf(t, { log, subscriber: { backoffMs: 5, maxBackoffMs: 40 } });
     const d = await device(s);
     const [id, key] = notifier();

@@ -2,16 +2,14 @@
 // and the rate limits per connection and per address, refilled by the relay's
 // clock; each refusal counted by reason.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import pino from 'pino';
 import { parseAddress, formatAddress } from '../../src/core/address.ts';
 import { loadRelayConfig } from '../../src/relay/config.ts';
 import { RelayCommandError } from '../../src/relay/client.ts';
 import { decodeCommand, encodeCommand, type RelayCommand } from '../../src/relay/protocol.ts';
 import type { CreationPolicy } from '../../src/server/creation.ts';
 import { ConfigError } from '../../src/server/config.ts';
-import { bytes, connect, crypto, newQueue, startRelay, tmpDir, type TestClient, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, newQueue, startRelay, tmpDir, type TestClient, type TestRelay , capturedLog } from '../helpers.ts';
 
 const PASSWORD = 'open-Sesame_42';
 const PLENTY = { burst: 1000, perMinute: 1000 };
@@ -22,16 +20,7 @@ async function withRelay(
   fn: (r: { relay: TestRelay; open: (password?: string) => Promise<TestClient>; tick: (ms: number) => void; logs: () => string }) => Promise<void>,
 ): Promise<void> {
   let t = 1_000_000;
-  let logs = '';
-  const log = pino(
-    { level: 'trace' },
-    new Writable({
-      write(chunk, _enc, cb) {
-        logs += String(chunk);
-        cb();
-      },
-    }),
-  );
+  const { log, text: logs } = capturedLog();
   const relay = await startRelay({ creation, now: () => t, log });
   const clients: TestClient[] = [];
   const open = async (password?: string) => {
@@ -42,7 +31,7 @@ async function withRelay(
     return c;
   };
   try {
-    await fn({ relay, open, tick: (ms) => (t += ms), logs: () => logs });
+    await fn({ relay, open, tick: (ms) => (t += ms), logs });
   } finally {
     for (const c of clients) c.close();
     await relay.stop();

@@ -3,9 +3,7 @@
 // no shared ciphertext between sent and delivered traffic, fixed-size frames,
 // no existence oracle, and logs without IDs or keys.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import pino from 'pino';
 import type { WebSocketFactory, WebSocketLike } from '../../src/core/client.ts';
 import { decodeBlock } from '../../src/core/block.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
@@ -16,7 +14,7 @@ import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { RelayCommandError, type RelayEvent } from '../../src/relay/client.ts';
 import { ID_LENGTH, RELAY_BLOCK_SIZE, type RelayCommand, type RelayError } from '../../src/relay/protocol.ts';
 import { countingCrypto } from '../crypto-count.ts';
-import { bytes, connect, crypto, MANY_QUEUES, newQueue, startRelay, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, MANY_QUEUES, newQueue, startRelay, type Queue, type TestClient, type TestRelay , capturedLog } from '../helpers.ts';
 
 const EMPTY = new Uint8Array(0);
 
@@ -337,6 +335,18 @@ describe('fixed-size frames', () => {
     }));
 });
 
+/** Every recipient command, with fresh keys. */
+const recipientProbes = (): RelayCommand[] => [
+  { type: 'SUB' },
+  { type: 'GET' },
+  { type: 'ACK', msgId: crypto.randomBytes(12) },
+  { type: 'KEY', sndAuthKey: key().publicKey },
+  { type: 'NKEY', ntfAuthKey: key().publicKey, rcvNtfDhKey: key().publicKey },
+  { type: 'NDEL' },
+  { type: 'OFF' },
+  { type: 'DEL' },
+];
+
 describe('no existence oracle', () => {
   test('an unknown ID and a wrong key answer alike: AUTH', () =>
     withRelay({}, async (_relay, open) => {
@@ -346,16 +356,7 @@ describe('no existence oracle', () => {
       const snd = key();
       await c.secure(q.rcvId, q.rcvAuth.privateKey, snd.publicKey);
       const wrong = key().privateKey;
-      const recipientCommands: RelayCommand[] = [
-        { type: 'SUB' },
-        { type: 'GET' },
-        { type: 'ACK', msgId: crypto.randomBytes(12) },
-        { type: 'KEY', sndAuthKey: key().publicKey },
-        { type: 'NKEY', ntfAuthKey: key().publicKey, rcvNtfDhKey: key().publicKey },
-        { type: 'NDEL' },
-        { type: 'OFF' },
-        { type: 'DEL' },
-      ];
+      const recipientCommands = recipientProbes();
       for (const cmd of recipientCommands) {
         assert.equal(await errorOf(c.command(randomId(), cmd, q.rcvAuth.privateKey)), 'AUTH', `${cmd.type}, unknown ID`);
         assert.equal(await errorOf(c.command(q.rcvId, cmd, wrong)), 'AUTH', `${cmd.type}, wrong key`);
@@ -423,18 +424,7 @@ describe('constant-time AUTH', () => {
       const wrong = key().privateKey;
       const cmd = (command: RelayCommand) => (t: TestClient, id: Uint8Array) => t.command(id, command, wrong);
       const probes: Array<[string, (t: TestClient, id: Uint8Array) => Promise<unknown>, Uint8Array]> = [
-        ...(
-          [
-            { type: 'SUB' },
-            { type: 'GET' },
-            { type: 'ACK', msgId: crypto.randomBytes(12) },
-            { type: 'KEY', sndAuthKey: key().publicKey },
-            { type: 'NKEY', ntfAuthKey: key().publicKey, rcvNtfDhKey: key().publicKey },
-            { type: 'NDEL' },
-            { type: 'OFF' },
-            { type: 'DEL' },
-          ] as RelayCommand[]
-        ).map((command): [string, (t: TestClient, id: Uint8Array) => Promise<unknown>, Uint8Array] => [command.type, cmd(command), q.rcvId]),
+        ...recipientProbes().map((command): [string, (t: TestClient, id: Uint8Array) => Promise<unknown>, Uint8Array] => [command.type, cmd(command), q.rcvId]),
         ['SEND, secured queue', (t, id) => t.send(id, bytes('x'), { sndAuthKey: wrong }), q.sndId],
         ['SEND with auth, unsecured queue', (t, id) => t.send(id, bytes('x'), { sndAuthKey: wrong }), unsecured.sndId],
         ['NSUB', (t, id) => t.subscribeNotifier(id, wrong), ntfOf(q).notifierId],
@@ -467,14 +457,7 @@ describe('constant-time AUTH', () => {
 
 describe('logs', () => {
   test('hold no queue IDs, keys, message IDs or bodies in any encoding', async () => {
-    const chunks: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        chunks.push(chunk.toString('utf8'));
-        cb();
-      },
-    });
-    const log = pino({ level: 'trace' }, sink);
+    const { log, text } = capturedLog();
     let now = 1_700_000_000_000;
     const identity = nodeCrypto.ed25519KeyPair();
     const secrets: Array<[string, Uint8Array]> = [['identity private key', identity.privateKey]];
@@ -557,7 +540,7 @@ describe('logs', () => {
       await relay.stop();
     }
     log.flush();
-    const logText = chunks.join('');
+    const logText = text();
 
     // The log is really wired: these events are there.
     for (const event of ['relay_started', 'connection_refused', 'expired'])
