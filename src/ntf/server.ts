@@ -388,7 +388,8 @@ class NtfSession implements SessionHandler {
   private newSub(token: TokenRecord, c: Extract<NtfCommand, { type: 'SNEW' }>): Reply {
     const { store, subscriber } = this.ntf;
     const address = parseAddress(c.relay);
-    if (!address.ok) return 'SYNTAX';
+    // The relay's creation password is the client's to keep: never stored here.
+    if (!address.ok || address.value.password !== undefined) return 'SYNTAX';
     if (this.ntf.relayPolicy.refusesHost(address.value.host)) return 'RELAY';
     const notifierId = latin1(c.notifierId);
     const ntfAuthKey = latin1(c.ntfAuthKey);

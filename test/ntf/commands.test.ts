@@ -449,12 +449,12 @@ describe('SNEW', () => {
     });
   });
 
-  test('SYNTAX for a relay address that does not parse', async () => {
+  test('SYNTAX for a relay address that does not parse, or carries a creation password', async () => {
     await withNtf({}, async (ctx) => {
       const d = await device(ctx.ntf);
       const q = await ctx.queue();
       const fp = ctx.relay.address.slice('hush+ws://'.length, 'hush+ws://'.length + 43);
-      for (const bad of ['not-an-address', 'hush+ws://short@127.0.0.1:1', `http://${fp}@127.0.0.1:1`, `hush+ws://${fp}@127.0.0.1`, `hush+ws://${fp}@127.0.0.1:99999`])
+      for (const bad of ['not-an-address', 'hush+ws://short@127.0.0.1:1', `http://${fp}@127.0.0.1:1`, `hush+ws://${fp}@127.0.0.1`, `hush+ws://${fp}@127.0.0.1:99999`, ctx.relay.address.replace('@', ':secret@')])
         await rejectsWith(d.subscribe(bad, q.ntf!.notifierId, q.ntf!.auth.privateKey), 'SYNTAX');
       // a relay address with a non-ASCII byte does not even decode
       const nonAscii = new Encoder(128).tag('SNEW').short(Uint8Array.of(0x68, 0xff)).short(q.ntf!.notifierId).short(q.ntf!.auth.privateKey).done();
