@@ -88,6 +88,8 @@ export class ServerProcess {
     private readonly children: Children,
     readonly what: 'relay' | 'ntf',
     readonly dir: string,
+    /** Settings added to the server's environment (e.g. NO_CREATION_LIMITS_ENV). */
+    private readonly env: Record<string, string> = {},
   ) {}
 
   /** Starts on a port restarts can take again (freePort), or the one it had; resolves once it listens. */
@@ -100,7 +102,7 @@ export class ServerProcess {
         HUSH_LOG_LEVEL: 'warn',
         [`${prefix}PORT`]: String(this.port),
         [`${prefix}METRICS_PORT`]: '0',
-        ...(this.what === 'relay' ? NO_CREATION_LIMITS_ENV : {}),
+        ...this.env,
       },
     });
     this.proc = proc;
@@ -581,7 +583,7 @@ export async function runFaultsBench(): Promise<SectionResult> {
   const rows: (string | number)[][] = [];
   try {
     const { relayDir, ntfDir } = await initDirs(children, base, apns);
-    const relay = new ServerProcess(children, 'relay', relayDir);
+    const relay = new ServerProcess(children, 'relay', relayDir, NO_CREATION_LIMITS_ENV);
     const ntf = new ServerProcess(children, 'ntf', ntfDir);
     await relay.start();
     await ntf.start();

@@ -7,14 +7,7 @@ import { BlockCipher, decodeBlock, encodeBlock, groupBlocks, maxItemLength } fro
 import { type ServerAddress, webSocketUrl } from './address.ts';
 import { Encoder } from './encoding.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
-import {
-  decodeServerHello,
-  deriveBlockKeys,
-  encodeClientHello,
-  fingerprintMatches,
-  negotiateVersion,
-  verifyServerHello,
-} from './handshake.ts';
+import { answerServerHello } from './handshake.ts';
 import { sharedKey } from './keys.ts';
 import {
   authenticator,
@@ -130,32 +123,11 @@ export class ProtocolClient {
       ws.onmessage = (ev) => {
         clearTimeout(timer);
         const block = toBytes(ev.data);
-        if (!block || block.length !== blockSize) return fail('bad hello block');
-        const items = decodeBlock(block);
-        if (!items.ok || items.value.length !== 1) return fail('bad hello block');
-        const hello = decodeServerHello(items.value[0]!);
-        if (!hello.ok) return fail(`bad server hello: ${hello.error}`);
-        const h = hello.value;
-        if (h.protocol !== opts.protocol) return fail(`server speaks ${h.protocol}, not ${opts.protocol}`);
-        if (!fingerprintMatches(crypto, h.identityKey, opts.address.fingerprint))
-          return fail('server identity does not match the address fingerprint');
-        if (!verifyServerHello(crypto, h)) return fail('bad server hello signature');
-        const version = negotiateVersion(opts.versions, [h.minVersion, h.maxVersion]);
-        if (version === undefined) return fail('no common protocol version');
-        const eph = crypto.x25519KeyPair();
-        const keys = deriveBlockKeys(crypto, eph.privateKey, h.sessionKey, h.sessionId, version);
-        if (!keys) return fail('bad session key');
-        const hi = encodeClientHello({ version, fingerprint: opts.address.fingerprint, clientKey: eph.publicKey });
-        ws.send(encodeBlock([hi], blockSize));
-        const client = new ProtocolClient(
-          ws,
-          opts,
-          version,
-          h.sessionId,
-          h.sessionKey,
-          new BlockCipher(crypto, keys.clientToServer, blockSize),
-          new BlockCipher(crypto, keys.serverToClient, blockSize),
-        );
+        const hs = block ? answerServerHello(crypto, block, { ...opts, fingerprint: opts.address.fingerprint, blockSize }) : undefined;
+        if (!hs?.ok) return fail(hs?.error ?? 'bad hello block');
+        const { hello, version, send, recv } = hs.value;
+        ws.send(encodeBlock([hs.value.clientHello], blockSize));
+        const client = new ProtocolClient(ws, opts, version, hello.sessionId, hello.sessionKey, send, recv);
         client.attach();
         resolve(client);
       };

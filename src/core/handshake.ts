@@ -14,7 +14,8 @@
 // authenticators are HMACs keyed by the same derivation of X25519(entity key,
 // sessionKey) over sessionId ‖ transmission, worthless on any other connection.
 import { ascii, concat, Decoder, Encoder, equalBytes, parse, ParseError, type Parsed } from './encoding.ts';
-import type { CryptoSuite } from './crypto/suite.ts';
+import { BlockCipher, decodeBlock } from './block.ts';
+import type { CryptoSuite, KeyPair } from './crypto/suite.ts';
 import { sharedKey } from './keys.ts';
 
 export interface ServerHello {
@@ -118,3 +119,55 @@ export function deriveBlockKeys(
 
 export const fingerprintMatches = (crypto: CryptoSuite, identityKey: Uint8Array, fingerprint: Uint8Array) =>
   equalBytes(crypto.sha256(identityKey), fingerprint);
+
+/** What a client expects of the server it dials: the address's fingerprint, its protocol and versions. */
+export interface HandshakeExpectation {
+  protocol: string;
+  fingerprint: Uint8Array;
+  versions: [number, number];
+  blockSize: number;
+}
+
+/** The client's side of a checked server hello: its answer, and the session's ciphers. */
+export interface ClientHandshake {
+  hello: ServerHello;
+  version: number;
+  clientKey: KeyPair;
+  clientHello: Uint8Array;
+  send: BlockCipher;
+  recv: BlockCipher;
+}
+
+/**
+ * Checks the server's hello block (protocol, pinned identity, signature,
+ * a common version, a session key not of small order) and makes the client
+ * hello that answers it.
+ */
+export function answerServerHello(crypto: CryptoSuite, block: Uint8Array, expect: HandshakeExpectation): Parsed<ClientHandshake> {
+  const fail = (error: string) => ({ ok: false as const, error });
+  if (block.length !== expect.blockSize) return fail('bad hello block');
+  const items = decodeBlock(block);
+  if (!items.ok || items.value.length !== 1) return fail('bad hello block');
+  const decoded = decodeServerHello(items.value[0]!);
+  if (!decoded.ok) return fail(`bad server hello: ${decoded.error}`);
+  const hello = decoded.value;
+  if (hello.protocol !== expect.protocol) return fail(`server speaks ${hello.protocol}, not ${expect.protocol}`);
+  if (!fingerprintMatches(crypto, hello.identityKey, expect.fingerprint)) return fail('server identity does not match the address fingerprint');
+  if (!verifyServerHello(crypto, hello)) return fail('bad server hello signature');
+  const version = negotiateVersion(expect.versions, [hello.minVersion, hello.maxVersion]);
+  if (version === undefined) return fail('no common protocol version');
+  const clientKey = crypto.x25519KeyPair();
+  const keys = deriveBlockKeys(crypto, clientKey.privateKey, hello.sessionKey, hello.sessionId, version);
+  if (!keys) return fail('bad session key');
+  return {
+    ok: true,
+    value: {
+      hello,
+      version,
+      clientKey,
+      clientHello: encodeClientHello({ version, fingerprint: expect.fingerprint, clientKey: clientKey.publicKey }),
+      send: new BlockCipher(crypto, keys.clientToServer, expect.blockSize),
+      recv: new BlockCipher(crypto, keys.serverToClient, expect.blockSize),
+    },
+  };
+}

@@ -63,6 +63,7 @@ export async function startGateway(dir: string, env: NodeJS.ProcessEnv = process
     servers: c.servers,
     maxInFlight: c.maxInFlight,
     maxConnectionsPerAddress: c.maxConnectionsPerAddress,
+    idleTimeoutMs: c.idleTimeoutSeconds * 1000,
     log,
   });
   const running = await startWithOps(server, c.metrics, () => ({ providers: server.info.providers, inFlight: server.pushesInFlight }));

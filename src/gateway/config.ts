@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { providerEnv, providerSchemas } from '../push/config.ts';
 import { listenerEnv, listenerSchema, loadConfig, nonNegativeSchema, positiveSchema, type EnvMap } from '../server/config.ts';
-import { DEFAULT_CONNECTIONS_PER_ADDRESS } from './limits.ts';
+import { DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_IDLE_MS } from './limits.ts';
 
 export const serverAccountSchema = z
   .object({
@@ -28,6 +28,8 @@ export const gatewayConfigSchema = z
     maxInFlight: positiveSchema.default(10_000),
     /** TCP connections per client address (IPv6: per /64); 0: no cap. */
     maxConnectionsPerAddress: nonNegativeSchema.default(DEFAULT_CONNECTIONS_PER_ADDRESS),
+    /** A connection with no request for this long is closed. */
+    idleTimeoutSeconds: positiveSchema.default(DEFAULT_IDLE_MS / 1000),
   })
   .strict()
   .refine((c) => c.tls || ['127.0.0.1', '::1', 'localhost'].includes(c.host), {

@@ -56,5 +56,7 @@ export class Limiter {
  * (default 1); a stranger holds no more than this many sockets.
  */
 export const DEFAULT_CONNECTIONS_PER_ADDRESS = 100;
+/** Connections idle this long are closed (HTTP/2 PINGs do not count). */
+export const DEFAULT_IDLE_MS = 120_000;
 /** Streams at once on one HTTP/2 connection: what a notification server's pool opens at most (push/http2/pool.ts). */
 export const MAX_STREAMS_PER_CONNECTION = 1000;

@@ -12,7 +12,7 @@ import { toBase64Url } from '../core/encoding.ts';
 import type { Provider } from '../ntf/protocol.ts';
 import type { PushProvider, PushRequest, PushResult } from '../push/provider.ts';
 import { capConnectionsPerAddress } from '../server/connection-limits.ts';
-import { DEFAULT_CONNECTIONS_PER_ADDRESS, Limiter, MAX_STREAMS_PER_CONNECTION, type Limits } from './limits.ts';
+import { DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_IDLE_MS, Limiter, MAX_STREAMS_PER_CONNECTION, type Limits } from './limits.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { decodePushRequest, encodePushResult, INFO_PATH, MAX_REQUEST_BYTES, PUSH_PATH, type GatewayInfo } from './protocol.ts';
 import { openDeviceToken } from './sealed-token.ts';
@@ -38,6 +38,8 @@ export interface GatewayServerOptions {
   maxInFlight?: number;
   /** TCP connections per client address; 0: no cap (default DEFAULT_CONNECTIONS_PER_ADDRESS). */
   maxConnectionsPerAddress?: number;
+  /** A connection with no request or response bytes for this long is closed (default DEFAULT_IDLE_MS). */
+  idleTimeoutMs?: number;
   log?: Logger;
   now?: () => number;
 }
@@ -93,6 +95,10 @@ export class GatewayServer {
     capConnectionsPerAddress(server, this.opts.maxConnectionsPerAddress ?? DEFAULT_CONNECTIONS_PER_ADDRESS, () =>
       this.metrics.connectionsRefused.inc(),
     );
+    // Node keeps an HTTP/2 connection it answered a connection error with (GOAWAY) open for
+    // good, even after the peer leaves: only the idle timeout reaps it. PINGs are not activity,
+    // so an idle notification server's connection goes too; its pool opens another on demand.
+    server.setTimeout(this.opts.idleTimeoutMs ?? DEFAULT_IDLE_MS);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

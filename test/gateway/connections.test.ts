@@ -59,3 +59,36 @@ test('gateway: connections per address capped at accept (another address is serv
     await gateway.stop();
   }
 });
+
+test('gateway: a connection answered with a connection error (GOAWAY) is closed once idle, and frees its slot', async () => {
+  const gateway = new GatewayServer({
+    host: '127.0.0.1',
+    port: 0,
+    sealKey: nodeCrypto.x25519KeyPair(),
+    crypto: nodeCrypto,
+    providers: [],
+    servers: [],
+    maxConnectionsPerAddress: 1,
+    idleTimeoutMs: 200,
+    log: silent,
+  });
+  await gateway.start();
+  try {
+    const { hostname, port } = new URL(gateway.url);
+    const raw = net.connect({ host: hostname, port: Number(port) });
+    raw.on('error', () => {});
+    const goaway = new Promise<void>((resolve) => raw.on('data', (d: Buffer) => d.includes(Buffer.from([0, 0, 8, 7])) && resolve()));
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    raw.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS, empty
+    raw.write(Buffer.from([0, 0, 9, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])); // PING of length 9: a connection error
+    await goaway;
+    raw.end(); // Node keeps the session even after the peer's FIN: only the idle timeout frees it
+    await closed;
+    const next = await session(gateway.url);
+    assert.ok(next.settings, 'the slot is free again');
+    next.s.close();
+  } finally {
+    await gateway.stop();
+  }
+});

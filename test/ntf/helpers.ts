@@ -17,7 +17,7 @@ import { openPush, type PushContent, type PushKind } from '../../src/ntf/push.ts
 import { NtfServer, type NtfServerOptions } from '../../src/ntf/server.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
-import type { PushProvider, PushRequest, PushResult } from '../../src/push/provider.ts';
+import type { PushProvider, PushRequest } from '../../src/push/provider.ts';
 import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/testkit/capture-provider.ts';
 
 export { CaptureProvider, forDevice, HushProcess };

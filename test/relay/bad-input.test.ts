@@ -9,7 +9,6 @@ import WebSocket from 'ws';
 import { BlockCipher, decodeBlock, encodeBlock } from '../../src/core/block.ts';
 import { parseAddress, webSocketUrl, type ServerAddress } from '../../src/core/address.ts';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
-import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import { concat, Encoder } from '../../src/core/encoding.ts';
 import { sharedKey } from '../../src/core/keys.ts';
 import {

@@ -12,7 +12,7 @@ import { equalBytes } from '../../src/core/encoding.ts';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { RelayCommandError, type RelayEvent } from '../../src/relay/client.ts';
-import { ID_LENGTH, RELAY_BLOCK_SIZE, type RelayCommand, type RelayError } from '../../src/relay/protocol.ts';
+import { ID_LENGTH, RELAY_BLOCK_SIZE, type RelayCommand } from '../../src/relay/protocol.ts';
 import { countingCrypto } from '../crypto-count.ts';
 import { bytes, connect, crypto, MANY_QUEUES, newQueue, startRelay, type Queue, type TestClient, type TestRelay , capturedLog } from '../helpers.ts';
 
