@@ -6,6 +6,7 @@ import { run as ntf } from './ntf.ts';
 import { run as push } from './push.ts';
 import { run as client } from './client.ts';
 import { run as faults } from './faults.ts';
+import { run as abuse } from './abuse.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
@@ -13,6 +14,7 @@ const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'push', run: push },
   { name: 'client', run: client },
   { name: 'faults', run: faults },
+  { name: 'abuse', run: abuse },
 ];
 
 const wanted = process.argv.slice(2);
