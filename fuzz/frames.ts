@@ -3,6 +3,7 @@
 // blocks. Each is one input; the server must close the connection, or answer
 // the PING that follows if it took the input as good.
 import { encodeBlock, maxItemLength } from '../src/core/block.ts';
+import { SMALL_ORDER_KEYS } from '../src/core/keys.ts';
 import { concat } from '../src/core/encoding.ts';
 import { encodeClientHello } from '../src/core/handshake.ts';
 import { encodeTransmission, signedPart } from '../src/core/transmission.ts';
@@ -11,21 +12,8 @@ import { dial, keysFor, SENTINEL, type BadReply, type FuzzSession, type Outcome,
 
 const EMPTY = new Uint8Array(0);
 
-/** X25519 public keys of small order, and non-canonical spellings of them (libsodium's list): servers must refuse them all. */
-export const LOW_ORDER_KEYS: readonly Uint8Array[] = [
-  '0000000000000000000000000000000000000000000000000000000000000000',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
-  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'cdeb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880',
-  '4c9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7',
-  'd9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-  'daffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-  'dbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-].map((h) => new Uint8Array(Buffer.from(h, 'hex')));
+/** X25519 public keys of small order, also with the (ignored) top bit set: servers must refuse them all. */
+export const LOW_ORDER_KEYS: readonly Uint8Array[] = SMALL_ORDER_KEYS.flatMap((k) => [k, Uint8Array.from(k, (b, i) => (i === 31 ? b | 0x80 : b))]);
 
 const HELLO_KINDS = [
   'valid',

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { nodeCrypto } from '../../src/core/crypto/node.ts';
 import { MAX_STREAMS_PER_CONNECTION } from '../../src/gateway/limits.ts';
 import { INFO_PATH } from '../../src/gateway/protocol.ts';
-import { GatewayServer } from '../../src/gateway/server.ts';
+import { GatewayServer, type GatewayServerOptions } from '../../src/gateway/server.ts';
 import { silent } from '../helpers.ts';
 
 /** An HTTP/2 session from `localAddress`: its remote settings once connected, or undefined if the gateway drops it first. */
@@ -22,18 +22,15 @@ async function session(url: string, localAddress = '127.0.0.1'): Promise<{ s: ht
   return settings ? { s, settings } : { s };
 }
 
-test('gateway: connections per address capped at accept (another address is served), streams per connection announced', async () => {
-  const gateway = new GatewayServer({
-    host: '127.0.0.1',
-    port: 0,
-    sealKey: nodeCrypto.x25519KeyPair(),
-    crypto: nodeCrypto,
-    providers: [],
-    servers: [],
-    maxConnectionsPerAddress: 2,
-    log: silent,
-  });
+/** A gateway with no providers or servers: only its connection handling is under test. */
+async function startGateway(o: Partial<GatewayServerOptions>): Promise<GatewayServer> {
+  const gateway = new GatewayServer({ host: '127.0.0.1', port: 0, sealKey: nodeCrypto.x25519KeyPair(), crypto: nodeCrypto, providers: [], servers: [], log: silent, ...o });
   await gateway.start();
+  return gateway;
+}
+
+test('gateway: connections per address capped at accept (another address is served), streams per connection announced', async () => {
+  const gateway = await startGateway({ maxConnectionsPerAddress: 2 });
   const open: http2.ClientHttp2Session[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -61,18 +58,7 @@ test('gateway: connections per address capped at accept (another address is serv
 });
 
 test('gateway: a connection answered with a connection error (GOAWAY) is closed once idle, and frees its slot', async () => {
-  const gateway = new GatewayServer({
-    host: '127.0.0.1',
-    port: 0,
-    sealKey: nodeCrypto.x25519KeyPair(),
-    crypto: nodeCrypto,
-    providers: [],
-    servers: [],
-    maxConnectionsPerAddress: 1,
-    idleTimeoutMs: 200,
-    log: silent,
-  });
-  await gateway.start();
+  const gateway = await startGateway({ maxConnectionsPerAddress: 1, idleTimeoutMs: 200 });
   try {
     const { hostname, port } = new URL(gateway.url);
     const raw = net.connect({ host: hostname, port: Number(port) });
