@@ -69,8 +69,13 @@ export interface Contact {
 
 export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:' } as const;
 
+// The holder's raw value, not `x`: JSON.stringify hands the replacer what toJSON made, and a
+// Node Buffer (a Uint8Array an app may pass as a device token) turns itself into {type, data}.
 export const serialize = (v: unknown) =>
-  JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? { $b: toBase64Url(x) } : x));
+  JSON.stringify(v, function (this: Record<string, unknown>, k, x) {
+    const raw = this[k];
+    return raw instanceof Uint8Array ? { $b: toBase64Url(raw) } : x;
+  });
 
 export const deserialize = <T>(s: string): T =>
   JSON.parse(s, (_k, x) => {

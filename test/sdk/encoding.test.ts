@@ -1,5 +1,5 @@
-// The SDK's text and binary forms: invitation links (src/sdk/invitation.ts)
-// and contact content (src/sdk/content.ts). Round trips, strictness with clear
+// The SDK's text and binary forms: invitation links (src/sdk/invitation.ts),
+// contact content (src/sdk/content.ts) and stored records (src/sdk/records.ts). Round trips, strictness with clear
 // errors, and fuzzing: arbitrary or mutated input never throws.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +8,7 @@ import { concat, Encoder, fromBase64Url, toBase64Url, type Parsed } from '../../
 import { ID_LENGTH } from '../../src/relay/protocol.ts';
 import { formatInvitation, INVITATION_SCHEME, INVITATION_VERSION, parseInvitation, type Invitation } from '../../src/sdk/invitation.ts';
 import { decodeContent, encodeContent, MAX_NAME_BYTES, type Content } from '../../src/sdk/content.ts';
+import { deserialize, serialize } from '../../src/sdk/records.ts';
 
 const RUNS = 1000;
 const run = <Ts extends unknown[]>(p: fc.IProperty<Ts>, numRuns = RUNS) => fc.assert(p, { numRuns });
@@ -292,4 +293,14 @@ test('text and names starting with U+FEFF round trip', () => {
     { type: 'hello', name: 'Ann', replyRelay: '\uFEFFx', replySndId: new Uint8Array(ID_LENGTH), replySndKey: k, sndAuthKey: k },
   ] as Content[])
     assert.deepStrictEqual(decodeContent(encodeContent(c)), { ok: true, value: c });
+});
+
+test('stored records keep bytes as bytes, a Node Buffer (a device token an app passes) included', () => {
+  const record = { device: { provider: 'apns', token: Buffer.from('0a1b2c', 'hex') }, key: Uint8Array.of(1, 2, 3), n: 7 };
+  const back = deserialize<typeof record>(serialize(record));
+  assert.ok(back.device.token instanceof Uint8Array && !Buffer.isBuffer(back.device.token));
+  assert.deepEqual([...back.device.token], [0x0a, 0x1b, 0x2c]);
+  assert.deepEqual([...back.key], [1, 2, 3]);
+  assert.equal(back.n, 7);
+  run(fc.property(fc.uint8Array(), (b) => assert.deepEqual([...deserialize<{ b: Uint8Array }>(serialize({ b: Buffer.from(b) })).b], [...b])), 200);
 });
