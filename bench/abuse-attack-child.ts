@@ -26,7 +26,7 @@ import WebSocket from 'ws';
 import { parseAddress, webSocketUrl } from '../src/core/address.ts';
 import type { WebSocketLike } from '../src/core/client.ts';
 import { CommandError } from '../src/core/command-client.ts';
-import { nodeCrypto as crypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto as crypto } from '../src/node/crypto.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
 import { RelayClient } from '../src/relay/client.ts';
 

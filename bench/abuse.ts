@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CommandError } from '../src/core/command-client.ts';
-import { nodeCrypto as crypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto as crypto } from '../src/node/crypto.ts';
 import { openMessage, type RelayClient } from '../src/relay/client.ts';
 import { DEFAULT_CONNECTION_LIMITS } from '../src/server/connection-limits.ts';
 import type { AttackReport, AttackSettings } from './abuse-attack-child.ts';

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { LOCAL_RELAYS } from '../src/ntf/config.ts';
 import { NtfServer } from '../src/ntf/server.ts';

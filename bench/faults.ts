@@ -39,7 +39,7 @@ import { performance } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import { formatAddress, parseAddress } from '../src/core/address.ts';
 import { CommandError } from '../src/core/command-client.ts';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { NtfClient } from '../src/ntf/client.ts';

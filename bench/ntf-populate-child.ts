@@ -17,7 +17,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { latin1 } from '../src/ntf/store/records.ts';
+import { latin1 } from '../src/core/encoding.ts';
 import { openJournalNtfStore } from '../src/ntf/store/journal.ts';
 import { openPostgresNtfStore } from '../src/ntf/store/postgres.ts';
 import type { NtfStore, SubRecord, TokenRecord } from '../src/ntf/store/store.ts';

@@ -14,7 +14,7 @@
 // the SEND call here.
 //   node --import tsx bench/ntf-sender-child.ts
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { RelayClient } from '../src/relay/client.ts';
 

@@ -48,7 +48,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import pg from 'pg';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { NtfClient } from '../src/ntf/client.ts';

@@ -22,7 +22,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import apn from '@parse/node-apn';
-import { PUSH_DATA_SIZE } from '../src/ntf/push.ts';
+import { PUSH_DATA_SIZE } from '../src/push/device.ts';
 import { ApnsJwt } from '../src/push/apns/jwt.ts';
 import { apnsBody, renderApns } from '../src/push/apns/payload.ts';
 import { ApnsProvider } from '../src/push/apns/provider.ts';

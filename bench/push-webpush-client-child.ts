@@ -17,7 +17,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import webpush from 'web-push';
-import { PUSH_DATA_SIZE } from '../src/ntf/push.ts';
+import { PUSH_DATA_SIZE } from '../src/push/device.ts';
 import { WebPushProvider } from '../src/push/webpush/provider.ts';
 import { encodeWebPushSubscription, type WebPushSubscriptionJSON } from '../src/push/webpush/subscription.ts';
 import { closedLoop, type SendOne } from './lib.ts';

@@ -42,7 +42,7 @@ import {
   type ClosedLoopResult,
   type SectionResult,
 } from './lib.ts';
-import { PUSH_DATA_SIZE } from '../src/ntf/push.ts';
+import { PUSH_DATA_SIZE } from '../src/push/device.ts';
 import { apnsBody } from '../src/push/apns/payload.ts';
 import type { ApnsClient, ApnsClientSpec } from './push-apns-client-child.ts';
 import type { WebPushClient, WebPushClientSpec } from './push-webpush-client-child.ts';

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import { Children, closedLoop, round } from './lib.ts';
 import { BODY_BYTES, connect, newQueue, startRelayProcess, type FrameCounter } from './relay.ts';
 

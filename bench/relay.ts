@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import WebSocket from 'ws';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import type { KeyPair } from '../src/core/crypto/suite.ts';
 import type { WebSocketFactory } from '../src/core/client.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';

@@ -25,7 +25,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomInt } from 'node:crypto';
 import { formatAddress, parseAddress } from '../src/core/address.ts';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { encodeCommand as ntfCommand, NTF_BLOCK_SIZE, NTF_PROTOCOL, NTF_VERSIONS } from '../src/ntf/protocol.ts';
 import { RelayClient } from '../src/relay/client.ts';

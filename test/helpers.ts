@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { formatAddress, parseAddress } from '../src/core/address.ts';
 import { nobleCrypto } from '../src/core/crypto/noble.ts';
-import { nodeCrypto } from '../src/core/crypto/node.ts';
+import { nodeCrypto } from '../src/node/crypto.ts';
 import type { CryptoSuite, KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { RelayClient, type RelayClientOptions, type RelayEvent } from '../src/relay/client.ts';

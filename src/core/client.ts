@@ -5,7 +5,7 @@
 // (the platform's WebSocket by default; `ws` in Node, see node/websocket.ts).
 import { BlockCipher, decodeBlock, encodeBlock, groupBlocks, maxItemLength } from './block.ts';
 import { type ServerAddress, webSocketUrl } from './address.ts';
-import { Encoder } from './encoding.ts';
+import { Encoder, latin1 } from './encoding.ts';
 import type { CryptoSuite } from './crypto/suite.ts';
 import { answerServerHello } from './handshake.ts';
 import { sharedKey } from './keys.ts';
@@ -194,7 +194,7 @@ export class ProtocolClient {
     if (t.length > maxItemLength(this.sendCipher.contentSize))
       return Promise.reject(new RangeError('transmission larger than a block'));
     return new Promise((resolve, reject) => {
-      const key = corrKey(corrId);
+      const key = latin1(corrId);
       const timer = setTimeout(() => {
         this.pending.delete(key);
         reject(new ConnectionError('request timeout'));
@@ -249,7 +249,7 @@ export class ProtocolClient {
 
   private dispatch(t: Transmission): void {
     if (t.corrId.length === 0) return this.opts.onEvent?.(t.entityId, t.command);
-    const key = corrKey(t.corrId);
+    const key = latin1(t.corrId);
     const p = this.pending.get(key);
     if (!p) return; // a response after its timeout
     this.pending.delete(key);
@@ -280,7 +280,6 @@ export class ProtocolClient {
 }
 
 const EMPTY = new Uint8Array(0);
-const corrKey = (b: Uint8Array) => String.fromCharCode(...b);
 
 function toBytes(data: unknown): Uint8Array | undefined {
   if (data instanceof ArrayBuffer) return new Uint8Array(data);

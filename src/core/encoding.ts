@@ -235,6 +235,26 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return d === 0;
 }
 
+// Bytes as a string of one char per byte (ISO-8859-1): the cheap, reversible
+// Map key of an ID or key. Not TextDecoder('latin1'): the Encoding standard
+// makes that windows-1252, which changes 0x80–0x9F in browsers.
+const CHARS_PER_CALL = 8192; // fromCharCode's arguments live on the stack
+
+export function latin1(b: Uint8Array): string {
+  if (b.length <= CHARS_PER_CALL) return String.fromCharCode.apply(null, b as unknown as number[]);
+  let s = '';
+  for (let i = 0; i < b.length; i += CHARS_PER_CALL)
+    s += String.fromCharCode.apply(null, b.subarray(i, i + CHARS_PER_CALL) as unknown as number[]);
+  return s;
+}
+
+/** The bytes of latin1()'s output (chars above 0xff keep their low 8 bits). */
+export function latin1Bytes(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
+}
+
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const B64_INDEX = new Map([...B64].map((c, i) => [c, i]));
 

@@ -16,4 +16,3 @@ export const COMMON_ERRORS = [
   'INTERNAL',
 ] as const;
 
-export type CommonError = (typeof COMMON_ERRORS)[number];

@@ -2,7 +2,7 @@
 // notification servers it serves, and running it.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { nodeCrypto } from '../core/crypto/node.ts';
+import { nodeCrypto } from '../node/crypto.ts';
 import { toBase64Url } from '../core/encoding.ts';
 import { createProviders } from '../push/config.ts';
 import { ConfigError } from '../server/config.ts';

@@ -37,8 +37,6 @@ export const gatewayConfigSchema = z
     path: ['tls'],
   });
 
-export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
-
 export const GATEWAY_ENV: EnvMap = {
   // The gateway prints no address, so no HUSH_GATEWAY_PUBLIC_HOST.
   ...listenerEnv('HUSH_GATEWAY_', { publicHost: false }),

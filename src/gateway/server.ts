@@ -1,6 +1,6 @@
 // GatewayServer: the push gateway's HTTPS service (HTTP/2, and HTTP/1.1 over
 // TLS for simple clients). It holds the push credentials; notification servers
-// it has authorized hand it pushes (src/gateway/protocol.ts), each under its
+// it has authorized hand it pushes (src/push/gateway/protocol.ts), each under its
 // own rate limit and daily quota. Device tokens may come sealed to the
 // gateway's key; it opens them here and nowhere else.
 import { createHash } from 'node:crypto';
@@ -9,13 +9,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { toBase64Url } from '../core/encoding.ts';
-import type { Provider } from '../ntf/protocol.ts';
+import type { Provider } from '../push/device.ts';
 import type { PushProvider, PushRequest, PushResult } from '../push/provider.ts';
 import { capConnectionsPerAddress } from '../server/connection-limits.ts';
 import { DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_IDLE_MS, Limiter, MAX_STREAMS_PER_CONNECTION, type Limits } from './limits.ts';
 import { GatewayMetrics } from './metrics.ts';
-import { decodePushRequest, encodePushResult, INFO_PATH, MAX_REQUEST_BYTES, PUSH_PATH, type GatewayInfo } from './protocol.ts';
-import { openDeviceToken } from './sealed-token.ts';
+import { decodePushRequest, encodePushResult, INFO_PATH, MAX_REQUEST_BYTES, PUSH_PATH, type GatewayInfo } from '../push/gateway/protocol.ts';
+import { openDeviceToken } from '../push/gateway/sealed-token.ts';
 
 /** A notification server the gateway serves. */
 export interface ServerAccount extends Limits {

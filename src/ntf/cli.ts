@@ -1,8 +1,8 @@
 // `hush ntf init|start|repair`: creates a notification server's keys and config, runs it, repairs its journal.
 import fs from 'node:fs';
-import { nodeCrypto } from '../core/crypto/node.ts';
+import { nodeCrypto } from '../node/crypto.ts';
 import type { Logger } from 'pino';
-import { GatewayProvider } from '../gateway/client.ts';
+import { GatewayProvider } from '../push/gateway/provider.ts';
 import { createProviders } from '../push/config.ts';
 import type { PushProvider } from '../push/provider.ts';
 import { connectionLimitsOf } from '../server/connection-limits.ts';

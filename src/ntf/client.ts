@@ -9,12 +9,12 @@ import {
   NTF_BLOCK_SIZE,
   NTF_PROTOCOL,
   NTF_VERSIONS,
-  type DeviceToken,
   type NtfCommand,
   type NtfResponse,
   type SubStatus,
   type TokenStatus,
 } from './protocol.ts';
+import type { DeviceToken } from '../push/device.ts';
 
 export { CommandError as NtfCommandError } from '../core/command-client.ts';
 

@@ -3,12 +3,11 @@
 // connection and per address), SNEW through another (rates) and a cap per
 // token, verification pushes limited per device token, and tokens that are
 // not ACTIVE deleted after a grace.
-import { ascii, concat } from '../core/encoding.ts';
+import { ascii, concat, latin1 } from '../core/encoding.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { CreationGuard, type CreationPolicy, type CreationRefusal } from '../server/creation.ts';
 import { RateLimiter, type RateLimit } from '../server/rate-limit.ts';
-import type { DeviceToken } from './protocol.ts';
-import { latin1 } from './store/records.ts';
+import type { DeviceToken } from '../push/device.ts';
 import type { NtfStore } from './store/store.ts';
 
 export interface NtfCreation {

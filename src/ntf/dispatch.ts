@@ -15,10 +15,9 @@ import type { Logger } from 'pino';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { PushProvider, PushResult } from '../push/provider.ts';
 import type { NtfMetrics } from './metrics.ts';
-import { equalBytes } from '../core/encoding.ts';
-import type { DeviceToken, Provider } from './protocol.ts';
-import { MAX_PUSH_ENTRIES, sealPush, type PushContent, type PushKind } from './push.ts';
-import { bytesOf } from './store/records.ts';
+import { equalBytes, latin1Bytes } from '../core/encoding.ts';
+import type { DeviceToken, Provider, PushKind } from '../push/device.ts';
+import { MAX_PUSH_ENTRIES, sealPush, type PushContent } from './push.ts';
 import type { NtfStore, SentNotification, TokenRecord } from './store/store.ts';
 
 export interface DispatchOptions {
@@ -236,7 +235,7 @@ export class Dispatcher {
       const sub = store.sub(n.subId);
       if (!sub) return [];
       if (!n.pushed) sent.push({ subId: n.subId, nonce: n.nonce });
-      return [{ notifierId: bytesOf(sub.notifierId), nonce: n.nonce, sealedMeta: n.sealedMeta }];
+      return [{ notifierId: latin1Bytes(sub.notifierId), nonce: n.nonce, sealedMeta: n.sealedMeta }];
     });
     return sent.length > 0 ? { content: { kind, entries }, sent } : undefined;
   }

@@ -3,6 +3,7 @@
 // the relay (blocks, handshake, session-bound authenticators); see docs/ntf.md.
 import { COMMON_ERRORS } from '../core/errors.ts';
 import { Decoder, Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+import { isInvalidReason, readDevice, writeDevice, type DeviceToken, type InvalidReason } from '../push/device.ts';
 
 export const NTF_PROTOCOL = 'ntf';
 export const NTF_VERSIONS: [number, number] = [2, 2];
@@ -13,38 +14,19 @@ export const KEY = 32;
 export const CODE_LENGTH = 32;
 /** TCRN intervals below this many minutes are refused with QUOTA. */
 export const MIN_CRON_MINUTES = 20;
-export const MAX_DEVICE_TOKEN = 2048;
-export const MAX_RELAY_ADDRESS = 255;
 
 export const NTF_ERRORS = [...COMMON_ERRORS, 'NO_PROVIDER', 'RELAY'] as const;
 export type NtfError = (typeof NTF_ERRORS)[number];
 const ERROR_SET: ReadonlySet<string> = new Set(NTF_ERRORS);
 
-/** Push providers a token can name. Which ones a server accepts is its configuration. */
-// 'sealed': a token sealed to a push gateway's key (src/gateway/sealed-token.ts), opaque here.
-export const PROVIDERS = ['apns', 'apns-sandbox', 'fcm', 'webpush', 'sealed', 'test'] as const;
-export type Provider = (typeof PROVIDERS)[number];
-const PROVIDER_SET: ReadonlySet<string> = new Set(PROVIDERS);
-
-export interface DeviceToken {
-  provider: Provider;
-  /** Provider-specific bytes: APNs token, FCM registration token, Web Push subscription. */
-  token: Uint8Array;
-}
-
-export const INVALID_REASONS = ['BAD', 'TOPIC', 'EXPIRED', 'UNREGISTERED'] as const;
-export type InvalidReason = (typeof INVALID_REASONS)[number];
-const REASON_SET: ReadonlySet<string> = new Set(INVALID_REASONS);
-
-export type TokenStatus =
-  | { status: 'NEW' | 'REGISTERED' | 'CONFIRMED' | 'ACTIVE' | 'EXPIRED' }
-  | { status: 'INVALID'; reason: InvalidReason };
-export type TokenStatusName = TokenStatus['status'];
-const TOKEN_STATUSES: ReadonlySet<string> = new Set(['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'EXPIRED']);
+export const TOKEN_STATUSES = ['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'INVALID', 'EXPIRED'] as const;
+export type TokenStatusName = (typeof TOKEN_STATUSES)[number];
+export type TokenStatus = { status: Exclude<TokenStatusName, 'INVALID'> } | { status: 'INVALID'; reason: InvalidReason };
+export const isTokenStatusName = (s: string): s is TokenStatusName => (TOKEN_STATUSES as readonly string[]).includes(s);
 
 export const SUB_STATUSES = ['NEW', 'PENDING', 'ACTIVE', 'INACTIVE', 'END', 'DELETED', 'AUTH'] as const;
 export type SubStatus = (typeof SUB_STATUSES)[number];
-const SUB_STATUS_SET: ReadonlySet<string> = new Set(SUB_STATUSES);
+export const isSubStatus = (s: string): s is SubStatus => (SUB_STATUSES as readonly string[]).includes(s);
 /** Terminal statuses: the client must create the subscription again. */
 export const TERMINAL_SUB_STATUSES: ReadonlySet<SubStatus> = new Set(['END', 'DELETED', 'AUTH']);
 
@@ -63,8 +45,6 @@ export type NtfCommand =
   | { type: 'SDEL' }
   | { type: 'PING' };
 
-export type NtfCommandType = NtfCommand['type'];
-
 export type NtfResponse =
   | { type: 'IDTKN'; tokenId: Uint8Array; srvDhKey: Uint8Array }
   | { type: 'IDSUB'; subId: Uint8Array }
@@ -73,16 +53,6 @@ export type NtfResponse =
   | { type: 'OK' }
   | { type: 'PONG' }
   | { type: 'ERR'; error: NtfError };
-
-const writeDevice = (e: Encoder, d: DeviceToken) => e.tag(d.provider).long(d.token);
-
-function readDevice(d: Decoder): DeviceToken {
-  const provider = d.tag();
-  if (!PROVIDER_SET.has(provider)) throw new ParseError('unknown provider');
-  const token = d.long();
-  if (token.length === 0 || token.length > MAX_DEVICE_TOKEN) throw new ParseError('bad device token length');
-  return { provider: provider as Provider, token };
-}
 
 export function encodeCommand(c: NtfCommand): Uint8Array {
   const e = new Encoder(96).tag(c.type);
@@ -185,8 +155,8 @@ export function decodeResponse(b: Uint8Array): Parsed<NtfResponse> {
         return { type, ...readTokenStatus(d) };
       case 'SUB': {
         const status = d.tag();
-        if (!SUB_STATUS_SET.has(status)) throw new ParseError('unknown subscription status');
-        return { type, status: status as SubStatus };
+        if (!isSubStatus(status)) throw new ParseError('unknown subscription status');
+        return { type, status };
       }
       case 'ERR': {
         const error = d.tag();
@@ -204,13 +174,11 @@ export function decodeResponse(b: Uint8Array): Parsed<NtfResponse> {
 
 export function readTokenStatus(d: Decoder): TokenStatus {
   const status = d.tag();
-  if (status === 'INVALID') {
-    const reason = d.tag();
-    if (!REASON_SET.has(reason)) throw new ParseError('unknown invalid reason');
-    return { status, reason: reason as InvalidReason };
-  }
-  if (!TOKEN_STATUSES.has(status)) throw new ParseError('unknown token status');
-  return { status } as TokenStatus;
+  if (!isTokenStatusName(status)) throw new ParseError('unknown token status');
+  if (status !== 'INVALID') return { status };
+  const reason = d.tag();
+  if (!isInvalidReason(reason)) throw new ParseError('unknown invalid reason');
+  return { status, reason };
 }
 
 export function writeTokenStatus(e: Encoder, s: TokenStatus): Encoder {

@@ -13,11 +13,9 @@
 // recipient, so the notification server never reads message IDs or times.
 import { Decoder, Encoder, padTo, parse, ParseError, unpad, type Parsed } from '../core/encoding.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
+import { PUSH_DATA_SIZE, PUSH_KINDS, PUSH_PLAIN_SIZE } from '../push/device.ts';
+import { META_SEALED_LENGTH, NMSG_NONCE_LENGTH } from '../relay/protocol.ts';
 import { CODE_LENGTH, ID_LENGTH } from './protocol.ts';
-
-export const PUSH_PLAIN_SIZE = 2048;
-/** 12-byte nonce + padded plain text + 16-byte tag. */
-export const PUSH_DATA_SIZE = 12 + PUSH_PLAIN_SIZE + 16;
 /** Most entries a message push carries: the newest ones, one per queue. */
 export const MAX_PUSH_ENTRIES = 16;
 
@@ -32,11 +30,8 @@ export type PushContent =
   | { kind: 'message'; entries: PushEntry[] }
   | { kind: 'check' };
 
-export type PushKind = PushContent['kind'];
-const KINDS: PushKind[] = ['verification', 'message', 'check'];
-
 export function encodePushContent(c: PushContent): Uint8Array {
-  const e = new Encoder(128).u8(KINDS.indexOf(c.kind) + 1);
+  const e = new Encoder(128).u8(PUSH_KINDS.indexOf(c.kind) + 1);
   if (c.kind === 'verification') e.short(c.code);
   if (c.kind === 'message') {
     if (c.entries.length > MAX_PUSH_ENTRIES) throw new RangeError('too many push entries');
@@ -48,7 +43,7 @@ export function encodePushContent(c: PushContent): Uint8Array {
 
 export function decodePushContent(b: Uint8Array): Parsed<PushContent> {
   return parse(b, (d: Decoder): PushContent => {
-    const kind = KINDS[d.u8() - 1];
+    const kind = PUSH_KINDS[d.u8() - 1];
     switch (kind) {
       case 'verification':
         return { kind, code: d.key(CODE_LENGTH, 'code') };
@@ -57,7 +52,7 @@ export function decodePushContent(b: Uint8Array): Parsed<PushContent> {
         if (n > MAX_PUSH_ENTRIES) throw new ParseError('too many push entries');
         const entries: PushEntry[] = [];
         for (let i = 0; i < n; i++)
-          entries.push({ notifierId: d.key(ID_LENGTH, 'notifierId'), nonce: d.key(12, 'nonce'), sealedMeta: d.key(36, 'sealedMeta') });
+          entries.push({ notifierId: d.key(ID_LENGTH, 'notifierId'), nonce: d.key(NMSG_NONCE_LENGTH, 'nonce'), sealedMeta: d.key(META_SEALED_LENGTH, 'sealedMeta') });
         return { kind, entries };
       }
       case 'check':

@@ -3,7 +3,7 @@
 import { parseAddress } from '../core/address.ts';
 import type { KeepaliveOptions } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
-import { equalBytes } from '../core/encoding.ts';
+import { equalBytes, latin1, latin1Bytes } from '../core/encoding.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import type { Transmission } from '../core/transmission.ts';
 import type { PushProvider } from '../push/provider.ts';
@@ -30,7 +30,6 @@ import {
   type NtfResponse,
   type SubStatus,
 } from './protocol.ts';
-import { bytesOf, latin1 } from './store/records.ts';
 import type { NtfStore, SubRecord, TokenRecord } from './store/store.ts';
 import { RelaySubscriber } from './subscriber.ts';
 
@@ -319,7 +318,7 @@ class NtfSession implements SessionHandler {
       const st = existing.status.status;
       if (st === 'NEW' || st === 'INVALID' || st === 'EXPIRED') store.renewCode(existing.tokenId, crypto.randomBytes(CODE_LENGTH), this.ntf.now());
       dispatcher.push(existing, 'verification');
-      return { type: 'IDTKN', tokenId: bytesOf(existing.tokenId), srvDhKey: existing.srvDhKey };
+      return { type: 'IDTKN', tokenId: latin1Bytes(existing.tokenId), srvDhKey: existing.srvDhKey };
     }
     const dh = crypto.x25519KeyPair();
     const tknDhSecret = sharedKey(crypto, dh.privateKey, c.tknDhKey, 'ntf token');
@@ -341,7 +340,7 @@ class NtfSession implements SessionHandler {
     };
     if (!store.createToken(token)) return 'INTERNAL';
     dispatcher.push(store.token(token.tokenId)!, 'verification');
-    return { type: 'IDTKN', tokenId: bytesOf(token.tokenId), srvDhKey: token.srvDhKey };
+    return { type: 'IDTKN', tokenId: latin1Bytes(token.tokenId), srvDhKey: token.srvDhKey };
   }
 
   private tokenCommand(token: TokenRecord, c: NtfCommand): Reply {
@@ -397,7 +396,7 @@ class NtfSession implements SessionHandler {
     if (existing) {
       // Idempotent for the same token and key; a queue belongs to one token.
       if (existing.tokenId !== token.tokenId || existing.ntfAuthKey !== ntfAuthKey) return 'AUTH';
-      return { type: 'IDSUB', subId: bytesOf(existing.subId) };
+      return { type: 'IDSUB', subId: latin1Bytes(existing.subId) };
     }
     if (store.subscriptionCount(token.tokenId) >= this.ntf.creation.opts.maxSubscriptionsPerToken) {
       this.ntf.creation.refused('SNEW', 'subscriptions_per_token');
@@ -406,6 +405,6 @@ class NtfSession implements SessionHandler {
     const sub: SubRecord = { subId: this.ntf.newId(), tokenId: token.tokenId, relay: c.relay, notifierId, ntfAuthKey, status: 'NEW' };
     if (!store.createSub(sub)) return 'INTERNAL';
     subscriber.add(store.sub(sub.subId)!);
-    return { type: 'IDSUB', subId: bytesOf(sub.subId) };
+    return { type: 'IDSUB', subId: latin1Bytes(sub.subId) };
   }
 }

@@ -14,13 +14,13 @@
 // its last live subscription goes.
 import type { Logger } from 'pino';
 import { parseAddress } from '../core/address.ts';
+import { latin1, latin1Bytes } from '../core/encoding.ts';
 import type { KeepaliveOptions } from '../core/client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 import { nodeWebSocket } from '../node/websocket.ts';
 import { RelayClient, RelayCommandError, type RelayEvent } from '../relay/client.ts';
 import { guardedLookup, type AddressPolicy } from '../server/address-guard.ts';
 import { TERMINAL_SUB_STATUSES } from './protocol.ts';
-import { bytesOf, latin1 } from './store/records.ts';
 import type { NtfStore, SubRecord } from './store/store.ts';
 
 export interface SubscriberOptions {
@@ -73,7 +73,7 @@ export class RelaySubscriber {
   remove(sub: SubRecord): void {
     const l = this.links.get(sub.relay);
     if (!l) return;
-    void l.unsubscribe(bytesOf(sub.notifierId)).then(() => this.dropIfIdle(sub.relay));
+    void l.unsubscribe(latin1Bytes(sub.notifierId)).then(() => this.dropIfIdle(sub.relay));
   }
 
   /** A subscription that is not terminal (END, DELETED, AUTH) at `relay`. */
@@ -319,7 +319,7 @@ class RelayLink {
       if (!client) return; // kept waiting for the next connection
       const batch = this.waiting.splice(0, size).filter((s) => store.sub(s.subId) === s);
       const results = await Promise.allSettled(
-        batch.map((s) => client.subscribeNotifier(bytesOf(s.notifierId), bytesOf(s.ntfAuthKey))),
+        batch.map((s) => client.subscribeNotifier(latin1Bytes(s.notifierId), latin1Bytes(s.ntfAuthKey))),
       );
       const retried = new Map<string, number>();
       results.forEach((r, i) => {

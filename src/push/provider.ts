@@ -1,13 +1,12 @@
 // The push-provider interface: how a notification server (or a push gateway)
 // hands a sealed push to Apple, Google, a Web Push service — or a test.
-import type { DeviceToken, InvalidReason, Provider } from '../ntf/protocol.ts';
-import type { PushKind } from '../ntf/push.ts';
+import type { DeviceToken, InvalidReason, Provider, PushKind } from './device.ts';
 
 export interface PushRequest {
   device: DeviceToken;
   /** Providers render kinds differently: a message is a visible alert the app may rewrite, the others are silent. */
   kind: PushKind;
-  /** The sealed, fixed-size push data (src/ntf/push.ts). */
+  /** The sealed, fixed-size push data (PUSH_DATA_SIZE bytes, sealed by src/ntf/push.ts). */
   data: Uint8Array;
 }
 
@@ -28,6 +27,14 @@ export interface PushProvider {
   send(req: PushRequest): Promise<PushResult>;
   close(): Promise<void>;
 }
+
+/** Seconds a provider keeps an undelivered push of each kind (APNs apns-expiration, FCM ttl, Web Push TTL). */
+export const DEFAULT_TTL_SECONDS: Readonly<Record<PushKind, number>> = {
+  message: 24 * 3600,
+  // background kinds alike, so the provider cannot tell them apart; a stale check is superseded by the next (TCRN ≥ 20 min)
+  verification: 3600,
+  check: 3600,
+};
 
 /** A retry result, with the provider's retry-after when it gave one. */
 export const retryResult = (reason: string, afterMs?: number): PushResult =>

@@ -1,5 +1,5 @@
 // `hush relay init|start|repair`: creates a relay's identity and config, runs it, repairs its journal.
-import { nodeCrypto } from '../core/crypto/node.ts';
+import { nodeCrypto } from '../node/crypto.ts';
 import { connectionLimitsOf } from '../server/connection-limits.ts';
 import { creationPolicy } from '../server/creation.ts';
 import { readKeyFile } from '../server/identity.ts';

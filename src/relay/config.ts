@@ -25,8 +25,6 @@ export const relayConfigSchema = z
   })
   .strict();
 
-export type RelayConfig = z.infer<typeof relayConfigSchema>;
-
 export const RELAY_ENV: EnvMap = {
   ...listenerEnv('HUSH_RELAY_'),
   HUSH_RELAY_FSYNC: 'store.fsync',

@@ -47,8 +47,6 @@ export type RelayCommand =
   | { type: 'NUNS' }
   | { type: 'PING' };
 
-export type RelayCommandType = RelayCommand['type'];
-
 export interface NotifierIds {
   notifierId: Uint8Array;
   srvNtfDhKey: Uint8Array;

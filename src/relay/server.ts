@@ -3,7 +3,7 @@
 // until the store has flushed.
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
-import { equalBytes } from '../core/encoding.ts';
+import { equalBytes, latin1, latin1Bytes } from '../core/encoding.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/connection-limits.ts';
@@ -29,7 +29,6 @@ import {
   type RelayError,
   type RelayResponse,
 } from './protocol.ts';
-import { idKey, latin1Bytes } from './store/memory.ts';
 import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 
 export interface RelayLimits extends ConnectionLimits {
@@ -156,7 +155,7 @@ export class RelayServer {
       if (!sent?.length) continue;
       const q = this.store.byRecipient(latin1Bytes(k));
       const head = q && this.store.peekMessage(q.rcvId);
-      const headKey = head && idKey(head.msgId);
+      const headKey = head && latin1(head.msgId);
       if (sent[0] === headKey) continue;
       while (sent.length > 0 && sent[0] !== headKey) sent.shift();
       if (q) this.deliver(q);
@@ -175,7 +174,7 @@ export class RelayServer {
 
   /** Fills the subscriber's delivery window: up to DELIVERY_WINDOW messages ahead of its ACKs, oldest first. */
   deliver(q: QueueRecord): void {
-    const k = idKey(q.rcvId);
+    const k = latin1(q.rcvId);
     const s = this.recipients.get(k);
     if (!s) return;
     let sent = s.inFlight.get(k);
@@ -183,7 +182,7 @@ export class RelayServer {
     while (sent.length < DELIVERY_WINDOW) {
       const m = this.store.messageAt(q.rcvId, sent.length);
       if (!m) return;
-      sent.push(idKey(m.msgId));
+      sent.push(latin1(m.msgId));
       s.event(q.rcvId, this.sealMessage(q, m));
       this.metrics.messagesDelivered.inc();
     }
@@ -193,7 +192,7 @@ export class RelayServer {
   notifierSession(q: QueueRecord): RelaySession | undefined {
     const n = q.notifier;
     if (!n) return undefined;
-    return this.notifiers.get(idKey(n.notifierId)) ?? (n.serviceId && this.services.get(idKey(n.serviceId)));
+    return this.notifiers.get(latin1(n.notifierId)) ?? (n.serviceId && this.services.get(latin1(n.serviceId)));
   }
 
   /**
@@ -225,8 +224,8 @@ export class RelayServer {
     const n = q.notifier;
     if (!n) return;
     const s = this.notifierSession(q);
-    this.notifiers.delete(idKey(n.notifierId));
-    s?.ntfSubs.delete(idKey(n.notifierId));
+    this.notifiers.delete(latin1(n.notifierId));
+    s?.ntfSubs.delete(latin1(n.notifierId));
     s?.event(n.notifierId, { type: 'DELD' });
   }
 }
@@ -360,7 +359,7 @@ class RelaySession implements SessionHandler {
 
   private recipient(q: QueueRecord, c: RelayCommand): Reply {
     const { store } = this.relay.opts;
-    const k = idKey(q.rcvId);
+    const k = latin1(q.rcvId);
     switch (c.type) {
       case 'SUB': {
         const other = this.relay.recipients.get(k);
@@ -385,7 +384,7 @@ class RelaySession implements SessionHandler {
         // The ACK frees a place in the subscriber's window, also when it comes
         // from another connection (after a GET there).
         const sent = this.relay.recipients.get(k)?.inFlight.get(k);
-        if (acked && sent?.[0] === idKey(c.msgId)) {
+        if (acked && sent?.[0] === latin1(c.msgId)) {
           sent.shift();
           this.after = () => this.relay.deliver(q);
         }
@@ -467,7 +466,7 @@ class RelaySession implements SessionHandler {
       if (p && equalBytes(p.nonce, c.nonce)) store.clearPendingNotification(q.rcvId);
       return { type: 'OK' };
     }
-    const k = idKey(t.entityId);
+    const k = latin1(t.entityId);
     if (this.ntfSubs.delete(k)) this.relay.notifiers.delete(k);
     else store.setService(q.rcvId, undefined);
     store.clearPendingNotification(q.rcvId);
@@ -476,7 +475,7 @@ class RelaySession implements SessionHandler {
 
   private subscribeNotifier(q: QueueRecord): Reply {
     const n = q.notifier!;
-    const k = idKey(n.notifierId);
+    const k = latin1(n.notifierId);
     const current = this.relay.notifierSession(q);
     if (current && current !== this) {
       current.ntfSubs.delete(k);
@@ -497,7 +496,7 @@ class RelaySession implements SessionHandler {
   }
 
   private subscribeService(serviceId: Uint8Array): Reply {
-    const k = idKey(serviceId);
+    const k = latin1(serviceId);
     const previous = this.relay.services.get(k);
     const queues = this.relay.opts.store.queuesOfService(serviceId);
     if (previous && previous !== this) {
@@ -506,14 +505,14 @@ class RelaySession implements SessionHandler {
     }
     // A connection holds one service: switching keys releases the old one, whose entry would
     // otherwise outlive the connection and swallow its queues' NMSGs instead of keeping them.
-    const held = this.serviceId && idKey(this.serviceId);
+    const held = this.serviceId && latin1(this.serviceId);
     if (held && held !== k && this.relay.services.get(held) === this) this.relay.services.delete(held);
     this.relay.services.set(k, this);
     this.serviceId = serviceId;
     this.after = () => {
       for (const q of queues) {
         // Individual NSUBs elsewhere lose to the service subscription.
-        const nk = idKey(q.notifier!.notifierId);
+        const nk = latin1(q.notifier!.notifierId);
         const other = this.relay.notifiers.get(nk);
         if (other) {
           this.relay.notifiers.delete(nk);
@@ -529,7 +528,7 @@ class RelaySession implements SessionHandler {
   closed(): void {
     for (const k of this.rcvSubs) if (this.relay.recipients.get(k) === this) this.relay.recipients.delete(k);
     for (const k of this.ntfSubs) if (this.relay.notifiers.get(k) === this) this.relay.notifiers.delete(k);
-    if (this.serviceId && this.relay.services.get(idKey(this.serviceId)) === this)
-      this.relay.services.delete(idKey(this.serviceId));
+    if (this.serviceId && this.relay.services.get(latin1(this.serviceId)) === this)
+      this.relay.services.delete(latin1(this.serviceId));
   }
 }

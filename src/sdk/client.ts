@@ -7,7 +7,8 @@ import { ConnectionError, type KeepaliveOptions, type WebSocketFactory } from '.
 import { nobleCrypto } from '../core/crypto/noble.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { NtfClient } from '../ntf/client.ts';
-import { MIN_CRON_MINUTES, type DeviceToken, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
+import { MIN_CRON_MINUTES, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
+import type { DeviceToken } from '../push/device.ts';
 import { RelayClient, type RelayEvent } from '../relay/client.ts';
 import { ConnectionPool } from './connections.ts';
 import {

@@ -1,7 +1,7 @@
 // Device tokens as the OS hands them to the app, in the form the notification
 // server takes (docs/ntf.md §1).
 import { encodeWebPushSubscription, type WebPushSubscriptionJSON } from '../push/webpush/subscription.ts';
-import type { DeviceToken } from '../ntf/protocol.ts';
+import type { DeviceToken } from '../push/device.ts';
 
 /** An APNs device token (the bytes iOS gives, or their hex). */
 export function apnsToken(token: Uint8Array | string, sandbox = false): DeviceToken {

@@ -11,4 +11,5 @@ export { MemoryStore } from './store/memory.ts';
 export { IndexedDbStore } from './store/indexeddb.ts';
 export { openIndexedDbClient } from './browser.ts';
 export { webPushToken, apnsToken, fcmToken } from './device.ts';
-export type { DeviceToken, TokenStatus, SubStatus } from '../ntf/protocol.ts';
+export type { TokenStatus, SubStatus } from '../ntf/protocol.ts';
+export type { DeviceToken } from '../push/device.ts';

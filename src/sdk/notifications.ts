@@ -8,7 +8,8 @@
 // packs them into as few blocks as fit: NKEYs per relay, SNEWs per server.
 import { CommandError } from '../core/command-client.ts';
 import { sharedKey } from '../core/keys.ts';
-import type { DeviceToken, TokenStatus } from '../ntf/protocol.ts';
+import type { TokenStatus } from '../ntf/protocol.ts';
+import type { DeviceToken } from '../push/device.ts';
 import { TERMINAL_SUB_STATUSES } from '../ntf/protocol.ts';
 import { b64, save, type Context } from './context.ts';
 import type { Contact, NotificationMode } from './records.ts';

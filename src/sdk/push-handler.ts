@@ -3,7 +3,8 @@
 // contacts, fetches and decrypts the waiting messages, and builds the
 // notifications to show under the preview mode.
 import { fromBase64Url } from '../core/encoding.ts';
-import { openPush, PUSH_DATA_SIZE } from '../ntf/push.ts';
+import { openPush } from '../ntf/push.ts';
+import { PUSH_DATA_SIZE } from '../push/device.ts';
 import { openMeta } from '../relay/client.ts';
 import { fetchMessages, type ChatEvent } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';

@@ -2,7 +2,8 @@
 // Bytes are written as {"$b": base64url} so records stay plain JSON for any store.
 import { fromBase64Url, toBase64Url } from '../core/encoding.ts';
 import type { KeyPair } from '../core/crypto/suite.ts';
-import type { DeviceToken, SubStatus, TokenStatus } from '../ntf/protocol.ts';
+import type { SubStatus, TokenStatus } from '../ntf/protocol.ts';
+import type { DeviceToken } from '../push/device.ts';
 import type { Ratchet, Role } from './e2e.ts';
 
 export type NotificationMode = 'instant' | 'periodic' | 'off';

@@ -3,7 +3,7 @@
 // result is the address clients use.
 import fs from 'node:fs';
 import { formatAddress, fingerprintOf } from '../core/address.ts';
-import { nodeCrypto } from '../core/crypto/node.ts';
+import { nodeCrypto } from '../node/crypto.ts';
 import { createKeyFile } from './identity.ts';
 
 export interface ServerInit {

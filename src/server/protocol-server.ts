@@ -17,6 +17,7 @@ import {
   fingerprintMatches,
   signServerHello,
 } from '../core/handshake.ts';
+import { latin1 } from '../core/encoding.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import {
   decodeTransmission,
@@ -162,7 +163,7 @@ export class Session {
   verify(t: Transmission, publicKey: Uint8Array | undefined, scope: string): boolean {
     const known = publicKey !== undefined && isValidPublicKey(publicKey);
     const key = known ? publicKey : this.sessionKey.publicKey;
-    const id = `${scope}\0${keyId(t.entityId)}${keyId(key)}`;
+    const id = `${scope}\0${latin1(t.entityId)}${latin1(key)}`;
     let k = this.authKeys.get(id);
     if (!k) {
       const { crypto } = this.server;
@@ -307,7 +308,6 @@ export class Session {
 const EMPTY = new Uint8Array(0);
 /** Authenticator keys a session keeps: ~250 bytes each, and one X25519 to make again. */
 const AUTH_KEY_CACHE = 1024;
-const keyId = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 
 /** Best-effort corrId of an undecodable transmission, so the client can match the error. */
 function corrIdOf(item: Uint8Array): Uint8Array {

@@ -4,10 +4,9 @@
 // Counters are totals since start; the dashboard computes rates from deltas
 // between snapshots. Like the metrics themselves: counts and timings only.
 import type { Registry } from 'prom-client';
-import { SUB_STATUSES, type SubStatus, type TokenStatusName } from '../ntf/protocol.ts';
-import type { PushKind } from '../ntf/push.ts';
+import { SUB_STATUSES, TOKEN_STATUSES, type SubStatus, type TokenStatusName } from '../ntf/protocol.ts';
+import type { PushKind } from '../push/device.ts';
 
-export const TOKEN_STATUS_NAMES: readonly TokenStatusName[] = ['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'INVALID', 'EXPIRED'];
 export const PUSH_KINDS: readonly PushKind[] = ['verification', 'message', 'check'];
 export const PUSH_OUTCOMES = ['delivered', 'invalid', 'failed'] as const;
 
@@ -133,7 +132,7 @@ export async function dashboardMetrics(stack: MetricsSources): Promise<Dashboard
   const pushes = n.get('hush_ntf_pushes_total');
   return {
     time: Date.now(),
-    tokens: byLabel(n.get('hush_ntf_tokens'), 'status', TOKEN_STATUS_NAMES),
+    tokens: byLabel(n.get('hush_ntf_tokens'), 'status', TOKEN_STATUSES),
     subscriptions: byLabel(n.get('hush_ntf_subscriptions'), 'status', SUB_STATUSES),
     pushes: {
       total: sum(pushes),

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nobleCrypto } from '../../src/core/crypto/noble.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import type { CryptoSuite } from '../../src/core/crypto/suite.ts';
 import { isValidPublicKey, sharedKey, SMALL_ORDER_KEYS, type KeyOptions, type KeyUse } from '../../src/core/keys.ts';
 import { hkdfSync as nodeHkdf } from 'node:crypto';

@@ -9,6 +9,8 @@ import {
   Encoder,
   equalBytes,
   fromBase64Url,
+  latin1,
+  latin1Bytes,
   parse,
   ParseError,
   toBase64Url,
@@ -171,6 +173,22 @@ test('ascii, concat and equalBytes', () => {
   assert.equal(equalBytes(Uint8Array.of(1, 2), Uint8Array.of(1, 3)), false);
   assert.equal(equalBytes(Uint8Array.of(1, 2), Uint8Array.of(1, 2, 0)), false);
   assert.equal(equalBytes(new Uint8Array(0), new Uint8Array(0)), true);
+});
+
+test('latin1: one char per byte for all 256 values (0x80-0x9f too), agrees with Buffer, round trips at any length', () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+  const s = latin1(all);
+  assert.deepEqual([...s].map((c) => c.charCodeAt(0)), [...all]);
+  assert.equal(s, Buffer.from(all).toString('latin1'));
+  assert.equal(latin1(all.subarray(250)), '\xfa\xfb\xfc\xfd\xfe\xff'); // a view: its own bytes only
+  // Past one fromCharCode call's chunk, and far past what its arguments could hold at once.
+  for (const n of [0, 1, 8191, 8192, 8193, 300_000]) {
+    const b = Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 8)) & 0xff);
+    const k = latin1(b);
+    assert.equal(k.length, n);
+    assert.equal(k, Buffer.from(b).toString('latin1'));
+    assert.equal(hex(latin1Bytes(k)), hex(b));
+  }
 });
 
 test('base64url: known values, unpadded, url alphabet', () => {

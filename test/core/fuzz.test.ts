@@ -24,7 +24,7 @@ import {
   verifyAuthenticator,
 } from '../../src/core/transmission.ts';
 import { formatAddress, parseAddress, type ServerAddress } from '../../src/core/address.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import {
   decodeCommand,
   decodeMessagePlain,

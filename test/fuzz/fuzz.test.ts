@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { parseAddress } from '../../src/core/address.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { encodeCommand, RELAY_BLOCK_SIZE, RELAY_PROTOCOL, RELAY_VERSIONS } from '../../src/relay/protocol.ts';
 import { Prng } from '../../fuzz/prng.ts';
 import { blockInput } from '../../fuzz/frames.ts';

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { MAX_STREAMS_PER_CONNECTION } from '../../src/gateway/limits.ts';
-import { INFO_PATH } from '../../src/gateway/protocol.ts';
+import { INFO_PATH } from '../../src/push/gateway/protocol.ts';
 import { GatewayServer, type GatewayServerOptions } from '../../src/gateway/server.ts';
 import { silent } from '../helpers.ts';
 

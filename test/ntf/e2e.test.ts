@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import type { NtfClient } from '../../src/ntf/client.ts';
-import type { DeviceToken, SubStatus } from '../../src/ntf/protocol.ts';
-import { openPush, PUSH_DATA_SIZE, type PushContent } from '../../src/ntf/push.ts';
+import type { SubStatus } from '../../src/ntf/protocol.ts';
+import { type DeviceToken, PUSH_DATA_SIZE } from '../../src/push/device.ts';
+import { openPush, type PushContent } from '../../src/ntf/push.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openMessage, openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';

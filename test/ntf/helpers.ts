@@ -6,14 +6,15 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import type { CryptoSuite, KeyPair } from '../../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { NtfClient, NtfCommandError } from '../../src/ntf/client.ts';
 import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import type { DispatchOptions } from '../../src/ntf/dispatch.ts';
-import { decodeResponse, type DeviceToken, type NtfResponse, type Provider, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
-import { openPush, type PushContent, type PushKind } from '../../src/ntf/push.ts';
+import { decodeResponse, type NtfResponse, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
+import type { DeviceToken, Provider, PushKind } from '../../src/push/device.ts';
+import { openPush, type PushContent } from '../../src/ntf/push.ts';
 import { NtfServer, type NtfServerOptions } from '../../src/ntf/server.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';

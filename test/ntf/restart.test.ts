@@ -4,7 +4,7 @@
 // pushed.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { openMeta } from '../../src/relay/client.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openPostgresNtfStore } from '../../src/ntf/store/postgres.ts';

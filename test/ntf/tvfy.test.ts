@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 import { openPostgresNtfStore } from '../../src/ntf/store/postgres.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
-import { latin1 } from '../../src/ntf/store/records.ts';
+import { latin1 } from '../../src/core/encoding.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import { bytes } from '../helpers.ts';
 import { device, forDevice, rejectsWith, relayCommands, until, withNtf } from './helpers.ts';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { after, describe, it, type TestContext } from 'node:test';
 import pg from 'pg';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { NtfClient } from '../../src/ntf/client.ts';
 import { NtfServer } from '../../src/ntf/server.ts';

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
-import type { DeviceToken } from '../../src/ntf/protocol.ts';
-import { latin1 } from '../../src/ntf/store/records.ts';
+import type { DeviceToken } from '../../src/push/device.ts';
+import { latin1 } from '../../src/core/encoding.ts';
 import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import { FcmProvider } from '../../src/push/fcm/provider.ts';
 import type { PushProvider } from '../../src/push/provider.ts';

@@ -10,13 +10,11 @@ import https from 'node:https';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { describe, it, type TestContext } from 'node:test';
-import type { DeviceToken } from '../../src/ntf/protocol.ts';
-import { PUSH_DATA_SIZE, type PushKind } from '../../src/ntf/push.ts';
-import { DEFAULT_TTL_SECONDS } from '../../src/push/apns/payload.ts';
+import { type DeviceToken, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
 import { FCM_SCOPE, FcmAccessToken, JWT_BEARER_GRANT, parseServiceAccount, signAssertion, loadServiceAccountKey } from '../../src/push/fcm/oauth.ts';
 import { FCM_MAX_DATA, FCM_MAX_TTL_SECONDS, fcmBody, fcmDataSize, fcmMessage, fcmRegistrationToken, checkFcmTtl } from '../../src/push/fcm/payload.ts';
 import { FcmProvider, parseFcmError, type FcmConfig } from '../../src/push/fcm/provider.ts';
-import type { PushRequest, PushResult } from '../../src/push/provider.ts';
+import { DEFAULT_TTL_SECONDS, type PushRequest, type PushResult } from '../../src/push/provider.ts';
 import { FcmTestServer, type FcmReply, type ServiceAccountJson } from '../../src/push/testkit/fcm-server.ts';
 import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
 

@@ -12,10 +12,8 @@ import { createRequire } from 'node:module';
 import { describe, it, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import webpush from 'web-push';
-import { MAX_DEVICE_TOKEN, type DeviceToken } from '../../src/ntf/protocol.ts';
-import { PUSH_DATA_SIZE, type PushKind } from '../../src/ntf/push.ts';
-import { DEFAULT_TTL_SECONDS } from '../../src/push/apns/payload.ts';
-import type { PushRequest } from '../../src/push/provider.ts';
+import { type DeviceToken, MAX_DEVICE_TOKEN, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
+import { DEFAULT_TTL_SECONDS, type PushRequest } from '../../src/push/provider.ts';
 import { WebPushTestServer, type WebPushTestServerOptions } from '../../src/push/testkit/webpush-server.ts';
 import {
   decryptWebPush,

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import WebSocket from 'ws';
 import { BlockCipher, decodeBlock, encodeBlock } from '../../src/core/block.ts';
 import { parseAddress, webSocketUrl, type ServerAddress } from '../../src/core/address.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { concat, Encoder } from '../../src/core/encoding.ts';
 import { sharedKey } from '../../src/core/keys.ts';
 import {

@@ -9,7 +9,7 @@ import { decodeBlock } from '../../src/core/block.ts';
 import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import { decodeClientHello, decodeServerHello } from '../../src/core/handshake.ts';
 import { equalBytes } from '../../src/core/encoding.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { RelayCommandError, type RelayEvent } from '../../src/relay/client.ts';
 import { ID_LENGTH, RELAY_BLOCK_SIZE, type RelayCommand } from '../../src/relay/protocol.ts';

@@ -6,7 +6,7 @@ import { SMALL_ORDER_KEYS } from '../../src/core/keys.ts';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { nobleCrypto } from '../../src/core/crypto/noble.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import type { CryptoSuite } from '../../src/core/crypto/suite.ts';
 import {
   decrypt,

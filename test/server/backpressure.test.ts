@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type WebSocket from 'ws';
 import type { WebSocketFactory } from '../../src/core/client.ts';
-import { nodeCrypto } from '../../src/core/crypto/node.ts';
+import { nodeCrypto } from '../../src/node/crypto.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { openMessage } from '../../src/relay/client.ts';
 import { RELAY_BLOCK_SIZE } from '../../src/relay/protocol.ts';

@@ -25,6 +25,5 @@ export interface CryptoSuite {
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array | undefined;
 }
 
-export const KEY_LENGTH = 32;
 export const NONCE_LENGTH = 12;
 export const TAG_LENGTH = 16;

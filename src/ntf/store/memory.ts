@@ -1,9 +1,10 @@
 // In-memory NTF store: the state every backend reads from. Each mutation is an
 // NtfRecord, applied here and handed to `persist` (journal append, SQL batch).
-import { equalBytes } from '../../core/encoding.ts';
-import type { DeviceToken, TokenStatus } from '../protocol.ts';
+import { equalBytes, latin1 } from '../../core/encoding.ts';
+import type { TokenStatus } from '../protocol.ts';
+import type { DeviceToken } from '../../push/device.ts';
 import type { RecordLog } from '../../server/journal.ts';
-import { latin1, type NtfRecord } from './records.ts';
+import type { NtfRecord } from './records.ts';
 import type {
   LastNotification,
   NtfStore,

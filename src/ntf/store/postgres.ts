@@ -25,12 +25,14 @@
 // outcome was lost to a broken connection is safe to repeat).
 import pg from 'pg';
 import type { CustomTypesConfig, PoolClient } from 'pg';
+import { latin1, latin1Bytes } from '../../core/encoding.ts';
 import type { RecordLog } from '../../server/journal.ts';
-import { INVALID_REASONS, PROVIDERS, SUB_STATUSES, type InvalidReason, type Provider, type TokenStatus } from '../protocol.ts';
+import { isTokenStatusName, type TokenStatus } from '../protocol.ts';
+import { isInvalidReason, isProvider } from '../../push/device.ts';
 import { LAST_PER_TOKEN, MemoryNtfStore } from './memory.ts';
 import { NTF_MIGRATIONS } from './migrations.ts';
 import type { NtfRecord } from './records.ts';
-import type { NtfStore, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
+import { isStoredSubStatus, type NtfStore, type SubRecord, type TokenRecord } from './store.ts';
 
 export interface PostgresNtfStoreOptions {
   /** postgres://user:password@host:port/database (HUSH_NTF_DATABASE_URL). */
@@ -55,10 +57,6 @@ export interface PostgresLoadStats {
 }
 
 export const DEFAULT_NTF_SCHEMA = 'hush_ntf';
-
-// IDs and keys are latin1 strings in memory (one char per byte): Buffer's
-// latin1 codec is the native equivalent of bytesOf()/latin1() in records.ts.
-const buf = (s: string) => Buffer.from(s, 'latin1');
 
 function checkSchema(schema: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`bad schema name ${JSON.stringify(schema)}: want [a-z_][a-z0-9_]*`);
@@ -138,25 +136,19 @@ const hexBytes = (v: string) => {
   const b = Buffer.from(v.slice(2), 'hex');
   return new Uint8Array(b.buffer, b.byteOffset, b.length); // a plain Uint8Array, like every other backend's
 };
-/** A loaded bytea column back to the latin1 string memory holds, without a copy. */
-const str = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('latin1');
 const bytesTypes = typesWith({ [BYTEA]: hexBytes, [INT8]: Number });
-const latin1Types = typesWith({ [BYTEA]: (v) => Buffer.from(v.slice(2), 'hex').toString('latin1'), [INT8]: Number });
-
-const PROVIDER_SET: ReadonlySet<string> = new Set(PROVIDERS);
-const REASON_SET: ReadonlySet<string> = new Set(INVALID_REASONS);
-const TOKEN_STATUS_SET: ReadonlySet<string> = new Set(['NEW', 'REGISTERED', 'CONFIRMED', 'ACTIVE', 'EXPIRED', 'INVALID']);
-const SUB_STATUS_SET: ReadonlySet<string> = new Set(SUB_STATUSES.filter((x) => x !== 'INACTIVE'));
+// IDs and keys are latin1 strings in memory (one char per byte).
+const latin1Types = typesWith({ [BYTEA]: (v) => latin1(hexBytes(v)), [INT8]: Number });
 
 function bad(what: string, value: unknown): never {
   throw new Error(`NTF store: bad ${what} in the database: ${JSON.stringify(value)}`);
 }
 
 function tokenStatus(status: string, reason: string | null): TokenStatus {
-  if (!TOKEN_STATUS_SET.has(status)) bad('token status', status);
-  if (status !== 'INVALID') return { status } as TokenStatus;
-  if (reason === null || !REASON_SET.has(reason)) bad('invalid reason', reason);
-  return { status, reason: reason as InvalidReason };
+  if (!isTokenStatusName(status)) bad('token status', status);
+  if (status !== 'INVALID') return { status };
+  if (reason === null || !isInvalidReason(reason)) bad('invalid reason', reason);
+  return { status, reason };
 }
 
 /** Streams every row into the store, in one snapshot. */
@@ -176,12 +168,12 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
       pageSize,
       (r) => {
         const provider = r[1] as string;
-        if (!PROVIDER_SET.has(provider)) bad('provider', provider);
+        if (!isProvider(provider)) bad('provider', provider);
         store.load({
           t: 'TNEW',
           token: {
-            tokenId: str(r[0] as Uint8Array),
-            device: { provider: provider as Provider, token: r[2] as Uint8Array },
+            tokenId: latin1(r[0] as Uint8Array),
+            device: { provider, token: r[2] as Uint8Array },
             tknAuthKey: r[3] as Uint8Array,
             tknDhKey: r[4] as Uint8Array,
             srvDhKey: r[5] as Uint8Array,
@@ -203,7 +195,7 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
       pageSize,
       (r) => {
         const status = r[5] as string;
-        if (!SUB_STATUS_SET.has(status)) bad('subscription status', status);
+        if (!isStoredSubStatus(status)) bad('subscription status', status);
         store.load({
           t: 'SNEW',
           sub: {
@@ -212,7 +204,7 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
             relay: r[2] as string,
             notifierId: r[3] as string,
             ntfAuthKey: r[4] as string,
-            status: status as StoredSubStatus,
+            status,
           },
         });
       },
@@ -224,8 +216,8 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
       bytesTypes,
       pageSize,
       (r) => {
-        const tokenId = str(r[0] as Uint8Array);
-        const subId = str(r[1] as Uint8Array);
+        const tokenId = latin1(r[0] as Uint8Array);
+        const subId = latin1(r[1] as Uint8Array);
         const nonce = r[2] as Uint8Array;
         store.load({ t: 'LAST', tokenId, n: { subId, nonce, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
         if (r[5]) store.load({ t: 'SENT', tokenId, sent: [{ subId, nonce }] });
@@ -525,28 +517,28 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const pushed = new Columns(this.sql.pushed, 3, max);
     const lastDeletes: Statement[] = [];
 
-    for (const id of p.tokensDeleted) delTokens.push(buf(id));
-    for (const id of p.subsDeleted) delSubs.push(buf(id));
+    for (const id of p.tokensDeleted) delTokens.push(latin1Bytes(id));
+    for (const id of p.subsDeleted) delSubs.push(latin1Bytes(id));
     for (const id of p.tokensChanged) {
       const t = this.state.token(id);
       if (t) tokens.push(...tokenRow(t));
-      else if (!p.tokensDeleted.has(id)) delTokens.push(buf(id)); // never stored (memory ignored it): nothing to write
+      else if (!p.tokensDeleted.has(id)) delTokens.push(latin1Bytes(id)); // never stored (memory ignored it): nothing to write
     }
     for (const id of p.subsCreated) {
       const s = this.state.sub(id);
       if (s) subs.push(...subRow(s));
-      else if (!p.subsDeleted.has(id)) delSubs.push(buf(id));
+      else if (!p.subsDeleted.has(id)) delSubs.push(latin1Bytes(id));
     }
     for (const id of p.subsStatus) {
       if (p.subsCreated.has(id)) continue; // written whole above
       const s = this.state.sub(id);
-      if (s) statuses.push(buf(id), s.status);
+      if (s) statuses.push(latin1Bytes(id), s.status);
     }
 
     // Last notifications: per touched token, keep exactly what memory keeps.
-    let tokenIds: Buffer[] = [];
-    let keepT: Buffer[] = [];
-    let keepS: Buffer[] = [];
+    let tokenIds: Uint8Array[] = [];
+    let keepT: Uint8Array[] = [];
+    let keepS: Uint8Array[] = [];
     const cutDeletes = () => {
       if (tokenIds.length > 0) lastDeletes.push({ text: this.sql.delLast, values: [tokenIds, keepT, keepS] });
       tokenIds = [];
@@ -554,10 +546,10 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       keepS = [];
     };
     for (const [tokenId, touched] of p.last) {
-      const tid = buf(tokenId);
+      const tid = latin1Bytes(tokenId);
       tokenIds.push(tid);
       for (const n of this.state.lastNotifications(tokenId, LAST_PER_TOKEN)) {
-        const sid = buf(n.subId);
+        const sid = latin1Bytes(n.subId);
         keepT.push(tid);
         keepS.push(sid);
         // One of a subscription that does not exist has no row to refer to: memory keeps it, the database cannot.
@@ -568,10 +560,10 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     cutDeletes();
     // Flags of rows not upserted above (a row missing for want of a subscription updates nothing).
     for (const [tokenId, subs] of p.pushed) {
-      const tid = buf(tokenId);
+      const tid = latin1Bytes(tokenId);
       const upserted = p.last.get(tokenId);
       for (const n of this.state.lastNotifications(tokenId, LAST_PER_TOKEN))
-        if ((subs === undefined || subs.has(n.subId)) && !upserted?.has(n.subId)) pushed.push(tid, buf(n.subId), n.pushed);
+        if ((subs === undefined || subs.has(n.subId)) && !upserted?.has(n.subId)) pushed.push(tid, latin1Bytes(n.subId), n.pushed);
     }
 
     return [
@@ -589,7 +581,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
 
 function tokenRow(t: TokenRecord): unknown[] {
   return [
-    buf(t.tokenId),
+    latin1Bytes(t.tokenId),
     t.device.provider,
     t.device.token,
     t.tknAuthKey,
@@ -606,5 +598,5 @@ function tokenRow(t: TokenRecord): unknown[] {
   ];
 }
 
-const subRow = (s: SubRecord): unknown[] => [buf(s.subId), buf(s.tokenId), s.relay, buf(s.notifierId), buf(s.ntfAuthKey), s.status];
+const subRow = (s: SubRecord): unknown[] => [latin1Bytes(s.subId), latin1Bytes(s.tokenId), s.relay, latin1Bytes(s.notifierId), latin1Bytes(s.ntfAuthKey), s.status];
 

@@ -2,9 +2,10 @@
 // record, applied by the memory store, appended by the journal, and turned into
 // SQL by the PostgreSQL store. Fields added later are trailing and optional
 // in decoding, so a journal written before them still loads (see each).
-import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
-import { PROVIDERS, readTokenStatus, SUB_STATUSES, writeTokenStatus, type DeviceToken, type Provider, type TokenStatus } from '../protocol.ts';
-import type { LastNotification, SentNotification, StoredSubStatus, SubRecord, TokenRecord } from './store.ts';
+import { Decoder, Encoder, latin1, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { readTokenStatus, writeTokenStatus, type TokenStatus } from '../protocol.ts';
+import { readDevice, writeDevice, type DeviceToken } from '../../push/device.ts';
+import { isStoredSubStatus, type LastNotification, type SentNotification, type StoredSubStatus, type SubRecord, type TokenRecord } from './store.ts';
 
 export type NtfRecord =
   | { t: 'TNEW'; token: TokenRecord }
@@ -22,25 +23,12 @@ export type NtfRecord =
 
 const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST', 'SENT'] as const;
 
-export const latin1 = (b: Uint8Array) => String.fromCharCode.apply(null, b as unknown as number[]);
-export function bytesOf(s: string): Uint8Array {
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
-  return b;
-}
-
-const str = (e: Encoder, s: string) => e.short(bytesOf(s));
+const str = (e: Encoder, s: string) => e.short(latin1Bytes(s));
 const readStr = (d: Decoder) => latin1(d.short());
-const writeDevice = (e: Encoder, x: DeviceToken) => e.tag(x.provider).long(x.token);
-function readDevice(d: Decoder): DeviceToken {
-  const provider = d.tag();
-  if (!(PROVIDERS as readonly string[]).includes(provider)) throw new ParseError('unknown provider');
-  return { provider: provider as Provider, token: d.long() };
-}
 function readSubStatus(d: Decoder): StoredSubStatus {
   const s = d.tag();
-  if (s === 'INACTIVE' || !(SUB_STATUSES as readonly string[]).includes(s)) throw new ParseError('bad stored status');
-  return s as StoredSubStatus;
+  if (!isStoredSubStatus(s)) throw new ParseError('bad stored status');
+  return s;
 }
 
 // Records written before token expiry lack statusAt and verified: statusAt 0

@@ -3,7 +3,8 @@
 // durability barrier awaited before any reply leaves. IDs and keys are held as
 // latin1 strings (one char per byte): a million subscriptions fit in a few
 // hundred MB, where Uint8Arrays would cost ~100 bytes of overhead each.
-import type { DeviceToken, SubStatus, TokenStatus } from '../protocol.ts';
+import { isSubStatus, type SubStatus, type TokenStatus } from '../protocol.ts';
+import type { DeviceToken } from '../../push/device.ts';
 
 export interface TokenRecord {
   tokenId: string;
@@ -32,6 +33,7 @@ export interface TokenRecord {
 
 /** Stored statuses; INACTIVE is derived from the relay connection, never stored. */
 export type StoredSubStatus = Exclude<SubStatus, 'INACTIVE'>;
+export const isStoredSubStatus = (s: string): s is StoredSubStatus => s !== 'INACTIVE' && isSubStatus(s);
 
 export interface SubRecord {
   subId: string;

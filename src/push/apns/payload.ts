@@ -12,8 +12,8 @@
 //   check:        {"aps":{"content-available":1},"d":"…"}   background, priority 5
 // The two background kinds share every header and their lifetime, so Apple
 // cannot tell a verification from a periodic check.
-import type { PushKind } from '../../ntf/push.ts';
-import type { PushRequest } from '../provider.ts';
+import type { PushKind } from '../device.ts';
+import { DEFAULT_TTL_SECONDS, type PushRequest } from '../provider.ts';
 
 /** Largest JSON body APNs accepts for a (non-VoIP) notification, in bytes. */
 export const APNS_MAX_PAYLOAD = 4096;
@@ -28,14 +28,6 @@ export const DEFAULT_ALERT: ApnsAlert = { title: 'New message', body: 'You have 
 
 /** The category of message alerts, so the app can attach actions to them. */
 export const MESSAGE_CATEGORY = 'MESSAGE';
-
-/** Seconds Apple keeps an undelivered push of each kind (apns-expiration = now + this). */
-export const DEFAULT_TTL_SECONDS: Readonly<Record<PushKind, number>> = {
-  message: 24 * 3600,
-  // background kinds alike (see above): a stale check is superseded by the next (TCRN ≥ 20 min)
-  verification: 3600,
-  check: 3600,
-};
 
 export type ApnsPushType = 'alert' | 'background';
 

@@ -1,23 +1,9 @@
 // ApnsProvider: delivers pushes to Apple over HTTP/2 with token (JWT) auth,
 // many concurrent streams over a few connections (src/push/http2/pool.ts).
-// A push whose stream died with its connection resolves as 'retry' (it may or
-// may not have reached Apple), never silently lost.
-//
-// Responses (Apple's "Handling notification responses from APNs"):
-//   200                                   delivered
-//   400 BadDeviceToken                    invalid BAD
-//   400 DeviceTokenNotForTopic            invalid TOPIC
-//   410 ExpiredToken                      invalid EXPIRED
-//   410 Unregistered (or any other 410)   invalid UNREGISTERED
-//   403 ExpiredProviderToken / InvalidProviderToken
-//                                         new JWT, sent again at once (once); then retry / failed
-//   413 PayloadTooLarge                   failed
-//   429, 5xx                              retry (afterMs from retry-after)
-//   other 4xx                             failed with Apple's reason
+// Headers, bodies and how each answer maps to a result: docs/push.md §1.
 import type { KeyObject } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http2';
-import type { Provider } from '../../ntf/protocol.ts';
-import type { PushKind } from '../../ntf/push.ts';
+import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool, jsonReason, type Http2Outcome, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { ApnsJwt } from './jwt.ts';

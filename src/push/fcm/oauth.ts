@@ -18,7 +18,6 @@ import type { Logger } from 'pino';
 import { retryAfterMs } from '../provider.ts';
 
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
-export const GOOGLE_TOKEN_URI = 'https://oauth2.googleapis.com/token';
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** Google refuses assertions that live longer than an hour. */
 export const ASSERTION_LIFETIME_SECONDS = 3600;

@@ -18,9 +18,8 @@
 // never do. Verification and check share priority and TTL, so Google cannot
 // tell them apart. No collapse_key: Android keeps only 4 per app, and a check
 // collapsing a pending verification would lose its code.
-import type { PushKind } from '../../ntf/push.ts';
-import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
-import type { PushRequest } from '../provider.ts';
+import type { PushKind } from '../device.ts';
+import { DEFAULT_TTL_SECONDS, type PushRequest } from '../provider.ts';
 
 /** FCM's limit on a message's data payload, keys and values together (bytes; 2048 for topic messages). */
 export const FCM_MAX_DATA = 4096;

@@ -16,8 +16,7 @@
 //                                         retry (afterMs from retry-after)
 //   other                                 failed with the code
 // The token endpoint failing: retry (network, 5xx) or failed (4xx: the credentials).
-import type { Provider } from '../../ntf/protocol.ts';
-import type { PushKind } from '../../ntf/push.ts';
+import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool, type Http2Outcome, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
 import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { FcmAccessToken, type AccessTokenResult } from './oauth.ts';

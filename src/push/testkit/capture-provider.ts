@@ -2,7 +2,7 @@
 // sends back (a slow provider: the pushes stay in flight) or hang them, and
 // answers as scripted (default: delivered).
 import { equalBytes } from '../../core/encoding.ts';
-import type { DeviceToken, Provider } from '../../ntf/protocol.ts';
+import type { DeviceToken, Provider } from '../device.ts';
 import type { PushProvider, PushRequest, PushResult } from '../provider.ts';
 
 

@@ -1,46 +1,6 @@
 // WebPushProvider: delivers pushes to Web Push services (RFC 8030) — browser
 // vendors' and UnifiedPush servers alike — encrypted (RFC 8291 aes128gcm) and
-// signed (RFC 8292 VAPID).
-//
-// Each push is one POST of the 2076-byte push data as base64url text, encrypted
-// (2871 bytes on the wire), to the subscription's endpoint. Text, because
-// the message is passed on as a string on the way to the app: a service
-// worker's PushMessageData.text(), UnifiedPush connectors, DevTools'
-// deliverPushMessage. It is sent over one HTTP/2 connection per origin
-// when the push service offers h2 by ALPN (browser vendors' do: one probe per
-// origin finds out), else HTTP/1.1 with a keep-alive agent per origin.
-// Plain http: only for loopback endpoints (a local UnifiedPush distributor or
-// test service; the subscription format allows nothing else). Redirects are
-// never followed: the endpoint is the capability, and a push service that
-// moves it must have the subscription renewed (UnifiedPush forbids redirects).
-//
-// Headers:
-//   TTL            per kind, as APNs (message 24 h, verification and check 1 h)
-//   Urgency        high for messages (wake the device now), normal otherwise
-//   Topic: msg     messages only: a push service keeps one undelivered message
-//                  per topic, replacing the older; right here because every
-//                  message push carries the newest entries of all queues, so
-//                  an older undelivered one says nothing the newer does not.
-//                  Verification codes must never be replaced, and checks are
-//                  rare, so they carry no topic.
-//   verification and check share every header, so the push service cannot
-//   tell them apart (as with APNs).
-//
-// Responses:
-//   2xx (201 per RFC 8030)           delivered
-//   404                              invalid UNREGISTERED — the push service does
-//                                    not know the subscription (Mozilla: unknown or
-//                                    malformed endpoint; RFC 8030 §7.3: expired)
-//   410                              invalid EXPIRED — it knew the subscription and it
-//                                    ended (expired, or the user unsubscribed)
-//                                    Both make the token INVALID, which is what matters:
-//                                    the app must subscribe again.
-//   413                              failed PayloadTooLarge (cannot happen under 4096 bytes)
-//   429, 5xx                         retry, afterMs from Retry-After
-//   401, 403                         failed: our VAPID refused (wrong key for a locked
-//                                    subscription, bad JWT); the token may be fine
-//   400, other 4xx, 3xx              failed with the status (and the service's text)
-//   network error, timeout           retry (the push may or may not have arrived)
+// signed (RFC 8292 VAPID). Transport, headers and answers: docs/push.md §3.
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -48,11 +8,9 @@ import tls from 'node:tls';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { toBase64Url } from '../../core/encoding.ts';
-import type { Provider } from '../../ntf/protocol.ts';
-import type { PushKind } from '../../ntf/push.ts';
-import { DEFAULT_TTL_SECONDS } from '../apns/payload.ts';
+import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool } from '../http2/pool.ts';
-import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { DEFAULT_TTL_SECONDS, retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../server/address-guard.ts';
 import { encryptWebPush } from './ece.ts';
 import { decodeWebPushSubscription } from './subscription.ts';

@@ -15,7 +15,7 @@
 // 1000 bytes is UnifiedPush's limit on an endpoint; browsers' are far shorter.
 import { p256 } from '@noble/curves/nist.js';
 import { Encoder, fromBase64Url, parse, ParseError, toBase64Url, type Parsed } from '../../core/encoding.ts';
-import { MAX_DEVICE_TOKEN } from '../../ntf/protocol.ts';
+import { MAX_DEVICE_TOKEN } from '../device.ts';
 
 /** Length of the user agent's public key (uncompressed P-256 point). */
 export const P256DH_LENGTH = 65;

@@ -82,11 +82,6 @@ export function vapidSubjectProblem(sub: unknown): string | undefined {
   return 'VAPID subject must be a mailto: or https: URI';
 }
 
-/** The origin of an endpoint (the JWT audience), e.g. https://fcm.googleapis.com. */
-export function audienceOf(endpoint: string): string {
-  return new URL(endpoint).origin;
-}
-
 export interface VapidSignerOptions {
   privateKey: string | KeyObject;
   /** mailto: or https: contact for the push service's operators. */

@@ -1,7 +1,7 @@
 // In-memory relay store: the state every backend reads from. Each mutation is
 // expressed as a StoreRecord, applied here and handed to `persist` — a no-op
 // for a pure memory store, an append for the journal.
-import { equalBytes } from '../../core/encoding.ts';
+import { equalBytes, latin1 } from '../../core/encoding.ts';
 import type { StoreRecord } from './records.ts';
 import type {
   NotifierRecord,
@@ -12,10 +12,6 @@ import type {
   StoredMessage,
 } from './store.ts';
 
-/** Map key of an ID: its bytes as a latin1 string (cheap, and reversible by latin1Bytes). */
-export const idKey = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
-export const latin1Bytes = (k: string) => new Uint8Array(Buffer.from(k, 'latin1'));
-
 export class MemoryQueueStore implements QueueStore {
   protected readonly queues = new Map<string, QueueRecord>();
   private readonly senders = new Map<string, QueueRecord>();
@@ -25,12 +21,12 @@ export class MemoryQueueStore implements QueueStore {
   protected readonly pending = new Map<string, PendingNotification>();
   private messageTotal = 0;
 
-  byRecipient = (rcvId: Uint8Array) => this.queues.get(idKey(rcvId));
-  bySender = (sndId: Uint8Array) => this.senders.get(idKey(sndId));
-  byNotifier = (notifierId: Uint8Array) => this.notifiers.get(idKey(notifierId));
+  byRecipient = (rcvId: Uint8Array) => this.queues.get(latin1(rcvId));
+  bySender = (sndId: Uint8Array) => this.senders.get(latin1(sndId));
+  byNotifier = (notifierId: Uint8Array) => this.notifiers.get(latin1(notifierId));
 
   queuesOfService(serviceId: Uint8Array): QueueRecord[] {
-    return [...(this.services.get(idKey(serviceId)) ?? [])];
+    return [...(this.services.get(latin1(serviceId)) ?? [])];
   }
 
   protected persist(_r: StoreRecord): void {}
@@ -49,7 +45,7 @@ export class MemoryQueueStore implements QueueStore {
 
   /** IDs of all three kinds share one space, so no ID is ever reused across roles. */
   private idTaken(id: Uint8Array): boolean {
-    const k = idKey(id);
+    const k = latin1(id);
     return this.queues.has(k) || this.senders.has(k) || this.notifiers.has(k);
   }
 
@@ -88,7 +84,7 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   messageAt(rcvId: Uint8Array, index: number): StoredMessage | undefined {
-    return this.messages.get(idKey(rcvId))?.[index];
+    return this.messages.get(latin1(rcvId))?.[index];
   }
 
   ackMessage(rcvId: Uint8Array, msgId: Uint8Array): boolean {
@@ -99,7 +95,7 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   messageCount(rcvId: Uint8Array): number {
-    return this.messages.get(idKey(rcvId))?.length ?? 0;
+    return this.messages.get(latin1(rcvId))?.length ?? 0;
   }
 
   expireMessages(before: number): number {
@@ -119,11 +115,11 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   pendingNotification(rcvId: Uint8Array): PendingNotification | undefined {
-    return this.pending.get(idKey(rcvId));
+    return this.pending.get(latin1(rcvId));
   }
 
   clearPendingNotification(rcvId: Uint8Array): void {
-    if (this.pending.has(idKey(rcvId))) this.record({ t: 'PCLR', rcvId });
+    if (this.pending.has(latin1(rcvId))) this.record({ t: 'PCLR', rcvId });
   }
 
   oldestPendingNotification(): number | undefined {
@@ -162,13 +158,13 @@ export class MemoryQueueStore implements QueueStore {
   protected apply(r: StoreRecord): void {
     if (r.t === 'QNEW') {
       const q = { ...r.q };
-      const k = idKey(q.rcvId);
+      const k = latin1(q.rcvId);
       this.queues.set(k, q);
-      this.senders.set(idKey(q.sndId), q);
+      this.senders.set(latin1(q.sndId), q);
       if (q.notifier) this.linkNotifier(q, q.notifier);
       return;
     }
-    const k = idKey(r.rcvId);
+    const k = latin1(r.rcvId);
     const q = this.queues.get(k);
     if (!q) return;
     switch (r.t) {
@@ -198,7 +194,7 @@ export class MemoryQueueStore implements QueueStore {
       case 'QDEL':
         this.unlinkNotifier(q);
         this.queues.delete(k);
-        this.senders.delete(idKey(q.sndId));
+        this.senders.delete(latin1(q.sndId));
         this.messageTotal -= this.messages.get(k)?.length ?? 0;
         this.messages.delete(k);
         this.pending.delete(k);
@@ -230,21 +226,21 @@ export class MemoryQueueStore implements QueueStore {
 
   private linkNotifier(q: QueueRecord, n: NotifierRecord): void {
     q.notifier = n;
-    this.notifiers.set(idKey(n.notifierId), q);
+    this.notifiers.set(latin1(n.notifierId), q);
     this.linkService(q);
   }
 
   private unlinkNotifier(q: QueueRecord): void {
     if (!q.notifier) return;
     this.unlinkService(q);
-    this.notifiers.delete(idKey(q.notifier.notifierId));
+    this.notifiers.delete(latin1(q.notifier.notifierId));
     delete q.notifier;
   }
 
   private linkService(q: QueueRecord): void {
     const s = q.notifier?.serviceId;
     if (!s) return;
-    const k = idKey(s);
+    const k = latin1(s);
     let set = this.services.get(k);
     if (!set) this.services.set(k, (set = new Set()));
     set.add(q);
@@ -253,9 +249,9 @@ export class MemoryQueueStore implements QueueStore {
   private unlinkService(q: QueueRecord): void {
     const s = q.notifier?.serviceId;
     if (!s) return;
-    const set = this.services.get(idKey(s));
+    const set = this.services.get(latin1(s));
     set?.delete(q);
-    if (set?.size === 0) this.services.delete(idKey(s));
+    if (set?.size === 0) this.services.delete(latin1(s));
   }
 
   /** Records that rebuild the live state (for compaction). */

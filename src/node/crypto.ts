@@ -1,7 +1,7 @@
 // Server-side CryptoSuite on node:crypto (native, several times faster than
 // pure JS). Keys cross the seam as raw bytes; DER prefixes wrap them for OpenSSL.
 import crypto from 'node:crypto';
-import type { CryptoSuite, KeyPair } from './suite.ts';
+import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 
 type Curve = 'X25519' | 'Ed25519';
 

@@ -1,5 +1,6 @@
 // The push gateway's HTTP API: a notification server hands it a sealed push to
-// deliver; the gateway holds the push credentials (docs/gateway.md).
+// deliver; the gateway holds the push credentials (docs/push.md §4). Shared by
+// the gateway (src/gateway/server.ts) and its client (./provider.ts).
 //
 //   POST /v1/push    authorization: Bearer <server key>, content-type: application/json
 //     {"provider": "apns"|…|"sealed", "token": b64url, "kind": "message"|"verification"|"check", "data": b64url}
@@ -11,17 +12,14 @@
 //
 // The JSON is parsed strictly both ways: a field missing, extra or of the wrong
 // type is a bad request (server) or a failed push (client).
-import { fromBase64Url, toBase64Url } from '../core/encoding.ts';
-import { INVALID_REASONS, MAX_DEVICE_TOKEN, PROVIDERS, type DeviceToken, type Provider } from '../ntf/protocol.ts';
-import { PUSH_DATA_SIZE, type PushKind } from '../ntf/push.ts';
-import type { PushRequest, PushResult } from '../push/provider.ts';
+import { fromBase64Url, toBase64Url } from '../../core/encoding.ts';
+import { isInvalidReason, isProvider, isPushKind, MAX_DEVICE_TOKEN, PUSH_DATA_SIZE, type DeviceToken, type Provider } from '../device.ts';
+import type { PushRequest, PushResult } from '../provider.ts';
 
 export const PUSH_PATH = '/v1/push';
 export const INFO_PATH = '/v1/info';
 /** Largest request body: the JSON of one push with the largest token. */
 export const MAX_REQUEST_BYTES = 8192;
-const KINDS: readonly PushKind[] = ['verification', 'message', 'check'];
-const REASONS: ReadonlySet<string> = new Set(INVALID_REASONS);
 
 export interface GatewayInfo {
   /** X25519 public key apps seal device tokens to (b64url). */
@@ -49,14 +47,14 @@ export function decodePushRequest(body: string): Decoded<PushRequest> {
   }
   if (!isObject(j) || !hasOnly(j, ['provider', 'token', 'kind', 'data'])) return { ok: false, error: 'expected {provider, token, kind, data}' };
   const { provider, token, kind, data } = j;
-  if (typeof provider !== 'string' || !(PROVIDERS as readonly string[]).includes(provider)) return { ok: false, error: 'unknown provider' };
-  if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) return { ok: false, error: 'unknown kind' };
+  if (typeof provider !== 'string' || !isProvider(provider)) return { ok: false, error: 'unknown provider' };
+  if (typeof kind !== 'string' || !isPushKind(kind)) return { ok: false, error: 'unknown kind' };
   const t = typeof token === 'string' ? fromBase64Url(token) : undefined;
   if (!t || t.length === 0 || t.length > MAX_DEVICE_TOKEN) return { ok: false, error: 'bad token' };
   const d = typeof data === 'string' ? fromBase64Url(data) : undefined;
   if (!d || d.length !== PUSH_DATA_SIZE) return { ok: false, error: `data must be ${PUSH_DATA_SIZE} bytes` };
-  const device: DeviceToken = { provider: provider as Provider, token: t };
-  return { ok: true, value: { device, kind: kind as PushKind, data: d } };
+  const device: DeviceToken = { provider, token: t };
+  return { ok: true, value: { device, kind, data: d } };
 }
 
 export const encodePushResult = (r: PushResult): string => JSON.stringify(r);
@@ -74,8 +72,8 @@ export function decodePushResult(body: string): Decoded<PushResult> {
     case 'delivered':
       return hasOnly(j, ['outcome']) ? { ok: true, value: { outcome: 'delivered' } } : bad;
     case 'invalid':
-      return hasOnly(j, ['outcome', 'reason']) && typeof j.reason === 'string' && REASONS.has(j.reason)
-        ? { ok: true, value: { outcome: 'invalid', reason: j.reason as (typeof INVALID_REASONS)[number] } }
+      return hasOnly(j, ['outcome', 'reason']) && typeof j.reason === 'string' && isInvalidReason(j.reason)
+        ? { ok: true, value: { outcome: 'invalid', reason: j.reason } }
         : bad;
     case 'failed':
       return hasOnly(j, ['outcome', 'reason']) && typeof j.reason === 'string' ? { ok: true, value: { outcome: 'failed', reason: j.reason } } : bad;

@@ -6,9 +6,9 @@
 //   429 (rate/quota)   retry, after retry-after
 //   5xx, lost          retry (a lost request may have been delivered)
 //   401, 4xx           failed: our key is refused or the request is malformed
-import { Http2Pool, jsonReason, type Http2PoolOptions, type Http2PoolStats } from '../push/http2/pool.ts';
-import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../push/provider.ts';
-import { PROVIDERS, type Provider } from '../ntf/protocol.ts';
+import { Http2Pool, jsonReason, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
+import { PROVIDERS, type Provider } from '../device.ts';
+import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { decodePushResult, encodePushRequest, PUSH_PATH } from './protocol.ts';
 
 /** Connection options as in Http2Pool; keepAlive is on by default: the gateway is ours, and PINGs keep an idle link (through a load balancer, a NAT) alive and checked. */

@@ -10,10 +10,10 @@
 // A fresh ephemeral key per token makes the key single-use, so a zero nonce is
 // safe, and two seals of the same token are unlinkable. Isomorphic: the app
 // seals when it registers; the gateway opens.
-import type { CryptoSuite } from '../core/crypto/suite.ts';
-import { concat, Encoder, padTo, parse, ParseError, unpad } from '../core/encoding.ts';
-import { sharedKey } from '../core/keys.ts';
-import { MAX_DEVICE_TOKEN, PROVIDERS, type DeviceToken, type Provider } from '../ntf/protocol.ts';
+import type { CryptoSuite } from '../../core/crypto/suite.ts';
+import { concat, Encoder, padTo, parse, ParseError, unpad } from '../../core/encoding.ts';
+import { sharedKey } from '../../core/keys.ts';
+import { isProvider, MAX_DEVICE_TOKEN, type DeviceToken, type Provider } from '../device.ts';
 
 /** Also the version in the key's label (core/keys.ts). */
 export const SEALED_VERSION = 2;
@@ -22,7 +22,7 @@ export const SEALED_PLAIN_SIZE = 1200;
 export const SEALED_TOKEN_SIZE = 1 + 32 + SEALED_PLAIN_SIZE + 16;
 const NONCE = new Uint8Array(12);
 /** Providers a sealed token may carry: not 'sealed' itself. */
-const SEALABLE: ReadonlySet<string> = new Set(PROVIDERS.filter((p) => p !== 'sealed'));
+const sealable = (p: string): p is Provider => isProvider(p) && p !== 'sealed';
 
 /** Undefined for a public key of small order: a gateway key or an ephemeral key anyone could open with. */
 const sealingKey = (crypto: CryptoSuite, privateKey: Uint8Array, publicKey: Uint8Array, ephPub: Uint8Array, gatewayPub: Uint8Array) =>
@@ -30,7 +30,7 @@ const sealingKey = (crypto: CryptoSuite, privateKey: Uint8Array, publicKey: Uint
 
 /** App side: seals a clear device token to the gateway's X25519 public key. */
 export function sealDeviceToken(crypto: CryptoSuite, gatewayPub: Uint8Array, device: DeviceToken): DeviceToken {
-  if (!SEALABLE.has(device.provider)) throw new TypeError(`cannot seal a ${device.provider} token`);
+  if (!sealable(device.provider)) throw new TypeError(`cannot seal a ${device.provider} token`);
   const plain = new Encoder(device.token.length + 24).tag(device.provider).long(device.token).done();
   if (plain.length + 4 > SEALED_PLAIN_SIZE) throw new RangeError('device token too long to seal');
   const eph = crypto.x25519KeyPair();
@@ -58,10 +58,10 @@ export function openDeviceToken(
   if (!plain.ok) return undefined;
   const r = parse(plain.value, (d): DeviceToken => {
     const provider = d.tag();
-    if (!SEALABLE.has(provider)) throw new ParseError('unknown provider');
+    if (!sealable(provider)) throw new ParseError('unknown provider');
     const token = d.long();
     if (token.length === 0) throw new ParseError('empty token');
-    return { provider: provider as Provider, token };
+    return { provider, token };
   });
   return r.ok ? r.value : undefined;
 }
