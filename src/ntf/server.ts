@@ -9,9 +9,10 @@ import type { Transmission } from '../core/transmission.ts';
 import type { PushProvider } from '../push/provider.ts';
 import { AddressPolicy, type AddressRules } from '../server/address-guard.ts';
 import type { ConnectionLimits } from '../server/connection-limits.ts';
-import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { serveProtocol, shapeError, type Session } from '../server/protocol-server.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import type { RateLimiter } from '../server/rate-limit.ts';
+import { ProtocolSession, type SessionProtocol } from '../server/session-core.ts';
 import { DEFAULT_NTF_CREATION, NtfCreationLimits, type NtfCreation } from './creation.ts';
 import { Dispatcher, type DispatchOptions } from './dispatch.ts';
 import { NtfMetrics } from './metrics.ts';
@@ -57,7 +58,6 @@ export interface NtfServerOptions extends ListenerOptions {
 /** A dead link is closed within 20 s (keepalive) and retried at once: down longer than this is an outage. */
 export const DEFAULT_LINK_DOWN_LIMIT_MS = 30_000;
 
-const EMPTY = new Uint8Array(0);
 const OK: NtfResponse = { type: 'OK' };
 const SPEC: ServerSpec = {
   protocol: NTF_PROTOCOL,
@@ -125,11 +125,17 @@ export class NtfServer {
       longestLinkDownMs: () => this.subscriber.longestDown(),
       storeFailed: () => this.store.failure() !== undefined,
     });
+    const protocol: SessionProtocol<NtfCommand, NtfResponse, NtfError> = {
+      decodeCommand,
+      unknownCommand: UNKNOWN_COMMAND,
+      encodeResponse,
+      metrics: this.metrics,
+    };
     this.server = serveProtocol(SPEC, opts, {
       limits: opts.limits ?? {},
       store: this.store,
       metrics: this.metrics,
-      handler: (session) => new NtfSession(this, session),
+      handler: (session) => new NtfSession(this, protocol, session),
     });
   }
 
@@ -232,36 +238,20 @@ export class NtfServer {
 
 type Reply = NtfResponse | NtfError;
 
-class NtfSession implements SessionHandler {
+class NtfSession extends ProtocolSession<NtfCommand, NtfResponse, NtfError> {
   /** This connection's TNEW and SNEW budgets, made at its first of each. */
   private tokenBudget: RateLimiter | undefined;
   private subBudget: RateLimiter | undefined;
 
   constructor(
     private readonly ntf: NtfServer,
-    private readonly session: Session,
-  ) {}
-
-  malformed(corrId: Uint8Array): void {
-    this.answer(corrId, EMPTY, 'SYNTAX');
+    protocol: SessionProtocol<NtfCommand, NtfResponse, NtfError>,
+    session: Session,
+  ) {
+    super(protocol, session);
   }
 
-  closed(): void {}
-
-  private answer(corrId: Uint8Array, entityId: Uint8Array, r: Reply): void {
-    const response: NtfResponse = typeof r === 'string' ? { type: 'ERR', error: r } : r;
-    if (response.type === 'ERR') this.ntf.metrics.errors.inc({ error: response.error });
-    this.session.send(corrId, entityId, encodeResponse(response));
-  }
-
-  transmission(t: Transmission): void {
-    const c = decodeCommand(t.command);
-    if (!c.ok) return this.answer(t.corrId, t.entityId, c.error === UNKNOWN_COMMAND ? 'UNKNOWN' : 'SYNTAX');
-    this.ntf.metrics.commands.inc({ command: c.value.type });
-    this.answer(t.corrId, t.entityId, this.handle(t, c.value));
-  }
-
-  private handle(t: Transmission, c: NtfCommand): Reply {
+  protected handle(t: Transmission, c: NtfCommand): Reply {
     const { store } = this.ntf;
     const s = this.session;
     switch (c.type) {
@@ -291,9 +281,9 @@ class NtfSession implements SessionHandler {
     // SCHK and SDEL name a subscription; everything else a token.
     const bySub = c.type === 'SCHK' || c.type === 'SDEL';
     const sub = bySub ? store.sub(id) : undefined;
-    const token = bySub ? sub && store.token(sub.tokenId) : store.token(id);
-    // An unknown ID is checked alike (against no key) and fails: no existence oracle.
-    if (!s.verify(t, token?.tknAuthKey, bySub ? 'subscription' : 'token') || !token) return 'AUTH';
+    const named = bySub ? sub && store.token(sub.tokenId) : store.token(id);
+    const token = this.authorized(t, named, (k) => k.tknAuthKey, bySub ? 'subscription' : 'token');
+    if (!token) return 'AUTH';
     switch (c.type) {
       case 'SCHK':
         return { type: 'SUB', status: this.ntf.subStatus(sub!) };

@@ -1,22 +1,23 @@
-// The relay: command handlers and subscriptions. Handlers run synchronously
+// The relay: command handlers (subscriptions are kept in subscriptions.ts). Handlers run synchronously
 // against the store's in-memory state; ProtocolServer holds their replies
 // until the store has flushed.
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
-import { equalBytes, latin1, latin1Bytes } from '../core/encoding.ts';
+import { equalBytes } from '../core/encoding.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
-import { serveProtocol, shapeError, type Session, type SessionHandler } from '../server/protocol-server.ts';
+import { serveProtocol, shapeError, type Session } from '../server/protocol-server.ts';
+import { ProtocolSession, type SessionProtocol } from '../server/session-core.ts';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/connection-limits.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { CreationGuard, type CreationPolicy } from '../server/creation.ts';
 import type { RateLimiter } from '../server/rate-limit.ts';
 import { RelayMetrics } from './metrics.ts';
+import { Subscriptions, type Subscriber } from './subscriptions.ts';
 import {
   decodeCommand,
   encodeMeta,
   encodeMessagePlain,
   encodeResponse,
-  DELIVERY_WINDOW,
   ID_LENGTH,
   MAX_MESSAGE_BYTES,
   MSG_ID_LENGTH,
@@ -67,7 +68,6 @@ export interface RelayServerOptions extends ListenerOptions {
   expireIntervalMs?: number;
 }
 
-const EMPTY = new Uint8Array(0);
 const SPEC: ServerSpec = {
   protocol: RELAY_PROTOCOL,
   versions: RELAY_VERSIONS,
@@ -82,9 +82,7 @@ export class RelayServer {
   private readonly store: QueueStore;
   private readonly crypto: CryptoSuite;
   readonly now: () => number;
-  readonly recipients = new Map<string, RelaySession>();
-  readonly notifiers = new Map<string, RelaySession>();
-  readonly services = new Map<string, RelaySession>();
+  readonly subscriptions: Subscriptions;
   readonly creation: CreationGuard;
   private expireTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -99,11 +97,22 @@ export class RelayServer {
     this.creation = new CreationGuard({ ...DEFAULT_CREATION, ...opts.creation }, this.now, (reason) =>
       this.metrics.creationsRefused.inc({ reason }),
     );
+    this.subscriptions = new Subscriptions({
+      store: this.store,
+      seal: (q, m) => this.sealMessage(q, m),
+      delivered: () => this.metrics.messagesDelivered.inc(),
+    });
+    const protocol: SessionProtocol<RelayCommand, RelayResponse, RelayError> = {
+      decodeCommand,
+      unknownCommand: UNKNOWN_COMMAND,
+      encodeResponse,
+      metrics: this.metrics,
+    };
     this.server = serveProtocol(SPEC, opts, {
       limits: this.limits,
       store: this.store,
       metrics: this.metrics,
-      handler: (session) => new RelaySession(this, session),
+      handler: (session) => new RelaySession(this, protocol, session),
     });
   }
 
@@ -145,21 +154,7 @@ export class RelayServer {
     const messages = this.store.expireMessages(now - this.limits.messageTtlMs);
     const ntfs = this.store.expirePendingNotifications(now - this.limits.pendingNotificationTtlMs);
     if (messages + ntfs > 0) this.opts.log.info({ event: 'expired', messages, notifications: ntfs });
-    if (messages > 0) this.releaseExpiredInFlight();
-  }
-
-  /** Expired messages leave the front of a subscriber's window: it would wait for ACKs that cannot succeed. */
-  private releaseExpiredInFlight(): void {
-    for (const [k, s] of this.recipients) {
-      const sent = s.inFlight.get(k);
-      if (!sent?.length) continue;
-      const q = this.store.byRecipient(latin1Bytes(k));
-      const head = q && this.store.peekMessage(q.rcvId);
-      const headKey = head && latin1(head.msgId);
-      if (sent[0] === headKey) continue;
-      while (sent.length > 0 && sent[0] !== headKey) sent.shift();
-      if (q) this.deliver(q);
-    }
+    if (messages > 0) this.subscriptions.releaseExpiredInFlight();
   }
 
   // ---- helpers the sessions share ----
@@ -172,29 +167,6 @@ export class RelayServer {
     return { type: 'MSG', msgId: m.msgId, sealed };
   }
 
-  /** Fills the subscriber's delivery window: up to DELIVERY_WINDOW messages ahead of its ACKs, oldest first. */
-  deliver(q: QueueRecord): void {
-    const k = latin1(q.rcvId);
-    const s = this.recipients.get(k);
-    if (!s) return;
-    let sent = s.inFlight.get(k);
-    if (!sent) s.inFlight.set(k, (sent = []));
-    while (sent.length < DELIVERY_WINDOW) {
-      const m = this.store.messageAt(q.rcvId, sent.length);
-      if (!m) return;
-      sent.push(latin1(m.msgId));
-      s.event(q.rcvId, this.sealMessage(q, m));
-      this.metrics.messagesDelivered.inc();
-    }
-  }
-
-  /** The session that gets NMSGs of a queue: its own NSUB, else its service's NSUBS. */
-  notifierSession(q: QueueRecord): RelaySession | undefined {
-    const n = q.notifier;
-    if (!n) return undefined;
-    return this.notifiers.get(latin1(n.notifierId)) ?? (n.serviceId && this.services.get(latin1(n.serviceId)));
-  }
-
   /**
    * Seals an NMSG for the queue's notifier and keeps it until the subscriber
    * acknowledges it (NACK): a notification written into a connection that dies
@@ -205,75 +177,37 @@ export class RelayServer {
     const nonce = this.crypto.randomBytes(NMSG_NONCE_LENGTH);
     const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
     this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
-    const s = this.notifierSession(q);
+    const s = this.subscriptions.notifierSubscriber(q);
     if (s) s.event(n.notifierId, { type: 'NMSG', nonce, sealedMeta });
     this.metrics.notifications.inc({ outcome: s ? 'delivered' : 'stored' });
   }
 
   /** Sends the unacknowledged NMSG of a queue to a notifier that just subscribed. */
-  flushPending(q: QueueRecord, s: RelaySession): void {
+  flushPending(q: QueueRecord, s: Subscriber): void {
     const p = this.store.pendingNotification(q.rcvId);
     if (p) {
       s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
       this.metrics.notifications.inc({ outcome: 'redelivered' });
     }
   }
-
-  /** Ends the notifier subscription of a queue (NDEL, DEL, NKEY replacing it) with DELD. */
-  dropNotifier(q: QueueRecord): void {
-    const n = q.notifier;
-    if (!n) return;
-    const s = this.notifierSession(q);
-    this.notifiers.delete(latin1(n.notifierId));
-    s?.ntfSubs.delete(latin1(n.notifierId));
-    s?.event(n.notifierId, { type: 'DELD' });
-  }
 }
 
 type Reply = RelayResponse | RelayError;
 
-/** One client connection's view of the relay: its subscriptions and command handlers. */
-class RelaySession implements SessionHandler {
-  /** Recipient subscriptions, and per queue the msgId keys delivered and awaiting ACK, oldest first. */
-  readonly rcvSubs = new Set<string>();
-  readonly inFlight = new Map<string, string[]>();
-  readonly ntfSubs = new Set<string>();
-  serviceId: Uint8Array | undefined;
+/** One client connection's command handlers; what it subscribes to is kept in `relay.subscriptions`. */
+class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayError> {
   /** This connection's NEW budget, made at its first NEW. */
   private creations: RateLimiter | undefined;
 
   constructor(
     private readonly relay: RelayServer,
-    private readonly session: Session,
-  ) {}
-
-  event(entityId: Uint8Array, r: RelayResponse): void {
-    this.session.send(EMPTY, entityId, encodeResponse(r));
+    protocol: SessionProtocol<RelayCommand, RelayResponse, RelayError>,
+    session: Session,
+  ) {
+    super(protocol, session);
   }
 
-  malformed(corrId: Uint8Array): void {
-    this.answer(corrId, EMPTY, 'SYNTAX');
-  }
-
-  private answer(corrId: Uint8Array, entityId: Uint8Array, r: Reply): void {
-    const response: RelayResponse = typeof r === 'string' ? { type: 'ERR', error: r } : r;
-    if (response.type === 'ERR') this.relay.metrics.errors.inc({ error: response.error });
-    this.session.send(corrId, entityId, encodeResponse(response));
-  }
-
-  transmission(t: Transmission): void {
-    const c = decodeCommand(t.command);
-    if (!c.ok) return this.answer(t.corrId, t.entityId, c.error === UNKNOWN_COMMAND ? 'UNKNOWN' : 'SYNTAX');
-    this.relay.metrics.commands.inc({ command: c.value.type });
-    this.answer(t.corrId, t.entityId, this.handle(t, c.value));
-    // Deliveries a command triggers go after its reply.
-    this.after?.();
-    this.after = undefined;
-  }
-
-  private after: (() => void) | undefined;
-
-  private handle(t: Transmission, c: RelayCommand): Reply {
+  protected handle(t: Transmission, c: RelayCommand): Reply {
     const s = this.session;
     switch (c.type) {
       case 'PING':
@@ -304,17 +238,15 @@ class RelaySession implements SessionHandler {
       case 'NSUB': {
         if (t.entityId.length === 0) return 'NO_ENTITY';
         if (t.auth.length === 0) return 'NO_AUTH';
-        const q = this.relay.opts.store.byNotifier(t.entityId);
-        // An unknown ID is checked alike (against no key) and fails: no existence oracle.
-        return s.verify(t, q?.notifier!.ntfAuthKey, 'notifier') && q ? this.subscribeNotifier(q) : 'AUTH';
+        const q = this.authorized(t, this.relay.opts.store.byNotifier(t.entityId), (q) => q.notifier!.ntfAuthKey, 'notifier');
+        return q ? this.subscribeNotifier(q) : 'AUTH';
       }
     }
     // Recipient commands.
     if (t.entityId.length === 0) return 'NO_ENTITY';
     if (t.auth.length === 0) return 'NO_AUTH';
-    const q = this.relay.opts.store.byRecipient(t.entityId);
-    if (!s.verify(t, q?.rcvAuthKey, 'recipient') || !q) return 'AUTH';
-    return this.recipient(q, c);
+    const q = this.authorized(t, this.relay.opts.store.byRecipient(t.entityId), (q) => q.rcvAuthKey, 'recipient');
+    return q ? this.recipient(q, c) : 'AUTH';
   }
 
   private newQueue(c: Extract<RelayCommand, { type: 'NEW' }>): Reply {
@@ -359,35 +291,20 @@ class RelaySession implements SessionHandler {
 
   private recipient(q: QueueRecord, c: RelayCommand): Reply {
     const { store } = this.relay.opts;
-    const k = latin1(q.rcvId);
     switch (c.type) {
       case 'SUB': {
-        const other = this.relay.recipients.get(k);
-        if (other && other !== this) {
-          other.rcvSubs.delete(k);
-          other.inFlight.delete(k);
-          other.event(q.rcvId, { type: 'END' });
-        }
-        this.relay.recipients.set(k, this);
-        this.rcvSubs.add(k);
-        this.inFlight.delete(k); // a repeated SUB delivers the unacknowledged message again
-        this.after = () => this.relay.deliver(q);
+        this.relay.subscriptions.subscribeRecipient(q, this);
+        this.defer(() => this.relay.subscriptions.deliver(q));
         return { type: 'OK' };
       }
       case 'GET': {
-        if (this.rcvSubs.has(k)) return 'PROHIBITED';
+        if (this.relay.subscriptions.isRecipient(q, this)) return 'PROHIBITED';
         const m = store.peekMessage(q.rcvId);
         return m ? this.relay.sealMessage(q, m) : { type: 'OK' };
       }
       case 'ACK': {
         const acked = store.ackMessage(q.rcvId, c.msgId);
-        // The ACK frees a place in the subscriber's window, also when it comes
-        // from another connection (after a GET there).
-        const sent = this.relay.recipients.get(k)?.inFlight.get(k);
-        if (acked && sent?.[0] === latin1(c.msgId)) {
-          sent.shift();
-          this.after = () => this.relay.deliver(q);
-        }
+        if (acked && this.relay.subscriptions.acked(q, c.msgId)) this.defer(() => this.relay.subscriptions.deliver(q));
         return acked ? { type: 'OK' } : 'NO_MSG';
       }
       case 'KEY':
@@ -398,13 +315,13 @@ class RelaySession implements SessionHandler {
       case 'NKEY': {
         const ntf = this.notifierKeys(c.ntfAuthKey, c.rcvNtfDhKey);
         if (!ntf) return 'KEY';
-        this.relay.dropNotifier(q);
+        this.relay.subscriptions.dropNotifier(q);
         if (!store.setNotifier(q.rcvId, ntf.record)) return 'INTERNAL';
         return { type: 'NID', notifierId: ntf.record.notifierId, srvNtfDhKey: ntf.srvNtfDhKey };
       }
       case 'NDEL':
         if (q.notifier) {
-          this.relay.dropNotifier(q);
+          this.relay.subscriptions.dropNotifier(q);
           store.deleteNotifier(q.rcvId);
         }
         return { type: 'OK' };
@@ -412,14 +329,8 @@ class RelaySession implements SessionHandler {
         store.suspendQueue(q.rcvId);
         return { type: 'OK' };
       case 'DEL': {
-        this.relay.dropNotifier(q);
-        const sub = this.relay.recipients.get(k);
-        if (sub) {
-          this.relay.recipients.delete(k);
-          sub.rcvSubs.delete(k);
-          sub.inFlight.delete(k);
-          if (sub !== this) sub.event(q.rcvId, { type: 'DELD' });
-        }
+        this.relay.subscriptions.dropNotifier(q);
+        this.relay.subscriptions.dropRecipient(q, this);
         store.deleteQueue(q.rcvId);
         return { type: 'OK' };
       }
@@ -442,10 +353,10 @@ class RelaySession implements SessionHandler {
     const m: StoredMessage = { msgId: crypto.randomBytes(MSG_ID_LENGTH), ts: this.relay.now(), notify: c.notify, body: c.body.slice() };
     store.addMessage(q.rcvId, m);
     this.relay.metrics.messagesSent.inc();
-    this.after = () => {
-      this.relay.deliver(q);
+    this.defer(() => {
+      this.relay.subscriptions.deliver(q);
       if (c.notify && q.notifier) this.relay.notify(q, m);
-    };
+    });
     return { type: 'OK' };
   }
 
@@ -459,76 +370,36 @@ class RelaySession implements SessionHandler {
     if (bad) return bad;
     const { store } = this.relay.opts;
     const q = store.byNotifier(t.entityId);
-    if (!q || this.relay.notifierSession(q) !== this) return 'AUTH';
+    if (!q || this.relay.subscriptions.notifierSubscriber(q) !== this) return 'AUTH';
     if (c.type === 'NACK') {
       const p = store.pendingNotification(q.rcvId);
       // An older nonce was superseded by a newer NMSG, which stays until its own NACK.
       if (p && equalBytes(p.nonce, c.nonce)) store.clearPendingNotification(q.rcvId);
       return { type: 'OK' };
     }
-    const k = latin1(t.entityId);
-    if (this.ntfSubs.delete(k)) this.relay.notifiers.delete(k);
-    else store.setService(q.rcvId, undefined);
+    this.relay.subscriptions.unsubscribeNotifier(q, this);
     store.clearPendingNotification(q.rcvId);
     return { type: 'OK' };
   }
 
   private subscribeNotifier(q: QueueRecord): Reply {
-    const n = q.notifier!;
-    const k = latin1(n.notifierId);
-    const current = this.relay.notifierSession(q);
-    if (current && current !== this) {
-      current.ntfSubs.delete(k);
-      current.event(n.notifierId, { type: 'END' });
-    }
-    const { store } = this.relay.opts;
-    if (this.serviceId) {
-      // A service's queues are found through the service: one NSUBS resubscribes them all.
-      this.relay.notifiers.delete(k);
-      if (!n.serviceId || !equalBytes(n.serviceId, this.serviceId)) store.setService(q.rcvId, this.serviceId);
-    } else {
-      if (n.serviceId) store.setService(q.rcvId, undefined);
-      this.relay.notifiers.set(k, this);
-      this.ntfSubs.add(k);
-    }
-    this.after = () => this.relay.flushPending(q, this);
+    this.relay.subscriptions.subscribeNotifier(q, this);
+    this.defer(() => this.relay.flushPending(q, this));
     return { type: 'OK' };
   }
 
   private subscribeService(serviceId: Uint8Array): Reply {
-    const k = latin1(serviceId);
-    const previous = this.relay.services.get(k);
-    const queues = this.relay.opts.store.queuesOfService(serviceId);
-    if (previous && previous !== this) {
-      previous.serviceId = undefined;
-      previous.event(EMPTY, { type: 'ENDS', count: queues.length });
-    }
-    // A connection holds one service: switching keys releases the old one, whose entry would
-    // otherwise outlive the connection and swallow its queues' NMSGs instead of keeping them.
-    const held = this.serviceId && latin1(this.serviceId);
-    if (held && held !== k && this.relay.services.get(held) === this) this.relay.services.delete(held);
-    this.relay.services.set(k, this);
-    this.serviceId = serviceId;
-    this.after = () => {
+    const queues = this.relay.subscriptions.subscribeService(serviceId, this);
+    this.defer(() => {
       for (const q of queues) {
-        // Individual NSUBs elsewhere lose to the service subscription.
-        const nk = latin1(q.notifier!.notifierId);
-        const other = this.relay.notifiers.get(nk);
-        if (other) {
-          this.relay.notifiers.delete(nk);
-          other.ntfSubs.delete(nk);
-          if (other !== this) other.event(q.notifier!.notifierId, { type: 'END' });
-        }
+        this.relay.subscriptions.claimForService(q, this);
         this.relay.flushPending(q, this);
       }
-    };
+    });
     return { type: 'SOKS', count: queues.length };
   }
 
-  closed(): void {
-    for (const k of this.rcvSubs) if (this.relay.recipients.get(k) === this) this.relay.recipients.delete(k);
-    for (const k of this.ntfSubs) if (this.relay.notifiers.get(k) === this) this.relay.notifiers.delete(k);
-    if (this.serviceId && this.relay.services.get(latin1(this.serviceId)) === this)
-      this.relay.services.delete(latin1(this.serviceId));
+  override closed(): void {
+    this.relay.subscriptions.closed(this);
   }
 }

@@ -6,11 +6,15 @@
 // replaced more often than every 20 minutes (429 TooManyProviderTokenUpdates),
 // so one token is shared by all requests and renewed after refreshAfterMs
 // (20–60 min, default 50), or at once after the server called it expired.
-import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { Credential } from '../credential.ts';
+import { signJws } from '../jws.ts';
 
 export const MIN_REFRESH_MS = 20 * 60_000;
 export const MAX_REFRESH_MS = 60 * 60_000;
 export const DEFAULT_REFRESH_MS = 50 * 60_000;
+/** Apple's limit on a token's age. */
+const MAX_AGE_MS = 60 * 60_000;
 
 export interface ApnsJwtOptions {
   keyId: string;
@@ -31,27 +35,20 @@ export function loadApnsKey(key: string | KeyObject): KeyObject {
   return k;
 }
 
-const b64url = (s: string) => Buffer.from(s).toString('base64url');
-
 /** Signs one provider token. */
 export function signApnsJwt(key: KeyObject, keyId: string, teamId: string, iatSeconds: number): string {
-  const input = `${b64url(JSON.stringify({ alg: 'ES256', kid: keyId }))}.${b64url(JSON.stringify({ iss: teamId, iat: iatSeconds }))}`;
-  const sig = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
-  return `${input}.${sig.toString('base64url')}`;
+  return signJws({ alg: 'ES256', kid: keyId }, { iss: teamId, iat: iatSeconds }, key);
 }
 
-/** The cached provider token of one key. */
-export class ApnsJwt {
+/** The cached provider token of one key; invalidate() after 403 ExpiredProviderToken / InvalidProviderToken. */
+export class ApnsJwt extends Credential<string> {
   readonly keyId: string;
   readonly teamId: string;
   readonly refreshAfterMs: number;
   private readonly key: KeyObject;
-  private readonly now: () => number;
-  private current: { token: string; issuedAt: number } | undefined;
-  /** How many tokens were signed (for metrics and tests). */
-  generation = 0;
 
   constructor(opts: ApnsJwtOptions) {
+    super(opts.now);
     if (!opts.keyId || !opts.teamId) throw new TypeError('APNs keyId and teamId are required');
     const refresh = opts.refreshAfterMs ?? DEFAULT_REFRESH_MS;
     if (!(refresh >= MIN_REFRESH_MS && refresh <= MAX_REFRESH_MS))
@@ -60,33 +57,19 @@ export class ApnsJwt {
     this.teamId = opts.teamId;
     this.key = loadApnsKey(opts.key);
     this.refreshAfterMs = refresh;
-    this.now = opts.now ?? Date.now;
   }
 
   /** The token to send now: the cached one, or a new one if it is due. */
   get token(): string {
-    const now = this.now();
-    const c = this.current;
-    // a clock that went backwards also renews: Apple refuses iat in the future
-    if (c && now - c.issuedAt < this.refreshAfterMs && now >= c.issuedAt) return c.token;
-    const iat = Math.floor(now / 1000);
-    const token = signApnsJwt(this.key, this.keyId, this.teamId, iat);
-    this.current = { token, issuedAt: iat * 1000 };
-    this.generation++;
-    return token;
+    return this.value(() => {
+      const iat = Math.floor(this.now() / 1000);
+      const issuedAt = iat * 1000;
+      return { value: signApnsJwt(this.key, this.keyId, this.teamId, iat), issuedAt, renewAt: issuedAt + this.refreshAfterMs, expiresAt: issuedAt + MAX_AGE_MS };
+    });
   }
 
-  /** When the current token was issued (ms), if there is one. */
-  get issuedAt(): number | undefined {
-    return this.current?.issuedAt;
-  }
-
-  /**
-   * Drops the cached token (after 403 ExpiredProviderToken / InvalidProviderToken).
-   * Given the token the failed request carried, only that one is dropped: many
-   * requests failing together renew it once, not once each.
-   */
-  invalidate(token?: string): void {
-    if (token === undefined || token === this.current?.token) this.current = undefined;
+  /** How many tokens were signed (for metrics and tests). */
+  get generation(): number {
+    return this.made;
   }
 }

@@ -82,43 +82,46 @@ export class ApnsProvider implements PushProvider {
     return this.pool.stats;
   }
 
-  send(req: PushRequest): Promise<PushResult> {
+  async send(req: PushRequest): Promise<PushResult> {
     const refused = this.refuse(req);
-    if (refused) return Promise.resolve(refused);
+    if (refused) return refused;
     let rendered: ApnsRendered;
     try {
       rendered = renderApns(req, this.render);
     } catch (e) {
-      return Promise.resolve({ outcome: 'failed', reason: e instanceof RangeError ? 'PayloadTooLarge' : String(e) });
+      return { outcome: 'failed', reason: e instanceof RangeError ? 'PayloadTooLarge' : String(e) };
     }
     const t = req.device.token;
     const path = `/3/device/${Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('hex')}`;
     const h = rendered.headers;
-    let token = '';
-    // called when the request leaves, so the token current then (a renewed one) is used
-    const build = () => {
-      token = this.jwt.token;
-      const headers: OutgoingHttpHeaders = {
-        ':method': 'POST',
-        ':path': path,
-        authorization: `bearer ${token}`,
-        'apns-push-type': h['apns-push-type'],
-        'apns-priority': h['apns-priority'],
-        'apns-expiration': h['apns-expiration'],
-        'apns-topic': h['apns-topic'],
-        'content-length': rendered.body.length,
-      };
-      return { headers, body: rendered.body };
-    };
-    return new Promise<PushResult>((resolve) =>
-      this.pool.send(build, (r) => {
-        if (!isProviderTokenRejected(r)) return resolve(this.answered(r));
-        // a new token, and the push sent again at once, ahead of those waiting; once
-        this.jwt.invalidate(token);
-        this.cfg.log?.warn({ event: 'apns_provider_token_rejected', reason: jsonReason(r.body) });
-        this.pool.send(build, (again) => resolve(this.answeredAfterNewToken(again, token)), { front: true });
-      }),
+    // the token is taken when the request leaves the queue, so one renewed meanwhile is used
+    const attempt = (again: boolean) =>
+      new Promise<{ answer: Http2Outcome; used: string }>((resolve) => {
+        let used = '';
+        const build = () => {
+          used = this.jwt.token;
+          const headers: OutgoingHttpHeaders = {
+            ':method': 'POST',
+            ':path': path,
+            authorization: `bearer ${used}`,
+            'apns-push-type': h['apns-push-type'],
+            'apns-priority': h['apns-priority'],
+            'apns-expiration': h['apns-expiration'],
+            'apns-topic': h['apns-topic'],
+            'content-length': rendered.body.length,
+          };
+          return { headers, body: rendered.body };
+        };
+        // the resend goes ahead of those waiting
+        this.pool.send(build, (answer) => resolve({ answer, used }), { front: again });
+      });
+    const r = await this.jwt.send(attempt, isProviderTokenRejected, (first) =>
+      this.cfg.log?.warn({ event: 'apns_provider_token_rejected', reason: jsonReason((first as { body: string }).body) }),
     );
+    if (!isProviderTokenRejected(r)) return this.answered(r);
+    // a fresh token refused too: a clock far off (expired) or wrong credentials (invalid)
+    const reason = jsonReason(r.body)!;
+    return reason === 'ExpiredProviderToken' ? retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now())) : { outcome: 'failed', reason };
   }
 
   /** Why a push is not even sent, if it is not. */
@@ -128,14 +131,6 @@ export class ApnsProvider implements PushProvider {
     const n = req.device.token.length;
     if (n < MIN_APNS_TOKEN || n > MAX_APNS_TOKEN) return { outcome: 'invalid', reason: 'BAD' };
     return undefined;
-  }
-
-  private answeredAfterNewToken(r: Http2Outcome, token: string): PushResult {
-    if (!isProviderTokenRejected(r)) return this.answered(r);
-    this.jwt.invalidate(token);
-    // a fresh token refused too: a clock far off (expired) or wrong credentials (invalid)
-    const reason = jsonReason(r.body)!;
-    return reason === 'ExpiredProviderToken' ? retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now())) : { outcome: 'failed', reason };
   }
 
   private answered(r: Http2Outcome): PushResult {

@@ -11,10 +11,12 @@
 // One access token serves every send until less than 5 minutes of it remain;
 // concurrent sends that find none share one fetch. The fetch uses node:https
 // (global fetch cannot take a custom CA, which a test server needs).
-import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
+import { Credential, type Issued } from '../credential.ts';
+import { signJws } from '../jws.ts';
 import { retryAfterMs } from '../provider.ts';
 
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
@@ -87,15 +89,10 @@ export function loadServiceAccountKey(pem: string): KeyObject {
   return k;
 }
 
-const b64url = (s: string) => Buffer.from(s).toString('base64url');
-
 /** Signs the RS256 JWT assertion the token endpoint exchanges for an access token. */
 export function signAssertion(sa: ServiceAccount, key: KeyObject, iatSeconds: number, scope = FCM_SCOPE): string {
-  const header = { alg: 'RS256', typ: 'JWT', kid: sa.private_key_id };
   const claims = { iss: sa.client_email, scope, aud: sa.token_uri, iat: iatSeconds, exp: iatSeconds + ASSERTION_LIFETIME_SECONDS };
-  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
-  // RSASSA-PKCS1-v1_5 with SHA-256 is what RS256 names
-  return `${input}.${sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+  return signJws({ alg: 'RS256', typ: 'JWT', kid: sa.private_key_id }, claims, key);
 }
 
 export type AccessTokenResult =
@@ -117,73 +114,49 @@ export interface FcmAccessTokenOptions {
   log?: Logger;
 }
 
-interface Current {
-  token: string;
-  expiresAt: number;
-  /** When to fetch the next one. */
-  renewAt: number;
-}
+type Failure = Extract<AccessTokenResult, { ok: false }>;
 
-/** The cached access token of one service account. */
-export class FcmAccessToken {
+/** The cached access token of one service account; invalidate(token) after the send endpoint refused it (401). */
+export class FcmAccessToken extends Credential<string> {
   readonly serviceAccount: ServiceAccount;
   /** Token requests made (for metrics and tests). */
   fetches = 0;
   private readonly key: KeyObject;
   private readonly opts: FcmAccessTokenOptions;
-  private readonly now: () => number;
   private readonly timeoutMs: number;
   private readonly failureHoldMs: number;
-  private current: Current | undefined;
-  private inflight: Promise<AccessTokenResult> | undefined;
-  private lastFailure: { result: AccessTokenResult; until: number } | undefined;
+  private lastFailure: { result: Failure; until: number } | undefined;
   private readonly requests = new Set<http.ClientRequest>();
   private closed = false;
 
   constructor(opts: FcmAccessTokenOptions) {
+    super(opts.now);
     this.opts = opts;
     this.serviceAccount = parseServiceAccount(opts.serviceAccount);
     this.key = loadServiceAccountKey(this.serviceAccount.private_key);
-    this.now = opts.now ?? Date.now;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.failureHoldMs = opts.failureHoldMs ?? 5000;
   }
 
   /** The cached token if it is still valid (even if due for renewal), without fetching. */
   peek(): string | undefined {
-    const c = this.current;
-    return c && this.now() < c.expiresAt ? c.token : undefined;
+    return this.unexpired()?.value;
   }
 
   /** The token to send with: the cached one, or one fetched now (one fetch however many callers). */
-  get(): Promise<AccessTokenResult> {
-    const now = this.now();
-    const c = this.current;
-    if (c && now < c.renewAt) return Promise.resolve({ ok: true, token: c.token, expiresAt: c.expiresAt });
-    if (this.inflight) return this.inflight;
-    const held = this.lastFailure;
-    if (held && now < held.until) return Promise.resolve(this.fallback(held.result));
-    if (this.closed) return Promise.resolve({ ok: false, outcome: 'retry', reason: 'provider closed' });
-    const p = this.fetch().then((r) => {
-      this.inflight = undefined;
-      if (r.ok) {
-        this.lastFailure = undefined;
-        return r;
-      }
-      if (this.failureHoldMs > 0) this.lastFailure = { result: r, until: this.now() + this.failureHoldMs };
-      return this.fallback(r);
-    });
-    this.inflight = p;
-    return p;
+  async get(): Promise<AccessTokenResult> {
+    const r = await this.obtain(() => this.renew());
+    return r.ok ? { ok: true, token: r.value, expiresAt: r.expiresAt } : this.fallback(r);
   }
 
-  /**
-   * Drops the cached token (after the send endpoint refused it, 401). Given the
-   * token the failed request carried, only that one is dropped: many requests
-   * failing together renew it once, not once each.
-   */
-  invalidate(token?: string): void {
-    if (token === undefined || token === this.current?.token) this.current = undefined;
+  /** A new token, unless a failure is still held (its answer given again without a fetch) or the provider closed. */
+  private async renew(): Promise<({ ok: true } & Issued<string>) | Failure> {
+    const held = this.lastFailure;
+    if (held && this.now() < held.until) return held.result;
+    if (this.closed) return { ok: false, outcome: 'retry', reason: 'provider closed' };
+    const r = await this.fetch();
+    this.lastFailure = r.ok || this.failureHoldMs <= 0 ? undefined : { result: r, until: this.now() + this.failureHoldMs };
+    return r;
   }
 
   /** Aborts a token request in flight; later calls answer retry. */
@@ -193,13 +166,12 @@ export class FcmAccessToken {
   }
 
   /** A failed renewal while the old token still has a minute left: keep using it. */
-  private fallback(r: AccessTokenResult): AccessTokenResult {
-    const c = this.current;
-    if (!r.ok && c && this.now() < c.expiresAt - 60_000) return { ok: true, token: c.token, expiresAt: c.expiresAt };
-    return r;
+  private fallback(r: Failure): AccessTokenResult {
+    const c = this.unexpired();
+    return c && this.now() < c.expiresAt - 60_000 ? { ok: true, token: c.value, expiresAt: c.expiresAt } : r;
   }
 
-  private async fetch(): Promise<AccessTokenResult> {
+  private async fetch(): Promise<({ ok: true } & Issued<string>) | Failure> {
     this.fetches++;
     const sa = this.serviceAccount;
     const started = this.now();
@@ -230,9 +202,8 @@ export class FcmAccessToken {
       const expiresAt = started + lifetime;
       // a token that lives less than twice the margin (none from Google) is renewed at half-life
       const renewAt = expiresAt - Math.min(REFRESH_MARGIN_MS, lifetime / 2);
-      this.current = { token, expiresAt, renewAt };
       log?.info({ event: 'fcm_token_fetched', expiresIn });
-      return { ok: true, token, expiresAt };
+      return { ok: true, value: token, issuedAt: started, expiresAt, renewAt };
     }
     const error = typeof json.error === 'string' ? json.error : `HTTP ${res.status}`;
     const description = typeof json.error_description === 'string' ? `: ${json.error_description}` : '';

@@ -124,35 +124,34 @@ export class FcmProvider implements PushProvider {
 
     let fetched = await this.auth.get();
     if (!fetched.ok) return tokenFailure(fetched);
-    let used = '';
-    const build = () => {
-      // the token current when the request leaves (a renewed one at once), else the one fetched for it
-      used = this.auth.peek() ?? (fetched as Extract<AccessTokenResult, { ok: true }>).token;
-      return {
-        headers: {
-          ':method': 'POST',
-          ':path': this.path,
-          authorization: `Bearer ${used}`,
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': contentLength,
-        },
-        body,
-      };
-    };
-    let r = await this.pool.request(build);
-    if (isTokenRejected(r)) {
-      this.auth.invalidate(used);
-      this.cfg.log?.warn({ event: 'fcm_access_token_rejected' });
-      fetched = await this.auth.get();
-      if (!fetched.ok) return tokenFailure(fetched);
-      // sent again at once with the new token, ahead of those waiting
-      r = await this.pool.request(build, { front: true });
-      if (isTokenRejected(r)) {
-        // a fresh token refused too: the service account lacks access (or a clock far off)
-        this.auth.invalidate(used);
-        return { outcome: 'failed', reason: 'UNAUTHENTICATED' };
+    const attempt = async (again: boolean): Promise<{ answer: Http2Outcome | TokenFailure; used?: string }> => {
+      if (again) {
+        fetched = await this.auth.get();
+        if (!fetched.ok) return { answer: fetched };
       }
-    }
+      let used = '';
+      const build = () => {
+        // the token current when the request leaves (a renewed one at once), else the one fetched for it
+        used = this.auth.peek() ?? (fetched as Extract<AccessTokenResult, { ok: true }>).token;
+        return {
+          headers: {
+            ':method': 'POST',
+            ':path': this.path,
+            authorization: `Bearer ${used}`,
+            'content-type': 'application/json; charset=utf-8',
+            'content-length': contentLength,
+          },
+          body,
+        };
+      };
+      // the resend goes ahead of those waiting
+      const answer = await this.pool.request(build, { front: again });
+      return { answer, used };
+    };
+    const r = await this.auth.send(attempt, isTokenRejected, () => this.cfg.log?.warn({ event: 'fcm_access_token_rejected' }));
+    if ('ok' in r) return tokenFailure(r);
+    // a fresh token refused too: the service account lacks access (or a clock far off)
+    if (isTokenRejected(r)) return { outcome: 'failed', reason: 'UNAUTHENTICATED' };
     return this.answered(r);
   }
 
@@ -195,11 +194,13 @@ export class FcmProvider implements PushProvider {
   }
 }
 
+type TokenFailure = Extract<AccessTokenResult, { ok: false }>;
+
 /** 401 for our access token (not THIRD_PARTY_AUTH_ERROR, which is about the project's APNs/Web Push keys). */
-function isTokenRejected(r: Http2Outcome): boolean {
+function isTokenRejected(r: Http2Outcome | TokenFailure): boolean {
   return 'status' in r && r.status === 401 && parseFcmError(r.body).errorCode !== 'THIRD_PARTY_AUTH_ERROR';
 }
 
-function tokenFailure(r: Extract<AccessTokenResult, { ok: false }>): PushResult {
+function tokenFailure(r: TokenFailure): PushResult {
   return r.outcome === 'failed' ? { outcome: 'failed', reason: r.reason } : retryResult(r.reason, r.afterMs);
 }

@@ -47,9 +47,10 @@
 // 5120 bytes (the largest payload, VoIP's): every allowed stream can carry a
 // full body without waiting for WINDOW_UPDATE. `connectionWindowSize` and
 // `streamWindowSize` (default Node's 65,535: above any payload) change them.
-import { createPublicKey, randomBytes, randomUUID, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { decodeJws, verifyJws } from '../jws.ts';
 import { ProviderTestServer } from './http2-server.ts';
 import { Replies } from './replies.ts';
 
@@ -533,24 +534,12 @@ export class ApnsTestServer extends ProviderTestServer<Events> {
   }
 
   private verifyJwt(jwt: string): ApnsJwtClaims | undefined {
-    const parts = jwt.split('.');
-    if (parts.length !== 3) return undefined;
-    const json = (s: string): Record<string, unknown> | undefined => {
-      try {
-        const v: unknown = JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
-        return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
-      } catch {
-        return undefined;
-      }
-    };
-    const header = json(parts[0]!);
-    const claims = json(parts[1]!);
-    if (!header || !claims || header.alg !== 'ES256' || typeof header.kid !== 'string') return undefined;
+    const jws = decodeJws(jwt);
+    if ('error' in jws) return undefined;
+    const { header, claims } = jws;
+    if (typeof header.kid !== 'string') return undefined;
     const team = this.teamKeys.get(header.kid);
     if (!team || claims.iss !== team.teamId || typeof claims.iat !== 'number' || !Number.isInteger(claims.iat)) return undefined;
-    const sig = Buffer.from(parts[2]!, 'base64url');
-    if (sig.length !== 64) return undefined;
-    const ok = verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: team.key, dsaEncoding: 'ieee-p1363' }, sig);
-    return ok ? { kid: header.kid, iss: team.teamId, iat: claims.iat } : undefined;
+    return verifyJws(jws, 'ES256', team.key) ? { kid: header.kid, iss: team.teamId, iat: claims.iat } : undefined;
   }
 }

@@ -34,10 +34,11 @@
 // A request that passes the checks gets the scripted reply for its token, or the
 // next scripted reply if any, else 200. Scripts can also hang a request, drop its
 // connection, or delay it; goaway() and dropConnections() act on every connection.
-import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import http2 from 'node:http2';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { decodeJws, verifyJws } from '../jws.ts';
 import { ProviderTestServer, readBody, type AnyRequest, type AnyResponse } from './http2-server.ts';
 import { Replies } from './replies.ts';
 
@@ -476,27 +477,17 @@ export class FcmTestServer extends ProviderTestServer<Events> {
     const assertion = form.get('assertion');
     if (!assertion) return oauthError('invalid_request', 'Missing required parameter: assertion');
 
-    const parts = assertion.split('.');
-    const json = (s: string | undefined): Record<string, unknown> | undefined => {
-      try {
-        const v: unknown = JSON.parse(Buffer.from(s ?? '', 'base64url').toString('utf8'));
-        return isDict(v) ? v : undefined;
-      } catch {
-        return undefined;
-      }
-    };
-    const header = json(parts[0]);
-    const claims = json(parts[1]);
-    const badSignature = { ...oauthError('invalid_grant', 'Invalid JWT Signature.'), extra: { ...(header ? { header } : {}), ...(claims ? { claims } : {}) } };
-    if (parts.length !== 3 || !header || !claims || header.alg !== 'RS256') return badSignature;
+    const jws = decodeJws(assertion);
+    const badSignature = oauthError('invalid_grant', 'Invalid JWT Signature.');
+    if ('error' in jws) return badSignature;
+    const { header, claims } = jws;
     const extra = { header, claims };
+    if (header.alg !== 'RS256') return { ...badSignature, extra };
     const account = typeof claims.iss === 'string' ? this.accounts.get(claims.iss) : undefined;
     if (!account) return { ...oauthError('invalid_grant', 'Invalid grant: account not found'), extra };
     // with a kid, that key; without, any of the account's keys
     const keys = header.kid === undefined ? [...account.keys.values()] : [account.keys.get(String(header.kid))].filter((k) => k !== undefined);
-    const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
-    const sig = Buffer.from(parts[2]!, 'base64url');
-    if (!keys.some((k) => verify('sha256', signed, k, sig))) return { ...badSignature, extra };
+    if (!keys.some((k) => verifyJws(jws, 'RS256', k))) return { ...badSignature, extra };
     if (claims.aud !== this.tokenUri) return { ...oauthError('invalid_grant', 'Invalid JWT: Failed audience check.'), extra };
     const now = Math.floor(this.now() / 1000);
     const { iat, exp } = claims;

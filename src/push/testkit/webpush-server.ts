@@ -39,9 +39,10 @@
 // the next scripted reply if any, else 201; an accepted (2xx) push is recorded
 // in `messages` and emitted as 'message'. Scripts can also hang a request, drop
 // its connection, or delay the answer.
-import { createECDH, createPublicKey, randomBytes, verify, type ECDH, type KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, randomBytes, type ECDH, type KeyObject } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import { fromBase64Url } from '../../core/encoding.ts';
+import { decodeJws, verifyJws } from '../jws.ts';
 import { decryptWebPush, MAX_PUSH_BODY, readWebPushHeader, WebPushDecryptError } from '../webpush/ece.ts';
 import type { WebPushSubscriptionJSON } from '../webpush/subscription.ts';
 import { MAX_VAPID_LIFETIME_SECONDS, vapidSubjectProblem } from '../webpush/vapid.ts';
@@ -436,27 +437,14 @@ export class WebPushTestServer extends ProviderTestServer<Events> {
     } catch {
       return bad('k is not a point on P-256');
     }
-    const parts = t.split('.');
-    if (parts.length !== 3) return bad('t is not a JWS compact serialization');
-    const json = (s: string): Record<string, unknown> | undefined => {
-      const b = fromBase64Url(s);
-      if (!b) return undefined;
-      try {
-        const v: unknown = JSON.parse(Buffer.from(b).toString('utf8'));
-        return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-      } catch {
-        return undefined;
-      }
-    };
-    const header = json(parts[0]!);
-    const claims = json(parts[1]!);
-    if (!header || !claims) return bad('JWT header or claims are not JSON objects');
+    const jws = decodeJws(t);
+    if ('error' in jws) return bad(`JWT ${jws.error}`);
+    const { header, claims } = jws;
     if (header.alg !== 'ES256') return bad('JWT alg must be ES256');
     if (header.typ !== undefined && String(header.typ).toUpperCase() !== 'JWT') return bad('JWT typ must be JWT');
-    const sig = fromBase64Url(parts[2]!);
-    if (!sig || sig.length !== 64) return bad('JWT signature is not 64 bytes (r ‖ s)');
+    if (jws.signature.length !== 64) return bad('JWT signature is not 64 bytes (r ‖ s)');
     this.counts.verified++;
-    if (!verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key, dsaEncoding: 'ieee-p1363' }, sig)) return bad('JWT signature does not verify with k');
+    if (!verifyJws(jws, 'ES256', key)) return bad('JWT signature does not verify with k');
     const aud = claims.aud;
     const auds = typeof aud === 'string' ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === 'string') ? (aud as string[]) : undefined;
     if (!auds) return bad('JWT aud missing');

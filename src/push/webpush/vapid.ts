@@ -12,8 +12,10 @@
 // (§4 security considerations encourage reuse), so we sign one JWT per audience
 // and reuse it until less than half its lifetime remains: a push service's clock
 // may run ahead of ours, and a token near its end could expire in flight.
-import { createECDH, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { generatePemKeyPair } from '../../server/identity.ts';
+import { Credential } from '../credential.ts';
+import { signJws } from '../jws.ts';
 
 /** RFC 8292 §2: exp must not be more than 24 h after the request. */
 export const MAX_VAPID_LIFETIME_SECONDS = 24 * 3600;
@@ -92,19 +94,14 @@ export interface VapidSignerOptions {
   now?: () => number;
 }
 
-interface Cached {
-  header: string;
-  /** ms: sign a new one from then on. */
-  renewAt: number;
-}
-
 /** Signs and caches the Authorization header per push service origin. */
 export class VapidSigner {
   readonly key: VapidKey;
   readonly subject: string;
   readonly lifetimeSeconds: number;
   private readonly now: () => number;
-  private readonly cache = new Map<string, Cached>();
+  /** Per audience, least recently used first. */
+  private readonly cache = new Map<string, Credential<string>>();
   private signed = 0;
 
   constructor(o: VapidSignerOptions) {
@@ -130,15 +127,19 @@ export class VapidSigner {
 
   /** `vapid t=<JWT>, k=<public key>` for a push service origin (scheme://host[:port]). */
   authorization(audience: string): string {
-    const now = this.now();
-    const hit = this.cache.get(audience);
-    if (hit && now < hit.renewAt) return hit.header;
-    if (new URL(audience).origin !== audience) throw new TypeError('VAPID audience must be an origin');
-    const header = `vapid t=${this.jwt(audience, now)}, k=${this.key.publicKeyB64}`;
-    this.cache.delete(audience);
-    if (this.cache.size >= MAX_CACHED_AUDIENCES) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(audience, { header, renewAt: now + (this.lifetimeSeconds * 1000) / 2 });
-    return header;
+    let cred = this.cache.get(audience);
+    if (cred) this.cache.delete(audience);
+    else {
+      if (new URL(audience).origin !== audience) throw new TypeError('VAPID audience must be an origin');
+      if (this.cache.size >= MAX_CACHED_AUDIENCES) this.cache.delete(this.cache.keys().next().value!);
+      cred = new Credential(this.now);
+    }
+    this.cache.set(audience, cred);
+    return cred.value(() => {
+      const now = this.now();
+      const lifetime = this.lifetimeSeconds * 1000;
+      return { value: `vapid t=${this.jwt(audience, now)}, k=${this.key.publicKeyB64}`, issuedAt: now, renewAt: now + lifetime / 2, expiresAt: now + lifetime };
+    });
   }
 
   /** Forgets the cached JWTs (all, or one audience's): the next push signs anew. */
@@ -148,11 +149,7 @@ export class VapidSigner {
   }
 
   private jwt(aud: string, now: number): string {
-    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const input = `${b64({ typ: 'JWT', alg: 'ES256' })}.${b64({ aud, exp: Math.floor(now / 1000) + this.lifetimeSeconds, sub: this.subject })}`;
-    // JWS wants r ‖ s (64 bytes), not DER
-    const sig = sign('sha256', Buffer.from(input), { key: this.key.privateKey, dsaEncoding: 'ieee-p1363' });
     this.signed++;
-    return `${input}.${sig.toString('base64url')}`;
+    return signJws({ typ: 'JWT', alg: 'ES256' }, { aud, exp: Math.floor(now / 1000) + this.lifetimeSeconds, sub: this.subject }, this.key.privateKey);
   }
 }
