@@ -178,17 +178,21 @@ export class RelayServer {
     const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
     this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
     const s = this.subscriptions.notifierSubscriber(q);
-    if (s) s.event(n.notifierId, { type: 'NMSG', nonce, sealedMeta });
     this.metrics.notifications.inc({ outcome: s ? 'delivered' : 'stored' });
+    if (s) this.flushPending(q, s, false);
   }
 
-  /** Sends the unacknowledged NMSG of a queue to a notifier that just subscribed. */
-  flushPending(q: QueueRecord, s: Subscriber): void {
+  /**
+   * Sends the unacknowledged NMSG of a queue to its notifier (one that just
+   * subscribed, or caught up). A connection at its outbound cap gets it once
+   * it has caught up: the NMSG is kept until NACK anyway.
+   */
+  flushPending(q: QueueRecord, s: Subscriber, redelivery = true): void {
     const p = this.store.pendingNotification(q.rcvId);
-    if (p) {
-      s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
-      this.metrics.notifications.inc({ outcome: 'redelivered' });
-    }
+    if (!p) return;
+    if (s.congested()) return this.subscriptions.holdNotification(q, s);
+    s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
+    if (redelivery) this.metrics.notifications.inc({ outcome: 'redelivered' });
   }
 }
 
@@ -205,6 +209,14 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
     session: Session,
   ) {
     super(protocol, session);
+  }
+
+  congested(): boolean {
+    return this.session.congested();
+  }
+
+  drained(): void {
+    for (const q of this.relay.subscriptions.resume(this)) this.relay.flushPending(q, this);
   }
 
   protected handle(t: Transmission, c: RelayCommand): Reply {

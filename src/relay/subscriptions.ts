@@ -9,6 +9,8 @@ import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 /** A connection that holds subscriptions: gets their events. */
 export interface Subscriber {
   event(entityId: Uint8Array, r: RelayResponse): void;
+  /** At its outbound cap: deliveries wait (the messages stay queued) until it has caught up and calls resume(). */
+  congested(): boolean;
 }
 
 /** What one connection holds, so its subscriptions go with it when it closes. */
@@ -16,6 +18,9 @@ interface Held {
   rcv: Set<string>;
   ntf: Set<string>;
   service: Uint8Array | undefined;
+  /** Queues whose deliveries, and queues whose kept NMSG, wait for the connection to catch up. */
+  stalled: Set<string>;
+  owed: Set<string>;
 }
 
 export interface SubscriptionDeps {
@@ -38,7 +43,7 @@ export class Subscriptions {
 
   private of(s: Subscriber): Held {
     let h = this.held.get(s);
-    if (!h) this.held.set(s, (h = { rcv: new Set(), ntf: new Set(), service: undefined }));
+    if (!h) this.held.set(s, (h = { rcv: new Set(), ntf: new Set(), service: undefined, stalled: new Set(), owed: new Set() }));
     return h;
   }
 
@@ -81,15 +86,44 @@ export class Subscriptions {
 
   /** Fills the subscriber's delivery window: up to DELIVERY_WINDOW messages ahead of its ACKs, oldest first. */
   deliver(q: QueueRecord): void {
-    const r = this.recipients.get(latin1(q.rcvId));
+    const k = latin1(q.rcvId);
+    const r = this.recipients.get(k);
     if (!r) return;
     while (r.sent.length < DELIVERY_WINDOW) {
       const m = this.deps.store.messageAt(q.rcvId, r.sent.length);
       if (!m) return;
+      if (r.subscriber.congested()) return void this.of(r.subscriber).stalled.add(k);
       r.sent.push(latin1(m.msgId));
       r.subscriber.event(q.rcvId, this.deps.seal(q, m));
       this.deps.delivered();
     }
+  }
+
+  /** A kept NMSG for a notifier at its cap: it waits for resume(), as deliveries do. */
+  holdNotification(q: QueueRecord, s: Subscriber): void {
+    this.of(s).owed.add(latin1(q.rcvId));
+  }
+
+  /**
+   * The connection caught up: the deliveries that waited for it go now (as far
+   * as it keeps up); returns the queues whose kept NMSG it is still owed.
+   */
+  resume(s: Subscriber): QueueRecord[] {
+    const h = this.held.get(s);
+    if (!h) return [];
+    const { store } = this.deps;
+    const stalled = [...h.stalled];
+    const owed = [...h.owed];
+    h.stalled.clear();
+    h.owed.clear();
+    for (const k of stalled) {
+      const q = store.byRecipient(latin1Bytes(k));
+      if (q) this.deliver(q);
+    }
+    return owed.flatMap((k) => {
+      const q = store.byRecipient(latin1Bytes(k));
+      return q && this.notifierSubscriber(q) === s ? [q] : [];
+    });
   }
 
   /** Expired messages leave the front of a subscriber's window: it would wait for ACKs that cannot succeed. */

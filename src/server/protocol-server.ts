@@ -48,6 +48,8 @@ export interface SessionHandler {
   /** A transmission that did not decode: answer it with a syntax error. */
   malformed(corrId: Uint8Array, reason: string): void;
   closed(): void;
+  /** The client caught up after `congested()` said it had not: events held back may go now. */
+  drained?(): void;
 }
 
 /** What tells one Hush protocol from another on the wire. */
@@ -131,6 +133,8 @@ export class Session {
    * events from others may add up to twice the cap on top of that.
    */
   private burst = 0;
+  /** congested() said yes: drained() is owed once the client has read down to half the cap. */
+  private owed = false;
   private readonly authKeys = new Map<string, Uint8Array>();
   closed = false;
   /** When the last block arrived (ms). */
@@ -197,6 +201,18 @@ export class Session {
    */
   private cost(item: Uint8Array): number {
     return Math.min(this.cipherOut.blockSize, 2 * (item.length + 2));
+  }
+
+  /**
+   * True while the outbound bytes are at the cap: an event kept elsewhere (a
+   * queued message, a kept NMSG) should wait, and the handler's drained() is
+   * called once the client has read down to half the cap. So a busy client
+   * that reads is paced, not closed.
+   */
+  congested(): boolean {
+    if (this.buffered < this.server.limits.maxBufferedBytes) return false;
+    this.owed = true;
+    return true;
   }
 
   /** Outbound bytes: sealed blocks the socket has not sent, and what the replies not yet sealed will cost. */
@@ -273,6 +289,10 @@ export class Session {
   private readonly sent = (): void => {
     if (this.closed || this.buffered > this.server.limits.maxBufferedBytes / 2) return;
     this.burst = 0;
+    if (this.owed) {
+      this.owed = false;
+      this.handler.drained?.();
+    }
     if (!this.slowTimer) return;
     clearTimeout(this.slowTimer);
     this.slowTimer = undefined;

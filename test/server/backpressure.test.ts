@@ -122,11 +122,11 @@ test('a client that stays over the cap longer than bufferedTimeoutMs is closed 4
   }
 });
 
-test('events to a client that does not read: closed 4008 at twice the cap, without waiting for the timeout', async () => {
+test('deliveries to a client that does not read wait at the cap (the messages stay queued) and all arrive once it reads: paced, not closed', async () => {
   const QUEUES = 64;
   const relay = await startRelay({
     limits: { maxBufferedBytes: CAP, bufferedTimeoutMs: 600_000 },
-    creation: { perConnection: { burst: QUEUES, perMinute: 1 }, perAddress: { burst: QUEUES, perMinute: 1 } },
+    creation: { perConnection: { burst: QUEUES, perMinute: 1 }, perAddress: { burst: QUEUES + 1, perMinute: 1 } }, // + served()'s queue
   });
   try {
     const { client, ws } = await pausable(relay);
@@ -136,17 +136,20 @@ test('events to a client that does not read: closed 4008 at twice the cap, witho
       await client.subscribe(q.rcvId, q.rcvAuth.privateKey);
       queues.push(q);
     }
-    const closed = closeCode(ws);
     ws.pause();
-    // Each queue delivers up to 16 unacknowledged MSGs: 64 × 16 × 15 KB, far past the kernel's buffers.
+    // A full delivery window (16) on each queue: 64 × 16 × 15 KB, far past twice the cap and the kernel's buffers.
     const sender = await connect(relay.address, { timeoutMs: 60_000 });
-    for (let round = 0; round < 16 && (await backpressure(relay, 'closed')) === 0; round++)
-      await Promise.all(queues.map((q) => sender.send(q.sndId, BODY)));
-    assert.equal(await backpressure(relay, 'closed'), 1);
-    assert.equal(await backpressure(relay, 'paused'), 0, 'it sent no command: it was never paused, only closed');
+    for (let round = 0; round < 16; round++) await Promise.all(queues.map((q) => sender.send(q.sndId, BODY)));
+    const buffered = await largestBuffered(relay);
+    assert.ok(buffered >= CAP, `the relay held deliveries back at the cap (${buffered} bytes buffered)`);
+    assert.ok(buffered <= CAP + RELAY_BLOCK_SIZE, `no more than one MSG past the cap: ${buffered}`);
+    assert.equal(await backpressure(relay, 'closed'), 0);
+    await served(relay);
     ws.resume();
-    assert.equal(await closed, CLOSE.SLOW);
+    await until('every message delivered', () => client.events.filter((e) => e.type === 'MSG').length === QUEUES * 16);
+    assert.equal(await backpressure(relay, 'closed'), 0);
     sender.close();
+    client.close();
   } finally {
     await relay.stop();
   }
