@@ -748,12 +748,7 @@ describe('NSUBS', () => {
 
   test('NSUBS with another key on the same connection releases the first service: its NMSGs are kept', () =>
     withRelay({}, async ({ relay, open: connectClient }) => {
-      const r = await connectClient();
-      const x = key();
-      const q = await newQueue(r, true);
-      const a = await connectClient();
-      await a.subscribeService(x);
-      await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      const { r, service: x, q, a } = await serviceQueue(connectClient);
       assert.equal(await a.subscribeService(key()), 0);
       a.close();
       for (let i = 0; i < 100 && relay.server.connections > 1; i++) await new Promise((res) => setTimeout(res, 10));
@@ -766,12 +761,7 @@ describe('NSUBS', () => {
 
   test('an individual NSUB elsewhere takes a queue out of the service', () =>
     withRelay({}, async ({ open: connectClient }) => {
-      const r = await connectClient();
-      const service = key();
-      const q = await newQueue(r, true);
-      const a = await connectClient();
-      await a.subscribeService(service);
-      await a.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
+      const { service, q, a } = await serviceQueue(connectClient);
       const plain = await connectClient();
       await plain.subscribeNotifier(ntfOf(q).notifierId, ntfOf(q).auth.privateKey);
       assert.ok(equalBytes((await next(a, 'END')).entityId, ntfOf(q).notifierId));
