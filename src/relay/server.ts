@@ -30,7 +30,7 @@ import {
   type RelayError,
   type RelayResponse,
 } from './protocol.ts';
-import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
+import type { PendingNotification, QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 
 export interface RelayLimits extends ConnectionLimits {
   /** Messages a queue may hold before SEND gets QUOTA. */
@@ -176,23 +176,27 @@ export class RelayServer {
     const n = q.notifier!;
     const nonce = this.crypto.randomBytes(NMSG_NONCE_LENGTH);
     const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
-    this.store.setPendingNotification(q.rcvId, { nonce, sealedMeta, ts: this.now() });
+    const p: PendingNotification = { nonce, sealedMeta, ts: this.now() };
+    this.store.setPendingNotification(q.rcvId, p);
     const s = this.subscriptions.notifierSubscriber(q);
     this.metrics.notifications.inc({ outcome: s ? 'delivered' : 'stored' });
-    if (s) this.flushPending(q, s, false);
+    if (s) this.sendNotification(q, s, p);
   }
 
-  /**
-   * Sends the unacknowledged NMSG of a queue to its notifier (one that just
-   * subscribed, or caught up). A connection at its outbound cap gets it once
-   * it has caught up: the NMSG is kept until NACK anyway.
-   */
-  flushPending(q: QueueRecord, s: Subscriber, redelivery = true): void {
+  /** Sends the unacknowledged NMSG of a queue to its notifier (one that just subscribed, or caught up). */
+  flushPending(q: QueueRecord, s: Subscriber): void {
     const p = this.store.pendingNotification(q.rcvId);
-    if (!p) return;
-    if (s.congested()) return this.subscriptions.holdNotification(q, s);
+    if (p && this.sendNotification(q, s, p)) this.metrics.notifications.inc({ outcome: 'redelivered' });
+  }
+
+  /** False when the connection is at its outbound cap: it gets the NMSG once it has caught up (kept until NACK anyway). */
+  private sendNotification(q: QueueRecord, s: Subscriber, p: PendingNotification): boolean {
+    if (s.congested()) {
+      this.subscriptions.holdNotification(q, s);
+      return false;
+    }
     s.event(q.notifier!.notifierId, { type: 'NMSG', nonce: p.nonce, sealedMeta: p.sealedMeta });
-    if (redelivery) this.metrics.notifications.inc({ outcome: 'redelivered' });
+    return true;
   }
 }
 
