@@ -123,16 +123,10 @@ export class Session {
   private next = 0;
   /** Runs while the socket is paused: closes a session that stays over the cap too long. */
   private slowTimer: ReturnType<typeof setTimeout> | undefined;
-  /** An event would have taken it past twice the cap (and `burst`): the next flush closes it. */
+  /** An event would have taken it past twice the cap: the next flush closes it. */
   private overflowed = false;
   /** While its own transmissions run: what they produce is bounded by the pause, not by `overflowed`. */
   private running = false;
-  /**
-   * How far its own commands took the outbound bytes past the cap (a SUB's
-   * delivery window, an NSUBS's kept NMSGs), until it is down to half the cap:
-   * events from others may add up to twice the cap on top of that.
-   */
-  private burst = 0;
   /** congested() said yes: drained() is owed once the client has read down to half the cap. */
   private owed = false;
   private readonly authKeys = new Map<string, Uint8Array>();
@@ -186,7 +180,7 @@ export class Session {
     const item = encodeUnauthenticated(corrId, entityId, command);
     // Events from others come whether this client reads or not: past twice the cap
     // it is closed, by the flush (a handler may be iterating its sessions now).
-    if (!this.running && this.buffered + this.cost(item) > 2 * this.server.limits.maxBufferedBytes + this.burst) this.overflowed = true;
+    if (!this.running && this.buffered + this.cost(item) > 2 * this.server.limits.maxBufferedBytes) this.overflowed = true;
     else {
       this.outbox.push(item);
       this.held += this.cost(item);
@@ -269,7 +263,6 @@ export class Session {
         }
         if (t.ok) this.handler.transmission(t.value);
         else this.handler.malformed(corrIdOf(item), t.error);
-        this.burst = Math.max(this.burst, this.buffered - maxBufferedBytes);
       }
     } finally {
       this.running = false;
@@ -288,7 +281,6 @@ export class Session {
   /** After the socket took data: once the client has read down to half the cap, it is read again. */
   private readonly sent = (): void => {
     if (this.closed || this.buffered > this.server.limits.maxBufferedBytes / 2) return;
-    this.burst = 0;
     if (this.owed) {
       this.owed = false;
       this.handler.drained?.();

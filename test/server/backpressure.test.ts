@@ -155,7 +155,7 @@ test('deliveries to a client that does not read wait at the cap (the messages st
   }
 });
 
-test("a command's own burst past twice the cap (NSUBS handing over kept NMSGs) is flow, not overflow: a client that reads gets it all", async () => {
+test('NSUBS handing over kept NMSGs worth several times the cap: paced, not closed; a client that reads gets them all', async () => {
   const QUEUES = 300;
   const relay = await startRelay({
     // The smallest cap: 300 kept NMSGs are several times twice it.
