@@ -22,7 +22,7 @@ import { LOCAL_RELAYS } from '../src/ntf/config.ts';
 import { NtfServer } from '../src/ntf/server.ts';
 import { MemoryNtfStore } from '../src/ntf/store/memory.ts';
 import { ApnsProvider } from '../src/push/apns/provider.ts';
-import { ApnsTestServer, type ApnsRecordedPush } from '../src/push/testkit/apns-server.ts';
+import { ApnsTestServer, type ApnsRecordedPush } from '../src/push/stand-ins/apns-server.ts';
 import { RelayClient } from '../src/relay/client.ts';
 import { HushClient } from '../src/sdk/client.ts';
 import { apnsToken } from '../src/sdk/device.ts';

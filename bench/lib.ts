@@ -12,8 +12,8 @@ export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.dirname(BENCH_DIR);
 /** The shipped `hush` command, as the benchmarks run it. */
 export const HUSH = path.join(ROOT, 'bin', 'hush.js');
-/** The CA of the push test servers' certificate (src/push/testkit/fixtures). */
-export const TEST_CA_FILE = path.join(ROOT, 'src', 'push', 'testkit', 'fixtures', 'localhost.crt');
+/** The CA of the push test servers' certificate (src/push/stand-ins/fixtures). */
+export const TEST_CA_FILE = path.join(ROOT, 'src', 'push', 'stand-ins', 'fixtures', 'localhost.crt');
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 
 export function machine() {

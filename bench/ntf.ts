@@ -2,7 +2,7 @@
 //   relay                 a real process: bin/hush.js relay start (journal store, fsync off)
 //   notification server   a real process: bin/hush.js ntf start (journal store, fsync off; for
 //                         figure 4 also PostgreSQL), its `apns` section pointing at…
-//   APNs test server      src/push/testkit/apns-server.ts in THIS process (HTTP/2 over TLS,
+//   APNs test server      src/push/stand-ins/apns-server.ts in THIS process (HTTP/2 over TLS,
 //                         JWT verified), which also opens every push it accepts
 //   SEND driver           bench/ntf-sender-child.ts, a child process talking to this one over IPC
 //   raw HTTP/2 client     bench/ntf-h2-child.ts, a child process
@@ -53,12 +53,12 @@ import type { KeyPair } from '../src/core/crypto/suite.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { NtfClient } from '../src/ntf/client.ts';
 import { DEFAULT_DISPATCH } from '../src/ntf/dispatch.ts';
-import { openPush } from '../src/ntf/push.ts';
+import { openPush } from '../src/ntf/payload.ts';
 import { LOCAL_RELAYS, NO_CREATION_LIMITS, ntfFiles } from '../src/ntf/config.ts';
 import { openMeta, RelayClient } from '../src/relay/client.ts';
 import { NO_CREATION_LIMITS_ENV } from './relay.ts';
 import { readKeyFile } from '../src/server/identity.ts';
-import { ApnsTestServer, type ApnsRecordedPush } from '../src/push/testkit/apns-server.ts';
+import { ApnsTestServer, type ApnsRecordedPush } from '../src/push/stand-ins/apns-server.ts';
 import {
   BENCH_DIR,
   Children,

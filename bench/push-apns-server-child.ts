@@ -3,7 +3,7 @@
 // each). Pushes are not kept (record: false); its answer counts are.
 //   IPC out: {t:'ready', url, host, port, ca, key: {teamId, keyId, privateKey}}
 //   IPC in:  {t:'counts'} → {t:'counts', accepted, rejected}
-import { ApnsTestServer } from '../src/push/testkit/apns-server.ts';
+import { ApnsTestServer } from '../src/push/stand-ins/apns-server.ts';
 import { serveTestServer } from './lib.ts';
 
 const topic = process.argv[2] ?? 'chat.hush.bench';

@@ -7,7 +7,7 @@
 //   IPC out: {t:'ready', url, ca, vapid: {privateKey (PEM), publicKey (b64url)}, subscriptions}
 //   IPC in:  {t:'counts'} → {t:'counts', accepted, rejected, verified}
 import { createVapidKey } from '../src/push/webpush/vapid.ts';
-import { WebPushTestServer } from '../src/push/testkit/webpush-server.ts';
+import { WebPushTestServer } from '../src/push/stand-ins/webpush-server.ts';
 import { serveTestServer } from './lib.ts';
 
 const SUBSCRIPTIONS = 64;

@@ -12,7 +12,7 @@ import type { CryptoSuite, KeyPair } from '../src/core/crypto/suite.ts';
 import { sharedKey } from '../src/core/keys.ts';
 import { CODE_LENGTH, decodeResponse, encodeCommand, ID_LENGTH, type NtfCommand } from '../src/ntf/protocol.ts';
 import { MAX_DEVICE_TOKEN, PROVIDERS, type DeviceToken } from '../src/push/device.ts';
-import { openPush } from '../src/ntf/push.ts';
+import { openPush } from '../src/ntf/payload.ts';
 import { fuzzTransmission, idField, keyField, otherKey, passwordField, randomTransmission, text, unknownTag, type Cmd } from './commands.ts';
 import { mutate, type Prng } from './prng.ts';
 import type { Creations } from './relay.ts';

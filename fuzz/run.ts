@@ -30,7 +30,7 @@ import { nodeWebSocket } from '../src/node/websocket.ts';
 import { encodeCommand as ntfCommand, NTF_BLOCK_SIZE, NTF_PROTOCOL, NTF_VERSIONS } from '../src/ntf/protocol.ts';
 import { RelayClient } from '../src/relay/client.ts';
 import { encodeCommand as relayCommand, RELAY_BLOCK_SIZE, RELAY_PROTOCOL, RELAY_VERSIONS } from '../src/relay/protocol.ts';
-import { TEST_CERT } from '../src/push/testkit/tls.ts';
+import { TEST_CERT } from '../src/push/stand-ins/tls.ts';
 import { Children, machine, RESULTS_DIR } from '../bench/lib.ts';
 import { Packer } from './commands.ts';
 import { GatewayFuzz, type Input } from './gateway.ts';

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatAddress, parseAddress, publicAddress } from '../src/core/address.ts';
 import { LOCAL_RELAYS } from '../src/ntf/config.ts';
-import { ApnsTestServer } from '../src/push/testkit/apns-server.ts';
+import { ApnsTestServer } from '../src/push/stand-ins/apns-server.ts';
 import { freePort } from '../src/server/testkit/free-port.ts';
 import { HUSH, ROOT, runChild, TEST_CA_FILE, waitForLine, type Children } from '../bench/lib.ts';
 
@@ -18,7 +18,7 @@ export type ServerName = 'relay' | 'ntf' | 'gateway';
 /** The creation password the relay and the NTF are started with: the fuzzer sends it, and wrong ones. */
 export const PASSWORD = 'fuzz-creation-password';
 const TOPIC = 'chat.hush.fuzz';
-const TEST_KEY_FILE = path.join(ROOT, 'src', 'push', 'testkit', 'fixtures', 'localhost.key');
+const TEST_KEY_FILE = path.join(ROOT, 'src', 'push', 'stand-ins', 'fixtures', 'localhost.key');
 /** Generous per-address limits: every fuzzer connection comes from 127.0.0.1. Per-connection limits stay the defaults. */
 const MANY = '100000000';
 

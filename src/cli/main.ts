@@ -13,10 +13,10 @@
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../core/address.ts';
 import { ConfigError } from '../server/config.ts';
-import { initRelay, repairRelay, startRelay } from '../relay/cli.ts';
-import { initNtf, repairNtf, startNtf } from '../ntf/cli.ts';
+import { initRelay, repairRelay, startRelay } from '../relay/run.ts';
+import { initNtf, repairNtf, startNtf } from '../ntf/run.ts';
 import type { JournalRepair } from '../server/journal.ts';
-import { addServer, initGateway, startGateway } from '../gateway/cli.ts';
+import { addServer, initGateway, startGateway } from '../gateway/run.ts';
 import { startLocalStack } from '../stack/stack.ts';
 import { NOTIFICATION_MODES, PREVIEW_MODES, runChat } from '../chat/cli.ts';
 

@@ -17,7 +17,7 @@ import type { PushProvider, PushResult } from '../push/provider.ts';
 import type { NtfMetrics } from './metrics.ts';
 import { equalBytes, latin1Bytes } from '../core/encoding.ts';
 import type { DeviceToken, Provider, PushKind } from '../push/device.ts';
-import { MAX_PUSH_ENTRIES, sealPush, type PushContent } from './push.ts';
+import { MAX_PUSH_ENTRIES, sealPush, type PushContent } from './payload.ts';
 import type { NtfStore, SentNotification, TokenRecord } from './store/store.ts';
 
 export interface DispatchOptions {

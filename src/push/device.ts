@@ -35,13 +35,13 @@ export type InvalidReason = (typeof INVALID_REASONS)[number];
 const REASON_SET: ReadonlySet<string> = new Set(INVALID_REASONS);
 export const isInvalidReason = (s: string): s is InvalidReason => REASON_SET.has(s);
 
-/** Kinds of push; their order is the kind byte of the sealed push content (src/ntf/push.ts). */
+/** Kinds of push; their order is the kind byte of the sealed push content (src/ntf/payload.ts). */
 export const PUSH_KINDS = ['verification', 'message', 'check'] as const;
 export type PushKind = (typeof PUSH_KINDS)[number];
 const KIND_SET: ReadonlySet<string> = new Set(PUSH_KINDS);
 export const isPushKind = (s: string): s is PushKind => KIND_SET.has(s);
 
-/** Padded plain text of every push, whatever its kind (src/ntf/push.ts seals it). */
+/** Padded plain text of every push, whatever its kind (src/ntf/payload.ts seals it). */
 export const PUSH_PLAIN_SIZE = 2048;
 /** The fixed size of the data every push carries: 12-byte nonce + padded plain text + 16-byte tag. */
 export const PUSH_DATA_SIZE = 12 + PUSH_PLAIN_SIZE + 16;

@@ -6,7 +6,7 @@ export interface PushRequest {
   device: DeviceToken;
   /** Providers render kinds differently: a message is a visible alert the app may rewrite, the others are silent. */
   kind: PushKind;
-  /** The sealed, fixed-size push data (PUSH_DATA_SIZE bytes, sealed by src/ntf/push.ts). */
+  /** The sealed, fixed-size push data (PUSH_DATA_SIZE bytes, sealed by src/ntf/payload.ts). */
   data: Uint8Array;
 }
 

@@ -3,7 +3,7 @@
 // contacts, fetches and decrypts the waiting messages, and builds the
 // notifications to show under the preview mode.
 import { fromBase64Url } from '../core/encoding.ts';
-import { openPush } from '../ntf/push.ts';
+import { openPush } from '../ntf/payload.ts';
 import { PUSH_DATA_SIZE } from '../push/device.ts';
 import { openMeta } from '../relay/client.ts';
 import { fetchMessages, type ChatEvent } from './contacts.ts';

@@ -16,8 +16,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import type { ApnsRecordedPush } from '../push/testkit/apns-server.ts';
-import type { WebPushRecordedMessage } from '../push/testkit/webpush-server.ts';
+import type { ApnsRecordedPush } from '../push/stand-ins/apns-server.ts';
+import type { WebPushRecordedMessage } from '../push/stand-ins/webpush-server.ts';
 import { dashboardMetrics } from './metrics.ts';
 import type { LocalStack } from './stack.ts';
 

@@ -16,8 +16,8 @@ import { GatewayServer, keyHash, type ServerAccount } from '../../src/gateway/se
 import { type DeviceToken, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
 import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import type { PushRequest } from '../../src/push/provider.ts';
-import { ApnsTestServer } from '../../src/push/testkit/apns-server.ts';
-import { TEST_CERT, TEST_CERT_KEY } from '../../src/push/testkit/tls.ts';
+import { ApnsTestServer } from '../../src/push/stand-ins/apns-server.ts';
+import { TEST_CERT, TEST_CERT_KEY } from '../../src/push/stand-ins/tls.ts';
 import { silent, SMALL_ORDER_KEYS } from '../helpers.ts';
 
 const TOPIC = 'chat.hush.app';

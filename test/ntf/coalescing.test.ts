@@ -3,7 +3,7 @@
 // retries, invalid tokens, and provider isolation.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAX_PUSH_ENTRIES, type PushEntry } from '../../src/ntf/push.ts';
+import { MAX_PUSH_ENTRIES, type PushEntry } from '../../src/ntf/payload.ts';
 import { PUSH_DATA_SIZE } from '../../src/push/device.ts';
 import { openMeta } from '../../src/relay/client.ts';
 import type { Queue } from '../helpers.ts';

@@ -7,7 +7,7 @@ import { nodeCrypto } from '../../src/node/crypto.ts';
 import { Encoder } from '../../src/core/encoding.ts';
 import type { NtfClient } from '../../src/ntf/client.ts';
 import { encodeCommand, type NtfCommand, type NtfResponse } from '../../src/ntf/protocol.ts';
-import { openPush } from '../../src/ntf/push.ts';
+import { openPush } from '../../src/ntf/payload.ts';
 import { PUSH_DATA_SIZE } from '../../src/push/device.ts';
 import { openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, journalStore, newQueue, SMALL_ORDER_KEYS, startRelay, tmpDir, type TestClient } from '../helpers.ts';

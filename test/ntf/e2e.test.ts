@@ -13,7 +13,7 @@ import type { KeyPair } from '../../src/core/crypto/suite.ts';
 import type { NtfClient } from '../../src/ntf/client.ts';
 import type { SubStatus } from '../../src/ntf/protocol.ts';
 import { type DeviceToken, PUSH_DATA_SIZE } from '../../src/push/device.ts';
-import { openPush, type PushContent } from '../../src/ntf/push.ts';
+import { openPush, type PushContent } from '../../src/ntf/payload.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openMessage, openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';

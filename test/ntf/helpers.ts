@@ -14,12 +14,12 @@ import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import type { DispatchOptions } from '../../src/ntf/dispatch.ts';
 import { decodeResponse, type NtfResponse, type SubStatus, type TokenStatus } from '../../src/ntf/protocol.ts';
 import type { DeviceToken, Provider, PushKind } from '../../src/push/device.ts';
-import { openPush, type PushContent } from '../../src/ntf/push.ts';
+import { openPush, type PushContent } from '../../src/ntf/payload.ts';
 import { NtfServer, type NtfServerOptions } from '../../src/ntf/server.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import type { PushProvider, PushRequest } from '../../src/push/provider.ts';
-import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/testkit/capture-provider.ts';
+import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/stand-ins/capture-provider.ts';
 
 export { CaptureProvider, forDevice, HushProcess };
 import { freePort, HushProcess, RELAY_ADDRESS } from '../process.ts';

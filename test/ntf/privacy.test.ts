@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { openPush } from '../../src/ntf/push.ts';
+import { openPush } from '../../src/ntf/payload.ts';
 import { PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';

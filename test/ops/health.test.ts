@@ -19,7 +19,7 @@ import { RelayServer } from '../../src/relay/server.ts';
 import { JournalQueueStore } from '../../src/relay/store/journal.ts';
 import type { JournalIo } from '../../src/server/journal.ts';
 import { startWithOps, type Running } from '../../src/server/start.ts';
-import { CaptureProvider } from '../../src/push/testkit/capture-provider.ts';
+import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
 import { connect, newQueue, silent, tmpDir } from '../helpers.ts';
 
 const OPS = { host: '127.0.0.1', port: 0 };

@@ -13,8 +13,8 @@ import { APNS_MAX_PAYLOAD, apnsBody, apnsBodyBytes, DEFAULT_ALERT, renderApns } 
 import { ApnsProvider, type ApnsConfig } from '../../src/push/apns/provider.ts';
 import { retryAfterMs } from '../../src/push/provider.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
-import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/testkit/apns-server.ts';
-import { CaptureProvider } from '../../src/push/testkit/capture-provider.ts';
+import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/stand-ins/apns-server.ts';
+import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
 import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
 
 const TOPIC = 'chat.hush.app';

@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import webpush from 'web-push';
 import { type DeviceToken, MAX_DEVICE_TOKEN, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
 import { DEFAULT_TTL_SECONDS, type PushRequest } from '../../src/push/provider.ts';
-import { WebPushTestServer, type WebPushTestServerOptions } from '../../src/push/testkit/webpush-server.ts';
+import { WebPushTestServer, type WebPushTestServerOptions } from '../../src/push/stand-ins/webpush-server.ts';
 import {
   decryptWebPush,
   deriveWebPushKeys,

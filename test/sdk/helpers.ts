@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { ApnsProvider } from '../../src/push/apns/provider.ts';
-import { ApnsTestServer, type ApnsRecordedPush } from '../../src/push/testkit/apns-server.ts';
+import { ApnsTestServer, type ApnsRecordedPush } from '../../src/push/stand-ins/apns-server.ts';
 import { HushClient, type HushClientOptions } from '../../src/sdk/client.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
 import type { Notification } from '../../src/sdk/push-handler.ts';

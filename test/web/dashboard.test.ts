@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
-import type { ApnsRecordedPush } from '../../src/push/testkit/apns-server.ts';
+import type { ApnsRecordedPush } from '../../src/push/stand-ins/apns-server.ts';
 import { apnsToken, HushClient, MemoryStore } from '../../src/sdk/index.ts';
 import type { DashboardMetrics } from '../../src/stack/metrics.ts';
 import type { LocalStack } from '../../src/stack/stack.ts';

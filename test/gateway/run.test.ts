@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { loadGatewayConfig } from '../../src/gateway/config.ts';
 import { keyHash } from '../../src/gateway/server.ts';
 import { createProviders } from '../../src/push/config.ts';
-import { FcmTestServer } from '../../src/push/testkit/fcm-server.ts';
+import { FcmTestServer } from '../../src/push/stand-ins/fcm-server.ts';
 import { createVapidKey } from '../../src/push/webpush/vapid.ts';
 import { generatePemKeyPair } from '../../src/server/identity.ts';
 import { loadNtfConfig } from '../../src/ntf/config.ts';
