@@ -10,6 +10,6 @@ export type { ClientStore } from './store/store.ts';
 export { MemoryStore } from './store/memory.ts';
 export { IndexedDbStore } from './store/indexeddb.ts';
 export { openIndexedDbClient } from './browser.ts';
-export { webPushToken, apnsToken, fcmToken } from './device.ts';
+export { webPushToken, apnsToken, fcmToken, sealedToken } from './device.ts';
 export type { TokenStatus, SubStatus } from '../ntf/protocol.ts';
 export type { DeviceToken } from '../push/device.ts';

@@ -9,11 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { nobleCrypto } from '../../src/core/crypto/noble.ts';
 import { fromBase64Url, latin1 } from '../../src/core/encoding.ts';
 import { addServer, initGateway } from '../../src/gateway/run.ts';
 import { GatewayProvider } from '../../src/push/gateway/provider.ts';
-import { sealDeviceToken } from '../../src/push/gateway/sealed-token.ts';
+import { apnsToken as apnsDevice, sealedToken } from '../../src/sdk/index.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openPush, type PushContent } from '../../src/ntf/payload.ts';
 import { openMessage, openMeta } from '../../src/relay/client.ts';
@@ -59,9 +58,9 @@ test('relay → NTF → gateway process → APNs test server, with a sealed devi
   t.after(() => ntf.stop());
   const nc = await ntf.client();
 
-  // ---- the phone: an APNs token, sealed to the gateway's key before the NTF server sees it
+  // ---- the phone: an APNs token, sealed by the SDK to the gateway's key (as /v1/info gives it) before the NTF server sees it
   const apnsToken = randomBytes(32);
-  const sealed = sealDeviceToken(nobleCrypto, fromBase64Url(sealKey)!, { provider: 'apns', token: apnsToken });
+  const sealed = sealedToken(apnsDevice(apnsToken), sealKey);
   const tknAuth = crypto.x25519KeyPair();
   const tknDh = crypto.x25519KeyPair();
   const { tokenId, srvDhKey } = await nc.registerToken(sealed, tknAuth, tknDh.publicKey);
