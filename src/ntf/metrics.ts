@@ -1,6 +1,6 @@
 // Prometheus metrics of a notification server. Counts and timings only.
-import client from 'prom-client';
 import { ConnectionMetrics } from '../server/connection-metrics.ts';
+import { MetricSet, SECONDS_BUCKETS } from '../server/metrics.ts';
 import { SUB_STATUSES, type SubStatus } from './protocol.ts';
 import type { NtfStoreCounts } from './store/store.ts';
 
@@ -18,150 +18,80 @@ export interface NtfMetricSources {
 }
 
 export class NtfMetrics {
-  readonly registry = new client.Registry();
+  private readonly m = new MetricSet('hush_ntf');
+  readonly registry = this.m.registry;
   private sources: NtfMetricSources | undefined;
-  private readonly r = [this.registry];
 
-  readonly commands = new client.Counter({ name: 'hush_ntf_commands_total', help: 'Commands received, by command', labelNames: ['command'], registers: this.r });
-  readonly errors = new client.Counter({ name: 'hush_ntf_errors_total', help: 'Error responses, by error', labelNames: ['error'], registers: this.r });
-  readonly refusals = new client.Counter({
-    name: 'hush_ntf_refusals_total',
-    help: 'Commands refused by the creation limits, by command (TNEW, SNEW, TRPL) and reason: rate_connection, rate_address, verification_pushes (ERR RATE), password (ERR PASSWORD), subscriptions_per_token (ERR QUOTA)',
-    labelNames: ['command', 'reason'],
-    registers: this.r,
-  });
-  readonly tokensExpired = new client.Counter({
-    name: 'hush_ntf_tokens_expired_total',
-    help: 'Tokens deleted for staying out of ACTIVE too long, by kind: unverified (never verified), inactive (verified before)',
-    labelNames: ['kind'],
-    registers: this.r,
-  });
+  readonly commands = this.m.counter('commands_total', 'Commands received, by command', ['command']);
+  readonly errors = this.m.counter('errors_total', 'Error responses, by error', ['error']);
+  readonly refusals = this.m.counter(
+    'refusals_total',
+    'Commands refused by the creation limits, by command (TNEW, SNEW, TRPL) and reason: rate_connection, rate_address, verification_pushes (ERR RATE), password (ERR PASSWORD), subscriptions_per_token (ERR QUOTA)',
+    ['command', 'reason'],
+  );
+  readonly tokensExpired = this.m.counter(
+    'tokens_expired_total',
+    'Tokens deleted for staying out of ACTIVE too long, by kind: unverified (never verified), inactive (verified before)',
+    ['kind'],
+  );
   /** hush_ntf_connections, _connections_refused_total, _backpressure_total, _buffered_bytes_max. */
-  readonly connections = new ConnectionMetrics('hush_ntf', this.registry);
-  readonly received = new client.Counter({ name: 'hush_ntf_notifications_received_total', help: 'NMSGs received from relays', registers: this.r });
-  readonly pushes = new client.Counter({
-    name: 'hush_ntf_pushes_total',
-    help: 'Pushes finished, by provider, kind and outcome (delivered, invalid, failed)',
-    labelNames: ['provider', 'kind', 'outcome'],
-    registers: this.r,
-  });
-  readonly pushRetries = new client.Counter({ name: 'hush_ntf_push_retries_total', help: 'Push attempts to be retried', labelNames: ['provider'], registers: this.r });
-  readonly pushSeconds = new client.Histogram({
-    name: 'hush_ntf_push_seconds',
-    help: 'Time a push provider took to accept or refuse a push',
-    labelNames: ['provider'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: this.r,
-  });
-
-  readonly notificationDelay = new client.Histogram({
-    name: 'hush_ntf_notification_delay_seconds',
-    help: 'From the NMSG that queued a message push to the provider accepting that push: the notification server\'s part of message → device',
-    labelNames: ['provider'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-    registers: this.r,
-  });
-
-  readonly relaysRefused = new client.Counter({
-    name: 'hush_ntf_relay_refused_total',
-    help: 'Relay connections not made: the relay policy refused the address, or what its host name resolved to',
-    registers: this.r,
-  });
-
-  readonly relayProbeRtt = new client.Histogram({
-    name: 'hush_ntf_relay_probe_rtt_seconds',
-    help: 'Round trip of the PINGs that probe quiet relay links',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
-    registers: this.r,
-  });
+  readonly connections = new ConnectionMetrics(this.m);
+  readonly received = this.m.counter('notifications_received_total', 'NMSGs received from relays');
+  readonly pushes = this.m.counter('pushes_total', 'Pushes finished, by provider, kind and outcome (delivered, invalid, failed)', ['provider', 'kind', 'outcome']);
+  readonly pushRetries = this.m.counter('push_retries_total', 'Push attempts to be retried', ['provider']);
+  readonly pushSeconds = this.m.histogram('push_seconds', 'Time a push provider took to accept or refuse a push', SECONDS_BUCKETS, ['provider']);
+  readonly notificationDelay = this.m.histogram(
+    'notification_delay_seconds',
+    "From the NMSG that queued a message push to the provider accepting that push: the notification server's part of message → device",
+    [...SECONDS_BUCKETS, 10],
+    ['provider'],
+  );
+  readonly relaysRefused = this.m.counter(
+    'relay_refused_total',
+    'Relay connections not made: the relay policy refused the address, or what its host name resolved to',
+  );
+  readonly relayProbeRtt = this.m.histogram('relay_probe_rtt_seconds', 'Round trip of the PINGs that probe quiet relay links', [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
+  ]);
 
   constructor() {
-    const self = this;
-    new client.Gauge({
-      name: 'hush_ntf_relay_links',
-      help: 'Relay links by state: up (subscribed), connecting, down (waiting to retry)',
-      labelNames: ['state'],
-      registers: this.r,
-      collect() {
-        for (const [state, n] of Object.entries(self.sources?.linkStates() ?? {})) this.set({ state }, n);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_relay_link_down_seconds',
-      help: 'Longest time a relay link with ACTIVE subscriptions has not been up; 0 when all are up',
-      registers: this.r,
-      collect() {
-        if (self.sources) this.set(self.sources.longestLinkDownMs() / 1000);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_store_failed',
-      help: '1 while the store cannot persist (memory is ahead of it): a journal until restart, PostgreSQL until a commit succeeds',
-      registers: this.r,
-      collect() {
-        if (self.sources) this.set(self.sources.storeFailed() ? 1 : 0);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_tokens',
-      help: 'Tokens by status',
-      labelNames: ['status'],
-      registers: this.r,
-      collect() {
-        const c = self.sources?.counts().tokens;
-        if (c) for (const [status, n] of Object.entries(c)) this.set({ status }, n);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_subscriptions',
-      help: 'Subscriptions by status',
-      labelNames: ['status'],
-      registers: this.r,
-      collect() {
-        if (!self.sources) return;
-        const c: Record<SubStatus, number> = { ...self.sources.counts().subscriptions, INACTIVE: 0 };
-        const inactive = self.sources.inactive();
-        c.ACTIVE -= inactive;
-        c.INACTIVE = inactive;
-        for (const status of SUB_STATUSES) this.set({ status }, c[status]);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_relay_connections',
-      help: 'Relays the server is connected to',
-      registers: this.r,
-      collect() {
-        if (self.sources) this.set(self.sources.linkStates().up);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_push_queue_length',
-      help: 'Pushes waiting, by provider',
-      labelNames: ['provider'],
-      registers: this.r,
-      collect() {
-        for (const [provider, n] of self.sources?.queueLengths() ?? []) this.set({ provider }, n);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_notifications_pending',
-      help: 'Notifications taken in from relays (ACTIVE tokens) whose push no provider has accepted yet',
-      registers: this.r,
-      collect() {
-        if (self.sources) this.set(self.sources.pendingPushes().count);
-      },
-    });
-    new client.Gauge({
-      name: 'hush_ntf_notifications_pending_oldest_seconds',
-      help: 'How long the oldest pending notification has waited for an accepted push; 0 when none is pending',
-      registers: this.r,
-      collect() {
-        if (self.sources) this.set(self.sources.pendingPushes().oldestSeconds);
-      },
-    });
+    const m = this.m;
+    /** What a source says, once the server has bound its sources. */
+    const from = <T>(read: (s: NtfMetricSources) => T): T | undefined => (this.sources ? read(this.sources) : undefined);
+    m.readingBy('relay_links', 'Relay links by state: up (subscribed), connecting, down (waiting to retry)', 'state', () =>
+      Object.entries(from((s) => s.linkStates()) ?? {}),
+    );
+    m.reading('relay_link_down_seconds', 'Longest time a relay link with ACTIVE subscriptions has not been up; 0 when all are up', () =>
+      from((s) => s.longestLinkDownMs() / 1000),
+    );
+    m.reading(
+      'store_failed',
+      '1 while the store cannot persist (memory is ahead of it): a journal until restart, PostgreSQL until a commit succeeds',
+      () => from((s) => (s.storeFailed() ? 1 : 0)),
+    );
+    m.readingBy('tokens', 'Tokens by status', 'status', () => Object.entries(from((s) => s.counts().tokens) ?? {}));
+    m.readingBy('subscriptions', 'Subscriptions by status', 'status', () => from(subscriptionsByStatus) ?? []);
+    m.reading('relay_connections', 'Relays the server is connected to', () => from((s) => s.linkStates().up));
+    m.readingBy('push_queue_length', 'Pushes waiting, by provider', 'provider', () => from((s) => s.queueLengths()) ?? []);
+    m.reading('notifications_pending', 'Notifications taken in from relays (ACTIVE tokens) whose push no provider has accepted yet', () =>
+      from((s) => s.pendingPushes().count),
+    );
+    m.reading(
+      'notifications_pending_oldest_seconds',
+      'How long the oldest pending notification has waited for an accepted push; 0 when none is pending',
+      () => from((s) => s.pendingPushes().oldestSeconds),
+    );
   }
 
   bind(sources: NtfMetricSources): void {
     this.sources = sources;
   }
+}
+
+/** ACTIVE subscriptions at disconnected relays are reported INACTIVE. */
+function subscriptionsByStatus(s: NtfMetricSources): [SubStatus, number][] {
+  const c: Record<SubStatus, number> = { ...s.counts().subscriptions, INACTIVE: 0 };
+  c.INACTIVE = s.inactive();
+  c.ACTIVE -= c.INACTIVE;
+  return SUB_STATUSES.map((status) => [status, c[status]]);
 }

@@ -1,78 +1,40 @@
 // Prometheus metrics of a relay. Counts only: no IDs, keys or sizes of single messages.
-import client from 'prom-client';
 import { ConnectionMetrics } from '../server/connection-metrics.ts';
+import { MetricSet } from '../server/metrics.ts';
 import type { QueueStore } from './store/store.ts';
 
 export class RelayMetrics {
-  readonly registry = new client.Registry();
-  readonly commands = new client.Counter({
-    name: 'hush_relay_commands_total',
-    help: 'Commands received, by command',
-    labelNames: ['command'],
-    registers: [this.registry],
-  });
-  readonly errors = new client.Counter({
-    name: 'hush_relay_errors_total',
-    help: 'Error responses, by error',
-    labelNames: ['error'],
-    registers: [this.registry],
-  });
-  readonly creationsRefused = new client.Counter({
-    name: 'hush_relay_creations_refused_total',
-    help: 'NEW refused, by reason: rate_connection, rate_address (ERR RATE), password (ERR PASSWORD)',
-    labelNames: ['reason'],
-    registers: [this.registry],
-  });
-  readonly messagesSent = new client.Counter({
-    name: 'hush_relay_messages_sent_total',
-    help: 'Messages accepted from senders',
-    registers: [this.registry],
-  });
-  readonly messagesDelivered = new client.Counter({
-    name: 'hush_relay_messages_delivered_total',
-    help: 'MSG transmissions delivered to recipients',
-    registers: [this.registry],
-  });
-  readonly notifications = new client.Counter({
-    name: 'hush_relay_notifications_total',
-    help: 'NMSG events, by outcome: delivered to a subscribed notifier, stored until one subscribes, or redelivered (unacknowledged, on NSUB/NSUBS)',
-    labelNames: ['outcome'],
-    registers: [this.registry],
-  });
+  private readonly m = new MetricSet('hush_relay');
+  readonly registry = this.m.registry;
+  readonly commands = this.m.counter('commands_total', 'Commands received, by command', ['command']);
+  readonly errors = this.m.counter('errors_total', 'Error responses, by error', ['error']);
+  readonly creationsRefused = this.m.counter(
+    'creations_refused_total',
+    'NEW refused, by reason: rate_connection, rate_address (ERR RATE), password (ERR PASSWORD)',
+    ['reason'],
+  );
+  readonly messagesSent = this.m.counter('messages_sent_total', 'Messages accepted from senders');
+  readonly messagesDelivered = this.m.counter('messages_delivered_total', 'MSG transmissions delivered to recipients');
+  readonly notifications = this.m.counter(
+    'notifications_total',
+    'NMSG events, by outcome: delivered to a subscribed notifier, stored until one subscribes, or redelivered (unacknowledged, on NSUB/NSUBS)',
+    ['outcome'],
+  );
   /** hush_relay_connections, _connections_refused_total, _backpressure_total, _buffered_bytes_max. */
-  readonly connections = new ConnectionMetrics('hush_relay', this.registry);
+  readonly connections = new ConnectionMetrics(this.m);
 
   constructor(store: QueueStore, now: () => number = Date.now) {
-    const counts = () => store.counts();
-    const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
-      new client.Gauge({
-        name,
-        help,
-        registers: [this.registry],
-        collect() {
-          this.set(pick(counts()));
-        },
-      });
-    gauge('hush_relay_queues', 'Queues in the store', (c) => c.queues);
-    gauge('hush_relay_messages_stored', 'Messages waiting in queues', (c) => c.messages);
-    gauge('hush_relay_notifiers', 'Queues with notifier credentials', (c) => c.notifiers);
-    gauge('hush_relay_notifications_unacked', 'NMSGs kept until a notifier acknowledges them (the latest per queue)', (c) => c.pendingNotifications);
-    new client.Gauge({
-      name: 'hush_relay_notifications_unacked_oldest_seconds',
-      help: 'Age of the oldest unacknowledged NMSG; 0 when there is none',
-      registers: [this.registry],
-      collect() {
-        const oldest = store.oldestPendingNotification();
-        this.set(oldest === undefined ? 0 : Math.max(0, now() - oldest) / 1000);
-      },
+    const m = this.m;
+    m.reading('queues', 'Queues in the store', () => store.counts().queues);
+    m.reading('messages_stored', 'Messages waiting in queues', () => store.counts().messages);
+    m.reading('notifiers', 'Queues with notifier credentials', () => store.counts().notifiers);
+    m.reading('notifications_unacked', 'NMSGs kept until a notifier acknowledges them (the latest per queue)', () => store.counts().pendingNotifications);
+    m.reading('notifications_unacked_oldest_seconds', 'Age of the oldest unacknowledged NMSG; 0 when there is none', () => {
+      const oldest = store.oldestPendingNotification();
+      return oldest === undefined ? 0 : Math.max(0, now() - oldest) / 1000;
     });
-    new client.Gauge({
-      name: 'hush_relay_store_failed',
-      help: '1 when the store can no longer persist (memory is ahead of disk): restart the relay',
-      registers: [this.registry],
-      collect() {
-        this.set(store.failure() === undefined ? 0 : 1);
-      },
-    });
+    m.reading('store_failed', '1 when the store can no longer persist (memory is ahead of disk): restart the relay', () =>
+      store.failure() === undefined ? 0 : 1,
+    );
   }
 }
