@@ -234,7 +234,9 @@ interface Backend {
 }
 
 /** A PostgreSQL store on its own fresh schema; `opened` lists every store to close. */
-async function pgHarness(): Promise<Harness & { schema: string; crash(s: NtfStore): Promise<NtfStore>; logOf(s: NtfStore): PostgresLog }> {
+type PgHarness = Harness & { schema: string; crash(s: NtfStore): Promise<NtfStore>; logOf(s: NtfStore): PostgresLog };
+
+async function pgHarness(): Promise<PgHarness> {
   if (pgDown) throw new Error(pgDown); // only under CI: otherwise skipped
   const schema = newSchema();
   const logs = new Map<NtfStore, PostgresLog>();
@@ -1031,101 +1033,94 @@ for (const d of durables) {
 
 // ---- PostgreSQL specifics ----
 
+/** A test on a fresh PostgreSQL schema, dropped after it. */
+const pgTest = (name: string, body: (h: PgHarness, u: Universe) => Promise<void>) =>
+  test(name, async () => {
+    const h = await pgHarness();
+    try {
+      await body(h, new Universe());
+    } finally {
+      await h.cleanup();
+    }
+  });
+
 describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
-  test('unflushed changes are not committed; flush commits them', async () => {
-    const h = await pgHarness();
-    const u = new Universe();
-    try {
-      const s = h.store;
-      const t = u.token();
-      s.createToken(t);
-      const subs = Array.from({ length: 5 }, () => u.sub(t.tokenId));
-      for (const x of subs) s.createSub(x);
-      s.setLastNotification(t.tokenId, notification(subs[0]!.subId, 1));
-      assert.equal(await sqlCount(h.schema, 'tokens'), 0);
-      assert.equal(await sqlCount(h.schema, 'subscriptions'), 0);
-      assert.equal(h.logOf(s).queued, 7);
-      await s.flush();
-      assert.equal(h.logOf(s).queued, 0);
-      assert.equal(await sqlCount(h.schema, 'tokens'), 1);
-      assert.equal(await sqlCount(h.schema, 'subscriptions'), 5);
-      assert.equal(await sqlCount(h.schema, 'last_notifications'), 1);
-      s.deleteToken(t.tokenId);
-      assert.equal(await sqlCount(h.schema, 'subscriptions'), 5, 'the delete is not committed yet');
-      await s.flush();
-      assert.equal(await sqlCount(h.schema, 'tokens'), 0);
-      assert.equal(await sqlCount(h.schema, 'subscriptions'), 0, 'deleted by cascade');
-      assert.equal(await sqlCount(h.schema, 'last_notifications'), 0);
-      await s.flush(); // nothing queued: nothing to do
-    } finally {
-      await h.cleanup();
-    }
+  pgTest('unflushed changes are not committed; flush commits them', async (h, u) => {
+    const s = h.store;
+    const t = u.token();
+    s.createToken(t);
+    const subs = Array.from({ length: 5 }, () => u.sub(t.tokenId));
+    for (const x of subs) s.createSub(x);
+    s.setLastNotification(t.tokenId, notification(subs[0]!.subId, 1));
+    assert.equal(await sqlCount(h.schema, 'tokens'), 0);
+    assert.equal(await sqlCount(h.schema, 'subscriptions'), 0);
+    assert.equal(h.logOf(s).queued, 7);
+    await s.flush();
+    assert.equal(h.logOf(s).queued, 0);
+    assert.equal(await sqlCount(h.schema, 'tokens'), 1);
+    assert.equal(await sqlCount(h.schema, 'subscriptions'), 5);
+    assert.equal(await sqlCount(h.schema, 'last_notifications'), 1);
+    s.deleteToken(t.tokenId);
+    assert.equal(await sqlCount(h.schema, 'subscriptions'), 5, 'the delete is not committed yet');
+    await s.flush();
+    assert.equal(await sqlCount(h.schema, 'tokens'), 0);
+    assert.equal(await sqlCount(h.schema, 'subscriptions'), 0, 'deleted by cascade');
+    assert.equal(await sqlCount(h.schema, 'last_notifications'), 0);
+    await s.flush(); // nothing queued: nothing to do
   });
 
-  test('concurrent flushes run one at a time; each resolves after what was queued before it is committed', async () => {
-    const h = await pgHarness();
-    const u = new Universe();
-    try {
-      const s = h.store;
-      const t = u.token();
-      s.createToken(t);
-      for (let i = 0; i < 3000; i++) s.createSub(u.sub(t.tokenId, { relay: RELAYS[i % 3]! }));
-      const done: string[] = [];
-      const log = h.logOf(s);
-      const a = s.flush().then(() => done.push('a'));
-      await new Promise((r) => setImmediate(r));
-      assert.equal(log.queued, 0, '`a` has taken its records and is writing them');
-      // queued while `a` runs: `b` waits for it, then writes these; `c` shares `b`
-      const late = u.sub(t.tokenId, { status: 'ACTIVE' });
-      s.createSub(late);
-      s.setTokenStatus(t.tokenId, { status: 'ACTIVE' }, 6001);
-      const b = s.flush().then(async () => {
-        done.push('b');
-        assert.equal(await sqlCount(h.schema, 'subscriptions'), 3001, 'b resolved after its records were committed');
-      });
-      const c = s.flush().then(() => done.push('c'));
-      assert.equal(log.queued, 2);
-      await Promise.all([a, b, c]);
-      assert.deepEqual(done, ['a', 'b', 'c']);
-      const live = dump(s, u);
-      const again = await h.crash(s);
-      assert.deepEqual(dump(again, u), live);
-      assert.deepEqual(again.token(t.tokenId)!.status, { status: 'ACTIVE' });
-    } finally {
-      await h.cleanup();
-    }
+  pgTest('concurrent flushes run one at a time; each resolves after what was queued before it is committed', async (h, u) => {
+    const s = h.store;
+    const t = u.token();
+    s.createToken(t);
+    for (let i = 0; i < 3000; i++) s.createSub(u.sub(t.tokenId, { relay: RELAYS[i % 3]! }));
+    const done: string[] = [];
+    const log = h.logOf(s);
+    const a = s.flush().then(() => done.push('a'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(log.queued, 0, '`a` has taken its records and is writing them');
+    // queued while `a` runs: `b` waits for it, then writes these; `c` shares `b`
+    const late = u.sub(t.tokenId, { status: 'ACTIVE' });
+    s.createSub(late);
+    s.setTokenStatus(t.tokenId, { status: 'ACTIVE' }, 6001);
+    const b = s.flush().then(async () => {
+      done.push('b');
+      assert.equal(await sqlCount(h.schema, 'subscriptions'), 3001, 'b resolved after its records were committed');
+    });
+    const c = s.flush().then(() => done.push('c'));
+    assert.equal(log.queued, 2);
+    await Promise.all([a, b, c]);
+    assert.deepEqual(done, ['a', 'b', 'c']);
+    const live = dump(s, u);
+    const again = await h.crash(s);
+    assert.deepEqual(dump(again, u), live);
+    assert.deepEqual(again.token(t.tokenId)!.status, { status: 'ACTIVE' });
   });
 
-  test('a failed flush commits nothing; its changes are written by the next flush', async () => {
-    const h = await pgHarness();
-    const u = new Universe();
-    try {
-      const q = pg.escapeIdentifier(h.schema);
-      await adminPool().query(`
-        CREATE FUNCTION ${q}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.relay = 'hush://refused.example' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$;
-        CREATE TRIGGER refuse BEFORE INSERT ON ${q}.subscriptions FOR EACH ROW EXECUTE FUNCTION ${q}.refuse();`);
-      const s = h.store;
-      const t = u.token();
-      s.createToken(t);
-      const good = u.sub(t.tokenId);
-      const bad = u.sub(t.tokenId, { relay: 'hush://refused.example' });
-      s.createSub(good);
-      s.createSub(bad);
-      s.setLastNotification(t.tokenId, notification(good.subId, 3));
-      await assert.rejects(s.flush(), /refused by the test/);
-      assert.equal(await sqlCount(h.schema, 'tokens'), 0, 'rolled back');
-      s.deleteSub(bad.subId);
-      s.setSubStatus(good.subId, 'PENDING');
-      await s.flush();
-      const live = dump(s, u);
-      const again = await h.crash(s);
-      assert.deepEqual(dump(again, u), live);
-      assert.equal(again.sub(good.subId)!.status, 'PENDING');
-      assert.equal(again.lastNotifications(t.tokenId, 5).length, 1);
-    } finally {
-      await h.cleanup();
-    }
+  pgTest('a failed flush commits nothing; its changes are written by the next flush', async (h, u) => {
+    const q = pg.escapeIdentifier(h.schema);
+    await adminPool().query(`
+      CREATE FUNCTION ${q}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.relay = 'hush://refused.example' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse BEFORE INSERT ON ${q}.subscriptions FOR EACH ROW EXECUTE FUNCTION ${q}.refuse();`);
+    const s = h.store;
+    const t = u.token();
+    s.createToken(t);
+    const good = u.sub(t.tokenId);
+    const bad = u.sub(t.tokenId, { relay: 'hush://refused.example' });
+    s.createSub(good);
+    s.createSub(bad);
+    s.setLastNotification(t.tokenId, notification(good.subId, 3));
+    await assert.rejects(s.flush(), /refused by the test/);
+    assert.equal(await sqlCount(h.schema, 'tokens'), 0, 'rolled back');
+    s.deleteSub(bad.subId);
+    s.setSubStatus(good.subId, 'PENDING');
+    await s.flush();
+    const live = dump(s, u);
+    const again = await h.crash(s);
+    assert.deepEqual(dump(again, u), live);
+    assert.equal(again.sub(good.subId)!.status, 'PENDING');
+    assert.equal(again.lastNotifications(t.tokenId, 5).length, 1);
   });
 
   test('migrations: applied once under concurrent opens, recorded, and a newer schema is refused', async () => {
@@ -1151,105 +1146,88 @@ describe('NtfStore on PostgreSQL', { skip: pgSkip }, () => {
     }
   });
 
-  test('migration 2: notifications kept before it are owed a push if their token is ACTIVE', async () => {
-    const h = await pgHarness();
-    const u = new Universe();
-    try {
-      const s = h.store;
-      const a = u.token({ status: { status: 'ACTIVE' } });
-      const b = u.token({ status: { status: 'ACTIVE' } });
-      s.createToken(a);
-      s.createToken(b);
-      const sa = u.sub(a.tokenId);
-      const sb = u.sub(b.tokenId);
-      s.createSub(sa);
-      s.createSub(sb);
-      const na = notification(sa.subId, 10);
-      s.setLastNotification(a.tokenId, na);
-      s.markPushed(a.tokenId, [na]);
-      s.setLastNotification(b.tokenId, notification(sb.subId, 20));
-      s.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'BAD' }, 6002);
-      await s.close();
-      // back to version 1: no `pushed` column
-      const q = pg.escapeIdentifier(h.schema);
-      await adminPool().query(`ALTER TABLE ${q}.last_notifications DROP COLUMN pushed; DELETE FROM ${q}.migrations WHERE version = 2`);
-      const again = await h.reopen(s);
-      assert.deepEqual(again.pendingPushes(), { count: 1, oldestTs: 10 });
-      assert.deepEqual([...again.pendingTokens(Infinity)], [a.tokenId]);
-      assert.equal(again.lastNotification(b.tokenId, sb.subId)?.pushed, true);
-    } finally {
-      await h.cleanup();
-    }
+  pgTest('migration 2: notifications kept before it are owed a push if their token is ACTIVE', async (h, u) => {
+    const s = h.store;
+    const a = u.token({ status: { status: 'ACTIVE' } });
+    const b = u.token({ status: { status: 'ACTIVE' } });
+    s.createToken(a);
+    s.createToken(b);
+    const sa = u.sub(a.tokenId);
+    const sb = u.sub(b.tokenId);
+    s.createSub(sa);
+    s.createSub(sb);
+    const na = notification(sa.subId, 10);
+    s.setLastNotification(a.tokenId, na);
+    s.markPushed(a.tokenId, [na]);
+    s.setLastNotification(b.tokenId, notification(sb.subId, 20));
+    s.setTokenStatus(b.tokenId, { status: 'INVALID', reason: 'BAD' }, 6002);
+    await s.close();
+    // back to version 1: no `pushed` column
+    const q = pg.escapeIdentifier(h.schema);
+    await adminPool().query(`ALTER TABLE ${q}.last_notifications DROP COLUMN pushed; DELETE FROM ${q}.migrations WHERE version = 2`);
+    const again = await h.reopen(s);
+    assert.deepEqual(again.pendingPushes(), { count: 1, oldestTs: 10 });
+    assert.deepEqual([...again.pendingTokens(Infinity)], [a.tokenId]);
+    assert.equal(again.lastNotification(b.tokenId, sb.subId)?.pushed, true);
   });
 
-  test('migration 3: tokens stored before it have an unknown statusAt (0) and count as verified', async () => {
-    const h = await pgHarness();
-    const u = new Universe();
-    try {
-      const s = h.store;
-      const a = u.token({ status: { status: 'REGISTERED' }, statusAt: 123 });
-      s.createToken(a);
-      await s.close();
-      // back to version 2: no status_at, no verified
-      const q = pg.escapeIdentifier(h.schema);
-      await adminPool().query(`ALTER TABLE ${q}.tokens DROP COLUMN status_at, DROP COLUMN verified; DELETE FROM ${q}.migrations WHERE version = 3`);
-      const again = await h.reopen(s);
-      assert.deepEqual([again.token(a.tokenId)!.statusAt, again.token(a.tokenId)!.verified], [0, true]);
-      assert.deepEqual(ids(again.inactiveTokens()), ids([a]));
-    } finally {
-      await h.cleanup();
-    }
+  pgTest('migration 3: tokens stored before it have an unknown statusAt (0) and count as verified', async (h, u) => {
+    const s = h.store;
+    const a = u.token({ status: { status: 'REGISTERED' }, statusAt: 123 });
+    s.createToken(a);
+    await s.close();
+    // back to version 2: no status_at, no verified
+    const q = pg.escapeIdentifier(h.schema);
+    await adminPool().query(`ALTER TABLE ${q}.tokens DROP COLUMN status_at, DROP COLUMN verified; DELETE FROM ${q}.migrations WHERE version = 3`);
+    const again = await h.reopen(s);
+    assert.deepEqual([again.token(a.tokenId)!.statusAt, again.token(a.tokenId)!.verified], [0, true]);
+    assert.deepEqual(ids(again.inactiveTokens()), ids([a]));
   });
 
-  test('100,000 subscriptions: written in batches, all loaded again on open', async () => {
-    const h = await pgHarness();
+  pgTest('100,000 subscriptions: written in batches, all loaded again on open', async (h) => {
     const N = 100_000;
     const PER_TOKEN = 5;
-    try {
-      const s = h.store;
-      const tokens: TokenRecord[] = [];
-      const subs: SubRecord[] = [];
-      const written = performance.now();
-      for (let i = 0; i < N; i++) {
-        if (i % PER_TOKEN === 0) {
-          const t = tokenRecord({ status: { status: 'ACTIVE' } });
-          tokens.push(t);
-          s.createToken(t);
-        }
-        const x = subRecord(tokens[tokens.length - 1]!.tokenId, { relay: RELAYS[i % 3]!, status: 'ACTIVE' });
-        subs.push(x);
-        assert.ok(s.createSub(x));
-        if (i % 4 === 0) s.setLastNotification(x.tokenId, notification(x.subId, i));
-        if ((i + 1) % 20_000 === 0) await s.flush();
+    const s = h.store;
+    const tokens: TokenRecord[] = [];
+    const subs: SubRecord[] = [];
+    const written = performance.now();
+    for (let i = 0; i < N; i++) {
+      if (i % PER_TOKEN === 0) {
+        const t = tokenRecord({ status: { status: 'ACTIVE' } });
+        tokens.push(t);
+        s.createToken(t);
       }
-      await s.flush();
-      const writeMs = performance.now() - written;
-      await s.close();
+      const x = subRecord(tokens[tokens.length - 1]!.tokenId, { relay: RELAYS[i % 3]!, status: 'ACTIVE' });
+      subs.push(x);
+      assert.ok(s.createSub(x));
+      if (i % 4 === 0) s.setLastNotification(x.tokenId, notification(x.subId, i));
+      if ((i + 1) % 20_000 === 0) await s.flush();
+    }
+    await s.flush();
+    const writeMs = performance.now() - written;
+    await s.close();
 
-      const started = performance.now();
-      const { store: again, log, loaded } = await openPostgresNtfStore({ url: PG_URL, schema: h.schema });
-      const reopenMs = performance.now() - started;
-      try {
-        console.log(
-          `PostgreSQL NTF store: wrote ${N} subscriptions (${tokens.length} tokens) in ${Math.round(writeMs)} ms; ` +
-            `reopen loaded ${loaded.subscriptions} subscriptions, ${loaded.tokens} tokens, ${loaded.lastNotifications} last notifications in ${Math.round(reopenMs)} ms`,
-        );
-        assert.equal(loaded.subscriptions, N);
-        assert.equal(loaded.tokens, N / PER_TOKEN);
-        assert.equal(loaded.lastNotifications, N / 4);
-        assert.equal(again.counts().subscriptions.ACTIVE, N);
-        for (const x of subs) {
-          const y = again.sub(x.subId);
-          assert.ok(y && y.notifierId === x.notifierId && y.ntfAuthKey === x.ntfAuthKey && y.tokenId === x.tokenId && y.relay === x.relay);
-          assert.equal(again.subOfNotifier(x.relay, x.notifierId), y);
-        }
-        for (const t of tokens.slice(0, 1000)) assert.deepEqual(normToken(again.token(t.tokenId)), normToken(t));
-        assert.ok(reopenMs < 20_000, `reopen took ${Math.round(reopenMs)} ms`);
-      } finally {
-        await log.discard();
+    const started = performance.now();
+    const { store: again, log, loaded } = await openPostgresNtfStore({ url: PG_URL, schema: h.schema });
+    const reopenMs = performance.now() - started;
+    try {
+      console.log(
+        `PostgreSQL NTF store: wrote ${N} subscriptions (${tokens.length} tokens) in ${Math.round(writeMs)} ms; ` +
+          `reopen loaded ${loaded.subscriptions} subscriptions, ${loaded.tokens} tokens, ${loaded.lastNotifications} last notifications in ${Math.round(reopenMs)} ms`,
+      );
+      assert.equal(loaded.subscriptions, N);
+      assert.equal(loaded.tokens, N / PER_TOKEN);
+      assert.equal(loaded.lastNotifications, N / 4);
+      assert.equal(again.counts().subscriptions.ACTIVE, N);
+      for (const x of subs) {
+        const y = again.sub(x.subId);
+        assert.ok(y && y.notifierId === x.notifierId && y.ntfAuthKey === x.ntfAuthKey && y.tokenId === x.tokenId && y.relay === x.relay);
+        assert.equal(again.subOfNotifier(x.relay, x.notifierId), y);
       }
+      for (const t of tokens.slice(0, 1000)) assert.deepEqual(normToken(again.token(t.tokenId)), normToken(t));
+      assert.ok(reopenMs < 20_000, `reopen took ${Math.round(reopenMs)} ms`);
     } finally {
-      await h.cleanup();
+      await log.discard();
     }
   });
 });

@@ -140,15 +140,15 @@ const bytesTypes = typesWith({ [BYTEA]: hexBytes, [INT8]: Number });
 // IDs and keys are latin1 strings in memory (one char per byte).
 const latin1Types = typesWith({ [BYTEA]: (v) => latin1(hexBytes(v)), [INT8]: Number });
 
-function bad(what: string, value: unknown): never {
+/** A column's value if it is one of an enum's names; a row that is not stops the load. */
+function checked<T extends string>(value: unknown, is: (v: string) => v is T, what: string): T {
+  if (typeof value === 'string' && is(value)) return value;
   throw new Error(`NTF store: bad ${what} in the database: ${JSON.stringify(value)}`);
 }
 
-function tokenStatus(status: string, reason: string | null): TokenStatus {
-  if (!isTokenStatusName(status)) bad('token status', status);
-  if (status !== 'INVALID') return { status };
-  if (reason === null || !isInvalidReason(reason)) bad('invalid reason', reason);
-  return { status, reason };
+function tokenStatus(status: unknown, reason: unknown): TokenStatus {
+  const name = checked(status, isTokenStatusName, 'token status');
+  return name === 'INVALID' ? { status: name, reason: checked(reason, isInvalidReason, 'invalid reason') } : { status: name };
 }
 
 /** Streams every row into the store, in one snapshot. */
@@ -166,36 +166,31 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
               status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified FROM ${s}.tokens`,
       bytesTypes,
       pageSize,
-      (r) => {
-        const provider = r[1] as string;
-        if (!isProvider(provider)) bad('provider', provider);
+      (r) =>
         store.load({
           t: 'TNEW',
           token: {
             tokenId: latin1(r[0] as Uint8Array),
-            device: { provider, token: r[2] as Uint8Array },
+            device: { provider: checked(r[1], isProvider, 'provider'), token: r[2] as Uint8Array },
             tknAuthKey: r[3] as Uint8Array,
             tknDhKey: r[4] as Uint8Array,
             srvDhKey: r[5] as Uint8Array,
             tknDhSecret: r[6] as Uint8Array,
-            status: tokenStatus(r[7] as string, r[8] as string | null),
+            status: tokenStatus(r[7], r[8]),
             code: r[9] as Uint8Array,
             cronMinutes: r[10] as number,
             cronNextAt: r[11] as number,
             statusAt: r[12] as number,
             verified: r[13] as boolean,
           },
-        });
-      },
+        }),
     );
     const subscriptions = await each(
       c,
       `SELECT sub_id, token_id, relay, notifier_id, ntf_auth_key, status FROM ${s}.subscriptions`,
       latin1Types,
       pageSize,
-      (r) => {
-        const status = r[5] as string;
-        if (!isStoredSubStatus(status)) bad('subscription status', status);
+      (r) =>
         store.load({
           t: 'SNEW',
           sub: {
@@ -204,10 +199,9 @@ export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStor
             relay: r[2] as string,
             notifierId: r[3] as string,
             ntfAuthKey: r[4] as string,
-            status,
+            status: checked(r[5], isStoredSubStatus, 'subscription status'),
           },
-        });
-      },
+        }),
     );
     // In arrival order: the memory store keeps each token's in that order.
     const lastNotifications = await each(
