@@ -222,50 +222,27 @@ function report<C extends string>(part: string, runs: Runs<C>, ours: C, label: (
 
 const APNS_BODY_BYTES = Buffer.byteLength(apnsBody({ kind: 'message', data: new Uint8Array(PUSH_DATA_SIZE) }));
 
-async function apnsPart(children: Children, dir: string, figures: Record<string, number>): Promise<Record<string, unknown>> {
-  type Ready = Omit<ApnsClientSpec, 'client' | 'topic' | 'concurrency' | 'warmupMs' | 'measureMs' | 'serverPid'>;
-  const { server, ready } = await startServer<Ready>(children, 'push-apns-server-child.ts', 'apns-server');
-  const t0 = performance.now();
-  const runs = await rounds(children, server, dir, 'apns', APNS_CLIENTS, APNS_CONCURRENCY, 'push-apns-client-child.ts', (client, concurrency) => ({
-    ...ready,
-    client,
-    topic: TOPIC,
-    concurrency,
-    warmupMs: WARMUP_MS,
-    measureMs: MEASURE_MS,
-    serverPid: server.proc.pid!,
-  }));
-  await stop(server.proc);
-  const r = report(
-    'apns',
-    runs,
-    'ours',
-    (c) => (c === 'raw' ? 'raw node:http2' : c === 'ours' ? 'ours (ApnsProvider)' : '@parse/node-apn'),
-    (c) => (c === 'raw' ? 'raw_http2' : c === 'ours' ? 'ours' : 'node_apn'),
-    figures,
-  );
-  console.log(
-    `APNs: pushes/s over one HTTP/2 connection, ${fmt(APNS_BODY_BYTES)}-byte message bodies, ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up, ` +
-      `median of ${ROUNDS} interleaved rounds (targets: ours ≥ 0.95 × raw, ≥ 1.15 × node-apn)`,
-  );
-  console.log(r.text + '\n');
-  return {
-    clients:
-      'raw: node:http2, every request prepared beforehand (the ceiling); ours: ApnsProvider {connections: 1, maxConcurrentStreams: 1000}; ' +
-      '@parse/node-apn 8: Provider (one Client = one HTTP/2 session, no stream cap of its own; defaults otherwise), a new Notification per push',
-    request: `POST /3/device/<one of 1024 tokens>, kind 'message' headers and provider token, the ${APNS_BODY_BYTES}-byte JSON body of a real message push`,
-    server: 'ApnsTestServer in its own process: record off, maxConcurrentStreams 1000, connection window 1000 × 5120 bytes (its defaults)',
-    ...r.notes,
-    seconds: round((performance.now() - t0) / 1000, 1),
-  };
+/** One provider's comparison: its test server in a child, every client in rounds, the table and notes. */
+interface Comparison<Ready, C extends string> {
+  part: 'apns' | 'webpush';
+  serverChild: string;
+  clientChild: string;
+  clients: readonly C[];
+  concurrencies: readonly number[];
+  spec: (ready: Ready, client: C, concurrency: number) => object;
+  label: (c: C) => string;
+  key: (c: C) => string;
+  /** What is measured, and the target. */
+  what: string;
+  target: string;
+  notes: { clients: string; request: string; server: string };
 }
 
-async function webPushPart(children: Children, dir: string, figures: Record<string, number>): Promise<Record<string, unknown>> {
-  type Ready = Pick<WebPushClientSpec, 'url' | 'ca' | 'vapid' | 'subscriptions'>;
-  const { server, ready } = await startServer<Ready>(children, 'push-webpush-server-child.ts', 'webpush-server');
+async function comparePart<Ready, C extends string>(children: Children, dir: string, figures: Record<string, number>, o: Comparison<Ready, C>) {
+  const { server, ready } = await startServer<Ready>(children, o.serverChild, `${o.part}-server`);
   const t0 = performance.now();
-  const runs = await rounds(children, server, dir, 'webpush', WEBPUSH_CLIENTS, [WEBPUSH_CONCURRENCY], 'push-webpush-client-child.ts', (client, concurrency) => ({
-    ...ready,
+  const runs = await rounds(children, server, dir, o.part, o.clients, o.concurrencies, o.clientChild, (client, concurrency) => ({
+    ...o.spec(ready, client, concurrency),
     client,
     concurrency,
     warmupMs: WARMUP_MS,
@@ -273,29 +250,53 @@ async function webPushPart(children: Children, dir: string, figures: Record<stri
     serverPid: server.proc.pid!,
   }));
   await stop(server.proc);
-  const r = report(
-    'webpush',
-    runs,
-    'ours',
-    (c) => (c === 'ours' ? 'ours (WebPushProvider)' : 'web-push'),
-    (c) => (c === 'ours' ? 'ours' : 'web_push'),
-    figures,
-  );
-  console.log(
-    `Web Push: pushes/s, ${PUSH_DATA_SIZE}-byte plaintext (aes128gcm, VAPID), test service offering HTTP/2 and HTTP/1.1, ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up, ` +
-      `median of ${ROUNDS} interleaved rounds (target: ours ≥ 3 × web-push)`,
-  );
+  const r = report(o.part, runs, 'ours' as C, o.label, o.key, figures);
+  console.log(`${o.what}, ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up, median of ${ROUNDS} interleaved rounds (${o.target})`);
   console.log(r.text + '\n');
-  return {
-    clients:
-      `ours: WebPushProvider {maxSockets: ${WEBPUSH_CONCURRENCY}}, which finds h2 offered and uses one HTTP/2 connection; web-push 3 (HTTP/1.1 only): sendNotification with vapidDetails, TTL/urgency/topic as ours, ` +
-      `agent: https.Agent {ca, keepAlive: true, maxSockets: ${WEBPUSH_CONCURRENCY}}`,
-    request: `a message push: ${PUSH_DATA_SIZE} random bytes of plaintext, aes128gcm, VAPID (subscriptions locked to its key), to 64 subscriptions in turn`,
-    server: 'WebPushTestServer in its own process: HTTP/2 and HTTP/1.1 over TLS by ALPN, record off, decrypt off (every header, the VAPID JWT and the aes128gcm header still checked)',
-    ...r.notes,
-    seconds: round((performance.now() - t0) / 1000, 1),
-  };
+  return { ...o.notes, ...r.notes, seconds: round((performance.now() - t0) / 1000, 1) };
 }
+
+const apnsPart = (children: Children, dir: string, figures: Record<string, number>) =>
+  comparePart<Omit<ApnsClientSpec, 'client' | 'topic' | 'concurrency' | 'warmupMs' | 'measureMs' | 'serverPid'>, ApnsClient>(children, dir, figures, {
+    part: 'apns',
+    serverChild: 'push-apns-server-child.ts',
+    clientChild: 'push-apns-client-child.ts',
+    clients: APNS_CLIENTS,
+    concurrencies: APNS_CONCURRENCY,
+    spec: (ready) => ({ ...ready, topic: TOPIC }),
+    label: (c) => (c === 'raw' ? 'raw node:http2' : c === 'ours' ? 'ours (ApnsProvider)' : '@parse/node-apn'),
+    key: (c) => (c === 'raw' ? 'raw_http2' : c === 'ours' ? 'ours' : 'node_apn'),
+    what: `APNs: pushes/s over one HTTP/2 connection, ${fmt(APNS_BODY_BYTES)}-byte message bodies`,
+    target: 'targets: ours ≥ 0.95 × raw, ≥ 1.15 × node-apn',
+    notes: {
+      clients:
+        'raw: node:http2, every request prepared beforehand (the ceiling); ours: ApnsProvider {connections: 1, maxConcurrentStreams: 1000}; ' +
+        '@parse/node-apn 8: Provider (one Client = one HTTP/2 session, no stream cap of its own; defaults otherwise), a new Notification per push',
+      request: `POST /3/device/<one of 1024 tokens>, kind 'message' headers and provider token, the ${APNS_BODY_BYTES}-byte JSON body of a real message push`,
+      server: 'ApnsTestServer in its own process: record off, maxConcurrentStreams 1000, connection window 1000 × 5120 bytes (its defaults)',
+    },
+  });
+
+const webPushPart = (children: Children, dir: string, figures: Record<string, number>) =>
+  comparePart<Pick<WebPushClientSpec, 'url' | 'ca' | 'vapid' | 'subscriptions'>, WebPushClient>(children, dir, figures, {
+    part: 'webpush',
+    serverChild: 'push-webpush-server-child.ts',
+    clientChild: 'push-webpush-client-child.ts',
+    clients: WEBPUSH_CLIENTS,
+    concurrencies: [WEBPUSH_CONCURRENCY],
+    spec: (ready) => ready,
+    label: (c) => (c === 'ours' ? 'ours (WebPushProvider)' : 'web-push'),
+    key: (c) => (c === 'ours' ? 'ours' : 'web_push'),
+    what: `Web Push: pushes/s, ${PUSH_DATA_SIZE}-byte plaintext (aes128gcm, VAPID), test service offering HTTP/2 and HTTP/1.1`,
+    target: 'target: ours ≥ 3 × web-push',
+    notes: {
+      clients:
+        `ours: WebPushProvider {maxSockets: ${WEBPUSH_CONCURRENCY}}, which finds h2 offered and uses one HTTP/2 connection; web-push 3 (HTTP/1.1 only): sendNotification with vapidDetails, TTL/urgency/topic as ours, ` +
+        `agent: https.Agent {ca, keepAlive: true, maxSockets: ${WEBPUSH_CONCURRENCY}}`,
+      request: `a message push: ${PUSH_DATA_SIZE} random bytes of plaintext, aes128gcm, VAPID (subscriptions locked to its key), to 64 subscriptions in turn`,
+      server: 'WebPushTestServer in its own process: HTTP/2 and HTTP/1.1 over TLS by ALPN, record off, decrypt off (every header, the VAPID JWT and the aes128gcm header still checked)',
+    },
+  });
 
 export async function runPushBench(): Promise<SectionResult> {
   const children = new Children();
