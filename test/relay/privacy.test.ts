@@ -347,15 +347,18 @@ const recipientProbes = (): RelayCommand[] => [
   { type: 'DEL' },
 ];
 
+/** A secured queue with a notifier, its sender's key, and a key that is no one's. */
+async function securedQueue(c: TestClient) {
+  const q = await newQueue(c, true);
+  const snd = key();
+  await c.secure(q.rcvId, q.rcvAuth.privateKey, snd.publicKey);
+  return { c, q, ntf: ntfOf(q), snd, wrong: key().privateKey };
+}
+
 describe('no existence oracle', () => {
   test('an unknown ID and a wrong key answer alike: AUTH', () =>
     withRelay({}, async (_relay, open) => {
-      const c = await open();
-      const q = await newQueue(c, true);
-      const ntf = ntfOf(q);
-      const snd = key();
-      await c.secure(q.rcvId, q.rcvAuth.privateKey, snd.publicKey);
-      const wrong = key().privateKey;
+      const { c, q, ntf, snd, wrong } = await securedQueue(await open());
       const recipientCommands = recipientProbes();
       for (const cmd of recipientCommands) {
         assert.equal(await errorOf(c.command(randomId(), cmd, q.rcvAuth.privateKey)), 'AUTH', `${cmd.type}, unknown ID`);
@@ -374,12 +377,7 @@ describe('no existence oracle', () => {
 
   test('an unknown ID and a wrong key take alike long (median of 200 each)', () =>
     withRelay({}, async (_relay, open) => {
-      const c = await open();
-      const q = await newQueue(c, true);
-      const ntf = ntfOf(q);
-      const snd = key();
-      await c.secure(q.rcvId, q.rcvAuth.privateKey, snd.publicKey);
-      const wrong = key().privateKey;
+      const { c, q, ntf, wrong } = await securedQueue(await open());
       const unknown = randomId();
       // Each pair differs only in what the relay knows: the same auth key signs both attempts.
       const cases: Array<[string, () => Promise<unknown>, () => Promise<unknown>]> = [
