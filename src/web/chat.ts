@@ -16,6 +16,7 @@ import {
   type PreviewMode,
   type TokenStatus,
 } from '../sdk/index.ts';
+import { errorText, runAction } from './actions.ts';
 import {
   CLIENT_LOCK,
   History,
@@ -74,21 +75,12 @@ ready.catch(() => {});
 const hush: { client: HushClient | undefined; ready: Promise<void> } = { client: undefined, ready };
 (window as unknown as { hush: typeof hush }).hush = hush;
 
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 function say(text: string, error = false): void {
   ui.status.textContent = text;
   ui.status.classList.toggle('error', error);
 }
 /** Runs a UI action; its failure is shown. */
-async function run(action: () => Promise<void>): Promise<boolean> {
-  try {
-    await action();
-    return true;
-  } catch (e) {
-    say(`error: ${errorText(e)}`, true);
-    return false;
-  }
-}
+const run = (action: () => Promise<unknown>) => runAction(action, (e) => say(`error: ${errorText(e)}`, true));
 const visible = () => document.visibilityState === 'visible';
 
 async function main(): Promise<void> {

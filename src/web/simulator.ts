@@ -11,6 +11,7 @@
 // localStorage) while they belong to the stack that serves the page; a second
 // tab of the simulator gets phones in memory (one client per store).
 import { apnsToken, HushClient, MemoryStore, openIndexedDbClient, type Notification, type PreviewMode, type TokenStatus } from '../sdk/index.ts';
+import { errorText, runAction } from './actions.ts';
 import { loadConfig, openPushFeed, type PushEvent, type WebConfig } from './push-bridge.ts';
 
 interface SavedPhone {
@@ -51,7 +52,6 @@ const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 const hhmm = (d: Date) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 const stamp = (d: Date) => `${hhmm(d)}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 function statusText(s: TokenStatus | undefined): string {
   if (!s) return 'no token';
@@ -66,12 +66,12 @@ interface Shown extends Notification {
 
 export class Phone {
   readonly el: HTMLElement;
-  private readonly lock: HTMLElement;
-  private readonly badgeEl: HTMLElement;
-  private readonly log: HTMLElement;
-  private readonly statusEl: HTMLElement;
-  private readonly contactsEl: HTMLElement;
-  private readonly toSelect: HTMLSelectElement;
+  private readonly lock = h('div', { class: 'lock-screen' });
+  private readonly badgeEl = h('span', { class: 'badge zero', title: 'app icon badge' }, '0');
+  private readonly log = h('ul', { class: 'push-log' });
+  private readonly statusEl = h('span', { class: 'token-status' });
+  private readonly contactsEl = h('ul', { class: 'phone-contacts' });
+  private readonly toSelect = h('select', { class: 'to', title: 'send to' });
   /** Notifications on the lock screen, oldest first. */
   readonly shown: Shown[] = [];
   private closed = false;
@@ -84,91 +84,23 @@ export class Phone {
     private readonly persistent: boolean,
     private readonly onRemove: (p: Phone) => void,
   ) {
-    const preview = h('select', { class: 'preview', title: 'what notifications show' });
-    for (const [value, label] of [
-      ['message', 'preview: message'],
-      ['contact', 'preview: contact name only'],
-      ['hidden', 'preview: hidden'],
-    ] as const) {
-      preview.append(h('option', { value }, label));
-    }
-    preview.value = client.previewMode;
-    preview.addEventListener('change', () => {
-      const mode = preview.value as PreviewMode;
-      preview.disabled = true;
-      client
-        .setPreviewMode(mode)
-        .then(() => this.note(`preview mode: ${mode}`))
-        .catch((e) => this.note(`preview mode failed: ${errorText(e)}`, true))
-        .finally(() => (preview.disabled = false));
-    });
+    this.el = h(
+      'article',
+      { class: 'phone', 'data-name': name },
+      this.device(),
+      this.card(),
+      h('div', { class: 'card' }, h('span', { class: 'label' }, 'push path'), this.log),
+    );
+    this.listen();
+    this.renderStatus();
+    this.renderContacts();
+    this.renderLock();
+  }
 
-    const invite = h('button', { class: 'invite', type: 'button' }, 'Invite');
-    const invitation = h('div', { class: 'invitation', title: 'give this link to the other side once' });
-    const openInChat = h('a', { class: 'invite-chat', target: '_blank', rel: 'noopener', hidden: '' }, 'open in the web chat');
-    invite.addEventListener('click', () => {
-      invite.disabled = true;
-      client
-        .createInvitation()
-        .then(({ link }) => {
-          invitation.textContent = link;
-          openInChat.href = `/#${link}`;
-          openInChat.hidden = false;
-          this.note('invitation created');
-          this.renderContacts();
-        })
-        .catch((e) => this.note(`invitation failed: ${errorText(e)}`, true))
-        .finally(() => (invite.disabled = false));
-    });
-
-    const acceptLink = h('input', { class: 'accept-link', type: 'text', placeholder: 'paste an invitation link', autocomplete: 'off' });
-    const accept = h('button', { class: 'accept', type: 'button' }, 'Accept');
-    accept.addEventListener('click', () => {
-      const link = acceptLink.value.trim();
-      if (!link) return;
-      accept.disabled = true;
-      client
-        .acceptInvitation(link)
-        .then(() => {
-          acceptLink.value = '';
-          this.note('invitation accepted; waiting for the other side');
-          this.renderContacts();
-        })
-        .catch((e) => this.note(`accept failed: ${errorText(e)}`, true))
-        .finally(() => (accept.disabled = false));
-    });
-
-    this.toSelect = h('select', { class: 'to', title: 'send to' });
-    const text = h('input', { class: 'text', type: 'text', placeholder: 'message', autocomplete: 'off' });
-    const send = h('button', { class: 'send', type: 'submit' }, 'Send');
-    const compose = h('form', { class: 'row compose' }, this.toSelect, text, send);
-    compose.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const to = this.toSelect.value;
-      const body = text.value;
-      if (!to || !body) return;
-      send.disabled = true;
-      client
-        .send(to, body)
-        .then(() => {
-          text.value = '';
-          this.note(`sent to ${this.toSelect.selectedOptions[0]?.textContent ?? 'contact'}`);
-        })
-        .catch((e) => this.note(`send failed: ${errorText(e)}`, true))
-        .finally(() => (send.disabled = false));
-    });
-
-    const remove = h('button', { class: 'remove', type: 'button', title: 'close this phone and delete its data' }, 'Remove');
-    remove.addEventListener('click', () => void this.remove());
-
+  /** The phone itself: status bar, clock, lock screen, and the home button that opens the app. */
+  private device(): HTMLElement {
     const openApp = h('button', { class: 'open-app', type: 'button', title: 'open the app: read everything, clear the lock screen' }, 'Open app');
     openApp.addEventListener('click', () => void this.openApp());
-
-    this.badgeEl = h('span', { class: 'badge zero', title: 'app icon badge' }, '0');
-    this.lock = h('div', { class: 'lock-screen' });
-    this.statusEl = h('span', { class: 'token-status' });
-    this.log = h('ul', { class: 'push-log' });
-    this.contactsEl = h('ul', { class: 'phone-contacts' });
     const time = h('div', { class: 'time' });
     const date = h('div', { class: 'date' });
     const sbTime = h('span', { class: 'sb-time' });
@@ -180,38 +112,118 @@ export class Phone {
     };
     tick();
     const timer = setInterval(() => (this.closed ? clearInterval(timer) : tick()), 1000);
-
-    this.el = h(
-      'article',
-      { class: 'phone', 'data-name': name },
+    return h(
+      'div',
+      { class: 'device' },
       h(
         'div',
-        { class: 'device' },
-        h(
-          'div',
-          { class: 'screen' },
-          h('div', { class: 'notch' }),
-          h('div', { class: 'statusbar' }, sbTime, h('span', { class: 'app-icon', title: 'Hush' }, h('span', { class: 'glyph' }), this.badgeEl)),
-          h('div', { class: 'clock' }, time, date),
-          this.lock,
-          h('div', { class: 'home' }, openApp),
-        ),
+        { class: 'screen' },
+        h('div', { class: 'notch' }),
+        h('div', { class: 'statusbar' }, sbTime, h('span', { class: 'app-icon', title: 'Hush' }, h('span', { class: 'glyph' }), this.badgeEl)),
+        h('div', { class: 'clock' }, time, date),
+        this.lock,
+        h('div', { class: 'home' }, openApp),
       ),
-      h(
-        'div',
-        { class: 'card' },
-        h('div', { class: 'row' }, h('span', { class: 'name' }, name), this.statusEl, remove),
-        h('div', { class: 'row' }, h('span', { class: 'label' }, 'APNs token'), h('span', { class: 'token', title: token }, `${token.slice(0, 16)}…`)),
-        h('div', { class: 'row' }, preview),
-        h('div', { class: 'row' }, invite, openInChat),
-        invitation,
-        h('div', { class: 'row' }, acceptLink, accept),
-        this.contactsEl,
-        compose,
-      ),
-      h('div', { class: 'card' }, h('span', { class: 'label' }, 'push path'), this.log),
     );
+  }
 
+  /** The controls beside the phone: its token, preview mode, invitations, contacts and a message to send. */
+  private card(): HTMLElement {
+    const remove = h('button', { class: 'remove', type: 'button', title: 'close this phone and delete its data' }, 'Remove');
+    remove.addEventListener('click', () => void this.remove());
+    return h(
+      'div',
+      { class: 'card' },
+      h('div', { class: 'row' }, h('span', { class: 'name' }, this.name), this.statusEl, remove),
+      h('div', { class: 'row' }, h('span', { class: 'label' }, 'APNs token'), h('span', { class: 'token', title: this.token }, `${this.token.slice(0, 16)}…`)),
+      h('div', { class: 'row' }, this.previewSelect()),
+      ...this.inviteRows(),
+      this.acceptRow(),
+      this.contactsEl,
+      this.composeForm(),
+    );
+  }
+
+  /** Runs what the user asked for, `control` disabled meanwhile; a failure is noted as `<what> failed: …`. */
+  private act(control: { disabled: boolean }, what: string, action: () => Promise<void>): void {
+    void runAction(action, (e) => this.note(`${what} failed: ${errorText(e)}`, true), control);
+  }
+
+  private previewSelect(): HTMLSelectElement {
+    const preview = h('select', { class: 'preview', title: 'what notifications show' });
+    for (const [value, label] of [
+      ['message', 'preview: message'],
+      ['contact', 'preview: contact name only'],
+      ['hidden', 'preview: hidden'],
+    ] as const) {
+      preview.append(h('option', { value }, label));
+    }
+    preview.value = this.client.previewMode;
+    preview.addEventListener('change', () => {
+      const mode = preview.value as PreviewMode;
+      this.act(preview, 'preview mode', async () => {
+        await this.client.setPreviewMode(mode);
+        this.note(`preview mode: ${mode}`);
+      });
+    });
+    return preview;
+  }
+
+  /** Invite, and the link it makes (to give the other side, or open in the web chat). */
+  private inviteRows(): HTMLElement[] {
+    const invite = h('button', { class: 'invite', type: 'button' }, 'Invite');
+    const invitation = h('div', { class: 'invitation', title: 'give this link to the other side once' });
+    const openInChat = h('a', { class: 'invite-chat', target: '_blank', rel: 'noopener', hidden: '' }, 'open in the web chat');
+    invite.addEventListener('click', () =>
+      this.act(invite, 'invitation', async () => {
+        const { link } = await this.client.createInvitation();
+        invitation.textContent = link;
+        openInChat.href = `/#${link}`;
+        openInChat.hidden = false;
+        this.note('invitation created');
+        this.renderContacts();
+      }),
+    );
+    return [h('div', { class: 'row' }, invite, openInChat), invitation];
+  }
+
+  private acceptRow(): HTMLElement {
+    const acceptLink = h('input', { class: 'accept-link', type: 'text', placeholder: 'paste an invitation link', autocomplete: 'off' });
+    const accept = h('button', { class: 'accept', type: 'button' }, 'Accept');
+    accept.addEventListener('click', () => {
+      const link = acceptLink.value.trim();
+      if (!link) return;
+      this.act(accept, 'accept', async () => {
+        await this.client.acceptInvitation(link);
+        acceptLink.value = '';
+        this.note('invitation accepted; waiting for the other side');
+        this.renderContacts();
+      });
+    });
+    return h('div', { class: 'row' }, acceptLink, accept);
+  }
+
+  private composeForm(): HTMLFormElement {
+    const text = h('input', { class: 'text', type: 'text', placeholder: 'message', autocomplete: 'off' });
+    const send = h('button', { class: 'send', type: 'submit' }, 'Send');
+    const compose = h('form', { class: 'row compose' }, this.toSelect, text, send);
+    compose.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const to = this.toSelect.value;
+      const body = text.value;
+      if (!to || !body) return;
+      this.act(send, 'send', async () => {
+        await this.client.send(to, body);
+        text.value = '';
+        this.note(`sent to ${this.toSelect.selectedOptions[0]?.textContent ?? 'contact'}`);
+      });
+    });
+    return compose;
+  }
+
+  /** The client's events, in the push log and on the card. */
+  private listen(): void {
+    const client = this.client;
     client.on('tokenStatus', (s) => {
       this.renderStatus();
       this.note(`token ${statusText(s)}`);
@@ -224,9 +236,6 @@ export class Phone {
     client.on('call', () => this.renderContacts());
     // `what` only: the SDK writes it to carry no keys or IDs; the error's own text is not
     client.on('error', (e) => this.note(`error: ${e.what}`, true));
-    this.renderStatus();
-    this.renderContacts();
-    this.renderLock();
   }
 
   static async open(o: {
@@ -409,10 +418,7 @@ export class Simulator {
         const input = $<HTMLInputElement>('#phone-name');
         const name = input.value.trim();
         input.value = '';
-        add.disabled = true;
-        this.addPhone(name || undefined)
-          .catch((e) => this.fail(e))
-          .finally(() => (add.disabled = false));
+        void runAction(() => this.addPhone(name || undefined), (e) => this.fail(e), add);
       });
     } catch (e) {
       this.fail(e);

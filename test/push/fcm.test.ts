@@ -15,7 +15,8 @@ import { FCM_SCOPE, FcmAccessToken, JWT_BEARER_GRANT, parseServiceAccount, signA
 import { FCM_MAX_DATA, FCM_MAX_TTL_SECONDS, fcmBody, fcmDataSize, fcmMessage, fcmRegistrationToken, checkFcmTtl } from '../../src/push/fcm/payload.ts';
 import { FcmProvider, parseFcmError, type FcmConfig } from '../../src/push/fcm/provider.ts';
 import { DEFAULT_TTL_SECONDS, type PushRequest, type PushResult } from '../../src/push/provider.ts';
-import { FcmTestServer, type FcmReply, type ServiceAccountJson } from '../../src/push/stand-ins/fcm-server.ts';
+import { FcmTestServer, type FcmReply } from '../../src/push/stand-ins/fcm-server.ts';
+import type { ServiceAccountJson } from '../../src/push/stand-ins/google-oauth.ts';
 import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
 
 const KINDS: PushKind[] = ['verification', 'message', 'check'];
