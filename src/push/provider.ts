@@ -35,16 +35,3 @@ export const DEFAULT_TTL_SECONDS: Readonly<Record<PushKind, number>> = {
   verification: 3600,
   check: 3600,
 };
-
-/** A retry result, with the provider's retry-after when it gave one. */
-export const retryResult = (reason: string, afterMs?: number): PushResult =>
-  afterMs !== undefined ? { outcome: 'retry', reason, afterMs } : { outcome: 'retry', reason };
-
-/** An HTTP retry-after header (delay-seconds or an HTTP date), in ms from now. */
-export function retryAfterMs(v: string | string[] | undefined, now: number): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (s === undefined || s.trim() === '') return undefined;
-  if (/^\s*\d+\s*$/.test(s)) return Number(s) * 1000;
-  const t = Date.parse(s);
-  return Number.isNaN(t) ? undefined : Math.max(0, t - now);
-}

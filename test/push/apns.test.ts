@@ -11,7 +11,7 @@ import { type DeviceToken, PUSH_DATA_SIZE, type PushKind } from '../../src/push/
 import { ApnsJwt, DEFAULT_REFRESH_MS } from '../../src/push/apns/jwt.ts';
 import { APNS_MAX_PAYLOAD, apnsBody, apnsBodyBytes, DEFAULT_ALERT, renderApns } from '../../src/push/apns/payload.ts';
 import { ApnsProvider, type ApnsConfig } from '../../src/push/apns/provider.ts';
-import { retryAfterMs } from '../../src/push/provider.ts';
+import { retryAfterMs } from '../../src/push/outcome.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
 import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/stand-ins/apns-server.ts';
 import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';

@@ -5,7 +5,8 @@ import type { KeyObject } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool, jsonReason, type Http2Outcome, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
-import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { DELIVERED, http2Result, notSent, retryAfter, type Http2Answer, type StatusTable } from '../outcome.ts';
+import type { PushProvider, PushRequest, PushResult } from '../provider.ts';
 import { ApnsJwt } from './jwt.ts';
 import { renderApns, type ApnsAlert, type ApnsRendered, type ApnsRenderOptions } from './payload.ts';
 
@@ -118,37 +119,29 @@ export class ApnsProvider implements PushProvider {
     const r = await this.jwt.send(attempt, isProviderTokenRejected, (first) =>
       this.cfg.log?.warn({ event: 'apns_provider_token_rejected', reason: jsonReason((first as { body: string }).body) }),
     );
-    if (!isProviderTokenRejected(r)) return this.answered(r);
-    // a fresh token refused too: a clock far off (expired) or wrong credentials (invalid)
-    const reason = jsonReason(r.body)!;
-    return reason === 'ExpiredProviderToken' ? retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now())) : { outcome: 'failed', reason };
+    return http2Result(r, this.table, this.now);
   }
 
   /** Why a push is not even sent, if it is not. */
   private refuse(req: PushRequest): PushResult | undefined {
-    if (this.closed) return retryResult('provider closed');
-    if (!(this.serves as readonly Provider[]).includes(req.device.provider)) return { outcome: 'failed', reason: `provider ${req.device.provider} not served` };
     const n = req.device.token.length;
-    if (n < MIN_APNS_TOKEN || n > MAX_APNS_TOKEN) return { outcome: 'invalid', reason: 'BAD' };
-    return undefined;
+    return notSent(this.closed, this.serves, req.device) ?? (n < MIN_APNS_TOKEN || n > MAX_APNS_TOKEN ? { outcome: 'invalid', reason: 'BAD' } : undefined);
   }
 
-  private answered(r: Http2Outcome): PushResult {
-    if ('lost' in r) return retryResult(r.lost === 'closed' ? 'provider closed' : r.lost);
-    if ('failed' in r) return { outcome: 'failed', reason: r.failed };
+  /** Apple's answers. A provider token refused here was refused even when new. */
+  private readonly table: StatusTable<Http2Answer> = (r) => {
     const { status } = r;
-    if (status === 200) return { outcome: 'delivered' };
+    if (status === 200) return DELIVERED;
     const reason = jsonReason(r.body) ?? `HTTP ${status}`;
     if (status === 400 && reason === 'BadDeviceToken') return { outcome: 'invalid', reason: 'BAD' };
     if (status === 400 && reason === 'DeviceTokenNotForTopic') return { outcome: 'invalid', reason: 'TOPIC' };
     if (status === 410) return { outcome: 'invalid', reason: reason === 'ExpiredToken' ? 'EXPIRED' : 'UNREGISTERED' };
-    if (status === 429 || status >= 500) {
-      // 503 Shutdown: this connection is going away; send the next ones elsewhere
-      if (status === 503) this.pool.retire(r.connection);
-      return retryResult(reason, retryAfterMs(r.headers['retry-after'], this.now()));
-    }
-    return { outcome: 'failed', reason };
-  }
+    // a clock far off, worth retrying; InvalidProviderToken (wrong credentials) fails
+    if (status === 403 && reason === 'ExpiredProviderToken') return retryAfter(r, reason, this.now);
+    // 503 Shutdown: this connection is going away; send the next ones elsewhere
+    if (status === 503) this.pool.retire(r.connection);
+    return reason;
+  };
 
   /** Stops taking pushes; queued ones resolve as retry, in-flight ones finish. */
   async close(): Promise<void> {
@@ -157,7 +150,7 @@ export class ApnsProvider implements PushProvider {
   }
 }
 
-function isProviderTokenRejected(r: Http2Outcome): r is Extract<Http2Outcome, { status: number }> {
+function isProviderTokenRejected(r: Http2Outcome): r is Http2Answer {
   if (!('status' in r) || r.status !== 403) return false;
   const reason = jsonReason(r.body);
   return reason === 'ExpiredProviderToken' || reason === 'InvalidProviderToken';

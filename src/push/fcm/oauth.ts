@@ -17,7 +17,7 @@ import https from 'node:https';
 import type { Logger } from 'pino';
 import { Credential, type Issued } from '../credential.ts';
 import { signJws } from '../jws.ts';
-import { retryAfterMs } from '../provider.ts';
+import { retryAfterMs } from '../outcome.ts';
 
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';

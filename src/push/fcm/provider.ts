@@ -18,7 +18,8 @@
 // The token endpoint failing: retry (network, 5xx) or failed (4xx: the credentials).
 import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool, type Http2Outcome, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
-import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { DELIVERED, http2Result, notSent, retryAfter, retryResult, type Http2Answer, type StatusTable } from '../outcome.ts';
+import type { PushProvider, PushRequest, PushResult } from '../provider.ts';
 import { FcmAccessToken, type AccessTokenResult } from './oauth.ts';
 import { checkFcmTtl, fcmBody, fcmRegistrationToken } from './payload.ts';
 
@@ -110,8 +111,8 @@ export class FcmProvider implements PushProvider {
   }
 
   async send(req: PushRequest): Promise<PushResult> {
-    if (this.closed) return retryResult('provider closed');
-    if (!this.serves.includes(req.device.provider)) return { outcome: 'failed', reason: `provider ${req.device.provider} not served` };
+    const refused = notSent(this.closed, this.serves, req.device);
+    if (refused) return refused;
     const registration = fcmRegistrationToken(req.device.token);
     if (registration === undefined) return { outcome: 'invalid', reason: 'BAD' };
     let body: string;
@@ -149,20 +150,17 @@ export class FcmProvider implements PushProvider {
       return { answer, used };
     };
     const r = await this.auth.send(attempt, isTokenRejected, () => this.cfg.log?.warn({ event: 'fcm_access_token_rejected' }));
-    if ('ok' in r) return tokenFailure(r);
-    // a fresh token refused too: the service account lacks access (or a clock far off)
-    if (isTokenRejected(r)) return { outcome: 'failed', reason: 'UNAUTHENTICATED' };
-    return this.answered(r);
+    return 'ok' in r ? tokenFailure(r) : http2Result(r, this.table, this.now);
   }
 
-  private answered(r: Http2Outcome): PushResult {
-    if ('lost' in r) return retryResult(r.lost === 'closed' ? 'provider closed' : r.lost);
-    if ('failed' in r) return { outcome: 'failed', reason: r.failed };
+  /** Google's answers, by FCM error code. */
+  private readonly table: StatusTable<Http2Answer> = (r) => {
     const { status } = r;
-    if (status === 200) return { outcome: 'delivered' };
+    if (status === 200) return DELIVERED;
     const e = parseFcmError(r.body);
+    // a fresh token refused too: the service account lacks access (or a clock far off)
+    if (isTokenRejected(r, e)) return { outcome: 'failed', reason: 'UNAUTHENTICATED' };
     const code = e.errorCode ?? e.status ?? `HTTP ${status}`;
-    const retry = () => retryResult(code, retryAfterMs(r.headers['retry-after'], this.now()));
     switch (code) {
       // only with FCM's own code: a bare 404 NOT_FOUND is likelier a wrong endpoint or project
       // than a dead token, and failing a push is recoverable where invalidating a token is not
@@ -180,11 +178,11 @@ export class FcmProvider implements PushProvider {
       case 'RESOURCE_EXHAUSTED':
       case 'UNAVAILABLE':
       case 'INTERNAL':
-        return retry();
+        // whatever the status
+        return retryAfter(r, code, this.now);
     }
-    if (status === 429 || status >= 500) return retry();
-    return { outcome: 'failed', reason: code };
-  }
+    return code;
+  };
 
   /** Stops taking pushes; queued ones resolve as retry, in-flight ones finish. */
   async close(): Promise<void> {
@@ -196,9 +194,9 @@ export class FcmProvider implements PushProvider {
 
 type TokenFailure = Extract<AccessTokenResult, { ok: false }>;
 
-/** 401 for our access token (not THIRD_PARTY_AUTH_ERROR, which is about the project's APNs/Web Push keys). */
-function isTokenRejected(r: Http2Outcome | TokenFailure): boolean {
-  return 'status' in r && r.status === 401 && parseFcmError(r.body).errorCode !== 'THIRD_PARTY_AUTH_ERROR';
+/** 401 for our access token (not THIRD_PARTY_AUTH_ERROR, which is about the project's APNs/Web Push keys); e: the body, parsed already. */
+function isTokenRejected(r: Http2Outcome | TokenFailure, e?: FcmErrorInfo): boolean {
+  return 'status' in r && r.status === 401 && (e ?? parseFcmError(r.body)).errorCode !== 'THIRD_PARTY_AUTH_ERROR';
 }
 
 function tokenFailure(r: TokenFailure): PushResult {

@@ -8,7 +8,8 @@
 //   401, 4xx           failed: our key is refused or the request is malformed
 import { Http2Pool, jsonReason, type Http2PoolOptions, type Http2PoolStats } from '../http2/pool.ts';
 import { PROVIDERS, type Provider } from '../device.ts';
-import { retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { http2Result, type Answer } from '../outcome.ts';
+import type { PushProvider, PushRequest, PushResult } from '../provider.ts';
 import { decodePushResult, encodePushRequest, PUSH_PATH } from './protocol.ts';
 
 /** Connection options as in Http2Pool; keepAlive is on by default: the gateway is ours, and PINGs keep an idle link (through a load balancer, a NAT) alive and checked. */
@@ -46,19 +47,21 @@ export class GatewayProvider implements PushProvider {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
     };
-    const r = await this.pool.request(() => ({ headers, body }));
-    if ('lost' in r) return retryResult(`gateway: ${r.lost}`);
-    if ('failed' in r) return { outcome: 'failed', reason: `gateway: ${r.failed}` };
-    if (r.status === 200) {
-      const result = decodePushResult(r.body);
-      return result.ok ? result.value : { outcome: 'failed', reason: `gateway: ${result.error}` };
-    }
-    const error = jsonReason(r.body, 'error') ?? `HTTP ${r.status}`;
-    if (r.status === 429 || r.status >= 500) return retryResult(`gateway: ${error}`, retryAfterMs(r.headers['retry-after'], this.now()));
-    return { outcome: 'failed', reason: `gateway: ${error}` };
+    return http2Result(await this.pool.request(() => ({ headers, body })), gatewayAnswer, this.now, fromGateway);
   }
 
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+const fromGateway = (why: string): string => `gateway: ${why}`;
+
+/** The gateway's answers: 200 carries the result its provider gave. */
+function gatewayAnswer({ status, body }: Answer): PushResult | string {
+  if (status === 200) {
+    const result = decodePushResult(body);
+    return result.ok ? result.value : { outcome: 'failed', reason: fromGateway(result.error) };
+  }
+  return fromGateway(jsonReason(body, 'error') ?? `HTTP ${status}`);
 }

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { toBase64Url } from '../../core/encoding.ts';
 import type { Provider, PushKind } from '../device.ts';
 import { Http2Pool } from '../http2/pool.ts';
-import { DEFAULT_TTL_SECONDS, retryAfterMs, retryResult, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
+import { answerResult, DELIVERED, http2Result, notSent, PROVIDER_CLOSED, retryResult, type Answer } from '../outcome.ts';
+import { DEFAULT_TTL_SECONDS, type PushProvider, type PushRequest, type PushResult } from '../provider.ts';
 import { isPublicAddress, NOT_PUBLIC, publicOnlyLookup } from '../../server/address-guard.ts';
 import { encryptWebPush } from './ece.ts';
 import { decodeWebPushSubscription } from './subscription.ts';
@@ -69,16 +70,15 @@ export function webPushHeaders(kind: PushKind, ttlSeconds?: Partial<Record<PushK
   return h;
 }
 
-/** The PushResult of a push service's answer (see the table above). */
-export function webPushResult(status: number, headers: http.IncomingHttpHeaders, body: string, now: number): PushResult {
-  if (status >= 200 && status < 300) return { outcome: 'delivered' };
-  const reason = `HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ''}`;
+/** A push service's answers (RFC 8030), as a StatusTable. */
+export function webPushAnswer({ status, body }: Answer): PushResult | string {
+  if (status >= 200 && status < 300) return DELIVERED;
   if (status === 404) return { outcome: 'invalid', reason: 'UNREGISTERED' };
   if (status === 410) return { outcome: 'invalid', reason: 'EXPIRED' };
   if (status === 413) return { outcome: 'failed', reason: 'PayloadTooLarge' };
-  if (status === 429 || status >= 500) return retryResult(reason, retryAfterMs(headers['retry-after'], now));
   if (status >= 300 && status < 400) return { outcome: 'failed', reason: `HTTP ${status} redirect not followed` };
-  return { outcome: 'failed', reason };
+  const text = body.trim();
+  return `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`;
 }
 
 interface Pending {
@@ -168,8 +168,8 @@ export class WebPushProvider implements PushProvider {
   }
 
   send(req: PushRequest): Promise<PushResult> {
-    if (this.closed) return Promise.resolve(retryResult('provider closed'));
-    if (!this.serves.includes(req.device.provider)) return Promise.resolve({ outcome: 'failed', reason: `provider ${req.device.provider} not served` });
+    const refused = notSent(this.closed, this.serves, req.device);
+    if (refused) return Promise.resolve(refused);
     const target = targetOf(req.device.token);
     if (!target) return Promise.resolve({ outcome: 'invalid', reason: 'BAD' });
     const { url, p256dh, auth } = target;
@@ -195,7 +195,7 @@ export class WebPushProvider implements PushProvider {
   }
 
   private post(origin: Origin, url: URL, headers: http.OutgoingHttpHeaders, body: Uint8Array, kind: PushKind): Promise<PushResult> {
-    if (this.closed) return Promise.resolve(retryResult('provider closed'));
+    if (this.closed) return Promise.resolve(PROVIDER_CLOSED);
     return new Promise<PushResult>((resolve) => {
       const p: Pending = { resolve, done: false, timer: undefined };
       this.pending.add(p);
@@ -214,17 +214,7 @@ export class WebPushProvider implements PushProvider {
       if (origin.pool) {
         // the pool times requests out itself
         const request = { headers: { ':method': 'POST', ':path': `${url.pathname}${url.search}`, ...headers }, body };
-        return origin.pool.send(
-          () => request,
-          (r) =>
-            finish(
-              'lost' in r
-                ? retryResult(r.lost === 'closed' ? 'provider closed' : r.lost)
-                : 'failed' in r
-                  ? { outcome: 'failed', reason: r.failed }
-                  : webPushResult(r.status, r.headers, r.body.trim(), this.now()),
-            ),
-        );
+        return origin.pool.send(() => request, (r) => finish(http2Result(r, webPushAnswer, this.now)));
       }
       p.timer = setTimeout(() => {
         finish(retryResult('timeout'));
@@ -241,14 +231,14 @@ export class WebPushProvider implements PushProvider {
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) {
           res.resume(); // nothing to read, but the socket is free only once the body is consumed
-          return finish({ outcome: 'delivered' });
+          return finish(DELIVERED);
         }
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
           if (text.length < 512) text += c;
         });
-        const answered = () => finish(webPushResult(status, res.headers, text.trim(), this.now()));
+        const answered = () => finish(answerResult({ status, headers: res.headers, body: text }, webPushAnswer, this.now));
         res.on('end', answered);
         res.on('error', answered);
         res.on('close', answered);
@@ -266,7 +256,7 @@ export class WebPushProvider implements PushProvider {
     this.closed = true;
     clearInterval(this.sweeper);
     for (const p of [...this.pending]) {
-      p.resolve(retryResult('provider closed'));
+      p.resolve(PROVIDER_CLOSED);
       p.req?.destroy();
     }
     for (const o of this.origins.values()) this.closeOrigin(o);
