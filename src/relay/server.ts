@@ -5,8 +5,8 @@ import type { CryptoSuite } from '../core/crypto/suite.ts';
 import type { Transmission } from '../core/transmission.ts';
 import { equalBytes } from '../core/encoding.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
-import { serveProtocol, shapeError, type Session } from '../server/protocol-server.ts';
-import { ProtocolSession, type SessionProtocol } from '../server/session-core.ts';
+import { serveProtocol, type Session } from '../server/protocol-server.ts';
+import { ProtocolSession, shapeError, type SessionProtocol } from '../server/session-core.ts';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/connection-limits.ts';
 import type { ListenerOptions, ProtocolServer, ServerSpec } from '../server/protocol-server.ts';
 import { CreationGuard, type CreationPolicy } from '../server/creation.ts';
@@ -227,12 +227,10 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
     const s = this.session;
     switch (c.type) {
       case 'PING':
-        if (t.entityId.length > 0) return 'HAS_ENTITY';
-        if (t.auth.length > 0) return 'HAS_AUTH';
-        return { type: 'PONG' };
+        return shapeError(t, false, false) ?? { type: 'PONG' };
       case 'NEW': {
-        if (t.entityId.length > 0) return 'HAS_ENTITY';
-        if (t.auth.length === 0) return 'NO_AUTH';
+        const bad = shapeError(t, false, true);
+        if (bad) return bad;
         if (![c.rcvAuthKey, c.rcvDhKey, ...(c.ntf ? [c.ntf.ntfAuthKey, c.ntf.rcvNtfDhKey] : [])].every(isValidPublicKey)) return 'KEY';
         // Before the key agreement of verify: a refused NEW costs the relay little.
         const refused = this.relay.creation.check((this.creations ??= this.relay.creation.connectionBudget()), s.address, c.password);
@@ -240,27 +238,28 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
         if (!s.verify(t, c.rcvAuthKey, 'NEW')) return 'AUTH';
         return this.newQueue(c);
       }
-      case 'NSUBS':
-        if (t.entityId.length > 0) return 'HAS_ENTITY';
-        if (t.auth.length === 0) return 'NO_AUTH';
+      case 'NSUBS': {
+        const bad = shapeError(t, false, true);
+        if (bad) return bad;
         if (!isValidPublicKey(c.serviceKey)) return 'KEY';
         if (!s.verify(t, c.serviceKey, 'NSUBS')) return 'AUTH';
         return this.subscribeService(this.relay.opts.crypto.sha256(c.serviceKey));
+      }
       case 'SEND':
         return this.send(t, c);
       case 'NACK':
       case 'NUNS':
         return this.notifierCommand(t, c);
       case 'NSUB': {
-        if (t.entityId.length === 0) return 'NO_ENTITY';
-        if (t.auth.length === 0) return 'NO_AUTH';
+        const bad = shapeError(t, true, true);
+        if (bad) return bad;
         const q = this.authorized(t, this.relay.opts.store.byNotifier(t.entityId), (q) => q.notifier!.ntfAuthKey, 'notifier');
         return q ? this.subscribeNotifier(q) : 'AUTH';
       }
     }
     // Recipient commands.
-    if (t.entityId.length === 0) return 'NO_ENTITY';
-    if (t.auth.length === 0) return 'NO_AUTH';
+    const bad = shapeError(t, true, true);
+    if (bad) return bad;
     const q = this.authorized(t, this.relay.opts.store.byRecipient(t.entityId), (q) => q.rcvAuthKey, 'recipient');
     return q ? this.recipient(q, c) : 'AUTH';
   }
@@ -356,8 +355,9 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
   }
 
   private send(t: Transmission, c: Extract<RelayCommand, { type: 'SEND' }>): Reply {
+    const bad = shapeError(t, true); // an authenticator or none: which one the queue takes is checked below
+    if (bad) return bad;
     const { store, crypto } = this.relay.opts;
-    if (t.entityId.length === 0) return 'NO_ENTITY';
     const q = store.bySender(t.entityId);
     // Until KEY secures the queue only an unauthenticated SEND is accepted; after, only the sender key.
     // An unknown ID, or an authenticator on an unsecured queue, is checked alike (against no key) and fails.

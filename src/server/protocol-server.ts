@@ -330,20 +330,6 @@ function corrIdOf(item: Uint8Array): Uint8Array {
   return len <= 24 && start + len <= item.length ? item.slice(start, start + len) : EMPTY;
 }
 
-/**
- * The error for a transmission whose shape does not fit its command: an entity
- * ID and an authenticator either required or forbidden. Undefined if it fits.
- */
-export function shapeError(
-  t: Transmission,
-  entity: boolean,
-  auth: boolean,
-): 'NO_ENTITY' | 'HAS_ENTITY' | 'NO_AUTH' | 'HAS_AUTH' | undefined {
-  if (entity !== t.entityId.length > 0) return entity ? 'NO_ENTITY' : 'HAS_ENTITY';
-  if (auth !== t.auth.length > 0) return auth ? 'NO_AUTH' : 'HAS_AUTH';
-  return undefined;
-}
-
 export class ProtocolServer {
   readonly crypto: CryptoSuite;
   private readonly http: http.Server;

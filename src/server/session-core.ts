@@ -18,6 +18,21 @@ export interface SessionProtocol<C extends { type: string }, R extends { type: s
 const EMPTY = new Uint8Array(0);
 
 /**
+ * The error for a transmission whose shape does not fit its command: an entity
+ * ID required or forbidden, and an authenticator required, forbidden or (auth
+ * omitted) either. Undefined if it fits.
+ */
+export function shapeError(
+  t: Transmission,
+  entity: boolean,
+  auth?: boolean,
+): 'NO_ENTITY' | 'HAS_ENTITY' | 'NO_AUTH' | 'HAS_AUTH' | undefined {
+  if (entity !== t.entityId.length > 0) return entity ? 'NO_ENTITY' : 'HAS_ENTITY';
+  if (auth !== undefined && auth !== t.auth.length > 0) return auth ? 'NO_AUTH' : 'HAS_AUTH';
+  return undefined;
+}
+
+/**
  * One client connection of a protocol server. Handlers run synchronously and
  * return a response, or an error by name; work they `defer` (deliveries,
  * pushes of kept notifications) runs after the reply is queued, so what a

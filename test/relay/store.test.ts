@@ -2,16 +2,17 @@
 // JournalQueueStore (the journal case also checks every state after a reopen),
 // then journal-only durability tests: reopen after close and after a crash,
 // torn tails, corruption in the middle (refused, then repaired), compaction,
-// and unflushed records.
+// and unflushed records; last, the memory store's log seam the journal uses.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 as zlibCrc } from 'node:zlib';
-import { JournalCorruptError } from '../../src/server/journal.ts';
+import { JournalCorruptError, type RecordLog } from '../../src/server/journal.ts';
 import { JournalQueueStore, repairRelayJournal } from '../../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
+import type { StoreRecord } from '../../src/relay/store/records.ts';
 import type {
   NotifierRecord,
   PendingNotification,
@@ -876,5 +877,32 @@ describe('JournalQueueStore durability', () => {
     } finally {
       await j3.close();
     }
+  });
+});
+
+describe('MemoryQueueStore with a log attached (what the journal store composes)', () => {
+  test('the log gets every change, and loading its records rebuilds the same state', async () => {
+    const { ops, rcvIds, services } = scenario(5, 400);
+    const appended: StoreRecord[] = [];
+    let flushes = 0;
+    const log: RecordLog<StoreRecord> = {
+      append: (r) => void appended.push(r),
+      flush: () => void flushes++,
+      close() {},
+      failure: () => 'disk full',
+    };
+    const m = new MemoryQueueStore();
+    m.attach(log);
+    for (const op of ops) op(m);
+    await m.flush();
+    assert.equal(flushes, 1);
+    assert.equal(m.failure(), 'disk full', 'the log says why it cannot persist');
+    const replayed = new MemoryQueueStore();
+    for (const r of appended) replayed.load(r);
+    assert.deepEqual(replayed.counts(), m.counts());
+    assert.deepEqual(dump(replayed, rcvIds, services), dump(oracle(ops), rcvIds, services));
+    const live = new MemoryQueueStore();
+    for (const r of m.liveRecords()) live.load(r);
+    assert.deepEqual(dump(live, rcvIds, services), dump(m, rcvIds, services));
   });
 });

@@ -1,10 +1,12 @@
-// Journal store: the memory store, with every change appended to a journal
-// (src/server/journal.ts) and the journal replayed on open.
+// Journal store: a memory store with the journal (src/server/journal.ts)
+// attached as its log, the journal replayed into it on open. It answers the
+// store interface by delegating to the memory store, which logs every change.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Journal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryQueueStore } from './memory.ts';
 import { decodeRecord, encodeRecord, type StoreRecord } from './records.ts';
+import type { NotifierRecord, PendingNotification, QueueRecord, QueueStore, StoreCounts, StoredMessage } from './store.ts';
 
 export interface JournalStoreOptions extends Omit<JournalOptions, 'file'> {
   dir: string;
@@ -19,19 +21,20 @@ export function repairRelayJournal(dir: string) {
   return { file, repair: repairJournal(file, codec) };
 }
 
-export class JournalQueueStore extends MemoryQueueStore {
+export class JournalQueueStore implements QueueStore {
+  private readonly memory = new MemoryQueueStore();
   private readonly journal: Journal<StoreRecord>;
 
-  private constructor(opts: JournalStoreOptions) {
-    super();
-    fs.mkdirSync(opts.dir, { recursive: true });
-    const { dir, ...rest } = opts;
+  private constructor({ dir, ...opts }: JournalStoreOptions) {
+    fs.mkdirSync(dir, { recursive: true });
+    const memory = this.memory;
     this.journal = new Journal(
-      { ...rest, file: journalFile(dir) },
+      { ...opts, file: journalFile(dir) },
       codec,
-      (r) => this.apply(r),
-      () => this.liveRecords(),
+      (r) => memory.load(r),
+      () => memory.liveRecords(),
     );
+    memory.attach(this.journal);
   }
 
   static open(opts: JournalStoreOptions): JournalQueueStore {
@@ -51,19 +54,107 @@ export class JournalQueueStore extends MemoryQueueStore {
     this.journal.compact();
   }
 
-  protected override persist(r: StoreRecord): void {
-    this.journal.append(r);
+  byRecipient(rcvId: Uint8Array): QueueRecord | undefined {
+    return this.memory.byRecipient(rcvId);
   }
 
-  override failure(): string | undefined {
-    return this.journal.failure();
+  bySender(sndId: Uint8Array): QueueRecord | undefined {
+    return this.memory.bySender(sndId);
   }
 
-  override async flush(): Promise<void> {
-    await this.journal.flush();
+  byNotifier(notifierId: Uint8Array): QueueRecord | undefined {
+    return this.memory.byNotifier(notifierId);
   }
 
-  override async close(): Promise<void> {
-    await this.journal.close();
+  queuesOfService(serviceId: Uint8Array): QueueRecord[] {
+    return this.memory.queuesOfService(serviceId);
+  }
+
+  createQueue(q: QueueRecord): boolean {
+    return this.memory.createQueue(q);
+  }
+
+  secureQueue(rcvId: Uint8Array, sndAuthKey: Uint8Array): void {
+    this.memory.secureQueue(rcvId, sndAuthKey);
+  }
+
+  setNotifier(rcvId: Uint8Array, n: NotifierRecord): boolean {
+    return this.memory.setNotifier(rcvId, n);
+  }
+
+  deleteNotifier(rcvId: Uint8Array): void {
+    this.memory.deleteNotifier(rcvId);
+  }
+
+  setService(rcvId: Uint8Array, serviceId: Uint8Array | undefined): void {
+    this.memory.setService(rcvId, serviceId);
+  }
+
+  suspendQueue(rcvId: Uint8Array): void {
+    this.memory.suspendQueue(rcvId);
+  }
+
+  deleteQueue(rcvId: Uint8Array): void {
+    this.memory.deleteQueue(rcvId);
+  }
+
+  addMessage(rcvId: Uint8Array, m: StoredMessage): void {
+    this.memory.addMessage(rcvId, m);
+  }
+
+  peekMessage(rcvId: Uint8Array): StoredMessage | undefined {
+    return this.memory.peekMessage(rcvId);
+  }
+
+  messageAt(rcvId: Uint8Array, index: number): StoredMessage | undefined {
+    return this.memory.messageAt(rcvId, index);
+  }
+
+  ackMessage(rcvId: Uint8Array, msgId: Uint8Array): boolean {
+    return this.memory.ackMessage(rcvId, msgId);
+  }
+
+  messageCount(rcvId: Uint8Array): number {
+    return this.memory.messageCount(rcvId);
+  }
+
+  expireMessages(before: number): number {
+    return this.memory.expireMessages(before);
+  }
+
+  setPendingNotification(rcvId: Uint8Array, p: PendingNotification): void {
+    this.memory.setPendingNotification(rcvId, p);
+  }
+
+  pendingNotification(rcvId: Uint8Array): PendingNotification | undefined {
+    return this.memory.pendingNotification(rcvId);
+  }
+
+  clearPendingNotification(rcvId: Uint8Array): void {
+    this.memory.clearPendingNotification(rcvId);
+  }
+
+  oldestPendingNotification(): number | undefined {
+    return this.memory.oldestPendingNotification();
+  }
+
+  expirePendingNotifications(before: number): number {
+    return this.memory.expirePendingNotifications(before);
+  }
+
+  counts(): StoreCounts {
+    return this.memory.counts();
+  }
+
+  failure(): string | undefined {
+    return this.memory.failure();
+  }
+
+  flush(): Promise<void> {
+    return this.memory.flush();
+  }
+
+  close(): Promise<void> {
+    return this.memory.close();
   }
 }

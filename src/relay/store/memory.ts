@@ -1,7 +1,7 @@
 // In-memory relay store: the state every backend reads from. Each mutation is
-// expressed as a StoreRecord, applied here and handed to `persist` — a no-op
-// for a pure memory store, an append for the journal.
+// a StoreRecord, applied here and appended to the attached log (the journal).
 import { equalBytes, latin1 } from '../../core/encoding.ts';
+import type { RecordLog } from '../../server/journal.ts';
 import type { StoreRecord } from './records.ts';
 import type {
   NotifierRecord,
@@ -13,12 +13,12 @@ import type {
 } from './store.ts';
 
 export class MemoryQueueStore implements QueueStore {
-  protected readonly queues = new Map<string, QueueRecord>();
+  private readonly queues = new Map<string, QueueRecord>();
   private readonly senders = new Map<string, QueueRecord>();
   private readonly notifiers = new Map<string, QueueRecord>();
   private readonly services = new Map<string, Set<QueueRecord>>();
-  protected readonly messages = new Map<string, StoredMessage[]>();
-  protected readonly pending = new Map<string, PendingNotification>();
+  private readonly messages = new Map<string, StoredMessage[]>();
+  private readonly pending = new Map<string, PendingNotification>();
   private messageTotal = 0;
 
   byRecipient = (rcvId: Uint8Array) => this.queues.get(latin1(rcvId));
@@ -29,11 +29,21 @@ export class MemoryQueueStore implements QueueStore {
     return [...(this.services.get(latin1(serviceId)) ?? [])];
   }
 
-  protected persist(_r: StoreRecord): void {}
+  private log: RecordLog<StoreRecord> | undefined;
+
+  /** Where changes go once loaded: the journal. */
+  attach(log: RecordLog<StoreRecord>): void {
+    this.log = log;
+  }
+
+  /** Replays a stored record into memory, without logging it again. */
+  load(r: StoreRecord): void {
+    this.apply(r);
+  }
 
   private record(r: StoreRecord): void {
     this.apply(r);
-    this.persist(r);
+    this.log?.append(r);
   }
 
   createQueue(q: QueueRecord): boolean {
@@ -148,14 +158,19 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   failure(): string | undefined {
-    return undefined;
+    return this.log?.failure();
   }
 
-  async flush(): Promise<void> {}
-  async close(): Promise<void> {}
+  async flush(): Promise<void> {
+    await this.log?.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.log?.close();
+  }
 
   /** Applies a record to the in-memory state; records for unknown queues are ignored. */
-  protected apply(r: StoreRecord): void {
+  private apply(r: StoreRecord): void {
     if (r.t === 'QNEW') {
       const q = { ...r.q };
       const k = latin1(q.rcvId);
@@ -255,7 +270,7 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   /** Records that rebuild the live state (for compaction). */
-  protected *liveRecords(): Generator<StoreRecord> {
+  *liveRecords(): Generator<StoreRecord> {
     for (const [k, q] of this.queues) {
       yield { t: 'QNEW', q };
       for (const m of this.messages.get(k) ?? []) yield { t: 'MADD', rcvId: q.rcvId, m };
