@@ -17,6 +17,8 @@ export interface ProtocolSpec<C, R extends { type: string }> {
   ping: C;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** An ERR response (its tag in `error`), or UNEXPECTED for a response that does not fit the command. */
 export class CommandError extends Error {
   constructor(readonly error: string) {
@@ -97,6 +99,11 @@ export class CommandClient<C, R extends { type: string }> {
 
   protected async ok(entityId: Uint8Array, c: C, authKey?: Uint8Array): Promise<void> {
     await this.expect('OK' as R['type'], entityId, c, authKey);
+  }
+
+  /** PING: resolves when the server answers PONG. */
+  async ping(): Promise<void> {
+    await this.expect('PONG' as R['type'], EMPTY, this.spec.ping);
   }
 
   get connected(): boolean {

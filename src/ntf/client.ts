@@ -89,6 +89,4 @@ export class NtfClient extends CommandClient<NtfCommand, NtfResponse> {
   }
 
   deleteSubscription = (subId: Uint8Array, tknAuthKey: Uint8Array) => this.ok(subId, { type: 'SDEL' }, tknAuthKey);
-
-  ping = () => this.expect('PONG', EMPTY, { type: 'PING' }).then(() => undefined);
 }

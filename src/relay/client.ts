@@ -4,6 +4,7 @@
 import type { ServerAddress } from '../core/address.ts';
 import { CommandClient, CommandError, type CommandClientOptions, type ProtocolSpec } from '../core/command-client.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
+import type { Parsed } from '../core/encoding.ts';
 import {
   decodeMessagePlain,
   decodeMeta,
@@ -128,7 +129,6 @@ export class RelayClient extends CommandClient<RelayCommand, RelayResponse> {
     return r.count;
   }
 
-  ping = () => this.expect('PONG', EMPTY, { type: 'PING' }).then(() => undefined);
 }
 
 /** Opens a MSG with the queue's secret X25519(recipient DH key, relay's srvDhKey). */
@@ -137,9 +137,7 @@ export function openMessage(
   rcvDhSecret: Uint8Array,
   msg: { msgId: Uint8Array; sealed: Uint8Array },
 ): ReceivedMessage | undefined {
-  const plain = crypto.open(rcvDhSecret, msg.msgId, msg.sealed);
-  const m = plain && decodeMessagePlain(msg.msgId, plain);
-  return m?.ok ? m.value : undefined;
+  return decoded(crypto.open(rcvDhSecret, msg.msgId, msg.sealed), (plain) => decodeMessagePlain(msg.msgId, plain));
 }
 
 /** Opens NMSG meta with X25519(recipient's notifier DH key, relay's srvNtfDhKey). */
@@ -148,7 +146,11 @@ export function openMeta(
   rcvNtfDhSecret: Uint8Array,
   nmsg: { nonce: Uint8Array; sealedMeta: Uint8Array },
 ): MessageMeta | undefined {
-  const plain = crypto.open(rcvNtfDhSecret, nmsg.nonce, nmsg.sealedMeta);
-  const m = plain && decodeMeta(plain);
+  return decoded(crypto.open(rcvNtfDhSecret, nmsg.nonce, nmsg.sealedMeta), decodeMeta);
+}
+
+/** What opened, decoded; undefined if it did not open or does not decode. */
+function decoded<T>(plain: Uint8Array | undefined, decode: (plain: Uint8Array) => Parsed<T>): T | undefined {
+  const m = plain && decode(plain);
   return m?.ok ? m.value : undefined;
 }
