@@ -24,7 +24,6 @@ import path from 'node:path';
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { nodeCrypto } from '../src/node/crypto.ts';
-import type { KeyPair } from '../src/core/crypto/suite.ts';
 import type { WebSocketFactory } from '../src/core/client.ts';
 import { nodeWebSocket } from '../src/node/websocket.ts';
 import { openMessage, openMeta, RelayClient, type RelayEvent } from '../src/relay/client.ts';
@@ -47,7 +46,7 @@ import {
   writeResults,
   type SectionResult,
 } from './lib.ts';
-import { sharedKey } from '../src/core/keys.ts';
+import { newQueue, type Queue as BenchQueue } from '../test/helpers.ts';
 
 const crypto = nodeCrypto;
 export const BODY_BYTES = 256;
@@ -141,40 +140,8 @@ export const connect = (address: string, counter: FrameCounter, onEvent?: (e: Re
     ...(onEvent ? { onEvent } : {}),
   });
 
-export interface BenchQueue {
-  rcvAuth: KeyPair;
-  rcvId: Uint8Array;
-  sndId: Uint8Array;
-  rcvDhSecret: Uint8Array;
-  ntf?: { auth: KeyPair; notifierId: Uint8Array; rcvNtfDhSecret: Uint8Array };
-}
-
-export async function newQueue(c: RelayClient, withNotifier: boolean): Promise<BenchQueue> {
-  const rcvAuth = crypto.x25519KeyPair();
-  const rcvDh = crypto.x25519KeyPair();
-  const ntfAuth = crypto.x25519KeyPair();
-  const ntfDh = crypto.x25519KeyPair();
-  const ids = await c.newQueue(
-    rcvAuth,
-    rcvDh.publicKey,
-    withNotifier ? { ntfAuthKey: ntfAuth.publicKey, rcvNtfDhKey: ntfDh.publicKey } : undefined,
-  );
-  return {
-    rcvAuth,
-    rcvId: ids.rcvId,
-    sndId: ids.sndId,
-    rcvDhSecret: sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient')!,
-    ...(ids.ntf
-      ? {
-          ntf: {
-            auth: ntfAuth,
-            notifierId: ids.ntf.notifierId,
-            rcvNtfDhSecret: sharedKey(crypto, ntfDh.privateKey, ids.ntf.srvNtfDhKey, 'relay notifier')!,
-          },
-        }
-      : {}),
-  };
-}
+/** The tests' queue maker: keys from the client's suite (here node:crypto). */
+export { newQueue, type BenchQueue };
 
 async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;

@@ -1,4 +1,5 @@
 // Shared fixtures: relays on loopback (in-process or as a real process) and clients.
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +42,39 @@ export function capturedLog(level = 'trace') {
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((l) => l.event === event),
   };
+}
+
+/** Resolves once `cond` holds, re-checked each time `source` emits `event`; fails after `ms`. */
+export function untilEvent(source: Pick<EventEmitter, 'on' | 'off'>, event: string, cond: () => boolean, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (cond()) return resolve();
+    const check = () => cond() && done(resolve);
+    const timer = setTimeout(() => done(() => reject(new Error(`condition not met in ${ms} ms (woken by ${event})`))), ms);
+    const done = (settle: () => void) => {
+      clearTimeout(timer);
+      source.off(event, check);
+      settle();
+    };
+    source.on(event, check);
+  });
+}
+
+/**
+ * A trace-level logger that emits each log event by its name, for untilEvent():
+ * a server's `connection_closed`, an Http2Pool's `apns_closed`, …
+ */
+export function eventLog(): { log: Logger; events: EventEmitter } {
+  const events = new EventEmitter();
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) {
+        const e = line ? (JSON.parse(line) as { event?: unknown }) : {};
+        if (typeof e.event === 'string') events.emit(e.event, e);
+      }
+      cb();
+    },
+  });
+  return { log: pino({ level: 'trace' }, sink), events };
 }
 
 export function tmpDir(prefix = 'hush-test-'): string {
@@ -131,7 +165,9 @@ export interface Queue {
   ntf?: { auth: KeyPair; dh: KeyPair; notifierId: Uint8Array; rcvNtfDhSecret: Uint8Array };
 }
 
+/** Fresh keys from the client's crypto suite, NEW, and the secrets derived from the relay's keys. */
 export async function newQueue(c: RelayClient, withNotifier = false): Promise<Queue> {
+  const { crypto } = c;
   const rcvAuth = crypto.x25519KeyPair();
   const rcvDh = crypto.x25519KeyPair();
   const ntfAuth = crypto.x25519KeyPair();
