@@ -10,6 +10,24 @@ import { formatInvitation, INVITATION_SCHEME, INVITATION_VERSION, parseInvitatio
 import { decodeContent, encodeContent, MAX_NAME_BYTES, type Content } from '../../src/sdk/content.ts';
 import { deserialize, serialize } from '../../src/sdk/records.ts';
 
+/** Up to three byte edits at random places: set, insert, delete, or truncate there. */
+const byteEdits = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete', 'truncate')), {
+  minLength: 1,
+  maxLength: 3,
+});
+type ByteEdit = [number, number, 'set' | 'insert' | 'delete' | 'truncate'];
+
+function edited(b: Uint8Array, edits: ByteEdit[]): Uint8Array {
+  for (const [at, v, kind] of edits) {
+    const p = at % (b.length + 1);
+    if (kind === 'set') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p + 1));
+    else if (kind === 'insert') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p));
+    else if (kind === 'delete') b = concat(b.subarray(0, p), b.subarray(p + 1));
+    else b = b.subarray(0, p);
+  }
+  return b;
+}
+
 const RUNS = 1000;
 const run = <Ts extends unknown[]>(p: fc.IProperty<Ts>, numRuns = RUNS) => fc.assert(p, { numRuns });
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
@@ -158,16 +176,9 @@ test('parseInvitation never throws: arbitrary strings and mutated valid links', 
   run(
     fc.property(
       invitation,
-      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete', 'truncate')), { minLength: 1, maxLength: 3 }),
+      byteEdits,
       (i, edits) => {
-        let b = fromBase64Url(formatInvitation(i).slice(INVITATION_SCHEME.length))!;
-        for (const [at, v, kind] of edits) {
-          const p = at % (b.length + 1);
-          if (kind === 'set') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p + 1));
-          else if (kind === 'insert') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p));
-          else if (kind === 'delete') b = concat(b.subarray(0, p), b.subarray(p + 1));
-          else b = b.subarray(0, p);
-        }
+        const b = edited(fromBase64Url(formatInvitation(i).slice(INVITATION_SCHEME.length))!, edits);
         const text = link(b);
         const r = parseInvitation(text);
         if (wellFormed(r)) {
@@ -269,16 +280,8 @@ test('decodeContent never throws on arbitrary or mutated bytes; what decodes is 
   run(fc.property(fc.uint8Array({ maxLength: 200 }), check), 3000);
   run(fc.property(fc.integer({ min: 0, max: 6 }), fc.uint8Array({ maxLength: 120 }), (t, rest) => check(concat(new Uint8Array([t]), rest))), 3000);
   run(
-    fc.property(content, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete', 'truncate')), { minLength: 1, maxLength: 3 }), (c, edits) => {
-      let b = encodeContent(c);
-      for (const [at, v, kind] of edits) {
-        const p = at % (b.length + 1);
-        if (kind === 'set') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p + 1));
-        else if (kind === 'insert') b = concat(b.subarray(0, p), new Uint8Array([v]), b.subarray(p));
-        else if (kind === 'delete') b = concat(b.subarray(0, p), b.subarray(p + 1));
-        else b = b.subarray(0, p);
-      }
-      check(b);
+    fc.property(content, byteEdits, (c, edits) => {
+      check(edited(encodeContent(c), edits));
     }),
     3000,
   );
