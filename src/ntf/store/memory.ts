@@ -3,7 +3,7 @@
 import { equalBytes, latin1 } from '../../core/encoding.ts';
 import type { TokenStatus } from '../protocol.ts';
 import type { DeviceToken } from '../../push/device.ts';
-import type { RecordLog } from '../../server/journal.ts';
+import { RecordedStore } from '../../server/recorded-store.ts';
 import type { NtfRecord } from './records.ts';
 import type {
   LastNotification,
@@ -22,7 +22,7 @@ export const LAST_PER_TOKEN = 16;
 const deviceOnlyKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
 const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${deviceOnlyKey(d)}\u0000${latin1(authKey)}`;
 
-export class MemoryNtfStore implements NtfStore {
+export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore {
   protected readonly tokens = new Map<string, TokenRecord>();
   private readonly devices = new Map<string, TokenRecord>();
   /** provider + device token → its tokens, whatever their auth keys */
@@ -91,22 +91,9 @@ export class MemoryNtfStore implements NtfStore {
     this.unsorted = false;
   }
 
-  private log: RecordLog<NtfRecord> | undefined;
-
-  /** Where changes go once loaded: a journal, a database. */
-  attach(log: RecordLog<NtfRecord>): void {
-    this.log = log;
-  }
-
-  /** Replays a stored record into memory, without logging it again. */
-  load(r: NtfRecord): void {
-    this.apply(r);
+  override load(r: NtfRecord): void {
+    super.load(r);
     if (r.t === 'LAST') this.unsorted = true;
-  }
-
-  private record(r: NtfRecord): void {
-    this.apply(r);
-    this.log?.append(r);
   }
 
   createToken(t: TokenRecord): boolean {
@@ -166,20 +153,8 @@ export class MemoryNtfStore implements NtfStore {
     return { tokens: { ...this.tokenCounts }, subscriptions: { ...this.subCounts } };
   }
 
-  failure(): string | undefined {
-    return this.log?.failure();
-  }
-
-  async flush(): Promise<void> {
-    await this.log?.flush();
-  }
-
-  async close(): Promise<void> {
-    await this.log?.close();
-  }
-
   /** Applies a record; records for unknown tokens or subscriptions are ignored. */
-  private apply(r: NtfRecord): void {
+  protected apply(r: NtfRecord): void {
     switch (r.t) {
       case 'TNEW': {
         const t = { ...r.token };

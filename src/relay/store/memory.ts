@@ -1,7 +1,7 @@
 // In-memory relay store: the state every backend reads from. Each mutation is
 // a StoreRecord, applied here and appended to the attached log (the journal).
 import { equalBytes, latin1 } from '../../core/encoding.ts';
-import type { RecordLog } from '../../server/journal.ts';
+import { RecordedStore } from '../../server/recorded-store.ts';
 import type { StoreRecord } from './records.ts';
 import type {
   NotifierRecord,
@@ -12,7 +12,7 @@ import type {
   StoredMessage,
 } from './store.ts';
 
-export class MemoryQueueStore implements QueueStore {
+export class MemoryQueueStore extends RecordedStore<StoreRecord> implements QueueStore {
   private readonly queues = new Map<string, QueueRecord>();
   private readonly senders = new Map<string, QueueRecord>();
   private readonly notifiers = new Map<string, QueueRecord>();
@@ -27,23 +27,6 @@ export class MemoryQueueStore implements QueueStore {
 
   queuesOfService(serviceId: Uint8Array): QueueRecord[] {
     return [...(this.services.get(latin1(serviceId)) ?? [])];
-  }
-
-  private log: RecordLog<StoreRecord> | undefined;
-
-  /** Where changes go once loaded: the journal. */
-  attach(log: RecordLog<StoreRecord>): void {
-    this.log = log;
-  }
-
-  /** Replays a stored record into memory, without logging it again. */
-  load(r: StoreRecord): void {
-    this.apply(r);
-  }
-
-  private record(r: StoreRecord): void {
-    this.apply(r);
-    this.log?.append(r);
   }
 
   createQueue(q: QueueRecord): boolean {
@@ -157,20 +140,8 @@ export class MemoryQueueStore implements QueueStore {
     };
   }
 
-  failure(): string | undefined {
-    return this.log?.failure();
-  }
-
-  async flush(): Promise<void> {
-    await this.log?.flush();
-  }
-
-  async close(): Promise<void> {
-    await this.log?.close();
-  }
-
   /** Applies a record to the in-memory state; records for unknown queues are ignored. */
-  private apply(r: StoreRecord): void {
+  protected apply(r: StoreRecord): void {
     if (r.t === 'QNEW') {
       const q = { ...r.q };
       const k = latin1(q.rcvId);
