@@ -23,28 +23,43 @@ export class HushProcess {
   stdout = '';
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exited, and its output read to the end. */
+  private closed = false;
 
   constructor(args: string[], env: Record<string, string> = {}) {
     this.child = spawn(process.execPath, [HUSH, ...args], { cwd: ROOT, env: hushEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
     this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    this.child.once('close', () => (this.closed = true));
   }
 
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Waits for stdout matching `re`; fails if the process exits first or time runs out. */
-  async waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.stdout);
-      if (m) return m;
-      if (!this.running) throw new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`);
-      if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  /** Waits for stdout matching `re`, checked on each chunk; fails if the process exits first or time runs out. */
+  waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+    const out = this.child.stdout!;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const m = re.exec(this.stdout);
+        if (m) done(() => resolve(m));
+        return m !== null;
+      };
+      // 'close': stdout has ended and the process has exited, so this.stdout is complete
+      const exited = () => done(() => reject(new Error(`process exited before ${re}: ${this.stderr}${this.stdout}`)));
+      const timer = setTimeout(() => done(() => reject(new Error(`no ${re} within ${timeoutMs} ms: ${this.stderr}${this.stdout}`))), timeoutMs);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        out.off('data', check);
+        this.child.off('close', exited);
+        settle();
+      };
+      out.on('data', check);
+      this.child.once('close', exited);
+      if (!check() && this.closed) exited();
+    });
   }
 
   /** Runs to the end (killed after `timeoutMs`). */

@@ -434,6 +434,8 @@ export class ProtocolServer {
     ws.once('close', () => {
       finish();
       this.admitted--;
+      // its slot is free (tests wait for this); a session closes in this same 'close' event
+      this.opts.log.debug({ event: 'connection_closed' });
     });
     const sessionKey = crypto.x25519KeyPair();
     const sessionId = crypto.randomBytes(32);

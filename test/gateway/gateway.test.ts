@@ -19,6 +19,7 @@ import type { PushRequest } from '../../src/push/provider.ts';
 import { ApnsTestServer } from '../../src/push/stand-ins/apns-server.ts';
 import { TEST_CERT, TEST_CERT_KEY } from '../../src/push/stand-ins/tls.ts';
 import { silent, SMALL_ORDER_KEYS } from '../helpers.ts';
+import { TestClock } from '../ntf/helpers.ts';
 
 const TOPIC = 'chat.hush.app';
 const apnsDevice = (): DeviceToken => ({ provider: 'apns', token: randomBytes(32) });
@@ -156,7 +157,7 @@ interface Rig {
   client(over?: { key?: string }): GatewayProvider;
 }
 
-async function rig(t: TestContext, account: Partial<ServerAccount> = {}, opts: { tls?: boolean } = {}): Promise<Rig> {
+async function rig(t: TestContext, account: Partial<ServerAccount> = {}, opts: { tls?: boolean; clock?: TestClock } = {}): Promise<Rig> {
   const apns = await ApnsTestServer.start({ topics: [TOPIC] });
   const team = apns.keys.create();
   const provider = new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC });
@@ -171,6 +172,7 @@ async function rig(t: TestContext, account: Partial<ServerAccount> = {}, opts: {
     providers: [provider],
     servers: [{ name: 'ntf-a', keyHash: keyHash(key), ratePerSecond: 1000, burst: 2000, dailyQuota: 0, ...account }],
     log: silent,
+    ...(opts.clock ? { now: opts.clock.now } : {}),
   });
   await gateway.start();
   const clients: GatewayProvider[] = [];
@@ -224,18 +226,18 @@ describe('GatewayServer ↔ GatewayProvider ↔ APNs test server', () => {
   });
 
   it('refuses an unknown key; rate-limits and applies the quota per server, with retry-after', async (t) => {
-    const r = await rig(t, { ratePerSecond: 1, burst: 3, dailyQuota: 4 });
+    const clock = new TestClock(Date.UTC(2026, 10, 22, 12)); // noon: the quota's UTC day ends 12 hours later
+    const r = await rig(t, { ratePerSecond: 1, burst: 3, dailyQuota: 4 }, { clock });
     assert.deepEqual(await r.client({ key: 'hgw_not-a-key-of-ours-at-all' }).send(push(apnsDevice())), { outcome: 'failed', reason: 'gateway: unauthorized' });
     const c = r.client();
     const results = [];
     for (let i = 0; i < 4; i++) results.push(await c.send(push(apnsDevice())));
     assert.deepEqual(results.slice(0, 3).map((x) => x.outcome), ['delivered', 'delivered', 'delivered']);
     assert.deepEqual(results[3], { outcome: 'retry', reason: 'gateway: rate_limited', afterMs: 1000 });
-    await new Promise((res) => setTimeout(res, 1050));
+    clock.advance(1000);
     assert.equal((await c.send(push(apnsDevice()))).outcome, 'delivered');
     const q = await c.send(push(apnsDevice()));
-    assert.equal(q.outcome === 'retry' && q.reason, 'gateway: quota_exceeded');
-    assert.ok(q.outcome === 'retry' && q.afterMs! > 0 && q.afterMs! <= 86_400_000);
+    assert.deepEqual(q, { outcome: 'retry', reason: 'gateway: quota_exceeded', afterMs: 12 * 3_600_000 - 1000 });
     assert.equal(r.apns.pushes.length, 4);
     const m = await r.gateway.metrics.registry.getSingleMetricAsString('hush_gateway_requests_total');
     assert.match(m, /server="ntf-a",result="rate"} 1/);

@@ -2,9 +2,10 @@
 // (which @parse/node-apn, a client nobody here wrote, also talks to).
 import assert from 'node:assert/strict';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { setImmediate } from 'node:timers/promises';
 import { describe, it, type TestContext } from 'node:test';
 import apn from '@parse/node-apn';
 import { type DeviceToken, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
@@ -15,7 +16,8 @@ import { retryAfterMs } from '../../src/push/outcome.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
 import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/stand-ins/apns-server.ts';
 import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
-import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
+import { eventLog, untilEvent } from '../helpers.ts';
+import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const TOPIC = 'chat.hush.app';
 const KINDS: PushKind[] = ['verification', 'message', 'check'];
@@ -31,12 +33,15 @@ interface Rig {
   team: ApnsTeamKey;
   clock: ReturnType<typeof testClock>;
   newProvider(over?: Partial<ApnsConfig>): ApnsProvider;
+  /** What the providers' connections do (`apns_closed`, …). */
+  pool: EventEmitter;
 }
 
 async function rig(t: TestContext, over: Partial<ApnsConfig> = {}): Promise<Rig> {
   const clock = testClock();
   const server = await ApnsTestServer.start({ topics: [TOPIC], now: () => clock.now() });
   const team = server.keys.create();
+  const { log, events: pool } = eventLog();
   const newProvider = providersOf<ApnsConfig, ApnsProvider>(t, server, (o) =>
     new ApnsProvider({
       host: server.url,
@@ -47,11 +52,12 @@ async function rig(t: TestContext, over: Partial<ApnsConfig> = {}): Promise<Rig>
       topic: TOPIC,
       serves: ['apns'],
       now: () => clock.now(),
+      log,
       ...over,
       ...o,
     }),
   );
-  return { server, provider: newProvider(), team, clock, newProvider };
+  return { server, provider: newProvider(), team, clock, newProvider, pool };
 }
 
 
@@ -249,12 +255,12 @@ describe('ApnsProvider ↔ APNs test server', () => {
   });
 
   it('GOAWAY: the next sends use a new connection; in-flight requests end as delivered or retry', async (t) => {
-    const { server, provider } = await rig(t);
+    const { server, provider, pool } = await rig(t);
     assert.equal((await provider.send(push())).outcome, 'delivered');
 
     // graceful GOAWAY while idle
     server.goaway({ reason: 'Shutdown' });
-    await until(() => server.connectionsOpen === 0);
+    await untilEvent(pool, 'apns_closed', () => provider.stats.connectionsOpen === 0);
     assert.equal((await provider.send(push())).outcome, 'delivered');
     assert.equal(server.connectionsAccepted, 2);
 
@@ -286,7 +292,7 @@ describe('ApnsProvider ↔ APNs test server', () => {
     const others = Array.from({ length: 20 }, () => push());
     for (const o of others) server.replyTo(hex(o.device), { status: 200, delayMs: 200 }, 1);
     const inFlight = others.map((o) => provider.send(o));
-    await until(() => server.pending === 20);
+    await untilEvent(server, 'request', () => server.pending === 20);
     assert.deepEqual(await provider.send(doomed), { outcome: 'retry', reason: 'connection lost' });
     const results = await Promise.all(inFlight);
     assert.ok(results.every((r) => r.outcome === 'retry'), 'every request on the dead connection is a retry, none lost');
@@ -297,7 +303,7 @@ describe('ApnsProvider ↔ APNs test server', () => {
     const hung = [push(), push()];
     for (const h of hung) server.replyTo(hex(h.device), { hang: true }, 1);
     const waiting = hung.map((h) => provider.send(h));
-    await until(() => server.pending === 2);
+    await untilEvent(server, 'request', () => server.pending === 2);
     server.dropConnections();
     assert.deepEqual(
       (await Promise.all(waiting)).map((r) => r.outcome),
@@ -319,7 +325,7 @@ describe('ApnsProvider ↔ APNs test server', () => {
     const others = Array.from({ length: 5 }, () => push());
     for (const o of others) server.replyTo(hex(o.device), { status: 200, delayMs: 100 }, 1);
     const inFlight = others.map((o) => provider.send(o));
-    await until(() => server.pending === 5);
+    await untilEvent(server, 'request', () => server.pending === 5);
     const away = push();
     server.replyTo(hex(away.device), { goaway: true, reason: 'Shutdown' }, 1);
     assert.deepEqual(await provider.send(away), { outcome: 'retry', reason: 'stream refused' });
@@ -347,7 +353,7 @@ describe('ApnsProvider ↔ APNs test server', () => {
   });
 
   it('times out a request that is never answered, and a server that is gone', async (t) => {
-    const { server, newProvider } = await rig(t);
+    const { server, newProvider, pool } = await rig(t);
     const p = newProvider({ requestTimeoutMs: 200 });
     const req = push();
     server.replyTo(hex(req.device), { hang: true }, 1);
@@ -374,7 +380,7 @@ describe('ApnsProvider ↔ APNs test server', () => {
     // the request's deadline and the connection's set-up deadline fall together: either may speak first
     const givenUp = (r: PushResult) => r.outcome === 'retry' && ['timeout', 'connection lost'].includes(r.reason);
     assert.ok(givenUp(await silent.send(push())));
-    await until(() => silent.stats.connectionsOpen === 0);
+    await untilEvent(pool, 'apns_closed', () => silent.stats.connectionsOpen === 0);
     assert.ok(givenUp(await silent.send(push())));
     assert.equal(silent.stats.connectionsOpened, 2);
   });
@@ -549,7 +555,7 @@ describe('CaptureProvider', () => {
     let done = false;
     const held = cap.send(req).then((r) => ((done = true), r));
     await cap.waitFor('the third send', () => cap.attempts.length === 3);
-    await new Promise((r) => setTimeout(r, 10));
+    await setImmediate(); // the send's microtasks have run: only the hold keeps it from answering
     assert.equal(done, false);
     assert.equal(cap.pending, 1);
     cap.release();

@@ -17,7 +17,8 @@ import { FcmProvider, parseFcmError, type FcmConfig } from '../../src/push/fcm/p
 import { DEFAULT_TTL_SECONDS, type PushRequest, type PushResult } from '../../src/push/provider.ts';
 import { FcmTestServer, type FcmReply } from '../../src/push/stand-ins/fcm-server.ts';
 import type { ServiceAccountJson } from '../../src/push/stand-ins/google-oauth.ts';
-import { decodeJwt, providersOf, testClock, until } from './helpers.ts';
+import { eventLog, untilEvent } from '../helpers.ts';
+import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const KINDS: PushKind[] = ['verification', 'message', 'check'];
 
@@ -489,11 +490,12 @@ describe('FcmProvider ↔ FCM test server', () => {
   });
 
   it('GOAWAY: the next sends go over a new connection; in-flight ones end delivered or retry', async (t) => {
-    const { server, provider } = await rig(t);
+    const { log, events } = eventLog();
+    const { server, provider } = await rig(t, { log });
     assert.equal((await provider.send(push())).outcome, 'delivered');
     const first = server.messages[0]!.connection;
     server.goaway();
-    await until(() => server.connectionsOpen === 0);
+    await untilEvent(events, 'fcm_closed', () => provider.stats.connectionsOpen === 0);
     assert.equal((await provider.send(push())).outcome, 'delivered');
     const second = server.messages[1]!.connection;
     assert.notEqual(second, first);

@@ -1,5 +1,5 @@
-// Shared by the provider tests: a clock tests can move, JWT reading, waiting,
-// and the providers a test makes, closed with their test server at its end.
+// Shared by the provider tests: a clock tests can move, JWT reading, and the
+// providers a test makes, closed with their test server at its end.
 import type { TestContext } from 'node:test';
 
 /** A clock tests can move; providers and servers share it. */
@@ -11,14 +11,6 @@ export function testClock() {
 export const decodeJwt = (jwt: string) => {
   const [h, c] = jwt.split('.');
   return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), claims: JSON.parse(Buffer.from(c!, 'base64url').toString()) };
-};
-
-export const until = async (cond: () => boolean, ms = 2000) => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 };
 
 /** `make` as a factory whose providers, and then `server`, are closed when the test ends. */

@@ -4,6 +4,7 @@
 // options say.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import http2, { type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
@@ -17,8 +18,7 @@ import type { PushRequest } from '../../src/push/provider.ts';
 import { ApnsTestServer } from '../../src/push/stand-ins/apns-server.ts';
 import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
 import { BlackholeProxy } from '../../src/server/testkit/blackhole-proxy.ts';
-import { silent } from '../helpers.ts';
-import { until } from './helpers.ts';
+import { eventLog, silent, untilEvent } from '../helpers.ts';
 
 const TOPIC = 'chat.hush.app';
 const push = (): PushRequest => ({ device: { provider: 'apns', token: randomBytes(32) }, kind: 'message', data: randomBytes(PUSH_DATA_SIZE) });
@@ -32,6 +32,7 @@ const FAST = { pingIntervalMs: 100, pingTimeoutMs: 1000, requestTimeoutMs: 30_00
  */
 async function pingCounter(t: TestContext, stallMs = 0) {
   const pings: number[] = [];
+  const events = new EventEmitter();
   const sessions: ServerHttp2Session[] = [];
   const server = http2.createServer();
   server.on('session', (s) => {
@@ -42,6 +43,7 @@ async function pingCounter(t: TestContext, stallMs = 0) {
         const until = performance.now() + stallMs;
         while (performance.now() < until); // a GC pause, a long synchronous compaction
       }
+      events.emit('ping');
     });
     s.on('error', () => {});
   });
@@ -54,7 +56,7 @@ async function pingCounter(t: TestContext, stallMs = 0) {
     for (const s of sessions) s.destroy();
     await new Promise((r) => server.close(r));
   });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pings };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pings, events };
 }
 
 const get = (path: string) => () => ({ headers: { ':method': 'GET', ':path': path }, body: '' });
@@ -67,13 +69,13 @@ describe('HTTP/2 pool liveness', () => {
     t.after(() => Promise.all([kept.close(), plain.close()]));
     assert.equal(((await kept.request(get('/'))) as { status: number }).status, 200); // connection 0
     assert.equal(((await plain.request(get('/'))) as { status: number }).status, 200); // connection 1
-    await until(() => server.pings[0]! >= 3, 10_000);
+    await untilEvent(server.events, 'ping', () => server.pings[0]! >= 3, 10_000);
     // idle all the while, without keepAlive: not PINGed (push services refuse PINGs on idle connections)
     assert.equal(server.pings[1], 0);
     // a request waiting on a live but silent server: PINGed, answered, kept
     let answered = false;
     plain.send(get('/hang'), () => (answered = true));
-    await until(() => server.pings[1]! >= 3, 10_000);
+    await untilEvent(server.events, 'ping', () => server.pings[1]! >= 3, 10_000);
     assert.equal(answered, false);
     for (const pool of [kept, plain]) assert.deepEqual([pool.stats.connectionsOpened, pool.stats.connectionsOpen], [1, 1]);
   });
@@ -84,7 +86,7 @@ describe('HTTP/2 pool liveness', () => {
     t.after(() => pool.close());
     assert.equal(((await pool.request(get('/'))) as { status: number }).status, 200);
     // the ack of the first PING is read only after the sweep that finds its deadline passed
-    await until(() => server.pings[0]! >= 3, 10_000);
+    await untilEvent(server.events, 'ping', () => server.pings[0]! >= 3, 10_000);
     assert.deepEqual([pool.stats.connectionsOpened, pool.stats.connectionsOpen], [1, 1]);
   });
 
@@ -93,6 +95,7 @@ describe('HTTP/2 pool liveness', () => {
     const proxy = new BlackholeProxy(apns.port);
     await proxy.listen();
     const team = apns.keys.create();
+    const { log, events } = eventLog();
     const provider = new ApnsProvider({
       host: `https://127.0.0.1:${proxy.port}`,
       ca: apns.ca,
@@ -100,7 +103,7 @@ describe('HTTP/2 pool liveness', () => {
       teamId: team.teamId,
       key: team.privateKey,
       topic: TOPIC,
-      log: silent,
+      log,
       ...FAST,
     });
     t.after(async () => {
@@ -112,7 +115,7 @@ describe('HTTP/2 pool liveness', () => {
     assert.equal(proxy.blackhole(), 1);
     // no answer, no FIN: only the unanswered PING tells (the request's own timeout is minutes away)
     assert.deepEqual(await provider.send(push()), { outcome: 'retry', reason: 'connection lost' });
-    await until(() => provider.stats.connectionsOpen === 0);
+    await untilEvent(events, 'apns_closed', () => provider.stats.connectionsOpen === 0);
     assert.deepEqual(await provider.send(push()), { outcome: 'delivered' });
     assert.equal(provider.stats.connectionsOpened, 2);
     assert.equal(apns.connectionsAccepted, 2);
@@ -135,7 +138,8 @@ describe('HTTP/2 pool liveness', () => {
     const proxy = new BlackholeProxy(Number(new URL(gateway.url).port));
     await proxy.listen();
     // keepAlive is the gateway client's default
-    const client = new GatewayProvider({ url: `http://127.0.0.1:${proxy.port}`, key, log: silent, ...FAST });
+    const { log, events } = eventLog();
+    const client = new GatewayProvider({ url: `http://127.0.0.1:${proxy.port}`, key, log, ...FAST });
     t.after(async () => {
       await client.close();
       await proxy.close();
@@ -143,7 +147,7 @@ describe('HTTP/2 pool liveness', () => {
     });
     assert.deepEqual(await client.send(push()), { outcome: 'delivered' });
     proxy.blackhole();
-    await until(() => client.stats.connectionsOpen === 0, 10_000);
+    await untilEvent(events, 'gateway_closed', () => client.stats.connectionsOpen === 0, 10_000);
     assert.deepEqual(await client.send(push()), { outcome: 'delivered' });
     assert.equal(client.stats.connectionsOpened, 2);
     assert.equal(capture.delivered.length, 2);

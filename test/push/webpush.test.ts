@@ -33,6 +33,7 @@ import {
   type WebPushSubscriptionJSON,
 } from '../../src/push/webpush/subscription.ts';
 import { createVapidKey, loadVapidKey, MAX_VAPID_LIFETIME_SECONDS, VapidSigner } from '../../src/push/webpush/vapid.ts';
+import { untilEvent } from '../helpers.ts';
 import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const require = createRequire(import.meta.url);
@@ -612,7 +613,7 @@ describe('WebPushProvider ↔ Web Push test server', () => {
     const d = r.device();
     r.server.replyNext({ hang: true });
     const inFlight = r.provider.send(push(d));
-    while (r.server.pending === 0) await new Promise((res) => setTimeout(res, 5));
+    await untilEvent(r.server, 'request', () => r.server.pending === 1);
     await r.provider.close();
     assert.deepEqual(await inFlight, { outcome: 'retry', reason: 'provider closed' });
     assert.deepEqual(await r.provider.send(push(d)), { outcome: 'retry', reason: 'provider closed' });

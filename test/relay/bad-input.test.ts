@@ -2,6 +2,7 @@
 // handshake and the block protocol by hand against an in-process relay. Every
 // case checks how the server answers or closes, and that it keeps serving a
 // healthy client and the sessions that did nothing wrong.
+import type { EventEmitter } from 'node:events';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -38,7 +39,7 @@ import {
   type RelayResponse,
 } from '../../src/relay/protocol.ts';
 import { CLOSE } from '../../src/server/protocol-server.ts';
-import { bytes, connect, crypto, newQueue, SMALL_ORDER_KEYS, startRelay, text, type TestClient, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, eventLog, newQueue, SMALL_ORDER_KEYS, startRelay, text, untilEvent, type TestClient, type TestRelay } from '../helpers.ts';
 
 const BLOCK = RELAY_BLOCK_SIZE;
 const CONTENT = BLOCK - 16;
@@ -223,6 +224,8 @@ async function closedWith(raw: Raw, code: number): Promise<void> {
 const err = (error: string): RelayResponse => ({ type: 'ERR', error }) as RelayResponse;
 
 let relay: TestRelay;
+/** The relay's log events: `connection_closed` as each connection goes. */
+let relayEvents: EventEmitter;
 /** A well-behaved session that stays connected through every bad case. */
 let bystander: TestClient;
 let bystanderQueue: Awaited<ReturnType<typeof newQueue>>;
@@ -235,7 +238,9 @@ async function rawSession(): Promise<Raw> {
 }
 
 before(async () => {
-  relay = await startRelay();
+  const { log, events } = eventLog();
+  relayEvents = events;
+  relay = await startRelay({ log });
   bystander = await connect(relay.address);
   bystanderQueue = await newQueue(bystander);
   await bystander.subscribe(bystanderQueue.rcvId, bystanderQueue.rcvAuth.privateKey);
@@ -277,11 +282,7 @@ async function healthy(): Promise<void> {
   }
   // Every bad connection is gone from the server's count: only the bystander remains.
   for (const r of raws.splice(0)) r.close();
-  const deadline = Date.now() + 3000;
-  while (relay.server.connections !== 1) {
-    assert.ok(Date.now() < deadline, `${relay.server.connections} connections left, expected 1`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await untilEvent(relayEvents, 'connection_closed', () => relay.server.connections === 1, 3000);
 }
 
 // ---- before the handshake ----

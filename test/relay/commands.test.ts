@@ -16,7 +16,7 @@ import {
   type RelayResponse,
 } from '../../src/relay/protocol.ts';
 import type { RelayLimits } from '../../src/relay/server.ts';
-import { bytes, connect, crypto, newQueue, startRelay, text, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
+import { bytes, connect, crypto, eventLog, newQueue, startRelay, text, untilEvent, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 import { sharedKey } from '../../src/core/keys.ts';
 
 const EMPTY = new Uint8Array(0);
@@ -25,6 +25,8 @@ interface Ctx {
   relay: TestRelay;
   /** A new connected client, closed when the test ends. */
   open(): Promise<TestClient>;
+  /** Resolves once the relay holds `n` connections, re-checked as each one closes. */
+  connections(n: number): Promise<void>;
 }
 
 /** Runs `fn` against a fresh relay; closes every client and stops the relay afterwards. */
@@ -32,11 +34,13 @@ async function withRelay(
   opts: { limits?: Partial<RelayLimits>; now?: () => number },
   fn: (ctx: Ctx) => Promise<void>,
 ): Promise<void> {
-  const relay = await startRelay(opts);
+  const { log, events } = eventLog();
+  const relay = await startRelay({ ...opts, log });
   const clients: TestClient[] = [];
   try {
     await fn({
       relay,
+      connections: (n) => untilEvent(events, 'connection_closed', () => relay.server.connections === n),
       open: async () => {
         const c = await connect(relay.address);
         clients.push(c);
@@ -734,11 +738,10 @@ describe('NSUBS', () => {
     }));
 
   test('NMSGs kept while the service is away are handed over on NSUBS', () =>
-    withRelay({}, async ({ relay, open: connectClient }) => {
+    withRelay({}, async ({ open: connectClient, connections }) => {
       const { r, service, q, a } = await serviceQueue(connectClient);
       a.close();
-      for (let i = 0; i < 100 && relay.server.connections > 1; i++) await new Promise((res) => setTimeout(res, 10));
-      assert.equal(relay.server.connections, 1);
+      await connections(1);
       await r.send(q.sndId, bytes('while away'), { notify: true });
       const b = await connectClient();
       assert.equal(await b.subscribeService(service), 1);
@@ -747,11 +750,11 @@ describe('NSUBS', () => {
     }));
 
   test('NSUBS with another key on the same connection releases the first service: its NMSGs are kept', () =>
-    withRelay({}, async ({ relay, open: connectClient }) => {
+    withRelay({}, async ({ open: connectClient, connections }) => {
       const { r, service: x, q, a } = await serviceQueue(connectClient);
       assert.equal(await a.subscribeService(key()), 0);
       a.close();
-      for (let i = 0; i < 100 && relay.server.connections > 1; i++) await new Promise((res) => setTimeout(res, 10));
+      await connections(1);
       await r.send(q.sndId, bytes('while away'), { notify: true });
       const b = await connectClient();
       assert.equal(await b.subscribeService(x), 1);
@@ -1017,12 +1020,12 @@ describe('limits', () => {
     }));
 
   test('maxConnections: a connection over the limit is refused with ConnectionError', () =>
-    withRelay({ limits: { maxConnections: 1 } }, async ({ relay, open: connectClient }) => {
+    withRelay({ limits: { maxConnections: 1 } }, async ({ open: connectClient, connections }) => {
       const first = await connectClient();
       await assert.rejects(connectClient(), ConnectionError);
       await first.ping();
       first.close();
-      for (let i = 0; i < 100 && relay.server.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await connections(0);
       const again = await connectClient();
       await again.ping();
     }));

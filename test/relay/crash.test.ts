@@ -9,18 +9,6 @@ import { openMessage, openMeta, type RelayClientOptions } from '../../src/relay/
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
 import { HushProcess, RELAY_ADDRESS } from '../process.ts';
 
-
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 interface Started {
   proc: HushProcess;
   address: string;
@@ -89,6 +77,12 @@ test('kill -9 under load: every OK is delivered exactly once, pending NMSG survi
     // ---- recipients reading two queues live, acknowledging as they read ----
     const preReceived = new Map<number, string[]>();
     const preAcked = new Set<string>();
+    // the kill comes once the load has done this much: re-checked on each OK and ACK
+    let loaded!: () => void;
+    const enoughLoad = new Promise<void>((r) => (loaded = r));
+    const progress = () => {
+      if (okd.size >= 1500 && preAcked.size >= 20) loaded();
+    };
     for (const qi of liveQ) {
       const q = queues[qi]!;
       preReceived.set(qi, []);
@@ -99,7 +93,10 @@ test('kill -9 under load: every OK is delivered exactly once, pending NMSG survi
         const name = bodyName(text(m.body));
         preReceived.get(qi)!.push(name);
         rc.ack(q.rcvId, q.rcvAuth.privateKey, m.msgId).then(
-          () => preAcked.add(name),
+          () => {
+            preAcked.add(name);
+            progress();
+          },
           () => {}, // the relay died: this ACK may or may not have happened
         );
       });
@@ -130,6 +127,7 @@ test('kill -9 under load: every OK is delivered exactly once, pending NMSG survi
             ...(k ? { sndAuthKey: k.privateKey } : {}),
           });
           okd.set(name, qi);
+          progress();
         } catch (e) {
           if (e instanceof ConnectionError) {
             unanswered.add(name);
@@ -144,7 +142,8 @@ test('kill -9 under load: every OK is delivered exactly once, pending NMSG survi
     };
     const workers = senders.flatMap((_, s) => Array.from({ length: 16 }, () => worker(s)));
 
-    await until('1500 OKs and 20 ACKs under load', () => okd.size >= 1500 && preAcked.size >= 20, 60_000);
+    // (the workers stop only on an error: then the load cannot get there)
+    await Promise.race([enoughLoad, Promise.all(workers).then(() => assert.fail(`the load stopped early: ${otherErrors.join('; ')}`))]);
     const oksAtKill = okd.size;
     const inFlightAtKill = inFlight;
     first.proc.kill('SIGKILL');

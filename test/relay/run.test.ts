@@ -245,10 +245,11 @@ describe('a running relay: health, metrics, logs, SIGTERM', () => {
 
   test('SIGTERM stops the relay with exit code 0, keeping its state', async () => {
     assert.equal(queues.length, 2, 'runs after the traffic test');
-    const closed = new Promise<string>((resolve) => {
-      void connect(relay.address, { onClose: resolve }).then((c) => clients.push(c));
-    });
-    await new Promise((r) => setTimeout(r, 200));
+    let onClose!: (reason: string) => void;
+    const closed = new Promise<string>((resolve) => (onClose = resolve));
+    const c = await connect(relay.address, { onClose });
+    clients.push(c);
+    await c.ping(); // the relay holds the session: its shutdown must close it
     relay.proc.kill('SIGTERM');
     const r = await relay.proc.result(15_000);
     assert.equal(r.signal, null, 'exited by itself, not killed by the timeout');
