@@ -1,4 +1,4 @@
-// `hush chat` as a person uses it: two chat processes in real terminals
+// `hush chat` as a person uses it: chat processes in real terminals
 // (tmux panes), typed into and read from the screen, against a relay process
 // and a notification-server process that pushes by Web Push to each chat's
 // own local endpoint.
@@ -14,13 +14,10 @@ import { LOCAL_RELAYS } from '../../src/ntf/config.ts';
 import { encryptWebPush } from '../../src/push/webpush/ece.ts';
 import { createVapidKey } from '../../src/push/webpush/vapid.ts';
 import { tmpDir } from '../helpers.ts';
-import { RelayProcess, sleep } from '../ntf/helpers.ts';
+import { RelayProcess } from '../ntf/helpers.ts';
 import { freePort, HUSH, HushProcess, ROOT, hushEnv } from '../process.ts';
 
 const run = promisify(execFile);
-
-/** A chat's notifications are rate limited to one per second (CHAT_RATE_LIMIT_MS); wait a little longer. */
-const PAST_RATE_LIMIT_MS = 1200;
 
 interface Servers {
   relay: string;
@@ -58,12 +55,17 @@ let tmuxServers = 0;
 /** A private tmux server (its own socket, no user config), killed after the test. */
 class Tmux {
   private readonly socket = `hush-test-${process.pid}-${++tmuxServers}`;
+  /** Where each pane's output is piped: its growth tells that the screen changed. */
+  private readonly dir = tmpDir('hush-tmux-');
+  private readonly watchers: fs.FSWatcher[] = [];
 
   constructor(t: TestContext) {
     t.after(async () => {
+      for (const w of this.watchers) w.close();
       const socket = (await this.tmux('display-message', '-p', '#{socket_path}').catch(() => '')).trim();
       await this.tmux('kill-server').catch(() => {});
       if (socket) fs.rmSync(socket, { force: true }); // tmux leaves it behind
+      fs.rmSync(this.dir, { recursive: true, force: true });
     });
   }
 
@@ -77,7 +79,12 @@ class Tmux {
     const args = ['chat', '--data', path.join(s.dir, data), '--relay', s.relay, '--ntf', s.ntf, ...(name ? ['--name', name] : [])];
     const command = `${[process.execPath, HUSH, ...args].map(quote).join(' ')}; echo "chat exited with code $?"; exec sleep 86400`;
     await this.tmux('new-session', '-d', '-s', session, '-x', '200', '-y', '50', '-c', ROOT, command);
-    return new ChatPane(this, session);
+    const out = path.join(this.dir, `${session}.out`);
+    fs.writeFileSync(out, '');
+    const watcher = fs.watch(out);
+    this.watchers.push(watcher);
+    await this.tmux('pipe-pane', '-t', `=${session}:`, `cat >> ${quote(out)}`);
+    return new ChatPane(this, session, watcher, name);
   }
 }
 
@@ -86,12 +93,19 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 class ChatPane {
   /** Exact match (=): a bare name would also match a window name by prefix. */
   private readonly target: string;
+  /** Resolves at the pane's next output. */
+  private output!: Promise<void>;
 
   constructor(
     private readonly tmux: Tmux,
     readonly session: string,
+    watcher: fs.FSWatcher,
+    /** The name the chat was started with. */
+    readonly name?: string,
   ) {
     this.target = `=${session}:`;
+    const next = () => (this.output = new Promise((r) => watcher.once('change', () => (next(), r()))));
+    next();
   }
 
   /** Types the text as it is (-l: no key names), then Enter. */
@@ -115,15 +129,32 @@ class ChatPane {
       .trimEnd();
   }
 
-  /** Polls the screen until `re` matches it; the error on timeout shows the screen. */
-  async waitForPane(re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const text = await this.text();
-      const m = re.exec(text);
-      if (m) return m;
-      if (Date.now() > deadline) throw new Error(`${this.session}: no ${re} within ${timeoutMs} ms; the pane shows:\n${text}`);
-      await sleep(100);
+  /** Reads the screen, and again at each output, until `re` matches it; the error on timeout shows the screen. */
+  waitForPane(re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
+    return this.waitForScreen(re, (text) => re.exec(text), timeoutMs);
+  }
+
+  /** Types a command and waits for its reply: one more line matching `reply` than before (`/sleep` may come twice). */
+  async command(text: string, reply: RegExp): Promise<void> {
+    const count = (screen: string) => screen.match(new RegExp(reply.source, 'gm'))?.length ?? 0;
+    const before = count(await this.text());
+    await this.type(text);
+    await this.waitForScreen(reply, (screen) => count(screen) > before);
+  }
+
+  private async waitForScreen<T>(what: RegExp, found: (screen: string) => T | null | false, timeoutMs = 15_000): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<false>((r) => (timer = setTimeout(r, timeoutMs, false)));
+    try {
+      for (;;) {
+        const output = this.output; // taken before reading: output while reading is not missed
+        const text = await this.text();
+        const m = found(text);
+        if (m) return m;
+        if (!(await Promise.race([output.then(() => true), timeout]))) throw new Error(`${this.session}: no ${what} within ${timeoutMs} ms; the pane shows:\n${await this.text()}`);
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -132,74 +163,79 @@ class ChatPane {
   }
 }
 
-/** Both started fresh: each waits for its token to be verified through its own push endpoint. */
-async function startPair(t: TestContext, s: Servers): Promise<{ tmux: Tmux; alice: ChatPane; bob: ChatPane }> {
+/** Chats started fresh, one per name: each waits for its token to be verified through its own push endpoint. */
+async function startChats<N extends string[]>(t: TestContext, s: Servers, ...names: N): Promise<{ tmux: Tmux; panes: { [K in keyof N]: ChatPane } }> {
   const tmux = new Tmux(t);
-  const alice = await tmux.chat('alice', s, 'alice.json', 'Alice');
-  const bob = await tmux.chat('bob', s, 'bob.json', 'Bob');
-  for (const p of [alice, bob]) {
+  const panes: ChatPane[] = [];
+  for (const name of names) panes.push(await tmux.chat(name.toLowerCase(), s, `${name.toLowerCase()}.json`, name));
+  for (const p of panes) {
     await p.waitForPane(/^chat ready$/m);
     await p.waitForPane(/^token: ACTIVE$/m);
   }
-  return { tmux, alice, bob };
+  return { tmux, panes: panes as { [K in keyof N]: ChatPane } };
 }
 
-/** Alice invites, Bob pastes the link she got. */
-async function connect(alice: ChatPane, bob: ChatPane): Promise<void> {
-  await alice.type('/invite');
-  const [, link] = await alice.waitForPane(/^invitation: (hush-invite:[A-Za-z0-9_-]+)$/m);
-  await bob.type(`/accept ${link}`);
-  await alice.waitForPane(/^connected: Bob$/m);
-  await bob.waitForPane(/^connected: Alice$/m);
+/** The inviter invites, the acceptor pastes the link it got. */
+async function connect(inviter: ChatPane, acceptor: ChatPane): Promise<void> {
+  await inviter.type('/invite');
+  const [, link] = await inviter.waitForPane(/^invitation: (hush-invite:[A-Za-z0-9_-]+)$/m);
+  await acceptor.type(`/accept ${link}`);
+  await inviter.waitForPane(new RegExp(`^connected: ${acceptor.name}$`, 'm'));
+  await acceptor.waitForPane(new RegExp(`^connected: ${inviter.name}$`, 'm'));
 }
 
-test('chat, then Bob asleep: his local endpoint gets the pushes and shows notifications under each preview mode', async (t) => {
-  const { alice, bob } = await startPair(t, await startServers(t));
+// A chat is notified once a second at most (CHAT_RATE_LIMIT_MS) and the chat
+// processes run on real time: so that no step waits for a second to pass, each
+// chat is notified once at most on each side. A push that must show nothing
+// (for a message that came online) is checked by the same chat's first
+// notification after it: a notification for that push would have come first,
+// or held this one back.
+test('chat, then asleep: the local endpoint gets the pushes and shows notifications under each preview mode', async (t) => {
+  const { panes: [alice, bob, carol] } = await startChats(t, await startServers(t), 'Alice', 'Bob', 'Carol');
   await connect(alice, bob);
+  await connect(carol, bob);
+  const notification = (from: string, text: string, badge: number) => `notification [message] ${from}: ${text} (badge ${badge})`;
 
-  // online: the only contact is the current chat on both sides
+  // online: the push for the message still comes, and must show nothing
   await alice.type('hello bob');
   await alice.waitForPane(/^you → Bob: hello bob$/m);
   await bob.waitForPane(/^Alice: hello bob$/m);
-  assert.deepEqual(await bob.notifications(), [], 'an online chat shows no notifications');
 
-  await bob.type('/sleep');
-  await bob.waitForPane(/^asleep$/m);
-  await sleep(PAST_RATE_LIMIT_MS);
+  await bob.command('/sleep', /^asleep$/);
   await alice.type('hi');
   // badge: every unread message, "hello bob" too (nothing was read)
   await bob.waitForPane(/^notification \[message\] Alice: hi \(badge 2\)$/m);
+  assert.deepEqual(await bob.notifications(), [notification('Alice', 'hi', 2)], 'none for "hello bob", which came online');
   // the message the push handler fetched is in the chat as well
   await bob.waitForPane(/^Alice: hi$/m);
 
-  await bob.type('/preview contact');
-  await bob.waitForPane(/^preview: contact$/m);
-  await sleep(PAST_RATE_LIMIT_MS);
-  await alice.type('secret plan');
-  await bob.waitForPane(/^notification \[message\] Alice: New message \(badge 3\)$/m);
+  // awake again: the push for Carol's message must show nothing
+  await bob.command('/preview contact', /^preview: contact$/);
+  await bob.command('/wake', /^awake$/);
+  await carol.type('back online');
+  await bob.waitForPane(/^Carol: back online$/m);
+  await bob.command('/sleep', /^asleep$/);
+  await carol.type('secret plan');
+  await bob.waitForPane(/^notification \[message\] Carol: New message \(badge 4\)$/m);
+  assert.deepEqual(await bob.notifications(), [notification('Alice', 'hi', 2), notification('Carol', 'New message', 4)], 'none for "back online", which came awake');
+
+  // Carol asleep, under the hidden preview: neither Bob's name nor the text
+  await carol.command('/preview hidden', /^preview: hidden$/);
+  await carol.command('/sleep', /^asleep$/);
+  await bob.command('/wake', /^awake$/);
+  await bob.command('/to Carol', /^chatting with Carol$/);
+  await bob.type('meet at noon');
+  await carol.waitForPane(/^notification \[message\] Hush: New message \(badge 1\)$/m);
   for (const line of await bob.notifications()) assert.doesNotMatch(line, /secret plan/);
-
-  await bob.type('/preview hidden');
-  await bob.waitForPane(/^preview: hidden$/m);
-  await sleep(PAST_RATE_LIMIT_MS);
-  await alice.type('meet at noon');
-  await bob.waitForPane(/^notification \[message\] Hush: New message \(badge 4\)$/m);
-  assert.doesNotMatch((await bob.notifications()).at(-1)!, /Alice|noon/);
-
-  await bob.type('/wake');
-  await bob.waitForPane(/^awake$/m);
-  const shown = await bob.notifications();
-  assert.equal(shown.length, 3);
-  await sleep(PAST_RATE_LIMIT_MS);
-  await alice.type('back online');
-  await bob.waitForPane(/^Alice: back online$/m);
-  await sleep(PAST_RATE_LIMIT_MS); // the push for it still comes; it must show nothing
-  assert.deepEqual(await bob.notifications(), shown);
+  assert.doesNotMatch((await carol.notifications()).at(-1)!, /Bob|noon/);
 });
 
 test('/quit exits with code 0; a restarted chat on the same data file has the contact and can send', async (t) => {
   const s = await startServers(t);
-  const { tmux, alice, bob } = await startPair(t, s);
+  const {
+    tmux,
+    panes: [alice, bob],
+  } = await startChats(t, s, 'Alice', 'Bob');
   await connect(alice, bob);
 
   await bob.type('/quit');

@@ -11,13 +11,13 @@ import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import { ApnsTestServer, type ApnsRecordedPush } from '../../src/push/stand-ins/apns-server.ts';
 import { HushClient, type HushClientOptions } from '../../src/sdk/client.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
-import type { Notification } from '../../src/sdk/push-handler.ts';
+import { CHAT_RATE_LIMIT_MS, type Notification } from '../../src/sdk/push-handler.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
 import type { ClientStore } from '../../src/sdk/store/store.ts';
 import type { QueueStore } from '../../src/relay/store/store.ts';
 import type { CreationPolicy } from '../../src/server/creation.ts';
 import { startRelay, type TestRelay } from '../helpers.ts';
-import { startNtf, until, type StartNtfOptions, type TestNtf } from '../ntf/helpers.ts';
+import { startNtf, TestClock, until, type StartNtfOptions, type TestNtf } from '../ntf/helpers.ts';
 
 export { until };
 export const TOPIC = 'chat.hush.sdk-test';
@@ -179,13 +179,13 @@ export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
 
 /**
  * Alice and a registered Bob, connected; Bob subscribed, then asleep (no SUB)
- * with the pushes so far skipped. Bob's clock runs `later()`-controlled ahead.
+ * with the pushes so far skipped. Bob's clock stands still but for `later()`.
  */
 export async function asleepPair(t: TestContext, stack?: Stack, names: [string, string] = ['Alice', 'Bob']) {
   stack ??= await startStack(t);
-  let skew = 0;
+  const clock = new TestClock();
   const alice = await Phone.create(t, stack, names[0]);
-  const bob = await Phone.create(t, stack, names[1], { now: () => Date.now() + skew });
+  const bob = await Phone.create(t, stack, names[1], { now: clock.now });
   await bob.register();
   const ids = await connect(alice, bob);
   await untilSubscribed(bob, 1);
@@ -197,6 +197,6 @@ export async function asleepPair(t: TestContext, stack?: Stack, names: [string, 
     bob,
     ...ids,
     /** Moves Bob's clock past the per-chat notification rate limit. */
-    later: () => (skew += 2000),
+    later: () => clock.advance(CHAT_RATE_LIMIT_MS),
   };
 }

@@ -10,11 +10,21 @@ import type { WebSocketFactory } from '../../src/core/client.ts';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { deserialize, KEYS, type Contact } from '../../src/sdk/records.ts';
 import { connect as connectRelay, crypto } from '../helpers.ts';
-import { sleep, TestClock, until } from '../ntf/helpers.ts';
-import { asleepPair, connect, Phone, startStack, untilSubscribed } from './helpers.ts';
+import { TestClock, until } from '../ntf/helpers.ts';
+import { asleepPair, connect, Phone, startStack, untilSubscribed, type Stack } from './helpers.ts';
 
 const status = (p: Phone) => p.client.tokenStatus?.status;
 const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
+
+/**
+ * NMSGs the relay has made for messages (to a subscribed notifier, or kept for
+ * one): no NMSG, no message push. The relay counts one as it takes the SEND in,
+ * before answering, so once a send returns the count says whether it made one.
+ */
+async function nmsgs(stack: Stack): Promise<number> {
+  const { values } = await stack.relay.server.metrics.notifications.get();
+  return values.filter((v) => v.labels.outcome !== 'redelivered').reduce((n, v) => n + v.value, 0);
+}
 
 test('token status goes NEW → REGISTERED → ACTIVE, each change an event', async (t) => {
   const stack = await startStack(t);
@@ -50,9 +60,9 @@ test('instant → periodic: the subscriptions go, check pushes come; → instant
   await bob.client.setNotificationMode('periodic', 30);
   assert.deepEqual(bob.client.contacts().map((c) => c.subscription), [undefined]);
   assert.equal(subs().ACTIVE ?? 0, 0, 'no subscription left at the server');
+  let before = await nmsgs(stack);
   await alice.client.send(atInviter, 'while periodic');
-  await sleep(300);
-  assert.equal(bob.waiting, 0, 'no message push in periodic mode');
+  assert.equal(await nmsgs(stack), before, 'no NMSG, so no message push, in periodic mode');
   clock.advance(31 * 60_000);
   stack.ntf.ntf.runCron();
   later();
@@ -71,9 +81,9 @@ test('instant → periodic: the subscriptions go, check pushes come; → instant
   assert.equal(bob.client.tokenStatus, undefined);
   assert.deepEqual(statuses, [undefined]);
   assert.equal(tokens(), 0, 'TDEL removed the token');
+  before = await nmsgs(stack);
   await alice.client.send(atInviter, 'while off');
-  await sleep(300);
-  assert.equal(bob.waiting, 0);
+  assert.equal(await nmsgs(stack), before, 'no NMSG, so no push, while off');
 
   await bob.client.setNotificationMode('instant');
   const v = await bob.nextPush('a new verification push');
@@ -103,9 +113,9 @@ test('muting a contact removes its subscription; unmuting brings pushes back', a
     bob.client.contacts().map((c) => [c.name, c.notifications, c.subscription]),
     [['Alice', false, undefined], ['Carol', true, 'ACTIVE']],
   );
+  const before = await nmsgs(stack);
   await alice.client.send(atInviter, 'muted');
-  await sleep(300);
-  assert.equal(bob.waiting, 0, 'no push for a muted contact');
+  assert.equal(await nmsgs(stack), before, 'no NMSG, so no push, for a muted contact');
   later();
   await carol.client.send(bobAtCarol, 'not muted');
   assert.deepEqual(shown(await bob.handlePushes((s) => s.length > 0)), ['[message] Carol: not muted']);
@@ -140,7 +150,7 @@ test('Apple rejects the token: the periodic check reports INVALID(BAD)', async (
   bob.client.on('tokenStatus', (s) => seen.push(s));
   bob.stack.apns.replyTo(bob.token.toString('hex'), { status: 400, reason: 'BadDeviceToken' });
   await alice.client.send(atInviter, 'will not arrive');
-  await sleep(300);
+  await until('the server to take the token for invalid', () => bob.stack.ntf.ntf.store.counts().tokens.INVALID === 1);
   await bob.client.checkNotifications();
   assert.deepEqual(bob.client.tokenStatus, { status: 'INVALID', reason: 'BAD' });
   assert.deepEqual(seen, [{ status: 'INVALID', reason: 'BAD' }]);
@@ -178,8 +188,9 @@ test('NKEYs go to a relay together and SNEWs to the server together: one block e
   await bob.register();
   await bob.client.setNotificationMode('periodic');
   for (let i = 0; i < 10; i++) await connect(await Phone.create(t, stack, `Friend ${i}`), bob);
+  // Bob's last frames went out with his ACKs: once the relay holds no message, none is on its way.
+  await until('every message acknowledged', () => stack.relay.store.counts().messages === 0);
   bob.client.stop();
-  await sleep(100);
   frames.clear();
   await bob.client.setNotificationMode('instant');
   const relayUrl = [...frames.keys()].find((u) => stack.relayAddress.endsWith(new URL(u).host));
@@ -208,8 +219,8 @@ test('a verification push that outruns the TNEW reply still verifies the token',
   held = [];
   const registering = bob.client.setNotificationMode('instant'); // TNEW, its reply held
   const v = await bob.nextPush('the verification push');
+  // The push is read at once: no token secret yet, so the handler waits for the registration.
   const handling = bob.client.handlePush(v.payload);
-  await sleep(50);
   const release = held;
   held = undefined;
   for (const deliver of release) deliver();

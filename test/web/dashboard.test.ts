@@ -11,20 +11,14 @@ import type { ApnsRecordedPush } from '../../src/push/stand-ins/apns-server.ts';
 import { apnsToken, HushClient, MemoryStore } from '../../src/sdk/index.ts';
 import type { DashboardMetrics } from '../../src/stack/metrics.ts';
 import type { LocalStack } from '../../src/stack/stack.ts';
+import { until as untilWithin } from '../ntf/helpers.ts';
 import { launchBrowser, screenshotPath, startWebStack } from './browser.ts';
 
 const WAIT = 30_000;
 const CHARTS = ['chart-tokens', 'chart-subscriptions', 'chart-rate', 'chart-latency', 'chart-delay', 'chart-queues'];
 
-async function until<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits for `cond` to be truthy (its value: a falsy one means not yet), within WAIT. */
+const until = <T>(what: string, cond: () => T | false | undefined | Promise<T | false | undefined>) => untilWithin(what, cond, WAIT) as Promise<T>;
 
 function client(t: TestContext, stack: LocalStack, name: string): Promise<HushClient> {
   return HushClient.open({ store: new MemoryStore(), relays: [stack.relay.address], ntfServer: stack.ntf.address, name, webSocket: nodeWebSocket() }).then((c) => {
@@ -121,7 +115,9 @@ test('the dashboard draws live charts of the stack', async (t) => {
     await alice.send(contactId, `message ${i}`);
     await until(`Bob to receive message ${i}`, () => received.includes(`message ${i}`));
   }
-  await page.waitForTimeout(1500); // one more poll, so the last messages are drawn (a picture, not an assertion)
+  // a sample taken since, drawn, so the last messages are in the picture (not an assertion)
+  const { time } = await metrics(url);
+  await page.waitForFunction((t) => (window.dashboard.latest?.time ?? 0) >= t, time, { timeout: WAIT });
   await page.screenshot({ path: screenshotPath('dashboard'), fullPage: true });
   assert.deepEqual(errors, []);
 });

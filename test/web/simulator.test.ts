@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { until as untilWithin } from '../ntf/helpers.ts';
 import { launchBrowser, pastRateLimit, person, screenshotPath, startWebStack } from './browser.ts';
 
 const WAIT = 30_000;
@@ -35,20 +36,8 @@ function lockScreen(page: Page, name: string): Promise<Shown[]> {
   );
 }
 
-async function until<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await cond();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits for `cond` to be truthy (its value: a falsy one means not yet), within WAIT. */
+const until = <T>(what: string, cond: () => T | false | undefined | Promise<T | false | undefined>) => untilWithin(what, cond, WAIT) as Promise<T>;
 
 async function waitFor(page: Page, name: string, what: string, pred: (n: Shown) => boolean): Promise<Shown> {
   return until(`${name}'s lock screen to show ${what}`, async () => (await lockScreen(page, name)).find(pred));
