@@ -33,7 +33,7 @@ import {
   type WebPushSubscriptionJSON,
 } from '../../src/push/webpush/subscription.ts';
 import { createVapidKey, loadVapidKey, MAX_VAPID_LIFETIME_SECONDS, VapidSigner } from '../../src/push/webpush/vapid.ts';
-import { untilEvent } from '../helpers.ts';
+import { eventLog, untilEvent } from '../helpers.ts';
 import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const require = createRequire(import.meta.url);
@@ -536,7 +536,11 @@ describe('WebPushProvider ↔ Web Push test server', () => {
   });
 
   it('a dropped connection: retry, nothing recorded; the next push goes through', async (t) => {
-    const r = await rig(t);
+    const { log, events } = eventLog();
+    const open = new Set<unknown>(); // the provider's connections, by the pool's log
+    events.on('webpush_connected', (e: { conn: unknown }) => open.add(e.conn));
+    events.on('webpush_closed', (e: { conn: unknown }) => open.delete(e.conn));
+    const r = await rig(t, {}, { log });
     const d = r.device();
     r.server.replyNext({ drop: true });
     const res = await r.provider.send(push(d));
@@ -547,8 +551,9 @@ describe('WebPushProvider ↔ Web Push test server', () => {
     assert.equal(r.server.messages.length, 1);
 
     // connections cut between pushes are replaced
+    assert.ok(open.size > 0, 'the last push went over a connection the pool logged');
     r.server.dropConnections();
-    await new Promise((res2) => setTimeout(res2, 20));
+    await untilEvent(events, 'webpush_closed', () => open.size === 0);
     assert.equal((await r.provider.send(push(d))).outcome, 'delivered');
   });
 

@@ -283,7 +283,7 @@ export class WebPushProvider implements PushProvider {
       origin.probe = alpnOf(url, this.timeoutMs, { ...ca, ...lookup }).then((alpn) => {
         delete origin.probe;
         if (alpn === 'h2')
-          origin.pool = new Http2Pool({ url: url.origin, name: 'webpush', requestTimeoutMs: this.timeoutMs, ...ca, ...lookup });
+          origin.pool = new Http2Pool({ url: url.origin, name: 'webpush', requestTimeoutMs: this.timeoutMs, log: this.cfg.log, ...ca, ...lookup });
         else {
           h1();
           // unreachable now: probe again on a later push rather than settle for HTTP/1.1
