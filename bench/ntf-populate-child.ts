@@ -2,7 +2,7 @@
 // restart benchmark, through the stores' own APIs, in a process of its own.
 //   node --import tsx bench/ntf-populate-child.ts relay|journal|postgres <spec.json>
 //
-// relay:    the relay's journal (JournalQueueStore) gets one queue per
+// relay:    the relay's journal store (openJournalQueueStore) gets one queue per
 //           subscription, with notifier credentials whose serviceId is
 //           SHA-256 of the notification server's service key: the state the
 //           relay has after that server NSUB'd them, so its NSUBS covers them.
@@ -21,7 +21,7 @@ import { latin1 } from '../src/core/encoding.ts';
 import { openJournalNtfStore } from '../src/ntf/store/journal.ts';
 import { openPostgresNtfStore } from '../src/ntf/store/postgres.ts';
 import type { NtfStore, SubRecord, TokenRecord } from '../src/ntf/store/store.ts';
-import { JournalQueueStore } from '../src/relay/store/journal.ts';
+import { openJournalQueueStore } from '../src/relay/store/journal.ts';
 
 interface Spec {
   seed: string;
@@ -61,7 +61,7 @@ const CHUNK = 50_000;
 
 if (mode === 'relay') {
   const serviceId = new Uint8Array(Buffer.from(spec.serviceId, 'hex'));
-  const store = JournalQueueStore.open({ dir: spec.relayStoreDir, compactMinBytes: 2 ** 40 });
+  const { store } = openJournalQueueStore({ dir: spec.relayStoreDir, compactMinBytes: 2 ** 40 });
   for (let from = 0; from < total; from += CHUNK) {
     const n = Math.min(CHUNK, total - from);
     const ids = notifierIds(from, n);

@@ -13,7 +13,7 @@ import { nodeWebSocket } from '../src/node/websocket.ts';
 import { RelayClient, type RelayClientOptions, type RelayEvent } from '../src/relay/client.ts';
 import { RelayServer, type RelayLimits } from '../src/relay/server.ts';
 import type { CreationPolicy } from '../src/server/creation.ts';
-import { JournalQueueStore } from '../src/relay/store/journal.ts';
+import { openJournalQueueStore } from '../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../src/relay/store/memory.ts';
 import type { QueueStore } from '../src/relay/store/store.ts';
 import { BlackholeProxy } from '../src/server/testkit/blackhole-proxy.ts';
@@ -114,7 +114,7 @@ export async function startRelay(
   return { server, address: server.address, store, stop: () => server.stop() };
 }
 
-export const journalStore = (dir: string) => JournalQueueStore.open({ dir });
+export const journalStore = (dir: string) => openJournalQueueStore({ dir }).store;
 
 /** A connected client that records the events it receives. */
 export interface TestClient extends RelayClient {

@@ -7,7 +7,7 @@ import { initServer } from '../server/init.ts';
 import { listenerOf, startLogger, startWithOps, type Running } from '../server/start.ts';
 import { loadRelayConfig, relayFiles } from './config.ts';
 import { RelayServer } from './server.ts';
-import { JournalQueueStore, repairRelayJournal } from './store/journal.ts';
+import { openJournalQueueStore, repairRelayJournal } from './store/journal.ts';
 
 export interface InitOptions {
   dir: string;
@@ -36,13 +36,13 @@ export async function startRelay(dir: string, env: NodeJS.ProcessEnv = process.e
   const files = relayFiles(dir);
   const log = startLogger('relay', dir, files.identity, c.logLevel);
   // MB × 2^20 by multiplication: `<< 20` is 32-bit and wraps to ≤ 0 from 2048 MB on.
-  const store = JournalQueueStore.open({
+  const { store, journal } = openJournalQueueStore({
     dir: files.store,
     fsync: c.store.fsync,
     compactMinBytes: c.store.compactMinMB * 1024 * 1024,
     repairCommand: `hush relay repair --dir ${dir}`,
   });
-  if (store.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: store.truncatedBytes });
+  if (journal.truncatedBytes > 0) log.warn({ event: 'journal_tail_truncated', bytes: journal.truncatedBytes });
   const server = new RelayServer({
     identity: readKeyFile(files.identity),
     crypto: nodeCrypto,

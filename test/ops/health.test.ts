@@ -16,7 +16,7 @@ import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openPostgresNtfStore } from '../../src/ntf/store/postgres.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import { RelayServer } from '../../src/relay/server.ts';
-import { JournalQueueStore } from '../../src/relay/store/journal.ts';
+import { openJournalQueueStore } from '../../src/relay/store/journal.ts';
 import type { JournalIo } from '../../src/server/journal.ts';
 import { startWithOps, type Running } from '../../src/server/start.ts';
 import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
@@ -73,7 +73,7 @@ async function registerToken(ntf: Running<NtfServer>, t: TestContext): Promise<b
 describe('/healthz after a store failure', () => {
   it('relay: a failed journal write makes /healthz 503 with the reason and hush_relay_store_failed 1', async (t) => {
     const disk = breakableDisk();
-    const store = JournalQueueStore.open({ dir: tmpDir(), io: disk.io });
+    const { store } = openJournalQueueStore({ dir: tmpDir(), io: disk.io });
     const server = new RelayServer({ identity: nodeCrypto.ed25519KeyPair(), crypto: nodeCrypto, store, host: '127.0.0.1', port: 0, log: silent });
     const relay = await startWithOps(server, OPS, () => ({ connections: server.connections }));
     t.after(() => relay.stop());

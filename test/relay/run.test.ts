@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { openMessage } from '../../src/relay/client.ts';
-import { JournalQueueStore } from '../../src/relay/store/journal.ts';
+import { openJournalQueueStore } from '../../src/relay/store/journal.ts';
 import { bytes, connect as connectWith, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
 import { HushProcess } from '../process.ts';
 
@@ -296,7 +296,7 @@ describe('a running relay: health, metrics, logs, SIGTERM', () => {
 describe('store settings', () => {
   /** A journal of one queue and `n` sent-and-acknowledged messages: large, with almost nothing live. */
   async function churnedJournal(dir: string, n: number): Promise<number> {
-    const j = JournalQueueStore.open({ dir: path.join(dir, 'store') });
+    const j = openJournalQueueStore({ dir: path.join(dir, 'store') }).store;
     const rcvId = crypto.randomBytes(24);
     j.createQueue({ rcvId, sndId: crypto.randomBytes(24), rcvAuthKey: crypto.randomBytes(32), rcvDhSecret: crypto.randomBytes(32), suspended: false });
     for (let i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
-// QueueStore conformance: one suite run against MemoryQueueStore and
-// JournalQueueStore (the journal case also checks every state after a reopen),
+// QueueStore conformance: one suite run against MemoryQueueStore and the
+// journal store (the journal case also checks every state after a reopen),
 // then journal-only durability tests: reopen after close and after a crash,
 // torn tails, corruption in the middle (refused, then repaired), compaction,
 // and unflushed records; last, the memory store's log seam the journal uses.
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 as zlibCrc } from 'node:zlib';
 import { JournalCorruptError, type RecordLog } from '../../src/server/journal.ts';
-import { JournalQueueStore, repairRelayJournal } from '../../src/relay/store/journal.ts';
+import { openJournalQueueStore, repairRelayJournal, type JournalStoreOptions } from '../../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
 import type { StoreRecord } from '../../src/relay/store/records.ts';
 import type {
@@ -138,21 +138,28 @@ interface Harness {
   cleanup(): void;
 }
 
+/** The journal store as the relay opens it, its journal beside it for the figures tests read. */
+function openJournal(o: JournalStoreOptions) {
+  const { store, journal } = openJournalQueueStore(o);
+  return Object.assign(store, { journal });
+}
+type JournalStore = ReturnType<typeof openJournal>;
+
 const backends: Array<{ name: string; make(): Harness }> = [
   {
     name: 'MemoryQueueStore',
     make: () => ({ store: new MemoryQueueStore(), reopen: async (s) => s, cleanup() {} }),
   },
   {
-    name: 'JournalQueueStore',
+    name: 'journal store',
     make() {
       const dir = tmpDir('hush-store-');
       return {
-        store: JournalQueueStore.open({ dir }),
+        store: openJournal({ dir }),
         async reopen(s) {
           await s.close();
-          const again = JournalQueueStore.open({ dir });
-          assert.equal(again.truncatedBytes, 0, 'a cleanly closed journal has no torn tail');
+          const again = openJournal({ dir });
+          assert.equal(again.journal.truncatedBytes, 0, 'a cleanly closed journal has no torn tail');
           return again;
         },
         cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
@@ -584,26 +591,26 @@ function frameOffsets(data: Buffer): number[] {
   return offsets;
 }
 
-describe('JournalQueueStore durability', () => {
+describe('journal store durability', () => {
   test('reopen after close restores exactly the same state', async (t) => {
     const dir = tmpDir('hush-journal-');
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const { ops, rcvIds, services } = scenario(1, 600);
-    const j = JournalQueueStore.open({ dir });
+    const j = openJournal({ dir });
     for (const op of ops) op(j);
     const before = j.counts();
     assert.ok(before.queues > 5 && before.messages > 20 && before.pendingNotifications > 0, 'a non-trivial state');
     await j.close();
-    const j2 = JournalQueueStore.open({ dir });
+    const j2 = openJournal({ dir });
     try {
-      assert.equal(j2.truncatedBytes, 0);
+      assert.equal(j2.journal.truncatedBytes, 0);
       assert.deepEqual(j2.counts(), before);
       assert.deepEqual(dump(j2, rcvIds, services), dump(oracle(ops), rcvIds, services));
     } finally {
       await j2.close();
     }
     // the destructive dump (acks, takes) was itself journaled
-    const j3 = JournalQueueStore.open({ dir });
+    const j3 = openJournal({ dir });
     try {
       assert.equal(j3.counts().messages, 0);
       assert.equal(j3.counts().pendingNotifications, 0);
@@ -618,19 +625,19 @@ describe('JournalQueueStore durability', () => {
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const { ops, rcvIds, services } = scenario(2, 500);
     const flushedOps = ops.slice(0, 400);
-    const j = JournalQueueStore.open({ dir });
-    let j2: JournalQueueStore | undefined;
+    const j = openJournal({ dir });
+    let j2: JournalStore | undefined;
     try {
       for (const op of flushedOps) op(j);
       await j.flush();
       const flushedSize = fileSize(dir);
-      assert.equal(j.journalBytes, flushedSize);
+      assert.equal(j.journal.bytes, flushedSize);
       for (const op of ops.slice(400)) op(j); // never flushed: lost in the "crash"
-      assert.ok(j.journalBytes > flushedSize, 'the unflushed records are buffered');
+      assert.ok(j.journal.bytes > flushedSize, 'the unflushed records are buffered');
       assert.equal(fileSize(dir), flushedSize, 'unflushed records are not in the file');
 
-      j2 = JournalQueueStore.open({ dir }); // the first store is still open, as after kill -9
-      assert.equal(j2.truncatedBytes, 0);
+      j2 = openJournal({ dir }); // the first store is still open, as after kill -9
+      assert.equal(j2.journal.truncatedBytes, 0);
       assert.deepEqual(dump(j2, rcvIds, services), dump(oracle(flushedOps), rcvIds, services));
     } finally {
       await closeQuietly(j2);
@@ -641,19 +648,19 @@ describe('JournalQueueStore durability', () => {
   test('a flush makes buffered records visible to a new reader', async (t) => {
     const dir = tmpDir('hush-journal-');
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const j = JournalQueueStore.open({ dir });
-    const readers: JournalQueueStore[] = [];
+    const j = openJournal({ dir });
+    const readers: JournalStore[] = [];
     try {
       const q = queueRecord({ notifier: true });
       j.createQueue(q);
       const m = message(7);
       j.addMessage(q.rcvId, m);
       assert.equal(fileSize(dir), 0, 'nothing written before flush');
-      readers.push(JournalQueueStore.open({ dir }));
+      readers.push(openJournal({ dir }));
       assert.equal(readers[0]!.byRecipient(q.rcvId), undefined);
       await j.flush();
       assert.ok(fileSize(dir) > 0);
-      readers.push(JournalQueueStore.open({ dir }));
+      readers.push(openJournal({ dir }));
       assert.deepEqual(normQueue(readers[1]!.byRecipient(q.rcvId)), normQueue(q));
       assert.deepEqual(normMessage(readers[1]!.peekMessage(q.rcvId)), normMessage(m));
     } finally {
@@ -667,7 +674,7 @@ describe('JournalQueueStore durability', () => {
     // a real frame, to tear: the first frame of a journal holding one queue
     const donorDir = tmpDir('hush-journal-');
     t.after(() => fs.rmSync(donorDir, { recursive: true, force: true }));
-    const donor = JournalQueueStore.open({ dir: donorDir });
+    const donor = openJournal({ dir: donorDir });
     donor.createQueue(queueRecord({ notifier: true }));
     await donor.close();
     const frame = fs.readFileSync(journalFile(donorDir));
@@ -687,15 +694,15 @@ describe('JournalQueueStore durability', () => {
     for (const [what, tail] of tails) {
       const dir = tmpDir('hush-journal-');
       t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-      const j = JournalQueueStore.open({ dir });
+      const j = openJournal({ dir });
       for (const op of ops) op(j);
       await j.close();
       const good = fileSize(dir);
       fs.appendFileSync(journalFile(dir), tail);
 
-      const j2 = JournalQueueStore.open({ dir });
+      const j2 = openJournal({ dir });
       try {
-        assert.equal(j2.truncatedBytes, tail.length, `${what}: reported`);
+        assert.equal(j2.journal.truncatedBytes, tail.length, `${what}: reported`);
         assert.equal(fileSize(dir), good, `${what}: cut off the file`);
         // appending after the cut: a new queue and message survive another reopen
         const q = queueRecord();
@@ -703,9 +710,9 @@ describe('JournalQueueStore durability', () => {
         const more: Op[] = [(s) => void s.createQueue(q), (s) => s.addMessage(q.rcvId, m)];
         for (const op of more) op(j2);
         await j2.close();
-        const j3 = JournalQueueStore.open({ dir });
+        const j3 = openJournal({ dir });
         try {
-          assert.equal(j3.truncatedBytes, 0, `${what}: no tail left`);
+          assert.equal(j3.journal.truncatedBytes, 0, `${what}: no tail left`);
           assert.deepEqual(normMessage(j3.peekMessage(q.rcvId)), normMessage(m), `${what}: appended after the cut`);
           const all = [...rcvIds, q.rcvId];
           assert.deepEqual(dump(j3, all, services), dump(oracle([...ops, ...more]), all, services), `${what}: state`);
@@ -745,7 +752,7 @@ describe('JournalQueueStore durability', () => {
     for (const [what, corrupt] of corruptions) {
       const dir = tmpDir('hush-journal-');
       t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-      const j = JournalQueueStore.open({ dir });
+      const j = openJournal({ dir });
       for (const op of ops) op(j);
       await j.close();
       const data = fs.readFileSync(journalFile(dir));
@@ -757,7 +764,7 @@ describe('JournalQueueStore durability', () => {
       fs.writeFileSync(journalFile(dir), data);
 
       assert.throws(
-        () => JournalQueueStore.open({ dir, repairCommand: 'hush relay repair --dir X' }),
+        () => openJournal({ dir, repairCommand: 'hush relay repair --dir X' }),
         (e) => {
           assert.ok(e instanceof JournalCorruptError, `${what}: ${e}`);
           assert.equal(e.offset, at, what);
@@ -775,9 +782,9 @@ describe('JournalQueueStore durability', () => {
       assert.equal(fileSize(dir), at, `${what}: the journal is cut at the bad record`);
       assert.equal(repairRelayJournal(dir).repair, undefined, `${what}: nothing left to repair`);
 
-      const j2 = JournalQueueStore.open({ dir });
+      const j2 = openJournal({ dir });
       try {
-        assert.equal(j2.truncatedBytes, 0, what);
+        assert.equal(j2.journal.truncatedBytes, 0, what);
         assert.deepEqual(dump(j2, rcvIds), dump(oracle(ops.slice(0, bad)), rcvIds), `${what}: state up to the bad record`);
       } finally {
         await j2.close();
@@ -791,7 +798,7 @@ describe('JournalQueueStore durability', () => {
     const S = newId();
     const qs = [queueRecord({ notifier: true, serviceId: S }), queueRecord(), queueRecord({ notifier: true }), queueRecord()];
     const ops: Op[] = [];
-    const j = JournalQueueStore.open({ dir, compactMinBytes: 4096, compactRatio: 2 });
+    const j = openJournal({ dir, compactMinBytes: 4096, compactRatio: 2 });
     const run = (op: Op) => {
       ops.push(op);
       op(j);
@@ -818,13 +825,13 @@ describe('JournalQueueStore durability', () => {
       for (let i = 0; i < 1500; i++) {
         const q = qs[i % qs.length]!;
         const m = message(1000 + i, rand(200));
-        const before = j.journalBytes;
+        const before = j.journal.bytes;
         run((s) => s.addMessage(q.rcvId, m));
         run((s) => void s.ackMessage(q.rcvId, s.peekMessage(q.rcvId)!.msgId));
-        written += j.journalBytes - before;
+        written += j.journal.bytes - before;
         await j.flush();
         const size = fileSize(dir);
-        assert.equal(j.journalBytes, size, 'journalBytes is the file size after a flush');
+        assert.equal(j.journal.bytes, size, 'the journal bytes are the file size after a flush');
         if (size < last) shrinks++;
         last = size;
         maxSize = Math.max(maxSize, size);
@@ -838,9 +845,9 @@ describe('JournalQueueStore durability', () => {
       await closeQuietly(j);
     }
     const rcvIds = qs.map((q) => q.rcvId);
-    const j2 = JournalQueueStore.open({ dir, compactMinBytes: 4096, compactRatio: 2 });
+    const j2 = openJournal({ dir, compactMinBytes: 4096, compactRatio: 2 });
     try {
-      assert.equal(j2.truncatedBytes, 0);
+      assert.equal(j2.journal.truncatedBytes, 0);
       assert.deepEqual(dump(j2, rcvIds, [S]), dump(oracle(ops), rcvIds, [S]));
     } finally {
       await j2.close();
@@ -851,7 +858,7 @@ describe('JournalQueueStore durability', () => {
     const dir = tmpDir('hush-journal-');
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const { ops, rcvIds, services } = scenario(4, 300);
-    const j = JournalQueueStore.open({ dir }); // default threshold: never compacts here
+    const j = openJournal({ dir }); // default threshold: never compacts here
     for (const op of ops) op(j);
     const q = queueRecord();
     const churn: Op[] = [(s) => void s.createQueue(q)];
@@ -864,13 +871,13 @@ describe('JournalQueueStore durability', () => {
     await j.close();
     const big = fileSize(dir);
     assert.ok(big > 100_000);
-    const j2 = JournalQueueStore.open({ dir, compactMinBytes: 1024, compactRatio: 2 });
+    const j2 = openJournal({ dir, compactMinBytes: 1024, compactRatio: 2 });
     try {
       assert.ok(fileSize(dir) < big / 4, `compacted on open (${big} → ${fileSize(dir)} bytes)`);
     } finally {
       await j2.close();
     }
-    const j3 = JournalQueueStore.open({ dir });
+    const j3 = openJournal({ dir });
     try {
       const all = [...rcvIds, q.rcvId];
       assert.deepEqual(dump(j3, all, services), dump(oracle([...ops, ...churn]), all, services));

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
-import { JournalQueueStore } from '../../src/relay/store/journal.ts';
+import { openJournalQueueStore } from '../../src/relay/store/journal.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
 import { Journal, type JournalCodec, type JournalOptions } from '../../src/server/journal.ts';
 import { bytes, connect, newQueue, startRelay, tmpDir } from '../helpers.ts';
@@ -226,7 +226,7 @@ describe('journal write failures and store failure()', () => {
 
   test('the stores report the journal failure; memory stores have none', async (t) => {
     const w = failingWrites();
-    const relay = JournalQueueStore.open({ dir: withDir(t), io: { write: w.write } });
+    const relay = openJournalQueueStore({ dir: withDir(t), io: { write: w.write } }).store;
     const { store: ntf } = openJournalNtfStore(withDir(t), { io: { write: w.write } });
     assert.equal(relay.failure(), undefined);
     assert.equal(ntf.failure(), undefined);
@@ -245,7 +245,7 @@ describe('journal write failures and store failure()', () => {
 
   test('a relay on a synced journal answers SENDs and keeps them', async (t) => {
     const dir = withDir(t);
-    const relay = await startRelay({ store: JournalQueueStore.open({ dir, fsync: true }) });
+    const relay = await startRelay({ store: openJournalQueueStore({ dir, fsync: true }).store });
     let running = true;
     t.after(() => (running ? relay.stop() : undefined));
     const c = await connect(relay.address);
@@ -254,7 +254,7 @@ describe('journal write failures and store failure()', () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => c.send(q.sndId, bytes(`m${i}`))));
     running = false;
     await relay.stop();
-    const again = JournalQueueStore.open({ dir });
+    const again = openJournalQueueStore({ dir }).store;
     assert.equal(again.messageCount(q.rcvId), 20);
     await again.close();
   });
@@ -280,7 +280,7 @@ describe('hush relay|ntf repair', () => {
     const storeDir = path.join(dir, 'store');
     const file = path.join(storeDir, 'relay.journal');
     const { at, size, data } = await corruptJournal(file, async (n) => {
-      const s = JournalQueueStore.open({ dir: storeDir });
+      const s = openJournalQueueStore({ dir: storeDir }).store;
       for (let i = 0; i < n; i++)
         s.createQueue({ rcvId: bytes(`r${i}`), sndId: bytes(`s${i}`), rcvAuthKey: bytes('k'), rcvDhSecret: bytes('d'), suspended: false });
       await s.close();
@@ -308,7 +308,7 @@ describe('hush relay|ntf repair', () => {
     } finally {
       await relay.dispose();
     }
-    const s = JournalQueueStore.open({ dir: storeDir });
+    const s = openJournalQueueStore({ dir: storeDir }).store;
     assert.equal(s.counts().queues, 2, 'the records before the bad one');
     await s.close();
   });
