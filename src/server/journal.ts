@@ -16,9 +16,11 @@
 // sync fails every later flush: memory is ahead of disk, so the process must
 // restart.
 import fs from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import type { Parsed } from '../core/encoding.ts';
+import type { RecordedStore } from './recorded-store.ts';
 
 /** The file operations appends go through; tests replace them to fail writes and hold syncs. */
 export interface JournalIo {
@@ -77,6 +79,19 @@ export class JournalCorruptError extends Error {
 const FRAME_HEADER = 8;
 const fdatasync = promisify(fs.fdatasync);
 const corruptFile = (file: string, offset: number) => `${file}.corrupt-${offset}`;
+
+/** Opens a recorded store's journal: replays it into the store, then attaches it as the store's log. */
+export function openJournal<R>(store: RecordedStore<R>, codec: JournalCodec<R>, opts: JournalOptions): Journal<R> {
+  fs.mkdirSync(path.dirname(opts.file), { recursive: true });
+  const journal = new Journal(
+    opts,
+    codec,
+    (r) => store.load(r),
+    () => store.liveRecords(),
+  );
+  store.attach(journal);
+  return journal;
+}
 
 export class Journal<R> implements RecordLog<R> {
   private fd: number;

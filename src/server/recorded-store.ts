@@ -24,6 +24,9 @@ export abstract class RecordedStore<R> {
   /** Changes memory by one record; records for entities that no longer exist are ignored. */
   protected abstract apply(r: R): void;
 
+  /** The fewest records that rebuild the state as it is now (what a compacted journal holds). */
+  abstract liveRecords(): Iterable<R>;
+
   failure(): string | undefined {
     return this.log?.failure();
   }

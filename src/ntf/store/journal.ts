@@ -1,7 +1,6 @@
 // The embedded NTF store: memory state with every change in a journal.
-import fs from 'node:fs';
 import path from 'node:path';
-import { Journal, repairJournal, type JournalOptions } from '../../server/journal.ts';
+import { openJournal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryNtfStore } from './memory.ts';
 import { decodeNtfRecord, encodeNtfRecord } from './records.ts';
 
@@ -9,16 +8,8 @@ const journalFile = (dir: string) => path.join(dir, 'ntf.journal');
 const codec = { encode: encodeNtfRecord, decode: decodeNtfRecord };
 
 export function openJournalNtfStore(dir: string, opts: Omit<JournalOptions, 'file'> = {}) {
-  fs.mkdirSync(dir, { recursive: true });
   const store = new MemoryNtfStore();
-  const journal = new Journal(
-    { ...opts, file: journalFile(dir) },
-    codec,
-    (r) => store.load(r),
-    () => store.liveRecords(),
-  );
-  store.attach(journal);
-  return { store, journal };
+  return { store, journal: openJournal(store, codec, { ...opts, file: journalFile(dir) }) };
 }
 
 /** Sets aside a corrupt journal's records from the bad one on (src/server/journal.ts repairJournal). */

@@ -1,8 +1,7 @@
 // Journal store: a memory store with the journal (src/server/journal.ts)
 // attached as its log, the journal replayed into it on open.
-import fs from 'node:fs';
 import path from 'node:path';
-import { Journal, repairJournal, type JournalOptions } from '../../server/journal.ts';
+import { openJournal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryQueueStore } from './memory.ts';
 import { decodeRecord, encodeRecord } from './records.ts';
 
@@ -20,14 +19,6 @@ export function repairRelayJournal(dir: string) {
 }
 
 export function openJournalQueueStore({ dir, ...opts }: JournalStoreOptions) {
-  fs.mkdirSync(dir, { recursive: true });
   const store = new MemoryQueueStore();
-  const journal = new Journal(
-    { ...opts, file: journalFile(dir) },
-    codec,
-    (r) => store.load(r),
-    () => store.liveRecords(),
-  );
-  store.attach(journal);
-  return { store, journal };
+  return { store, journal: openJournal(store, codec, { ...opts, file: journalFile(dir) }) };
 }
