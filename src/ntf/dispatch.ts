@@ -19,6 +19,7 @@ import { equalBytes, latin1Bytes } from '../core/encoding.ts';
 import type { DeviceToken, Provider, PushKind } from '../push/device.ts';
 import { MAX_PUSH_ENTRIES, sealPush, type PushContent } from './payload.ts';
 import type { NtfStore, SentNotification, TokenRecord } from './store/store.ts';
+import type { Timers } from './timers.ts';
 
 export interface DispatchOptions {
   /** Jobs queued per provider before tokens wait in the overflow set. */
@@ -81,7 +82,9 @@ function count(m: Map<string, number>, key: string, by: 1 | -1): void {
 
 export class Dispatcher {
   private readonly queues = new Map<Provider, ProviderQueue>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Retries waiting for their delay. */
+  private readonly retries = new Set<unknown>();
+  private idleWaiters: Array<() => void> = [];
   private closed = false;
   /** When the next sweep of pending notifications is due (the server's clock). */
   private nextSweepAt = 0;
@@ -95,6 +98,8 @@ export class Dispatcher {
       log: Logger;
       metrics: NtfMetrics;
       now: () => number;
+      /** Runs the retry delays. */
+      timers: Timers;
       /** The store changed in the background (a push's outcome): to be flushed. */
       changed: () => void;
     },
@@ -137,6 +142,24 @@ export class Dispatcher {
       if (refill) q.jobs.push(refill);
       void this.run(q, job);
     }
+    this.checkIdle();
+  }
+
+  /**
+   * Resolves once no push is queued or in flight (a retry waiting for its
+   * delay is neither): what the pushes queued so far were to do is done.
+   */
+  idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.checkIdle();
+    });
+  }
+
+  private checkIdle(): void {
+    if (this.idleWaiters.length === 0) return;
+    for (const q of this.queues.values()) if (q.inFlight > 0 || q.length > 0) return;
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async run(q: ProviderQueue, job: Job): Promise<void> {
@@ -181,6 +204,7 @@ export class Dispatcher {
       this.deps.changed();
     }
     if (!this.closed) this.pump(q);
+    else this.checkIdle();
   }
 
   private settle(tokenId: string, job: Job, provider: string, result: PushResult, device: DeviceToken, sent: SentNotification[]): void {
@@ -212,12 +236,12 @@ export class Dispatcher {
   private retryLater(q: ProviderQueue, job: Job, afterMs?: number): void {
     const backoff = Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** (job.attempt - 1));
     const delay = Math.max(afterMs ?? 0, backoff * (0.5 + Math.random() / 2));
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
+    const timer = this.deps.timers.set(() => {
+      this.retries.delete(timer);
       q.jobs.push(job);
       this.pump(q);
     }, delay);
-    this.timers.add(timer);
+    this.retries.add(timer);
   }
 
   /**
@@ -282,7 +306,7 @@ export class Dispatcher {
 
   close(): void {
     this.closed = true;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
+    for (const t of this.retries) this.deps.timers.clear(t);
+    this.retries.clear();
   }
 }

@@ -33,6 +33,7 @@ import {
 } from './protocol.ts';
 import type { NtfStore, SubRecord, TokenRecord } from './store/store.ts';
 import { RelaySubscriber } from './subscriber.ts';
+import { REAL_TIMERS, type Timers } from './timers.ts';
 
 export interface NtfServerOptions extends ListenerOptions {
   /** X25519 key the server identifies with at relays (NSUBS). */
@@ -43,6 +44,8 @@ export interface NtfServerOptions extends ListenerOptions {
   relays?: AddressRules;
   metrics?: NtfMetrics;
   now?: () => number;
+  /** Runs the retry delays of pushes and relay reconnects; default: the real timers. */
+  timers?: Timers;
   dispatch?: Partial<DispatchOptions>;
   /** Client connections (ntf.json `limits`; idleTimeoutMs from `liveness`); unset ones: DEFAULT_CONNECTION_LIMITS. */
   limits?: Partial<ConnectionLimits>;
@@ -98,6 +101,7 @@ export class NtfServer {
         log: opts.log,
         metrics: this.metrics,
         now: this.now,
+        timers: opts.timers ?? REAL_TIMERS,
         changed: () => this.persistSoon(),
       },
       opts.dispatch,
@@ -114,6 +118,7 @@ export class NtfServer {
       durable: () => this.store.flush(),
       onProbe: (ms) => this.metrics.relayProbeRtt.observe(ms / 1000),
       now: this.now,
+      timers: opts.timers ?? REAL_TIMERS,
       ...opts.subscriber,
     });
     this.metrics.bind({

@@ -22,6 +22,7 @@ import { RelayClient, RelayCommandError, type RelayEvent } from '../relay/client
 import { guardedLookup, type AddressPolicy } from '../server/address-guard.ts';
 import { TERMINAL_SUB_STATUSES } from './protocol.ts';
 import type { NtfStore, SubRecord } from './store/store.ts';
+import type { Timers } from './timers.ts';
 
 export interface SubscriberOptions {
   crypto: CryptoSuite;
@@ -48,6 +49,8 @@ export interface SubscriberOptions {
   /** Reconnect delay: doubles from backoffMs (250) to maxBackoffMs (30 s), with jitter; a refused relay waits the most at once. */
   backoffMs?: number;
   maxBackoffMs?: number;
+  /** Runs the reconnect delays. */
+  timers: Timers;
 }
 
 export class RelaySubscriber {
@@ -165,7 +168,7 @@ class RelayLink {
   downSince: number | undefined;
   private waiting: SubRecord[] = [];
   private batchTimer: ReturnType<typeof setTimeout> | undefined;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: unknown;
   private failures = 0;
   private closed = false;
   /** NSUBS answered on this.client: until then its subscriptions are not live. */
@@ -247,7 +250,7 @@ class RelayLink {
     const max = this.o.maxBackoffMs ?? 30_000;
     const base = atMost ? max : Math.min(max, (this.o.backoffMs ?? 250) * 2 ** this.failures++);
     const ms = Math.round(base * (0.5 + Math.random() / 2));
-    this.retryTimer = setTimeout(() => {
+    this.retryTimer = this.o.timers.set(() => {
       this.retryTimer = undefined;
       void this.connect();
     }, ms);
@@ -384,7 +387,7 @@ class RelayLink {
   close(): void {
     this.closed = true;
     clearTimeout(this.batchTimer);
-    clearTimeout(this.retryTimer);
+    if (this.retryTimer) this.o.timers.clear(this.retryTimer);
     this.client?.close();
     this.client = undefined;
     this.ready = false;

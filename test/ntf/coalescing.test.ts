@@ -8,7 +8,7 @@ import { PUSH_DATA_SIZE } from '../../src/push/device.ts';
 import { openMeta } from '../../src/relay/client.ts';
 import type { Queue } from '../helpers.ts';
 import { bytes, crypto } from '../helpers.ts';
-import { CaptureProvider, device, forDevice, hex, received, sleep, until, withNtf, type Device, type NtfCtx } from './helpers.ts';
+import { CaptureProvider, device, forDevice, hex, received, TestClock, until, withNtf, type Device, type NtfCtx } from './helpers.ts';
 
 /** Message pushes sent to `d` (answered or not). */
 const messageAttempts = (d: Device) => d.provider.attempts.filter((a) => forDevice(d.device)(a.req) && a.req.kind === 'message');
@@ -67,7 +67,7 @@ describe('coalescing', () => {
       assert.equal(messageAttempts(d).length, 0, 'the push waits while the provider is busy');
       ctx.ntf.provider.release();
       const push = await d.nextPush('message');
-      await sleep(50);
+      await ctx.ntf.ntf.dispatcher.idle();
       assert.equal(messageAttempts(d).length, 1, '20 NMSGs, one push');
       assert.equal(messageAttempts(d)[0]!.req.data.length, PUSH_DATA_SIZE);
       assert.equal(push.entries.length, 10);
@@ -144,7 +144,8 @@ describe('who gets pushes', () => {
       // a token the provider rejected may still hold subscriptions (SNEW is allowed), but gets no pushes
       p.respond = (req) => (req.kind === 'verification' && hex(req.device.token).startsWith(hex(bytes('bad-'))) ? { outcome: 'invalid', reason: 'BAD' } : { outcome: 'delivered' });
       const invalid = await device(ctx.ntf, { verify: false, token: bytes('bad-device') });
-      await until('INVALID', async () => (await invalid.check()).status === 'INVALID');
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await invalid.check(), { status: 'INVALID', reason: 'BAD' });
       await ctx.subscribe(invalid, qi);
       // TRPL: REGISTERED until verified again
       const newDev = { provider: 'test' as const, token: bytes('replaced-new') };
@@ -155,8 +156,9 @@ describe('who gets pushes', () => {
       await ctx.rc.send(qr.sndId, bytes('r1'), { notify: true });
       await ctx.rc.send(qi.sndId, bytes('i1'), { notify: true });
       await ctx.rc.send(qa.sndId, bytes('a1'), { notify: true });
+      // the NMSGs for qr and qi came first on the same relay link: their pushes, if any, were queued before
       await active.nextPush('message');
-      await sleep(30);
+      await ctx.ntf.ntf.dispatcher.idle();
       const messagePushes = p.attempts.filter((a) => a.req.kind === 'message');
       assert.equal(messagePushes.length, 1, 'only the ACTIVE token got a message push');
       assert.ok(forDevice(active.device)(messagePushes[0]!.req));
@@ -178,15 +180,22 @@ describe('who gets pushes', () => {
 
 describe('provider answers', () => {
   test('retry N times, then delivered: delivered exactly once, each attempt the same notification', async () => {
-    await withNtf({ dispatch: { backoffMs: 5, maxBackoffMs: 20, maxAttempts: 6 } }, async (ctx) => {
+    const clock = new TestClock();
+    await withNtf({ clock, clockTimers: true, dispatch: { backoffMs: 5, maxBackoffMs: 20, maxAttempts: 6 } }, async (ctx) => {
       const d = await device(ctx.ntf);
       const q = await ctx.queue();
       await ctx.subscribe(d, q);
       let retries = 3;
       d.provider.respond = (req) => (req.kind === 'message' && retries-- > 0 ? { outcome: 'retry', reason: 'test: 503' } : { outcome: 'delivered' });
       await ctx.rc.send(q.sndId, bytes('m'), { notify: true });
+      for (let i = 1; i <= 3; i++) {
+        await clock.untilPending(`retry ${i} scheduled`);
+        assert.equal(messageAttempts(d).length, i, `attempt ${i + 1} waits for its delay`);
+        clock.advance(20);
+      }
       const push = await d.nextPush('message');
-      await sleep(100); // several backoffs: a second delivery would show
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.deepEqual(clock.pending, [], 'no retry after the delivery');
       const attempts = messageAttempts(d);
       assert.equal(attempts.length, 4, '3 retries and the delivery');
       assert.deepEqual(attempts.map((a) => a.result?.outcome), ['retry', 'retry', 'retry', 'delivered']);
@@ -203,14 +212,20 @@ describe('provider answers', () => {
   });
 
   test('retries stop after maxAttempts; the token stays ACTIVE and the next NMSG pushes again', async () => {
-    await withNtf({ dispatch: { backoffMs: 5, maxBackoffMs: 20, maxAttempts: 3 } }, async (ctx) => {
+    const clock = new TestClock();
+    await withNtf({ clock, clockTimers: true, dispatch: { backoffMs: 5, maxBackoffMs: 20, maxAttempts: 3 } }, async (ctx) => {
       const d = await device(ctx.ntf);
       const q = await ctx.queue();
       await ctx.subscribe(d, q);
       d.provider.respond = (req) => (req.kind === 'message' ? { outcome: 'retry', reason: 'test: down' } : { outcome: 'delivered' });
       await ctx.rc.send(q.sndId, bytes('m1'), { notify: true });
+      for (let i = 1; i <= 2; i++) {
+        await clock.untilPending(`retry ${i} scheduled`);
+        clock.advance(20);
+      }
       await d.provider.waitFor('3 attempts', () => messageAttempts(d).filter((a) => a.result).length === 3);
-      await sleep(100);
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.deepEqual(clock.pending, [], 'no fourth attempt scheduled');
       assert.equal(messageAttempts(d).length, 3, 'no fourth attempt');
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
       d.provider.respond = () => ({ outcome: 'delivered' });
@@ -222,7 +237,8 @@ describe('provider answers', () => {
   });
 
   test('a retry answer with afterMs is honoured', async () => {
-    await withNtf({ dispatch: { backoffMs: 1, maxBackoffMs: 1 } }, async (ctx) => {
+    const clock = new TestClock();
+    await withNtf({ clock, clockTimers: true, dispatch: { backoffMs: 1, maxBackoffMs: 1 } }, async (ctx) => {
       const d = await device(ctx.ntf);
       const q = await ctx.queue();
       await ctx.subscribe(d, q);
@@ -233,9 +249,13 @@ describe('provider answers', () => {
         return { outcome: 'retry', reason: 'test: 429', afterMs: 300 };
       };
       await ctx.rc.send(q.sndId, bytes('m'), { notify: true });
-      await d.nextPush('message', 5000);
-      const [a, b] = messageAttempts(d);
-      assert.ok(b!.at - a!.at >= 290, `the retry waited ${b!.at - a!.at} ms`);
+      await clock.untilPending('the retry scheduled');
+      assert.deepEqual(clock.pending, [300], 'the retry waits afterMs, not the 1 ms backoff');
+      clock.advance(299);
+      assert.equal(messageAttempts(d).length, 1, 'not before afterMs');
+      clock.advance(1);
+      await d.nextPush('message');
+      assert.equal(messageAttempts(d).length, 2);
     });
   });
 
@@ -246,13 +266,14 @@ describe('provider answers', () => {
       await ctx.subscribe(d, q);
       d.provider.respond = (req) => (req.kind === 'message' ? { outcome: 'invalid', reason: 'UNREGISTERED' } : { outcome: 'delivered' });
       await ctx.rc.send(q.sndId, bytes('m1'), { notify: true });
-      await until('INVALID', async () => (await d.check()).status === 'INVALID');
+      await d.provider.waitFor('the message push', () => messageAttempts(d).length > 0);
+      await ctx.ntf.ntf.dispatcher.idle();
       assert.deepEqual(await d.check(), { status: 'INVALID', reason: 'UNREGISTERED' });
       assert.equal(messageAttempts(d).length, 1, 'an invalid answer is not retried');
       const before = await received(ctx.ntf.ntf);
       await ctx.rc.send(q.sndId, bytes('m2'), { notify: true });
       await until('the NMSG at the server', async () => (await received(ctx.ntf.ntf)) > before);
-      await sleep(30);
+      await ctx.ntf.ntf.dispatcher.idle();
       assert.equal(messageAttempts(d).length, 1, 'no push to an INVALID token');
     });
   });

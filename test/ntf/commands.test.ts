@@ -15,13 +15,12 @@ import {
   CaptureProvider,
   device,
   forDevice,
+  hex,
   raw,
   rejectsWith,
   sameBytes,
-  sleep,
   startNtf,
   TestClock,
-  until,
   untilSub,
   withNtf,
   type Device,
@@ -79,7 +78,8 @@ describe('TNEW', () => {
       // the push is still with the provider: REGISTERED
       assert.deepEqual(await c.checkToken(tokenId, auth.privateKey), { status: 'REGISTERED' });
       p.release();
-      await until('CONFIRMED', async () => (await c.checkToken(tokenId, auth.privateKey)).status === 'CONFIRMED');
+      await ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await c.checkToken(tokenId, auth.privateKey), { status: 'CONFIRMED' });
       await c.verifyToken(tokenId, auth.privateKey, v.kind === 'verification' ? v.code : EMPTY);
       assert.deepEqual(await c.checkToken(tokenId, auth.privateKey), { status: 'ACTIVE' });
     });
@@ -94,8 +94,8 @@ describe('TNEW', () => {
       await d.client.verifyToken(d.tokenId, d.tknAuth.privateKey, d.code);
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
       p.release();
-      await p.waitFor('the push answered', () => p.attempts.every((a) => a.result));
-      await sleep(20);
+      await ntf.ntf.dispatcher.idle(); // the delivery settled
+      assert.equal(p.attempts.filter((a) => a.result?.outcome === 'delivered').length, 1);
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
     });
   });
@@ -104,7 +104,8 @@ describe('TNEW', () => {
     await withNtf({}, async ({ ntf }) => {
       const p = ntf.provider;
       const d = await device(ntf, { verify: false });
-      await until('CONFIRMED', async () => (await d.check()).status === 'CONFIRMED');
+      await ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await d.check(), { status: 'CONFIRMED' });
       const from = p.attempts.length;
       const again = await d.client.registerToken(d.device, d.tknAuth, d.tknDh.publicKey);
       assert.deepEqual(again.tokenId, d.tokenId);
@@ -138,7 +139,7 @@ describe('TNEW', () => {
       const p = ntf.provider;
       p.respond = () => ({ outcome: 'invalid', reason: 'BAD' });
       const d = await device(ntf, { verify: false });
-      await until('INVALID', async () => (await d.check()).status === 'INVALID');
+      await ntf.ntf.dispatcher.idle();
       assert.deepEqual(await d.check(), { status: 'INVALID', reason: 'BAD' });
       await rejectsWith(d.client.verifyToken(d.tokenId, d.tknAuth.privateKey, d.code), 'AUTH');
       p.respond = () => ({ outcome: 'delivered' });
@@ -255,7 +256,8 @@ describe('TRPL', () => {
       const code = verificationCodes(p, newDev, d.secret, from)[0]!;
       assert.ok(!sameBytes(code, d.code), 'a new code');
       p.release();
-      await until('CONFIRMED', async () => (await d.check()).status === 'CONFIRMED');
+      await ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await d.check(), { status: 'CONFIRMED' });
       await rejectsWith(d.client.verifyToken(d.tokenId, d.tknAuth.privateKey, d.code), 'AUTH');
       await d.client.verifyToken(d.tokenId, d.tknAuth.privateKey, code);
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
@@ -268,7 +270,7 @@ describe('TRPL', () => {
       const from = ntf.provider.attempts.length;
       await rejectsWith(d.client.replaceToken(d.tokenId, d.tknAuth.privateKey, { provider: 'fcm', token: bytes('f') }), 'NO_PROVIDER');
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
-      await sleep(20);
+      await ntf.ntf.dispatcher.idle();
       assert.equal(ntf.provider.attempts.length, from);
     });
   });
@@ -290,8 +292,8 @@ describe('TRPL', () => {
       await d.client.replaceToken(d.tokenId, d.tknAuth.privateKey, newDev);
       p.respond = (req) => (forDevice(d.device)(req) ? { outcome: 'invalid', reason: 'UNREGISTERED' } : { outcome: 'delivered' });
       p.release();
-      await p.waitFor('every push answered', () => p.attempts.every((a) => a.result));
-      await sleep(20);
+      await ntf.ntf.dispatcher.idle(); // every answer settled
+      assert.ok(p.attempts.some((a) => forDevice(d.device)(a.req) && a.result?.outcome === 'invalid'), 'the old device token was refused');
       const code = verificationCodes(p, newDev, d.secret, from)[0]!;
       assert.ok(code);
       assert.notEqual((await d.check()).status, 'INVALID');
@@ -318,7 +320,7 @@ describe('TRPL', () => {
       await fcmP.waitFor('the verification push with fcm', () => verificationCodes(fcmP, fcmDev, d.secret).length === 1);
       const from = testP.attempts.length;
       testP.release();
-      await sleep(50);
+      await ntf.ntf.dispatcher.idle(); // the blocker answered, and d's queued push taken from the queue
       assert.equal(testP.attempts.slice(from).filter((a) => a.req.device.provider === 'fcm').length, 0, 'no fcm token sent to the test provider');
       assert.notEqual((await d.check()).status, 'INVALID');
       await d.client.verifyToken(d.tokenId, d.tknAuth.privateKey, verificationCodes(fcmP, fcmDev, d.secret)[0]!);
@@ -350,7 +352,7 @@ describe('TDEL', () => {
       await ctx.rc.send(q.sndId, bytes('to deleted'), { notify: true });
       await ctx.rc.send(qc.sndId, bytes('to control'), { notify: true });
       await control.nextPush('message');
-      await sleep(20);
+      await ctx.ntf.ntf.dispatcher.idle();
       assert.equal(d.provider.attempts.slice(from).filter((a) => forDevice(d.device)(a.req)).length, 0);
     });
   });
@@ -374,7 +376,7 @@ describe('TCRN', () => {
       const checks = () => p.attempts.filter((a) => forDevice(d.device)(a.req) && a.req.kind === 'check');
       const cron = async () => {
         ntf.ntf.runCron();
-        await sleep(20);
+        await ntf.ntf.dispatcher.idle();
       };
       await d.client.setCron(d.tokenId, d.tknAuth.privateKey, 20);
       await cron();
@@ -423,8 +425,8 @@ describe('TCRN', () => {
       const checksTo = (token: Uint8Array) => p.attempts.filter((a) => sameBytes(a.req.device.token, token) && a.req.kind === 'check').length;
       clock.advance(20 * MIN);
       ntf.ntf.runCron();
-      await p.waitFor('the ACTIVE token\'s check push', () => checksTo(active.device.token) === 1);
-      await sleep(30);
+      await ntf.ntf.dispatcher.idle();
+      assert.equal(checksTo(active.device.token), 1, 'the ACTIVE token\'s check push');
       assert.equal(checksTo(registered.device.token), 0);
       assert.equal(checksTo(replaced.device.token), 0);
       assert.equal(checksTo(bytes('replaced-2')), 0);
@@ -474,12 +476,14 @@ describe('SNEW', () => {
       assert.deepEqual(await registered.check(), { status: 'REGISTERED' });
       await rejectsWith(snew(registered), 'AUTH');
       p.release();
-      await until('CONFIRMED', async () => (await registered.check()).status === 'CONFIRMED');
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await registered.check(), { status: 'CONFIRMED' });
       await rejectsWith(snew(registered), 'AUTH');
 
       p.respond = () => ({ outcome: 'invalid', reason: 'TOPIC' });
       const invalid = await device(ctx.ntf, { verify: false });
-      await until('INVALID', async () => (await invalid.check()).status === 'INVALID');
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.deepEqual(await invalid.check(), { status: 'INVALID', reason: 'TOPIC' });
       assert.equal((await snew(invalid)).length, 24);
 
       p.respond = () => ({ outcome: 'delivered' });
@@ -566,11 +570,17 @@ describe('SCHK', () => {
       await other.subscribeNotifier(q.ntf!.notifierId, q.ntf!.auth.privateKey);
       await untilSub(d, subId, 'END');
       // the NMSGs now go to the other notifier, and the device gets no push
+      // a control queue's NMSG, sent after it on the same relay link, shows the server had it if it came
+      const qc = await ctx.queue();
+      await ctx.subscribe(d, qc);
       const from = d.provider.attempts.length;
       await ctx.rc.send(q.sndId, bytes('m'), { notify: true });
       await other.nextEvent('NMSG');
-      await sleep(30);
-      assert.equal(d.provider.attempts.length, from);
+      await ctx.rc.send(qc.sndId, bytes('control'), { notify: true });
+      const push = await d.nextPush('message');
+      await ctx.ntf.ntf.dispatcher.idle();
+      assert.equal(d.provider.attempts.length, from + 1, 'one push: the control queue\'s');
+      assert.deepEqual(push.entries.map((e) => hex(e.notifierId)), [hex(qc.ntf!.notifierId)]);
       assert.equal(await d.subStatus(subId), 'END');
     });
   });
@@ -609,7 +619,7 @@ describe('SDEL', () => {
       await ctx.rc.send(q2.sndId, bytes('m2'), { notify: true });
       const push = await d.nextPush('message');
       assert.deepEqual(push.entries.map((x) => Buffer.from(x.notifierId).toString('hex')), [Buffer.from(q2.ntf!.notifierId).toString('hex')]);
-      await sleep(20);
+      await ctx.ntf.ntf.dispatcher.idle();
       assert.equal(d.provider.attempts.slice(from).length, 1, 'one push, for the remaining subscription');
     });
   });

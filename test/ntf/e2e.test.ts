@@ -17,7 +17,7 @@ import { openPush, type PushContent } from '../../src/ntf/payload.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
 import { openMessage, openMeta } from '../../src/relay/client.ts';
 import { bytes, connect, crypto, newQueue, text, tmpDir, type Queue, type TestClient } from '../helpers.ts';
-import { CaptureProvider, hex, RelayProcess, startNtf, until, type TestNtf } from './helpers.ts';
+import { CaptureProvider, hex, RECONNECT_MAX_MS, RelayProcess, startNtf, TestClock, until, type TestNtf } from './helpers.ts';
 import { sharedKey } from '../../src/core/keys.ts';
 
 const kp = () => crypto.x25519KeyPair();
@@ -58,7 +58,8 @@ interface E2E {
   restartNtf(stopped: () => Promise<void>): Promise<void>;
 }
 
-async function withE2E(fn: (e: E2E) => Promise<void>): Promise<void> {
+/** `clock`: the NTF servers' relay reconnects (and push retries) wait for it. */
+async function withE2E(fn: (e: E2E) => Promise<void>, clock?: TestClock): Promise<void> {
   const relay = await RelayProcess.start();
   const ntfDir = tmpDir('hush-ntf-store-');
   const identity = nodeCrypto.ed25519KeyPair();
@@ -67,7 +68,7 @@ async function withE2E(fn: (e: E2E) => Promise<void>): Promise<void> {
   const servers: TestNtf[] = [];
   try {
     const start = async () => {
-      const t = await startNtf({ store: openJournalNtfStore(ntfDir).store, identity, serviceKey });
+      const t = await startNtf({ store: openJournalNtfStore(ntfDir).store, identity, serviceKey, ...(clock ? { clock, clockTimers: true } : {}) });
       servers.push(t);
       return t;
     };
@@ -191,25 +192,32 @@ test('TNEW → verification push → TVFY → NKEY → SNEW → SEND with notify
 });
 
 test('relay killed -9 and restarted: INACTIVE while down, ACTIVE after, and a message sent right after is notified', { timeout: 120_000 }, async () => {
+  const clock = new TestClock();
   await withE2E(async (e) => {
     const rc = await e.relayClient();
     const nqs = [await e.subscribedQueue(rc), await e.subscribedQueue(rc), await e.subscribedQueue(rc)];
     await e.relay.kill();
     await e.untilStatus(nqs, 'INACTIVE');
-    // still INACTIVE a moment later: the server keeps retrying, it does not give up the subscriptions
-    await new Promise((r) => setTimeout(r, 300));
+    // still INACTIVE after failed reconnection attempts: the server keeps retrying, it does not give up the subscriptions
+    for (let i = 0; i < 3; i++) {
+      await clock.untilPending('a reconnection scheduled');
+      clock.advance(RECONNECT_MAX_MS);
+    }
+    await clock.untilPending('the last reconnection attempt failed');
     assert.deepEqual(await Promise.all(nqs.map((nq) => e.schk(nq))), ['INACTIVE', 'INACTIVE', 'INACTIVE']);
     await e.relay.restart();
-    // right after the restart, before the NTF server is necessarily back
+    // right after the restart, before the NTF server is back (its next attempt waits for the clock)
     const rc2 = await e.relayClient();
     const sent = nqs.map((nq, i) => ({ nq, body: `after restart ${i}` }));
     for (const s of sent) await rc2.send(s.nq.q.sndId, bytes(s.body), { notify: true });
+    assert.equal((await e.relay.healthz()).pendingNotifications, 3, 'the relay keeps the NMSGs for the NTF server');
+    clock.advance(RECONNECT_MAX_MS);
     await e.untilStatus(nqs, 'ACTIVE', 20_000);
     await e.expectNotified(sent, rc2);
     // and live notifications still flow
     await rc2.send(nqs[1]!.q.sndId, bytes('later'), { notify: true });
     await e.expectNotified([{ nq: nqs[1]!, body: 'later' }], rc2);
-  });
+  }, clock);
 });
 
 test('messages sent while the NTF server was down are notified once it is back (the relay kept the NMSG)', { timeout: 120_000 }, async () => {

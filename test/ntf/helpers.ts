@@ -18,6 +18,7 @@ import { openPush, type PushContent } from '../../src/ntf/payload.ts';
 import { NtfServer, type NtfServerOptions } from '../../src/ntf/server.ts';
 import { MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
+import type { Timers } from '../../src/ntf/timers.ts';
 import type { PushProvider, PushRequest } from '../../src/push/provider.ts';
 import { CaptureProvider, forDevice, type CaptureAttempt } from '../../src/push/stand-ins/capture-provider.ts';
 
@@ -26,16 +27,18 @@ import { freePort, HushProcess, RELAY_ADDRESS } from '../process.ts';
 import { connect, crypto, MANY_QUEUES, newQueue, silent, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 import { sharedKey } from '../../src/core/keys.ts';
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `cond` (sync or async) every 10 ms until it is truthy; throws after `timeoutMs`. */
+/**
+ * Waits until `cond` (sync or async) is truthy, for states no event announces
+ * (another process, a peer's counters): checked again every 10 ms, an interval
+ * that decides no outcome; throws after `timeoutMs`.
+ */
 export async function until<T>(what: string, cond: () => T | Promise<T>, timeoutMs = 5000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -50,11 +53,55 @@ export const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals
 // Controllable clock
 // ---------------------------------------------------------------------------
 
-export class TestClock {
+/**
+ * A clock a test moves by hand. As the server's `timers` too, the delays set
+ * on it (push retries, relay reconnects) run only when advance() passes them.
+ */
+export class TestClock implements Timers {
+  private timers: Array<{ at: number; fn: () => void }> = [];
+  private waiters: Array<() => void> = [];
   constructor(public t = Date.now()) {}
   now = () => this.t;
+
+  /** Moves the time on by `ms`, running the timers that fall due, in order, each at its time. */
   advance(ms: number): void {
-    this.t += ms;
+    const end = this.t + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers.splice(this.timers.indexOf(due), 1);
+      this.t = Math.max(this.t, due.at);
+      due.fn();
+    }
+    this.t = end;
+  }
+
+  set = (fn: () => void, ms: number): unknown => {
+    const timer = { at: this.t + ms, fn };
+    this.timers.push(timer);
+    for (const w of this.waiters.splice(0)) w();
+    return timer;
+  };
+
+  clear = (timer: unknown): void => {
+    this.timers = this.timers.filter((x) => x !== timer);
+  };
+
+  /** The delays of the timers waiting, soonest first. */
+  get pending(): number[] {
+    return this.timers.map((x) => x.at - this.t).sort((a, b) => a - b);
+  }
+
+  /** Resolves once a timer waits (at once if one does): a retry was scheduled. */
+  untilPending(what: string, timeoutMs = 5000): Promise<void> {
+    if (this.timers.length > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
   }
 }
 
@@ -70,12 +117,17 @@ export const MANY_CREATIONS: NtfServerOptions['creation'] = {
   maxSubscriptionsPerToken: 1_000_000,
 };
 
+/** startNtf's longest relay reconnect delay: with clockTimers, advancing by it runs the next attempt. */
+export const RECONNECT_MAX_MS = 500;
+
 export interface StartNtfOptions {
   /** Default: one CaptureProvider serving `test`. */
   providers?: PushProvider[];
   /** Default: a new MemoryNtfStore. */
   store?: NtfStore;
   clock?: TestClock;
+  /** Runs the push retry and relay reconnect delays on `clock` (advance() runs them); default: real timers. */
+  clockTimers?: boolean;
   identity?: KeyPair;
   serviceKey?: KeyPair;
   log?: Logger;
@@ -122,8 +174,9 @@ export async function startNtf(opts: StartNtfOptions = {}): Promise<TestNtf> {
     port: opts.port ?? 0,
     log: opts.log ?? silent,
     ...(opts.clock ? { now: opts.clock.now } : {}),
+    ...(opts.clock && opts.clockTimers ? { timers: opts.clock } : {}),
     dispatch: { backoffMs: 5, maxBackoffMs: 50, ...opts.dispatch },
-    subscriber: { backoffMs: 50, maxBackoffMs: 500, ...opts.subscriber },
+    subscriber: { backoffMs: 50, maxBackoffMs: RECONNECT_MAX_MS, ...opts.subscriber },
     cronIntervalMs: opts.cronIntervalMs ?? 3_600_000,
   });
   await ntf.start();

@@ -10,7 +10,7 @@ import type { NtfRecord } from '../../src/ntf/store/records.ts';
 import { MemoryQueueStore } from '../../src/relay/store/memory.ts';
 import type { RecordLog } from '../../src/server/journal.ts';
 import { bytes, connect, crypto, FAST_KEEPALIVE, newQueue, proxied, startRelay, type Queue } from '../helpers.ts';
-import { device, received, startNtf, TestClock, until, untilSub, type Device, type TestNtf } from './helpers.ts';
+import { device, received, relayCommands, startNtf, TestClock, until, untilSub, type Device, type TestNtf } from './helpers.ts';
 
 
 
@@ -105,14 +105,25 @@ test('an NMSG is acknowledged only once the store flushed it: until then the rel
 });
 
 test('every NACK follows a flush called after its NMSG was recorded, also for NMSGs that share a block', async () => {
-  // A log whose flushes make durable what was appended when they were called, a little later.
+  // A log whose flushes make durable what was appended when they were called;
+  // while `holding`, only when the test ends them.
   const appended: NtfRecord[] = [];
   let durable = 0;
+  let holding = false;
+  const held: (() => void)[] = [];
+  const release = () => {
+    holding = false;
+    for (const done of held.splice(0)) done();
+  };
   const log: RecordLog<NtfRecord> = {
     append: (r) => void appended.push(r),
     flush() {
       const upTo = appended.length;
-      return new Promise<void>((r) => setTimeout(() => ((durable = Math.max(durable, upTo)), r()), 5));
+      return new Promise<void>((r) => {
+        const done = () => ((durable = Math.max(durable, upTo)), r());
+        if (holding) held.push(done);
+        else setImmediate(done);
+      });
     },
     close() {},
     failure: () => undefined,
@@ -140,14 +151,32 @@ test('every NACK follows a flush called after its NMSG was recorded, also for NM
     const d = await device(ntf);
     const qs = await Promise.all(Array.from({ length: 8 }, () => newQueue(rc, true)));
     for (const q of qs) await untilSub(d, await d.subscribe(relay.address, q.ntf!.notifierId, q.ntf!.auth.privateKey), 'ACTIVE');
+    // A keepalive PING of the quiet link: the relay has had every NACK sent before it.
+    const linkPinged = async () => {
+      const pings = await relayCommands(relay.server.metrics, 'PING');
+      await until('a PING on the quiet link', async () => (await relayCommands(relay.server.metrics, 'PING')) > pings);
+    };
+    const pending = () => relay.store.counts().pendingNotifications;
     for (let round = 0; round < 5; round++) {
+      holding = true;
+      const before = await received(ntf.ntf);
       // Sent in one tick: the relay answers them, and their NMSGs go, in one block.
       await Promise.all(qs.map((q) => rc.send(q.sndId, bytes(`m${round}`), { notify: true })));
-      await until('every NMSG acknowledged', () => relay.store.counts().pendingNotifications === 0);
+      await until('the NMSGs recorded', async () => (await received(ntf.ntf)) - before === qs.length);
+      await linkPinged();
+      assert.equal(pending(), qs.length, 'no NACK while the flushes are held');
+      // One flush ends at a time, and the NACKs it lets go reach the relay before the next.
+      while (pending() > 0) {
+        await until('a flush held', () => held.length > 0);
+        held.shift()!();
+        await linkPinged();
+      }
+      release();
     }
     assert.equal(acked.length, 40);
     assert.deepEqual(violations, [], 'no NACK before its NMSG was durable');
   } finally {
+    release();
     rc.close();
     await ntf.stop();
     await relay.stop();

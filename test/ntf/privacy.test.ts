@@ -16,7 +16,7 @@ import { nodeCrypto } from '../../src/node/crypto.ts';
 import { encodeCommand, ID_LENGTH, type NtfCommand } from '../../src/ntf/protocol.ts';
 import { countingCrypto } from '../crypto-count.ts';
 import { bytes, crypto, tmpDir, type Queue , capturedLog } from '../helpers.ts';
-import { CaptureProvider, device, forDevice, hex, raw, received, sleep, TestClock, until, untilSub, withNtf, type Device } from './helpers.ts';
+import { CaptureProvider, device, forDevice, hex, raw, received, RECONNECT_MAX_MS, TestClock, until, untilSub, withNtf, type Device } from './helpers.ts';
 
 interface Secret {
   name: string;
@@ -74,7 +74,7 @@ interface Outcome {
  * unreachable relay, refused commands, and notify messages on many queues.
  */
 async function scenario(store: NtfStore): Promise<Outcome> {
-  const { log, text: logText } = capturedLog();
+  const { log, text: logText, events } = capturedLog();
   const clock = new TestClock();
   const p = new CaptureProvider(['test']);
   const rand = () => hex(crypto.randomBytes(6));
@@ -87,7 +87,8 @@ async function scenario(store: NtfStore): Promise<Outcome> {
     return { outcome: 'delivered' };
   };
   const out: Outcome = { recipientSecrets: [], logSecrets: [], stored: [], log: '', pushes: new Map() };
-  await withNtf({ store, log, clock, providers: [p], dispatch: { maxAttempts: 2, backoffMs: 1, maxBackoffMs: 2 } }, async (ctx) => {
+  // retry delays on the clock: c's push retry, the reconnection attempts to the dead relay
+  await withNtf({ store, log, clock, clockTimers: true, providers: [p], dispatch: { maxAttempts: 2, backoffMs: 1, maxBackoffMs: 2 } }, async (ctx) => {
     const a = await device(ctx.ntf, { token: tokens.a });
     const b = await device(ctx.ntf, { token: tokens.b });
     const c = await device(ctx.ntf, { token: tokens.c });
@@ -128,8 +129,11 @@ async function scenario(store: NtfStore): Promise<Outcome> {
       await ctx.rc.send(q.sndId, bytes(`secret body 3 ${rand()}`), { notify: true });
     }
     await until('10 NMSGs', async () => (await received(ctx.ntf.ntf)) - before === 10);
-    await until('b INVALID', async () => (await b.check()).status === 'INVALID');
-    await p.waitFor('c\'s push failed twice', () => p.attempts.filter((x) => forDevice(c.device)(x.req) && x.req.kind === 'message').length >= 2);
+    await ctx.ntf.ntf.dispatcher.idle(); // every push answered; c's retry waits for the clock
+    assert.equal((await b.check()).status, 'INVALID');
+    clock.advance(2); // maxBackoffMs: c's retry (the dead relay's reconnection waits longer)
+    await ctx.ntf.ntf.dispatcher.idle();
+    assert.ok(p.attempts.filter((x) => forDevice(c.device)(x.req) && x.req.kind === 'message').length >= 2, 'c\'s push failed twice');
     await a.nextPush('message');
     // periodic check push
     await a.client.setCron(a.tokenId, a.tknAuth.privateKey, 20);
@@ -149,7 +153,13 @@ async function scenario(store: NtfStore): Promise<Outcome> {
     await a.client.checkToken(crypto.randomBytes(24), a.tknAuth.privateKey).catch(() => {});
     await a.client.checkSubscription(subs[0]!, b.tknAuth.privateKey).catch(() => {});
     await a.subscribe('not an address', crypto.randomBytes(24), deadKey).catch(() => {});
-    await sleep(300); // a few reconnection attempts to the dead relay
+    // a few reconnection attempts to the dead relay, each failing (and logged) and scheduling the next
+    for (let i = 0; i < 3; i++) {
+      await clock.untilPending('a reconnection to the dead relay scheduled');
+      clock.advance(RECONNECT_MAX_MS);
+    }
+    await clock.untilPending('the last reconnection attempt failed');
+    assert.ok(events('relay_connect_failed').length >= 4, 'the failed attempts are logged');
 
     // what the recipients hold, and what GET returns: never at the NTF server
     for (const [i, q] of queues.entries()) {
