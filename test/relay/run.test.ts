@@ -152,10 +152,13 @@ describe('hush relay start: bad configuration exits non-zero naming the setting'
     { what: 'invalid JSON', json: '{ "host": "127.0.0.1", "port": 5223, }', expect: [/relay\.json/, /not valid JSON/] },
     { what: 'a JSON array', json: '[1, 2]', expect: [/relay\.json/, /JSON object/] },
   ];
+  // One `hush relay init`, copied for each case: what is tested is start.
+  let initialized: string | undefined;
   for (const c of cases)
     test(c.what, async () => {
+      if (!initialized) await init((initialized = scratch()));
       const dir = scratch();
-      await init(dir);
+      fs.cpSync(initialized, dir, { recursive: true });
       if (c.json !== undefined) fs.writeFileSync(path.join(dir, 'relay.json'), c.json);
       const r = await hush(['relay', 'start', '--dir', dir], { ...EPHEMERAL, ...c.env });
       assert.equal(r.signal, null, `exited by itself (not killed after the timeout): ${r.stdout}`);
