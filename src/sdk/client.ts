@@ -18,7 +18,7 @@ import {
   createInvitation,
   deleteContact,
   receive,
-  sendContent,
+  sealContent,
   type ChatEvent,
 } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';
@@ -34,7 +34,9 @@ import {
   type Notification,
   type PushPayload,
 } from './push-handler.ts';
-import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import { DEFAULT_OUTBOX_TTL_MS, Outbox, type MessageState, type MessageStatus } from './outbox.ts';
+import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
+import { deserialize, KEYS, type Contact, type OutgoingMessage, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 import { nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
@@ -63,7 +65,17 @@ export interface HushClientOptions {
   keepalive?: Partial<KeepaliveOptions> | false;
   /** How often a started client runs checkNotifications(). Default 1 h. */
   checkIntervalMs?: number;
+  /** How long an unsent message is tried again before it fails. Default 2 days. */
+  outboxTtlMs?: number;
   now?: () => number;
+  /** The timers of retries and reconnects (a test's clock). Default: the real ones. */
+  timers?: Timers;
+}
+
+/** What send() and call() give back: the message's ID (its messageStatus events carry it) and its state after the first try. */
+export interface SentMessage {
+  messageId: string;
+  state: MessageState;
 }
 
 export interface ContactInfo {
@@ -87,6 +99,8 @@ export type HushEvents = {
   notification: Notification;
   /** The device token's status changed; undefined: no token (mode off). */
   tokenStatus: TokenStatus | undefined;
+  /** A sent message is waiting (pending), was taken by the relay (sent) or given up (failed). */
+  messageStatus: MessageStatus;
   /** Background work failed (reconnects, subscription repair); never carries keys or IDs. */
   error: { what: string; error: unknown };
 };
@@ -102,17 +116,21 @@ const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
 export class HushClient extends Emitter<HushEvents> {
   private readonly ctx: Context;
   private readonly notifications: Notifications;
+  private readonly outbox: Outbox;
+  private readonly timers: Timers;
   private started = false;
   private checkTimer: ReturnType<typeof setInterval> | undefined;
-  private readonly reconnects = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly reconnects = new Map<string, unknown>();
 
   private constructor(
     private readonly opts: HushClientOptions,
     settings: Settings,
     token: TokenRecord | undefined,
     contacts: Map<string, Contact>,
+    outbox: Map<string, OutgoingMessage[]>,
   ) {
     super();
+    this.timers = opts.timers ?? REAL_TIMERS;
     const crypto = opts.crypto ?? nobleCrypto;
     const common = {
       crypto,
@@ -135,6 +153,9 @@ export class HushClient extends Emitter<HushEvents> {
             onClose();
             this.onRelayClosed(address);
           },
+        }).then((r) => {
+          this.outbox.relayUp(address);
+          return r;
         }),
       ),
       ntf: new ConnectionPool((address, onClose) =>
@@ -145,11 +166,13 @@ export class HushClient extends Emitter<HushEvents> {
       settings,
       token,
       contacts,
+      outbox,
       locks: new KeyedLock(),
       now: opts.now ?? Date.now,
       fail: (what, error) => this.emit('error', { what, error }),
     };
     this.notifications = new Notifications(this.ctx, { status: (s) => this.emit('tokenStatus', s) });
+    this.outbox = new Outbox(this.ctx, this.timers, opts.outboxTtlMs ?? DEFAULT_OUTBOX_TTL_MS, (s) => this.emit('messageStatus', s));
   }
 
   /**
@@ -180,7 +203,14 @@ export class HushClient extends Emitter<HushEvents> {
         contacts.set(c.id, c);
       }
     }
-    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts);
+    const outbox = new Map<string, OutgoingMessage[]>();
+    for (const key of await store.keys(KEYS.outbox)) {
+      const text = await store.get(key);
+      if (!text) continue;
+      const m = deserialize<OutgoingMessage>(text);
+      outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
+    }
+    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts, outbox);
     await save(client.ctx, { settings: true });
     return client;
   }
@@ -207,7 +237,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
   async acceptInvitation(link: string): Promise<string> {
-    const contact = await acceptInvitation(this.ctx, link, (c) => this.contactAdded(c));
+    const contact = await acceptInvitation(this.ctx, link, this.outbox, (c) => this.contactAdded(c));
     return contact.id;
   }
 
@@ -235,17 +265,30 @@ export class HushClient extends Emitter<HushEvents> {
     return c;
   }
 
-  /** Sends a text message; the contact must be connected (state 'ready'), else a ContactError. */
-  async send(contactId: string, text: string): Promise<void> {
+  /**
+   * Sends a text message; the contact must be connected (state 'ready'), else
+   * a ContactError. Resolves once the message is stored in the outbox and
+   * tried once: sent, pending (it goes later, messageStatus tells) or failed.
+   */
+  async send(contactId: string, text: string): Promise<SentMessage> {
     const c = this.contact(contactId);
     if (new TextEncoder().encode(text).length > MAX_CONTENT_BYTES - 9) throw new ContactError('the message is too long');
-    await this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'text', sentAt: this.ctx.now(), text }, true));
+    return this.sendContent(c, { type: 'text', sentAt: this.ctx.now(), text });
   }
 
-  /** Sends a call invitation (the signalling itself is the app's). */
-  async call(contactId: string, media: CallMedia = 'audio'): Promise<void> {
-    const c = this.contact(contactId);
-    await this.ctx.locks.run(c.id, () => sendContent(this.ctx, c, { type: 'call', sentAt: this.ctx.now(), media }, true));
+  /** Sends a call invitation (the signalling itself is the app's); resolves like send(). */
+  async call(contactId: string, media: CallMedia = 'audio'): Promise<SentMessage> {
+    return this.sendContent(this.contact(contactId), { type: 'call', sentAt: this.ctx.now(), media });
+  }
+
+  private async sendContent(c: Contact, content: Parameters<typeof sealContent>[2]): Promise<SentMessage> {
+    const m = await this.ctx.locks.run(c.id, () => sealContent(this.ctx, c, content, true, this.outbox));
+    return { messageId: m.id, state: (await this.outbox.flush(c.id, m.id)) ?? 'pending' };
+  }
+
+  /** The contact's messages not yet taken by its relay (oldest first): their IDs, kinds, when sent and tries so far. */
+  pendingMessages(contactId: string): Array<{ messageId: string; kind: OutgoingMessage['kind']; createdAt: number; attempts: number }> {
+    return this.outbox.waiting(this.contact(contactId).id).map((m) => ({ messageId: m.id, kind: m.kind, createdAt: m.createdAt, attempts: m.attempts }));
   }
 
   /** The user read the chat: its messages leave the badge. */
@@ -262,7 +305,7 @@ export class HushClient extends Emitter<HushEvents> {
     const t = this.ctx.token;
     if (c.ntf.subId && t?.tokenId)
       await this.ctx.ntf.with(t.server, (n) => n.deleteSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch(() => {});
-    await deleteContact(this.ctx, c);
+    await deleteContact(this.ctx, c, this.outbox);
   }
 
   get badge(): number {
@@ -279,6 +322,7 @@ export class HushClient extends Emitter<HushEvents> {
       () => void this.checkNotifications().catch((e) => this.ctx.fail('the periodic notification check failed', e)),
       this.opts.checkIntervalMs ?? 3_600_000,
     );
+    this.outbox.flushAll();
     await this.subscribe([...this.ctx.contacts.values()]);
   }
 
@@ -286,8 +330,9 @@ export class HushClient extends Emitter<HushEvents> {
   stop(): void {
     this.started = false;
     clearInterval(this.checkTimer);
-    for (const t of this.reconnects.values()) clearTimeout(t);
+    for (const t of this.reconnects.values()) this.timers.clear(t);
     this.reconnects.clear();
+    this.outbox.stop();
     this.ctx.relays.drop();
   }
 
@@ -328,14 +373,15 @@ export class HushClient extends Emitter<HushEvents> {
     );
   }
 
+  /** A relay link dropped: reconnected if queues of mine are there (a relay I only send to is reached again by the outbox). */
   private onRelayClosed(relay: string): void {
-    if (this.started) this.scheduleReconnect(relay, 0);
+    if (this.started && [...this.ctx.contacts.values()].some((c) => c.rcv.relay === relay)) this.scheduleReconnect(relay, 0);
   }
 
   private scheduleReconnect(relay: string, attempt: number): void {
     if (!this.started || this.reconnects.has(relay)) return;
     const base = RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]!;
-    const timer = setTimeout(async () => {
+    const timer = this.timers.set(async () => {
       this.reconnects.delete(relay);
       if (!this.started) return;
       try {

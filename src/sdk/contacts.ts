@@ -19,7 +19,8 @@ import { b64, save, type Context } from './context.ts';
 import { decodeContent, encodeContent, type CallMedia, type Content } from './content.ts';
 import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
 import { formatInvitation, parseInvitation } from './invitation.ts';
-import type { Contact } from './records.ts';
+import { outgoing, type Outbox } from './outbox.ts';
+import type { Contact, OutgoingMessage } from './records.ts';
 
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
@@ -86,10 +87,13 @@ export async function createInvitation(ctx: Context): Promise<{ contact: Contact
 }
 
 /**
- * Accepts a link: my queue, secured, stored, then `beforeHello` (which sets up
- * its notifier, so that the inviter's answer wakes a sleeping device), then the hello.
+ * Accepts a link: my queue, secured, stored with the hello in the outbox, then
+ * `beforeHello` (which sets up its notifier, so that the inviter's answer wakes
+ * a sleeping device), then the hello goes. A hello that cannot go now is sent
+ * again later; one the relay refuses (the invitation was used or withdrawn)
+ * deletes the contact.
  */
-export async function acceptInvitation(ctx: Context, link: string, beforeHello: (c: Contact) => Promise<void>): Promise<Contact> {
+export async function acceptInvitation(ctx: Context, link: string, outbox: Outbox, beforeHello: (c: Contact) => Promise<void>): Promise<Contact> {
   const inv = parseInvitation(link);
   if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
   const { crypto } = ctx;
@@ -112,23 +116,36 @@ export async function acceptInvitation(ctx: Context, link: string, beforeHello: 
   contact.e2e.ratchet = next;
   contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
   ctx.contacts.set(contact.id, contact);
-  await save(ctx, { contacts: [contact] });
+  const m = outgoing(ctx, contact, 'hello', envelope, ratchet.sendN, true);
+  await outbox.add(contact, m);
   await beforeHello(contact);
   // Unsigned: the inviter's queue is secured with sndAuth only when the hello arrives.
-  await ctx.relays.with(inv.value.relay, (c) => c.send(inv.value.sndId, envelope, { notify: true }));
+  if ((await outbox.flush(contact.id, m.id)) === 'failed') {
+    await deleteContact(ctx, contact, outbox);
+    throw new ContactError('the invitation was used already or withdrawn');
+  }
   return contact;
 }
 
 /**
- * Encrypts and sends one content to a connected contact (under the contact's
- * lock). The ratchet is stored before the SEND: a message key is never used twice.
+ * Seals one content for a connected contact (under the contact's lock) and
+ * puts it in the outbox, stored with the advanced ratchet: a message key is
+ * never used twice, and the message is not lost if it cannot go now.
  */
-export async function sendContent(ctx: Context, contact: Contact, content: Content, notify: boolean): Promise<void> {
+export async function sealContent(
+  ctx: Context,
+  contact: Contact,
+  content: Extract<Content, { type: 'text' | 'call' }>,
+  notify: boolean,
+  outbox: Outbox,
+): Promise<OutgoingMessage> {
   if (contact.state !== 'ready') throw new ContactError('the contact is not connected yet');
+  const n = contact.e2e.ratchet!.sendN;
   const { envelope, ratchet } = encrypt(ctx.crypto, contact.e2e.ratchet!, encodeContent(content));
   contact.e2e.ratchet = ratchet;
-  await save(ctx, { contacts: [contact] });
-  await sendEnvelope(ctx, contact.snd!, envelope, notify);
+  const m = outgoing(ctx, contact, content.type, envelope, n, notify);
+  await outbox.add(contact, m);
+  return m;
 }
 
 function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
@@ -246,8 +263,8 @@ export function fetchMessages(ctx: Context, contact: Contact, deadline: number, 
   });
 }
 
-/** Deletes my queue for the contact (the relay drops its notifier too) and the record. */
-export async function deleteContact(ctx: Context, contact: Contact): Promise<void> {
+/** Deletes my queue for the contact (the relay drops its notifier too), the record and its unsent messages. */
+export async function deleteContact(ctx: Context, contact: Contact, outbox: Outbox): Promise<void> {
   await ctx.locks.run(contact.id, async () => {
     try {
       await ctx.relays.with(contact.rcv.relay, (c) => c.deleteQueue(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey));
@@ -256,6 +273,6 @@ export async function deleteContact(ctx: Context, contact: Contact): Promise<voi
       if (!(e instanceof CommandError && e.error === 'AUTH')) throw e;
     }
     ctx.contacts.delete(contact.id);
-    await save(ctx, { deleted: [contact.id] });
+    await save(ctx, { deleted: [contact.id], outboxDone: outbox.forget(contact.id) });
   });
 }

@@ -7,7 +7,7 @@ import type { NtfClient } from '../ntf/client.ts';
 import type { RelayClient } from '../relay/client.ts';
 import type { ConnectionPool } from './connections.ts';
 import type { KeyedLock } from './lock.ts';
-import { KEYS, serialize, type Contact, type Settings, type TokenRecord } from './records.ts';
+import { KEYS, outboxKey, serialize, type Contact, type OutgoingMessage, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 
 export interface Context {
@@ -22,6 +22,8 @@ export interface Context {
   settings: Settings;
   token: TokenRecord | undefined;
   contacts: Map<string, Contact>;
+  /** Each contact's messages not yet taken by its relay, oldest first. */
+  outbox: Map<string, OutgoingMessage[]>;
   locks: KeyedLock;
   now: () => number;
   /** Reports a failure of background work (the app may log it; it carries no keys or IDs). */
@@ -34,10 +36,15 @@ export const b64 = toBase64Url;
  * Writes the given records' current state, all in one store write. A contact
  * deleted meanwhile is not written back by work that still held it.
  */
-export function save(ctx: Context, what: { contacts?: Iterable<Contact>; settings?: boolean; token?: boolean; deleted?: string[] }) {
+export function save(
+  ctx: Context,
+  what: { contacts?: Iterable<Contact>; settings?: boolean; token?: boolean; deleted?: string[]; outbox?: OutgoingMessage[]; outboxDone?: OutgoingMessage[] },
+) {
   const entries: Array<[string, string | undefined]> = [];
   for (const c of what.contacts ?? []) if (ctx.contacts.get(c.id) === c) entries.push([KEYS.contact + c.id, serialize(c)]);
   for (const id of what.deleted ?? []) entries.push([KEYS.contact + id, undefined]);
+  for (const m of what.outbox ?? []) if (ctx.contacts.has(m.contactId)) entries.push([outboxKey(m), serialize(m)]);
+  for (const m of what.outboxDone ?? []) entries.push([outboxKey(m), undefined]);
   if (what.settings) entries.push([KEYS.settings, serialize(ctx.settings)]);
   if (what.token) entries.push([KEYS.token, ctx.token ? serialize(ctx.token) : undefined]);
   return ctx.store.write(entries);

@@ -68,7 +68,24 @@ export interface Contact {
   seen: string[];
 }
 
-export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:' } as const;
+/** A sealed message waiting for its relay to take it (docs/sdk.md §4.6). */
+export interface OutgoingMessage {
+  id: string;
+  contactId: string;
+  kind: 'hello' | 'text' | 'call';
+  /** Its number in the contact's send chain: the outbox's order. */
+  n: number;
+  envelope: Uint8Array;
+  notify: boolean;
+  createdAt: number;
+  /** Tries that could not hand it to the relay. */
+  attempts: number;
+}
+
+export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:', outbox: 'outbox:' } as const;
+
+/** A message's key: by contact, then in send order. */
+export const outboxKey = (m: OutgoingMessage) => `${KEYS.outbox}${m.contactId}:${String(m.n).padStart(10, '0')}`;
 
 // The holder's raw value, not `x`: JSON.stringify hands the replacer what toJSON made, and a
 // Node Buffer (a Uint8Array an app may pass as a device token) turns itself into {type, data}.

@@ -62,8 +62,11 @@ test('a push for a deleted contact shows nothing and breaks nothing', async (t) 
   await bob.client.deleteContact(a.atAcceptor);
   assert.deepEqual(await bob.client.handlePush(push.payload), []);
   assert.equal(bob.client.badge, 0);
-  // Alice's queue is gone at the relay: her next message is refused
-  await assert.rejects(alice.client.send(a.atInviter, 'again'), /AUTH/);
+  // Alice's queue is gone at the relay: her next message is refused, and said so
+  const failed = new Promise((resolve) => alice.client.on('messageStatus', (s) => s.state === 'failed' && resolve(s.error)));
+  assert.equal((await alice.client.send(a.atInviter, 'again')).state, 'failed');
+  assert.match(String(await failed), /the relay refused it \(AUTH\)/);
+  assert.deepEqual(alice.client.pendingMessages(a.atInviter), []);
 
   // Carol's chat was never notified: no rate limit holds her notification back.
   await carol.client.send(c.atInviter, 'from carol');
