@@ -36,7 +36,8 @@ import {
 } from './push-handler.ts';
 import { DEFAULT_OUTBOX_TTL_MS, Outbox, type MessageState, type MessageStatus } from './outbox.ts';
 import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
-import { deserialize, KEYS, type Contact, type OutgoingMessage, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import { loadProfiles, newProfile, profileList, profileOf } from './profiles.ts';
+import { deserialize, KEYS, type Contact, type OutgoingMessage, type Profile, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 import { nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
@@ -55,7 +56,7 @@ export interface HushClientOptions {
    * Its creation password, if it has one, goes in the address: sent in TNEW, not kept with the token.
    */
   ntfServer?: string;
-  /** The user's display name, sent to contacts when connecting. Stored; later opens may omit it. */
+  /** The active profile's display name, sent to contacts when connecting. Stored; later opens may omit it. */
   name?: string;
   webSocket?: WebSocketFactory;
   crypto?: CryptoSuite;
@@ -80,6 +81,7 @@ export interface SentMessage {
 
 export interface ContactInfo {
   id: string;
+  profileId: string;
   name: string;
   state: ContactState;
   /** Notifications on for this contact (off = muted). */
@@ -110,7 +112,16 @@ function checkName(name: string): string {
   return name;
 }
 
-const DEFAULT_SETTINGS: Settings = { name: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
+const DEFAULT_SETTINGS: Settings = { activeProfile: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
+
+export interface ProfileInfo {
+  id: string;
+  name: string;
+  /** New contacts go to it unless another is named. */
+  active: boolean;
+  /** Unread messages in its chats. */
+  unread: number;
+}
 const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
 
 export class HushClient extends Emitter<HushEvents> {
@@ -125,6 +136,7 @@ export class HushClient extends Emitter<HushEvents> {
   private constructor(
     private readonly opts: HushClientOptions,
     settings: Settings,
+    profiles: Map<string, Profile>,
     token: TokenRecord | undefined,
     contacts: Map<string, Contact>,
     outbox: Map<string, OutgoingMessage[]>,
@@ -164,6 +176,7 @@ export class HushClient extends Emitter<HushEvents> {
       relayAddresses: [...withPassword.keys()],
       ntfServer,
       settings,
+      profiles,
       token,
       contacts,
       outbox,
@@ -193,7 +206,7 @@ export class HushClient extends Emitter<HushEvents> {
     const { store } = opts;
     const settingsText = await store.get(KEYS.settings);
     const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
-    if (opts.name !== undefined) settings.name = checkName(opts.name);
+    if (opts.name !== undefined) checkName(opts.name);
     const tokenText = await store.get(KEYS.token);
     const contacts = new Map<string, Contact>();
     for (const key of await store.keys(KEYS.contact)) {
@@ -210,34 +223,108 @@ export class HushClient extends Emitter<HushEvents> {
       const m = deserialize<OutgoingMessage>(text);
       outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
     }
-    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts, outbox);
-    await save(client.ctx, { settings: true });
+    const { profiles, migrated } = await loadProfiles(store, settings, contacts, opts.crypto ?? nobleCrypto, (opts.now ?? Date.now)());
+    const client = new HushClient(opts, settings, profiles, tokenText ? deserialize(tokenText) : undefined, contacts, outbox);
+    const active = profileOf(client.ctx);
+    if (opts.name !== undefined) active.name = opts.name;
+    await save(client.ctx, { settings: true, profiles: [active, ...profiles.values()], contacts: migrated });
     return client;
   }
 
-  /** The user's display name ('' if none was given yet). */
+  /** The active profile's display name ('' if none was given yet). */
   get name(): string {
-    return this.ctx.settings.name;
+    return profileOf(this.ctx).name;
   }
 
-  /** Changes the display name; contacts made from now on get it (each keeps the name it was made with). */
-  async setName(name: string): Promise<void> {
-    this.ctx.settings.name = checkName(name);
+  /** Changes a profile's display name (the active one's by default); its contacts made from now on get it (each keeps the name it was made with). */
+  async setName(name: string, profileId?: string): Promise<void> {
+    const p = profileOf(this.ctx, profileId);
+    p.name = checkName(name);
+    await save(this.ctx, { profiles: [p] });
+  }
+
+  // ---- profiles
+
+  /** Every profile, oldest first. */
+  profiles(): ProfileInfo[] {
+    const unread = new Map<string, number>();
+    for (const c of this.ctx.contacts.values()) unread.set(c.profileId, (unread.get(c.profileId) ?? 0) + c.unread);
+    return profileList(this.ctx).map((p) => ({ id: p.id, name: p.name, active: p.id === this.ctx.settings.activeProfile, unread: unread.get(p.id) ?? 0 }));
+  }
+
+  get activeProfile(): string {
+    return this.ctx.settings.activeProfile;
+  }
+
+  /** A new profile with its own name and contacts (it does not become the active one); returns its ID. */
+  async createProfile(name: string): Promise<string> {
+    const p = newProfile(this.ctx, checkName(name));
+    await save(this.ctx, { profiles: [p] });
+    return p.id;
+  }
+
+  /** The profile new contacts go to unless another is named. */
+  async setActiveProfile(profileId: string): Promise<void> {
+    this.ctx.settings.activeProfile = profileOf(this.ctx, profileId).id;
     await save(this.ctx, { settings: true });
+  }
+
+  /**
+   * Deletes a profile: each contact's subscription and queue (as deleteContact;
+   * what the servers cannot be reached for is reported and deleted here all
+   * the same), its outbox and records. The last profile cannot go alone: that
+   * is wipe(). Another profile becomes active if this one was.
+   */
+  async deleteProfile(profileId: string): Promise<void> {
+    const p = profileOf(this.ctx, profileId);
+    if (this.ctx.profiles.size === 1) return this.wipe();
+    await this.deleteContacts([...this.ctx.contacts.values()].filter((c) => c.profileId === p.id));
+    this.ctx.profiles.delete(p.id);
+    if (this.ctx.settings.activeProfile === p.id) this.ctx.settings.activeProfile = profileList(this.ctx)[0]!.id;
+    await save(this.ctx, { deletedProfiles: [p.id], settings: true });
+  }
+
+  /**
+   * Deletes everything: every contact (as deleteProfile), the device token at
+   * the notification server (TDEL), then every record in the store. The client
+   * goes on as a new one: one empty profile, default settings, no device token.
+   */
+  async wipe(): Promise<void> {
+    await this.deleteContacts([...this.ctx.contacts.values()]);
+    await this.notifications.setMode('off').catch((e) => this.ctx.fail('deleting the device token failed', e));
+    const { store } = this.ctx;
+    await store.write((await store.keys('')).map((k) => [k, undefined] as const));
+    this.ctx.contacts.clear();
+    this.ctx.outbox.clear();
+    this.ctx.profiles.clear();
+    this.ctx.token = undefined;
+    this.ctx.settings = { ...DEFAULT_SETTINGS, activeProfile: newProfile(this.ctx, '').id };
+    await save(this.ctx, { settings: true, profiles: this.ctx.profiles.values() });
+  }
+
+  private async deleteContacts(list: Contact[]): Promise<void> {
+    const results = await Promise.allSettled(list.map((c) => this.deleteContact(c.id)));
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      this.ctx.fail('deleting a contact at its servers failed', r.reason);
+      const c = list[i]!;
+      this.ctx.contacts.delete(c.id);
+      void save(this.ctx, { deleted: [c.id], outboxDone: this.outbox.forget(c.id) });
+    });
   }
 
   // ---- contacts and messages
 
-  /** A new contact waiting for the other side, and the one-time link to give them. */
-  async createInvitation(): Promise<{ contactId: string; link: string }> {
-    const { contact, link } = await createInvitation(this.ctx);
+  /** A new contact (in the active profile, or the one named) waiting for the other side, and the one-time link to give them. */
+  async createInvitation(opts: { profileId?: string } = {}): Promise<{ contactId: string; link: string }> {
+    const { contact, link } = await createInvitation(this.ctx, profileOf(this.ctx, opts.profileId));
     await this.contactAdded(contact);
     return { contactId: contact.id, link };
   }
 
   /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
-  async acceptInvitation(link: string): Promise<string> {
-    const contact = await acceptInvitation(this.ctx, link, this.outbox, (c) => this.contactAdded(c));
+  async acceptInvitation(link: string, opts: { profileId?: string } = {}): Promise<string> {
+    const contact = await acceptInvitation(this.ctx, link, profileOf(this.ctx, opts.profileId), this.outbox, (c) => this.contactAdded(c));
     return contact.id;
   }
 
@@ -251,6 +338,7 @@ export class HushClient extends Emitter<HushEvents> {
       .sort((a, b) => a.createdAt - b.createdAt)
       .map((c) => ({
         id: c.id,
+        profileId: c.profileId,
         name: c.name,
         state: c.state,
         notifications: c.ntf.enabled,

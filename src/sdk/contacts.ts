@@ -20,7 +20,7 @@ import { decodeContent, encodeContent, type CallMedia, type Content } from './co
 import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
 import { formatInvitation, parseInvitation } from './invitation.ts';
 import { outgoing, type Outbox } from './outbox.ts';
-import type { Contact, OutgoingMessage } from './records.ts';
+import type { Contact, OutgoingMessage, Profile } from './records.ts';
 
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
@@ -52,7 +52,7 @@ const NEW_REFUSED: Record<string, string> = {
 };
 
 /** A new receive queue on one of my relays, and the contact record around it. */
-async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<Contact> {
+async function newContact(ctx: Context, role: 'inviter' | 'acceptor', profile: Profile): Promise<Contact> {
   const { crypto } = ctx;
   const relay = pickRelay(ctx);
   const rcvAuth = crypto.x25519KeyPair();
@@ -65,8 +65,9 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<C
   if (!rcvDhSecret) throw new ContactError('the relay sent a bad key');
   return {
     id: b64(crypto.randomBytes(12)),
+    profileId: profile.id,
     name: '',
-    myName: ctx.settings.name,
+    myName: profile.name,
     state: role === 'inviter' ? 'invited' : 'accepted',
     createdAt: ctx.now(),
     rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
@@ -78,8 +79,8 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<C
   };
 }
 
-export async function createInvitation(ctx: Context): Promise<{ contact: Contact; link: string }> {
-  const contact = await newContact(ctx, 'inviter');
+export async function createInvitation(ctx: Context, profile: Profile): Promise<{ contact: Contact; link: string }> {
+  const contact = await newContact(ctx, 'inviter', profile);
   ctx.contacts.set(contact.id, contact);
   await save(ctx, { contacts: [contact] });
   const link = formatInvitation({ relay: contact.rcv.relay, sndId: contact.rcv.sndId, e2eKey: contact.e2e.key.publicKey });
@@ -93,11 +94,17 @@ export async function createInvitation(ctx: Context): Promise<{ contact: Contact
  * again later; one the relay refuses (the invitation was used or withdrawn)
  * deletes the contact.
  */
-export async function acceptInvitation(ctx: Context, link: string, outbox: Outbox, beforeHello: (c: Contact) => Promise<void>): Promise<Contact> {
+export async function acceptInvitation(
+  ctx: Context,
+  link: string,
+  profile: Profile,
+  outbox: Outbox,
+  beforeHello: (c: Contact) => Promise<void>,
+): Promise<Contact> {
   const inv = parseInvitation(link);
   if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
   const { crypto } = ctx;
-  const contact = await newContact(ctx, 'acceptor');
+  const contact = await newContact(ctx, 'acceptor', profile);
   const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, inv.value.e2eKey);
   if (!ratchet) throw new ContactError('the invitation holds a bad key');
   // My queue is secured at once with a key I choose and give the inviter in the hello.

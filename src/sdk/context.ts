@@ -7,7 +7,7 @@ import type { NtfClient } from '../ntf/client.ts';
 import type { RelayClient } from '../relay/client.ts';
 import type { ConnectionPool } from './connections.ts';
 import type { KeyedLock } from './lock.ts';
-import { KEYS, outboxKey, serialize, type Contact, type OutgoingMessage, type Settings, type TokenRecord } from './records.ts';
+import { KEYS, outboxKey, serialize, type Contact, type OutgoingMessage, type Profile, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 
 export interface Context {
@@ -20,6 +20,7 @@ export interface Context {
   /** The notification server its device token goes to. */
   ntfServer: string | undefined;
   settings: Settings;
+  profiles: Map<string, Profile>;
   token: TokenRecord | undefined;
   contacts: Map<string, Contact>;
   /** Each contact's messages not yet taken by its relay, oldest first. */
@@ -38,9 +39,20 @@ export const b64 = toBase64Url;
  */
 export function save(
   ctx: Context,
-  what: { contacts?: Iterable<Contact>; settings?: boolean; token?: boolean; deleted?: string[]; outbox?: OutgoingMessage[]; outboxDone?: OutgoingMessage[] },
+  what: {
+    contacts?: Iterable<Contact>;
+    settings?: boolean;
+    token?: boolean;
+    deleted?: string[];
+    outbox?: OutgoingMessage[];
+    outboxDone?: OutgoingMessage[];
+    profiles?: Iterable<Profile>;
+    deletedProfiles?: string[];
+  },
 ) {
   const entries: Array<[string, string | undefined]> = [];
+  for (const p of what.profiles ?? []) if (ctx.profiles.get(p.id) === p) entries.push([KEYS.profile + p.id, serialize(p)]);
+  for (const id of what.deletedProfiles ?? []) entries.push([KEYS.profile + id, undefined]);
   for (const c of what.contacts ?? []) if (ctx.contacts.get(c.id) === c) entries.push([KEYS.contact + c.id, serialize(c)]);
   for (const id of what.deleted ?? []) entries.push([KEYS.contact + id, undefined]);
   for (const m of what.outbox ?? []) if (ctx.contacts.has(m.contactId)) entries.push([outboxKey(m), serialize(m)]);

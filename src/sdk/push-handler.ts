@@ -15,6 +15,8 @@ export type NotificationCategory = 'message' | 'contact' | 'call' | 'many';
 /** A notification as the device shows it. */
 export interface Notification {
   contactId: string;
+  /** The profile the chat belongs to. */
+  profileId: string;
   /** Notifications of one chat are grouped under this. */
   threadId: string;
   category: NotificationCategory;
@@ -147,7 +149,7 @@ export async function buildNotifications(ctx: Context, events: ChatEvent[], prev
         : preview === 'contact'
           ? [name, generic]
           : ['Hush', generic];
-    shown.push({ contactId: id, threadId: id, category, title, body, count });
+    shown.push({ contactId: id, profileId: c.profileId, threadId: id, category, title, body, count });
   }
   if (changed.size) await save(ctx, { contacts: changed });
   const badge = unreadCount(ctx);

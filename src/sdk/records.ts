@@ -10,7 +10,8 @@ export type NotificationMode = 'instant' | 'periodic' | 'off';
 export type PreviewMode = 'message' | 'contact' | 'hidden';
 
 export interface Settings {
-  name: string;
+  /** The profile new contacts go to unless another is named. */
+  activeProfile: string;
   mode: NotificationMode;
   preview: PreviewMode;
   /** Interval of check pushes in periodic mode (at least 20). */
@@ -33,10 +34,20 @@ export interface TokenRecord {
   cron?: number;
 }
 
+/** One of the user's identities on this device: its own contacts and name, one device token for all. */
+export interface Profile {
+  id: string;
+  /** The display name sent to contacts made in this profile. */
+  name: string;
+  createdAt: number;
+}
+
 export type ContactState = 'invited' | 'accepted' | 'ready';
 
 export interface Contact {
   id: string;
+  /** The profile it belongs to. */
+  profileId: string;
   /** The contact's display name ('' until they tell it). */
   name: string;
   /**
@@ -82,7 +93,7 @@ export interface OutgoingMessage {
   attempts: number;
 }
 
-export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:', outbox: 'outbox:' } as const;
+export const KEYS = { settings: 'settings', token: 'token', profile: 'profile:', contact: 'contact:', outbox: 'outbox:' } as const;
 
 /** A message's key: by contact, then in send order. */
 export const outboxKey = (m: OutgoingMessage) => `${KEYS.outbox}${m.contactId}:${String(m.n).padStart(10, '0')}`;

@@ -1,0 +1,58 @@
+// Profiles (docs/sdk.md §7.1): several identities on one device, each with its
+// own contacts and name. They share the device token, since a notification
+// server keeps one token per device (a verified TNEW replaces the device's
+// others), so one push handler serves them all.
+import type { CryptoSuite } from '../core/crypto/suite.ts';
+import { ContactError } from './contacts.ts';
+import { b64, type Context } from './context.ts';
+import { KEYS, deserialize, type Contact, type Profile, type Settings } from './records.ts';
+import type { ClientStore } from './store/store.ts';
+
+const makeProfile = (crypto: CryptoSuite, now: number, name: string): Profile => ({ id: b64(crypto.randomBytes(12)), name, createdAt: now });
+
+export function newProfile(ctx: Context, name: string): Profile {
+  const p = makeProfile(ctx.crypto, ctx.now(), name);
+  ctx.profiles.set(p.id, p);
+  return p;
+}
+
+/** The profile `id`, or the active one; a ContactError if there is no such profile. */
+export function profileOf(ctx: Context, id = ctx.settings.activeProfile): Profile {
+  const p = ctx.profiles.get(id);
+  if (!p) throw new ContactError('no such profile');
+  return p;
+}
+
+/** Profiles oldest first. */
+export const profileList = (ctx: Context) => [...ctx.profiles.values()].sort((a, b) => a.createdAt - b.createdAt);
+
+/**
+ * Loads the profiles. A store written before profiles existed has none: its
+ * name (kept in the settings then) becomes the one profile, which every
+ * contact joins. Returns the records that changed, to be written back.
+ */
+export async function loadProfiles(
+  store: ClientStore,
+  settings: Settings & { name?: string },
+  contacts: Map<string, Contact>,
+  crypto: CryptoSuite,
+  now: number,
+): Promise<{ profiles: Map<string, Profile>; migrated: Contact[] }> {
+  const profiles = new Map<string, Profile>();
+  for (const key of await store.keys(KEYS.profile)) {
+    const text = await store.get(key);
+    if (text) {
+      const p = deserialize<Profile>(text);
+      profiles.set(p.id, p);
+    }
+  }
+  const migrated: Contact[] = [];
+  if (profiles.size === 0) {
+    const p = makeProfile(crypto, now, settings.name ?? '');
+    profiles.set(p.id, p);
+    for (const c of contacts.values()) if (!c.profileId) (c.profileId = p.id), migrated.push(c);
+  }
+  delete settings.name;
+  if (!profiles.has(settings.activeProfile)) settings.activeProfile = [...profiles.values()].sort((a, b) => a.createdAt - b.createdAt)[0]!.id;
+  return { profiles, migrated };
+}
