@@ -278,7 +278,7 @@ export class HushClient extends Emitter<HushEvents> {
    * unknown action or missing IDs, a ContactError for a stale one.
    */
   async performAction(input: ActionInput): Promise<void> {
-    const handler = ACTIONS[input?.action];
+    const handler = Object.hasOwn(ACTIONS, input?.action) ? ACTIONS[input.action] : undefined;
     if (!handler) throw new TypeError(`unknown notification action: ${String(input?.action)}`);
     const answered = await handler(this.ctx, this.contact(input.contactId), input);
     if (answered) this.emit('callAnswered', answered);
@@ -473,6 +473,7 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   async setNewContactNotifications(on: boolean): Promise<void> {
+    if (typeof on !== 'boolean') throw new TypeError('setNewContactNotifications takes true or false');
     this.ctx.settings.newContactNotifications = on;
     await save(this.ctx, { settings: true });
   }

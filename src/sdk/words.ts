@@ -58,7 +58,7 @@ export const DEFAULT_WORDS: Readonly<Words> = Object.freeze({
 export function wordsWith(partial: Partial<Words> = {}): Words {
   const words: Words = { ...DEFAULT_WORDS };
   for (const [k, v] of Object.entries(partial)) {
-    if (!(k in DEFAULT_WORDS)) throw new TypeError(`no such word: ${k}`);
+    if (!Object.hasOwn(DEFAULT_WORDS, k)) throw new TypeError(`no such word: ${k}`);
     if (v === undefined) continue;
     if (typeof v !== typeof DEFAULT_WORDS[k as keyof Words]) throw new TypeError(`the word ${k} must be a ${typeof DEFAULT_WORDS[k as keyof Words]}`);
     (words as unknown as Record<string, unknown>)[k] = v;

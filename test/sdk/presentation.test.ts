@@ -40,6 +40,7 @@ test('notifications are made of the words table: the words option, setWords at r
   assert.deepEqual(await check(), ['[many] Psst: 2 new messages'], 'a word setWords left out is English, not the option’s');
 
   assert.throws(() => bob.client.setWords({ nope: 'x' } as never), /no such word: nope/);
+  assert.throws(() => bob.client.setWords({ toString: 'x' } as never), /no such word: toString/);
   assert.throws(() => bob.client.setWords({ newMessages: 'x' } as never), (e: Error) => e instanceof TypeError && /must be a function/.test(e.message));
   assert.equal(bob.client.words.appName, 'Psst', 'a refused change changes nothing');
   bob.client.setWords({});
@@ -223,7 +224,8 @@ test('calls: ringing with answer and decline, performAction from a client not st
   assert.deepEqual(shown(await bob.client.handlePush(await checkPush(bob))), ['[missed-call] Hush: Missed call']);
   assert.equal(replies.length, 2, 'no reply for calls not acted on');
 
-  await assert.rejects(bob.client.performAction({ action: 'nope', contactId: atAcceptor } as never), (e: Error) => e instanceof TypeError && /unknown notification action: nope/.test(e.message));
+  for (const action of ['nope', 'toString'])
+    await assert.rejects(bob.client.performAction({ action, contactId: atAcceptor } as never), (e: Error) => e instanceof TypeError && e.message === `unknown notification action: ${action}`);
   await assert.rejects(bob.client.performAction({ action: 'answer-call', contactId: atAcceptor }), (e: Error) => e instanceof TypeError && /needs the callId/.test(e.message));
   await assert.rejects(bob.client.performAction({ action: 'answer-call', contactId: 'nobody', callId }), ContactError);
 });
