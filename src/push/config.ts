@@ -5,12 +5,28 @@ import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { boolSchema, positiveSchema } from '../server/config.ts';
+import { apnsBodyBytes } from './apns/payload.ts';
 import { ApnsProvider } from './apns/provider.ts';
+import { PUSH_DATA_SIZE } from './device.ts';
 import { FcmProvider } from './fcm/provider.ts';
 import type { PushProvider } from './provider.ts';
 import { WebPushProvider } from './webpush/provider.ts';
 
 const caFile = z.string().min(1).optional();
+
+const apnsAlert = z
+  .object({ title: z.string().min(1), body: z.string().min(1) })
+  .strict()
+  .refine(
+    (alert) => {
+      try {
+        return apnsBodyBytes({ kind: 'message', data: new Uint8Array(PUSH_DATA_SIZE) }, alert).length > 0;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'too long: a message push with this alert would exceed APNs\'s 4096 bytes' },
+  );
 
 export const providerSchemas = {
   /** Apple Push Notification service: token-based (.p8) authentication. */
@@ -26,6 +42,8 @@ export const providerSchemas = {
       serves: z.enum(['apns', 'apns-sandbox']).optional(),
       caFile,
       connections: positiveSchema.default(1),
+      /** What iOS shows for a message push when the app's extension cannot run (all Apple sees); in the app's language. */
+      alert: apnsAlert.optional(),
     })
     .strict()
     .optional(),
@@ -66,6 +84,8 @@ export const providerEnv = (prefix: string): Record<string, string> => ({
   [`${prefix}APNS_KEY_FILE`]: 'apns.keyFile',
   [`${prefix}APNS_TOPIC`]: 'apns.topic',
   [`${prefix}APNS_CA_FILE`]: 'apns.caFile',
+  [`${prefix}APNS_ALERT_TITLE`]: 'apns.alert.title',
+  [`${prefix}APNS_ALERT_BODY`]: 'apns.alert.body',
   [`${prefix}FCM_SERVICE_ACCOUNT_FILE`]: 'fcm.serviceAccountFile',
   [`${prefix}FCM_ENDPOINT`]: 'fcm.endpoint',
   [`${prefix}FCM_CA_FILE`]: 'fcm.caFile',
@@ -89,6 +109,7 @@ export function createProviders(c: ProviderSettings, log?: Logger): PushProvider
         topic: c.apns.topic,
         serves: [c.apns.serves ?? (c.apns.host === 'sandbox' ? 'apns-sandbox' : 'apns')],
         connections: c.apns.connections,
+        ...(c.apns.alert ? { alert: c.apns.alert } : {}),
         ...read(c.apns.caFile),
         ...(log ? { log } : {}),
       }),

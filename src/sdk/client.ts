@@ -39,8 +39,10 @@ import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
 import { loadProfiles, newProfile, profileList, profileOf } from './profiles.ts';
 import { deserialize, KEYS, type Contact, type OutgoingMessage, type Profile, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
-import { nameBytes, type CallMedia } from './content.ts';
+import { CALL_ID_LENGTH, nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
+import { ACTIONS, type ActionInput, type CallAnswered } from './actions.ts';
+import { wordsWith, type Words } from './words.ts';
 
 export interface HushClientOptions {
   store: ClientStore;
@@ -71,6 +73,8 @@ export interface HushClientOptions {
   now?: () => number;
   /** The timers of retries and reconnects (a test's clock). Default: the real ones. */
   timers?: Timers;
+  /** The words notifications are made of, where they differ from DEFAULT_WORDS (the user's language). */
+  words?: Partial<Words>;
 }
 
 /** What send() and call() give back: the message's ID (its messageStatus events carry it) and its state after the first try. */
@@ -95,6 +99,10 @@ export type HushEvents = {
   /** A message arrived while the client was started (online). */
   message: Extract<ChatEvent, { type: 'message' }>;
   call: Extract<ChatEvent, { type: 'call' }>;
+  /** The contact answered or declined a call of mine. */
+  callReply: Extract<ChatEvent, { type: 'callReply' }>;
+  /** The user answered a call from its notification (performAction): the app starts the call screen. */
+  callAnswered: CallAnswered;
   /** A contact got connected. */
   contact: Extract<ChatEvent, { type: 'contact' }>;
   /** What the device would show for an online event (an app in the background shows it). */
@@ -113,6 +121,9 @@ function checkName(name: string): string {
 }
 
 const DEFAULT_SETTINGS: Settings = { activeProfile: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
+/** How long a call rings unless the caller says otherwise, and the range it may say. */
+export const DEFAULT_RING_MS = 60_000;
+const RING_MS = { min: 1000, max: 600_000 };
 
 export interface ProfileInfo {
   id: string;
@@ -181,6 +192,8 @@ export class HushClient extends Emitter<HushEvents> {
       contacts,
       outbox,
       locks: new KeyedLock(),
+      words: wordsWith(opts.words),
+      openChat: undefined,
       now: opts.now ?? Date.now,
       fail: (what, error) => this.emit('error', { what, error }),
     };
@@ -357,20 +370,30 @@ export class HushClient extends Emitter<HushEvents> {
    * Sends a text message; the contact must be connected (state 'ready'), else
    * a ContactError. Resolves once the message is stored in the outbox and
    * tried once: sent, pending (it goes later, messageStatus tells) or failed.
+   * `notify: false`: no push wakes the recipient (receipts, edits, a "don't notify" choice).
    */
-  async send(contactId: string, text: string): Promise<SentMessage> {
+  async send(contactId: string, text: string, opts: { notify?: boolean } = {}): Promise<SentMessage> {
     const c = this.contact(contactId);
     if (new TextEncoder().encode(text).length > MAX_CONTENT_BYTES - 9) throw new ContactError('the message is too long');
-    return this.sendContent(c, { type: 'text', sentAt: this.ctx.now(), text });
+    return this.sendContent(c, { type: 'text', sentAt: this.ctx.now(), text }, opts.notify ?? true);
   }
 
-  /** Sends a call invitation (the signalling itself is the app's); resolves like send(). */
-  async call(contactId: string, media: CallMedia = 'audio'): Promise<SentMessage> {
-    return this.sendContent(this.contact(contactId), { type: 'call', sentAt: this.ctx.now(), media });
+  /**
+   * Sends a call invitation that rings for `ringMs` (the signalling itself is
+   * the app's); resolves like send(), with its callId, which the contact's `callReply` names.
+   */
+  async call(contactId: string, media: CallMedia = 'audio', opts: { ringMs?: number } = {}): Promise<SentMessage & { callId: string }> {
+    const c = this.contact(contactId);
+    const ringMs = opts.ringMs ?? DEFAULT_RING_MS;
+    if (!Number.isInteger(ringMs) || ringMs < RING_MS.min || ringMs > RING_MS.max)
+      throw new RangeError(`a call rings for ${RING_MS.min}–${RING_MS.max} ms`);
+    const callId = this.ctx.crypto.randomBytes(CALL_ID_LENGTH);
+    const sent = await this.sendContent(c, { type: 'call', sentAt: this.ctx.now(), media, ringMs, callId }, true);
+    return { ...sent, callId: b64(callId) };
   }
 
-  private async sendContent(c: Contact, content: Parameters<typeof sealContent>[2]): Promise<SentMessage> {
-    const m = await this.ctx.locks.run(c.id, () => sealContent(this.ctx, c, content, true, this.outbox));
+  private async sendContent(c: Contact, content: Parameters<typeof sealContent>[2], notify: boolean): Promise<SentMessage> {
+    const m = await this.ctx.locks.run(c.id, () => sealContent(this.ctx, c, content, notify, this.outbox));
     return { messageId: m.id, state: (await this.outbox.flush(c.id, m.id)) ?? 'pending' };
   }
 
@@ -379,12 +402,33 @@ export class HushClient extends Emitter<HushEvents> {
     return this.outbox.waiting(this.contact(contactId).id).map((m) => ({ messageId: m.id, kind: m.kind, createdAt: m.createdAt, attempts: m.attempts }));
   }
 
+  /**
+   * Carries out the button the user picked on a notification, with the IDs
+   * it carried; works on a client that is not started. A TypeError for an
+   * unknown action or missing IDs, a ContactError for a stale one.
+   */
+  async performAction(input: ActionInput): Promise<void> {
+    const handler = Object.hasOwn(ACTIONS, input?.action) ? ACTIONS[input.action] : undefined;
+    if (!handler) throw new TypeError(`unknown notification action: ${String(input?.action)}`);
+    const answered = await handler(this.ctx, this.contact(input.contactId), input, this.outbox);
+    if (answered) this.emit('callAnswered', answered);
+  }
+
   /** The user read the chat: its messages leave the badge. */
   async markRead(contactId: string): Promise<void> {
     const c = this.contact(contactId);
     c.unread = 0;
     delete c.held;
     await save(this.ctx, { contacts: [c] });
+  }
+
+  /** The chat on screen (null: none): its events make no notification, online or from handlePush. */
+  setOpenChat(contactId: string | null): void {
+    this.ctx.openChat = contactId === null ? undefined : this.contact(contactId).id;
+  }
+
+  get openChat(): string | null {
+    return this.ctx.openChat ?? null;
   }
 
   /** Deletes the contact: its queue at the relay (with the notifier) and its subscription. */
@@ -547,6 +591,26 @@ export class HushClient extends Emitter<HushEvents> {
     await this.notifications.setMode(mode);
   }
 
+  /** The words notifications are made of: DEFAULT_WORDS with these instead (a language change names all it changes). */
+  setWords(words: Partial<Words>): void {
+    this.ctx.words = wordsWith(words);
+  }
+
+  get words(): Readonly<Words> {
+    return this.ctx.words;
+  }
+
+  /** Whether contacts made from now on get notifications; off, they start muted. */
+  get newContactNotifications(): boolean {
+    return this.ctx.settings.newContactNotifications !== false;
+  }
+
+  async setNewContactNotifications(on: boolean): Promise<void> {
+    if (typeof on !== 'boolean') throw new TypeError('setNewContactNotifications takes true or false');
+    this.ctx.settings.newContactNotifications = on;
+    await save(this.ctx, { settings: true });
+  }
+
   async setPreviewMode(preview: PreviewMode): Promise<void> {
     this.ctx.settings.preview = preview;
     await save(this.ctx, { settings: true });
@@ -568,8 +632,11 @@ export class HushClient extends Emitter<HushEvents> {
    * the notifications to show; the messages fetched are also emitted as
    * events, as online. Returns by `deadlineMs` with what it has; messages
    * that were being fetched then are still emitted as events when they come.
+   * More chats to notify than `maxNotifications`: the most recent ones and a summary.
    */
-  async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
+  async handlePush(payload: PushPayload, opts: { deadlineMs?: number; maxNotifications?: number } = {}): Promise<Notification[]> {
+    const max = opts.maxNotifications ?? Infinity;
+    if (max !== Infinity && !(Number.isInteger(max) && max >= 1)) throw new RangeError('maxNotifications is a whole number, at least 1');
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
     // While a token has no secret yet, a push that does not open may be the
     // verification push outrunning the TNEW reply: it opens with the secret
@@ -590,6 +657,6 @@ export class HushClient extends Emitter<HushEvents> {
     }
     const events = await fetchAll(this.ctx, work.contacts, deadline, (late) => this.emitEvents(late));
     this.emitEvents(events);
-    return buildNotifications(this.ctx, events, this.ctx.settings.preview, true);
+    return buildNotifications(this.ctx, events, this.ctx.settings.preview, true, max);
   }
 }

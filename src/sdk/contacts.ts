@@ -16,7 +16,7 @@ import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import { CommandError } from '../core/command-client.ts';
 import { openMessage, type RelayClient } from '../relay/client.ts';
 import { b64, save, type Context } from './context.ts';
-import { decodeContent, encodeContent, type CallMedia, type Content } from './content.ts';
+import { decodeContent, encodeContent, type CallMedia, type CallReply, type Content } from './content.ts';
 import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
 import { formatInvitation, parseInvitation } from './invitation.ts';
 import { outgoing, type Outbox } from './outbox.ts';
@@ -25,7 +25,10 @@ import type { Contact, OutgoingMessage, Profile } from './records.ts';
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
   | { type: 'message'; contactId: string; msgId: string; text: string; sentAt: number; receivedAt: number }
-  | { type: 'call'; contactId: string; msgId: string; media: CallMedia; sentAt: number; receivedAt: number }
+  /** Ringing until `expiresAt` (the relay's time it was sent + the caller's ring time); after it, a missed call. */
+  | { type: 'call'; contactId: string; msgId: string; callId: string; media: CallMedia; sentAt: number; receivedAt: number; expiresAt: number }
+  /** The contact answered or declined my call `callId`. */
+  | { type: 'callReply'; contactId: string; msgId: string; callId: string; reply: CallReply }
   /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready. */
   | { type: 'contact'; contactId: string; msgId: string; name: string };
 
@@ -72,7 +75,7 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor', profile: P
     createdAt: ctx.now(),
     rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
     e2e: { role, key: crypto.x25519KeyPair() },
-    ntf: { enabled: true },
+    ntf: { enabled: ctx.settings.newContactNotifications !== false },
     unread: 0,
     lastNotifiedAt: 0,
     seen: [],
@@ -142,7 +145,7 @@ export async function acceptInvitation(
 export async function sealContent(
   ctx: Context,
   contact: Contact,
-  content: Extract<Content, { type: 'text' | 'call' }>,
+  content: Extract<Content, { type: 'text' | 'call' | 'call-reply' }>,
   notify: boolean,
   outbox: Outbox,
 ): Promise<OutgoingMessage> {
@@ -220,16 +223,44 @@ export async function receive(
       contact.name = c.name;
       contact.state = 'ready';
       event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
-    } else if ((c?.type === 'text' || c?.type === 'call') && contact.state === 'ready') {
+    } else if (c?.type === 'text' && contact.state === 'ready') {
       contact.unread++;
-      event =
-        c.type === 'text'
-          ? { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts }
-          : { type: 'call', contactId: contact.id, msgId, media: c.media, sentAt: c.sentAt, receivedAt: m.ts };
+      event = { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts };
+    } else if (c?.type === 'call' && contact.state === 'ready') {
+      contact.unread++;
+      event = ringing(ctx, contact, { ...c, msgId, receivedAt: m.ts });
+    } else if (c?.type === 'call-reply' && contact.state === 'ready') {
+      event = { type: 'callReply', contactId: contact.id, msgId, callId: b64(c.callId), reply: c.reply };
     } else drop(content.ok ? `a ${content.value.type} message does not fit a contact in state ${contact.state}` : content.error);
   }
   remember(contact, msgId);
   await save(ctx, { contacts: [contact] });
+  return event;
+}
+
+/** Calls kept ringing per contact, for the actions on their notifications. */
+const RINGING = 8;
+
+/** The call's event; a call still ringing is kept (for its answer or decline) until it expires. */
+function ringing(
+  ctx: Context,
+  contact: Contact,
+  c: Extract<Content, { type: 'call' }> & { msgId: string; receivedAt: number },
+): Extract<ChatEvent, { type: 'call' }> {
+  const event = {
+    type: 'call' as const,
+    contactId: contact.id,
+    msgId: c.msgId,
+    callId: b64(c.callId),
+    media: c.media,
+    sentAt: c.sentAt,
+    receivedAt: c.receivedAt,
+    expiresAt: c.receivedAt + c.ringMs,
+  };
+  const now = ctx.now();
+  const calls = (contact.calls ?? []).filter((x) => x.expiresAt > now && x.id !== event.callId);
+  if (event.expiresAt > now) calls.push({ id: event.callId, media: c.media, expiresAt: event.expiresAt });
+  contact.calls = calls.slice(-RINGING);
   return event;
 }
 

@@ -21,10 +21,18 @@ export type Content =
   /** The inviter's answer on the reply queue: its queue is secured, the contact is connected. */
   | { type: 'ready'; name: string }
   | { type: 'text'; sentAt: number; text: string }
-  | { type: 'call'; sentAt: number; media: CallMedia };
+  /** A call rings for `ringMs` from when the relay took it in; `callId` names it in the reply. */
+  | { type: 'call'; sentAt: number; media: CallMedia; ringMs: number; callId: Uint8Array }
+  /** The callee's answer to a call. */
+  | { type: 'call-reply'; callId: Uint8Array; reply: CallReply };
 
-const TYPES = ['hello', 'ready', 'text', 'call'] as const;
+export type CallReply = 'answer' | 'decline';
+
+const TYPES = ['hello', 'ready', 'text', 'call', 'call-reply'] as const;
 const MEDIA: CallMedia[] = ['audio', 'video'];
+const REPLIES: CallReply[] = ['answer', 'decline'];
+/** Random bytes naming a call. */
+export const CALL_ID_LENGTH = 12;
 /** Longest display name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 100;
 
@@ -59,7 +67,10 @@ export function encodeContent(c: Content): Uint8Array {
       e.u64(c.sentAt).raw(utf8.encode(c.text));
       break;
     case 'call':
-      e.u64(c.sentAt).u8(MEDIA.indexOf(c.media) + 1);
+      e.u64(c.sentAt).u8(MEDIA.indexOf(c.media) + 1).u32(c.ringMs).short(c.callId);
+      break;
+    case 'call-reply':
+      e.short(c.callId).u8(REPLIES.indexOf(c.reply) + 1);
       break;
   }
   return e.done();
@@ -92,7 +103,13 @@ export function decodeContent(b: Uint8Array): Parsed<Content> {
         const sentAt = d.u64();
         const media = MEDIA[d.u8() - 1];
         if (!media) throw new ParseError('unknown call media');
-        return { type, sentAt, media };
+        return { type, sentAt, media, ringMs: d.u32(), callId: d.key(CALL_ID_LENGTH, 'call ID') };
+      }
+      case 'call-reply': {
+        const callId = d.key(CALL_ID_LENGTH, 'call ID');
+        const reply = REPLIES[d.u8() - 1];
+        if (!reply) throw new ParseError('unknown call reply');
+        return { type, callId, reply };
       }
       default:
         throw new ParseError('unknown content type');

@@ -9,6 +9,7 @@ import type { ConnectionPool } from './connections.ts';
 import type { KeyedLock } from './lock.ts';
 import { KEYS, outboxKey, serialize, type Contact, type OutgoingMessage, type Profile, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
+import type { Words } from './words.ts';
 
 export interface Context {
   crypto: CryptoSuite;
@@ -26,6 +27,10 @@ export interface Context {
   /** Each contact's messages not yet taken by its relay, oldest first. */
   outbox: Map<string, OutgoingMessage[]>;
   locks: KeyedLock;
+  /** The user-visible strings (words.ts). */
+  words: Words;
+  /** The chat on screen: its events make no notification. */
+  openChat: string | undefined;
   now: () => number;
   /** Reports a failure of background work (the app may log it; it carries no keys or IDs). */
   fail: (what: string, e: unknown) => void;

@@ -2,9 +2,11 @@
 // Node-only pieces (a file store, the `ws` WebSocket) are in ./node.ts.
 export { HushClient, type ContactInfo, type HushClientOptions, type HushEvents } from './client.ts';
 export { ContactError, type ChatEvent } from './contacts.ts';
-export type { CallMedia } from './content.ts';
+export type { CallMedia, CallReply } from './content.ts';
+export { DEFAULT_WORDS, type Words } from './words.ts';
+export type { ActionInput, CallAnswered } from './actions.ts';
 export { parseInvitation, formatInvitation, type Invitation } from './invitation.ts';
-export type { Notification, NotificationCategory, PushPayload } from './push-handler.ts';
+export { SUMMARY_THREAD, type Notification, type NotificationAction, type NotificationActionId, type NotificationCategory, type PushPayload } from './push-handler.ts';
 export type { NotificationMode, PreviewMode, ContactState } from './records.ts';
 export type { ClientStore } from './store/store.ts';
 export { MemoryStore } from './store/memory.ts';

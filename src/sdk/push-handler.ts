@@ -9,24 +9,41 @@ import { openMeta } from '../relay/client.ts';
 import { fetchMessages, type ChatEvent } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';
 import type { Contact, PreviewMode } from './records.ts';
+import type { Words } from './words.ts';
 
-export type NotificationCategory = 'message' | 'contact' | 'call' | 'many';
+export type NotificationCategory = 'message' | 'contact' | 'call' | 'missed-call' | 'many' | 'summary';
+
+/** What a notification's buttons do: performAction() carries it out. */
+export type NotificationActionId = 'answer-call' | 'reject-call' | 'accept-contact' | 'reject-contact';
+export interface NotificationAction {
+  id: NotificationActionId;
+  /** The button's title (Words). */
+  title: string;
+}
 
 /** A notification as the device shows it. */
 export interface Notification {
+  /** The chat; '' for a summary, which stands for several. */
   contactId: string;
-  /** The profile the chat belongs to. */
+  /** The profile the chat belongs to; '' for a summary. */
   profileId: string;
-  /** Notifications of one chat are grouped under this. */
+  /** Notifications of one chat are grouped under this (summaries under SUMMARY_THREAD). */
   threadId: string;
   category: NotificationCategory;
   title: string;
   body: string;
-  /** Events it stands for (several for 'many'). */
+  /** Events it stands for (several for 'many' and 'summary'). */
   count: number;
   /** Unread messages in all chats, for the app icon. */
   badge: number;
+  /** Buttons to show; the one the user picks goes to performAction with contactId (and callId). */
+  actions?: NotificationAction[];
+  /** The ringing call the actions answer or decline. */
+  callId?: string;
 }
+
+/** The threadId of summary notifications (contact IDs are 16 characters: never this). */
+export const SUMMARY_THREAD = 'summary';
 
 /**
  * A push as the app receives it: the raw data, its base64url text (a Web Push
@@ -101,34 +118,71 @@ export async function fetchAll(ctx: Context, contacts: Contact[], deadline: numb
   return events.slice(0, onTime);
 }
 
-const GENERIC: Record<NotificationCategory, string> = {
-  message: 'New message',
-  contact: 'New contact',
-  call: 'Incoming call',
-  many: 'New messages',
-};
+type Shown = Omit<Notification, 'badge'>;
 
-function describe(e: ChatEvent): string {
-  if (e.type === 'message') return e.text;
-  if (e.type === 'call') return `Incoming ${e.media} call`;
-  return 'Connected';
+const missed = (e: ChatEvent, now: number) => e.type === 'call' && e.expiresAt <= now;
+
+function kind(e: ChatEvent, now: number): NotificationCategory {
+  return missed(e, now) ? 'missed-call' : (e.type as NotificationCategory);
 }
+
+/** The event told in full (preview `message`). */
+function describe(e: ChatEvent, w: Words, now: number): string {
+  if (e.type === 'message') return e.text;
+  if (e.type === 'call') return missed(e, now) ? w.missedMediaCall(e.media) : w.incomingMediaCall(e.media);
+  return w.connected;
+}
+
+/** The event without its content (previews `contact`, `hidden`). */
+function generic(category: NotificationCategory, count: number, w: Words): string {
+  const words: Partial<Record<NotificationCategory, string>> = {
+    message: w.newMessage,
+    call: w.incomingCall,
+    'missed-call': w.missedCall,
+    contact: w.newContact,
+  };
+  return words[category] ?? w.newMessages(count);
+}
+
+/** Answer and decline for a call still ringing: performAction takes them. */
+function callActions(e: ChatEvent, w: Words, now: number): Pick<Notification, 'actions' | 'callId'> {
+  if (e.type !== 'call' || missed(e, now)) return {};
+  return {
+    callId: e.callId,
+    actions: [
+      { id: 'answer-call', title: w.answerCall },
+      { id: 'reject-call', title: w.rejectCall },
+    ],
+  };
+}
+
+/** Events that make a notification; a call reply is for the app in its call screen. */
+const NOTIFIES = new Set<ChatEvent['type']>(['message', 'call', 'contact']);
 
 /**
  * One notification per chat for the events, under the preview mode: none for
- * a muted chat, nor, with `rateLimit`, for a chat notified by the push handler
- * less than CHAT_RATE_LIMIT_MS ago — its events are held, and counted in the
- * chat's next notification ("hi (+2 more)"), so none goes unannounced.
+ * a muted chat or the chat open on screen, nor, with `rateLimit`, for a chat
+ * notified by the push handler less than CHAT_RATE_LIMIT_MS ago — its events
+ * are held, and counted in the chat's next notification ("hi (+2 more)"), so
+ * none goes unannounced. More chats than `max`: the max − 1 most recent, and
+ * a summary of the others.
  */
-export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode, rateLimit: boolean): Promise<Notification[]> {
+export async function buildNotifications(
+  ctx: Context,
+  events: ChatEvent[],
+  preview: PreviewMode,
+  rateLimit: boolean,
+  max = Infinity,
+): Promise<Notification[]> {
   const byContact = new Map<string, ChatEvent[]>();
-  for (const e of events) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
+  for (const e of events) if (NOTIFIES.has(e.type)) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
   const now = ctx.now();
-  const shown: Array<Omit<Notification, 'badge'>> = [];
+  const w = ctx.words;
+  const shown: Shown[] = [];
   const changed = new Set<Contact>();
   for (const [id, list] of byContact) {
     const c = ctx.contacts.get(id);
-    if (!c || !c.ntf.enabled) continue;
+    if (!c || !c.ntf.enabled || id === ctx.openChat) continue;
     if (rateLimit || c.held) changed.add(c);
     if (rateLimit) {
       if (now - c.lastNotifiedAt < CHAT_RATE_LIMIT_MS) {
@@ -140,20 +194,29 @@ export async function buildNotifications(ctx: Context, events: ChatEvent[], prev
     const count = list.length + (c.held ?? 0);
     delete c.held;
     const last = list.at(-1)!;
-    const category: NotificationCategory = count > 1 ? 'many' : last.type;
-    const name = c.name || 'New contact';
-    const generic = category === 'many' ? `${count} new messages` : GENERIC[category];
+    const category: NotificationCategory = count > 1 ? 'many' : kind(last, now);
+    const name = c.name || w.newContact;
     const [title, body] =
       preview === 'message'
-        ? [name, count > 1 ? `${describe(last)} (+${count - 1} more)` : describe(last)]
-        : preview === 'contact'
-          ? [name, generic]
-          : ['Hush', generic];
-    shown.push({ contactId: id, profileId: c.profileId, threadId: id, category, title, body, count });
+        ? [name, count > 1 ? describe(last, w, now) + w.more(count - 1) : describe(last, w, now)]
+        : [preview === 'contact' ? name : w.appName, generic(category, count, w)];
+    shown.push({ contactId: id, profileId: c.profileId, threadId: id, category, title, body, count, ...callActions(last, w, now) });
   }
   if (changed.size) await save(ctx, { contacts: changed });
   const badge = unreadCount(ctx);
-  return shown.map((n) => ({ ...n, badge }));
+  return summarized(shown, events, max, w).map((n) => ({ ...n, badge }));
+}
+
+/** At most `max`: the chats whose last event came last, and one summary for the rest. */
+function summarized(shown: Shown[], events: ChatEvent[], max: number, w: Words): Shown[] {
+  if (shown.length <= max) return shown;
+  const lastAt = new Map(events.map((e, i) => [e.contactId, i]));
+  const recent = [...shown].sort((a, b) => lastAt.get(b.contactId)! - lastAt.get(a.contactId)!);
+  const keep = new Set(recent.slice(0, max - 1));
+  const rest = shown.filter((n) => !keep.has(n));
+  const count = rest.reduce((k, n) => k + n.count, 0);
+  const summary: Shown = { contactId: '', profileId: '', threadId: SUMMARY_THREAD, category: 'summary', title: w.appName, body: w.summary(count, rest.length), count };
+  return [...shown.filter((n) => keep.has(n)), summary];
 }
 
 export const unreadCount = (ctx: Context) => [...ctx.contacts.values()].reduce((n, c) => n + c.unread, 0);

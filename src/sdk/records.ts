@@ -4,6 +4,7 @@ import { fromBase64Url, toBase64Url } from '../core/encoding.ts';
 import type { KeyPair } from '../core/crypto/suite.ts';
 import type { SubStatus, TokenStatus } from '../ntf/protocol.ts';
 import type { DeviceToken } from '../push/device.ts';
+import type { CallMedia } from './content.ts';
 import type { Ratchet, Role } from './e2e.ts';
 
 export type NotificationMode = 'instant' | 'periodic' | 'off';
@@ -18,6 +19,8 @@ export interface Settings {
   periodicMinutes: number;
   /** The device's push token, as the app last gave it. */
   device?: DeviceToken;
+  /** false: contacts made from now on start muted (absent: true). */
+  newContactNotifications?: boolean;
 }
 
 /** The device token as registered at the notification server. */
@@ -77,13 +80,15 @@ export interface Contact {
   held?: number;
   /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
   seen: string[];
+  /** Calls received and still ringing (absent: none), for the answer and decline actions. */
+  calls?: Array<{ id: string; media: CallMedia; expiresAt: number }>;
 }
 
 /** A sealed message waiting for its relay to take it (docs/sdk.md §4.6). */
 export interface OutgoingMessage {
   id: string;
   contactId: string;
-  kind: 'hello' | 'text' | 'call';
+  kind: 'hello' | 'text' | 'call' | 'call-reply';
   /** Its number in the contact's send chain: the outbox's order. */
   n: number;
   envelope: Uint8Array;

@@ -4,8 +4,8 @@
 // handles the pushes for its Web Push subscription itself — from the stack's
 // push feed (/api/pushes: the test push service decrypts what a browser would
 // receive) and from the service worker, which posts pushes here rather than
-// open a second client on the same store (sw.ts says why). When the tab is
-// hidden it shows the notifications; visible, none.
+// open a second client on the same store (sw.ts says why). It shows the
+// notifications the SDK makes, but for the chat on screen (setOpenChat).
 import {
   openIndexedDbClient,
   webPushToken,
@@ -151,12 +151,11 @@ function wire(c: HushClient, log: History): void {
   });
   c.on('tokenStatus', renderToken);
   c.on('error', (e) => say(`error: ${e.what}`, true));
-  // what the device would show for a message that came online: only when the tab is hidden
-  c.on('notification', (n) => {
-    if (!visible()) void notify(n);
-  });
+  // what the device would show for a message that came online (none for the chat on screen)
+  c.on('notification', (n) => void notify(n));
   document.addEventListener('visibilitychange', () => {
     if (visible()) void render();
+    else c.setOpenChat(null);
   });
 }
 
@@ -262,6 +261,7 @@ async function draw(): Promise<void> {
   const list = c.contacts();
   if (!list.some((x) => x.id === selected)) selected = (list.find((x) => x.state === 'ready') ?? list[0])?.id;
   const current = list.find((x) => x.id === selected);
+  c.setOpenChat(current && visible() ? current.id : null);
   if (current && visible()) await readChat(c, current);
   const entries = current && messages ? await messages.list(current.id) : [];
 
@@ -345,8 +345,8 @@ async function registerPush(c: HushClient): Promise<void> {
 }
 
 /**
- * Handles a push with this page's client; hidden, the notifications it returns
- * are shown. Within PAGE_DEADLINE_MS, before the service worker stops waiting
+ * Handles a push with this page's client and shows the notifications it
+ * returns (none for the chat on screen). Within PAGE_DEADLINE_MS, before the service worker stops waiting
  * for the answer and shows a generic notification of its own.
  */
 async function handlePush(data: string): Promise<boolean> {
@@ -354,7 +354,7 @@ async function handlePush(data: string): Promise<boolean> {
   try {
     await ready;
     const shown = await client!.handlePush(data, { deadlineMs: Math.max(0, deadline - Date.now()) });
-    if (!visible()) for (const n of shown) await notify(n);
+    for (const n of shown) await notify(n);
     return true;
   } catch (e) {
     say(`error: handling a push failed: ${errorText(e)}`, true);

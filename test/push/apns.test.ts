@@ -2,6 +2,8 @@
 // (which @parse/node-apn, a client nobody here wrote, also talks to).
 import assert from 'node:assert/strict';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { EventEmitter, once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -16,7 +18,10 @@ import { retryAfterMs } from '../../src/push/outcome.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
 import { ApnsTestServer, createApnsKey, type ApnsReply, type ApnsTeamKey } from '../../src/push/stand-ins/apns-server.ts';
 import { CaptureProvider } from '../../src/push/stand-ins/capture-provider.ts';
-import { eventLog, untilEvent } from '../helpers.ts';
+import { createProviders } from '../../src/push/config.ts';
+import { loadNtfConfig } from '../../src/ntf/config.ts';
+import { ConfigError } from '../../src/server/config.ts';
+import { eventLog, tmpDir, untilEvent } from '../helpers.ts';
 import { decodeJwt, providersOf, testClock } from './helpers.ts';
 
 const TOPIC = 'chat.hush.app';
@@ -572,5 +577,39 @@ describe('retry-after', () => {
     assert.equal(retryAfterMs(new Date(now + 5000).toUTCString(), now), 5000);
     assert.equal(retryAfterMs(undefined, now), undefined);
     assert.equal(retryAfterMs('soon', now), undefined);
+  });
+});
+
+describe('APNs alert from the config', () => {
+  it('a configured alert (file or env) is what a message push carries to Apple; one too long is a config error', async (t) => {
+    const server = await ApnsTestServer.start({ topics: [TOPIC] });
+    t.after(() => server.close());
+    const team = server.keys.create();
+    const dir = tmpDir('hush-apns-alert-');
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, 'apns.p8'), team.privateKey);
+    fs.writeFileSync(path.join(dir, 'ca.pem'), server.ca);
+    const write = (alert?: object) =>
+      fs.writeFileSync(
+        path.join(dir, 'ntf.json'),
+        JSON.stringify({
+          apns: { host: server.url, keyId: team.keyId, teamId: team.teamId, keyFile: path.join(dir, 'apns.p8'), topic: TOPIC, caFile: path.join(dir, 'ca.pem'), ...(alert ? { alert } : {}) },
+        }),
+      );
+    const sent = async (env: Record<string, string>) => {
+      const [provider] = createProviders(loadNtfConfig(dir, env));
+      t.after(() => provider!.close());
+      assert.deepEqual(await provider!.send(push('message')), { outcome: 'delivered' });
+      return server.pushes.at(-1)!.payload.aps.alert;
+    };
+    write({ title: 'Hush', body: 'Neue Nachricht' });
+    assert.deepEqual(await sent({}), { title: 'Hush', body: 'Neue Nachricht' });
+    assert.deepEqual(await sent({ HUSH_NTF_APNS_ALERT_BODY: 'Nouveau message' }), { title: 'Hush', body: 'Nouveau message' });
+    write();
+    assert.deepEqual(await sent({}), DEFAULT_ALERT);
+    write({ title: 'Hush', body: 'x'.repeat(2000) });
+    assert.throws(() => loadNtfConfig(dir, {}), (e: Error) => e instanceof ConfigError && /apns\.alert: too long/.test(e.message));
+    write({ title: '', body: 'b' });
+    assert.throws(() => loadNtfConfig(dir, {}), /apns\.alert\.title/);
   });
 });

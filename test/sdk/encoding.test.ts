@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { concat, Encoder, fromBase64Url, toBase64Url, type Parsed } from '../../src/core/encoding.ts';
 import { ID_LENGTH } from '../../src/relay/protocol.ts';
 import { formatInvitation, INVITATION_SCHEME, INVITATION_VERSION, parseInvitation, type Invitation } from '../../src/sdk/invitation.ts';
-import { decodeContent, encodeContent, MAX_NAME_BYTES, type Content } from '../../src/sdk/content.ts';
+import { CALL_ID_LENGTH, decodeContent, encodeContent, MAX_NAME_BYTES, type Content } from '../../src/sdk/content.ts';
 import { deserialize, serialize } from '../../src/sdk/records.ts';
 
 /** Up to three byte edits at random places: set, insert, delete, or truncate there. */
@@ -207,7 +207,10 @@ const content: fc.Arbitrary<Content> = fc.oneof(
     .map(([name, replyRelay, replySndId, replySndKey, sndAuthKey]): Content => ({ type: 'hello', name, replyRelay, replySndId, replySndKey, sndAuthKey })),
   displayName.map((name): Content => ({ type: 'ready', name })),
   fc.tuple(sentAt, fc.oneof(anyText(500), fc.string({ maxLength: 50 }))).map(([sentAt, text]): Content => ({ type: 'text', sentAt, text })),
-  fc.tuple(sentAt, fc.constantFrom('audio' as const, 'video' as const)).map(([sentAt, media]): Content => ({ type: 'call', sentAt, media })),
+  fc
+    .tuple(sentAt, fc.constantFrom('audio' as const, 'video' as const), fc.integer({ min: 0, max: 2 ** 32 - 1 }), bytes(CALL_ID_LENGTH))
+    .map(([sentAt, media, ringMs, callId]): Content => ({ type: 'call', sentAt, media, ringMs, callId })),
+  fc.tuple(bytes(CALL_ID_LENGTH), fc.constantFrom('answer' as const, 'decline' as const)).map(([callId, reply]): Content => ({ type: 'call-reply', callId, reply })),
 );
 
 test('content of every type round trips', () => {
@@ -220,7 +223,7 @@ test('content of every type round trips', () => {
     }),
     2000,
   );
-  assert.deepEqual([...seen].sort(), ['call', 'hello', 'ready', 'text']);
+  assert.deepEqual([...seen].sort(), ['call', 'call-reply', 'hello', 'ready', 'text']);
 });
 
 test('a name over MAX_NAME_BYTES does not encode', () => {
@@ -236,18 +239,28 @@ test('decodeContent is strict', () => {
   const k = new Uint8Array(32);
   const hello = encodeContent({ type: 'hello', name: 'Ann', replyRelay: RELAY, replySndId: new Uint8Array(ID_LENGTH), replySndKey: k, sndAuthKey: k });
   const ready = encodeContent({ type: 'ready', name: 'Ann' });
-  const call = encodeContent({ type: 'call', sentAt: 5, media: 'video' });
+  const callId = new Uint8Array(CALL_ID_LENGTH).fill(9);
+  const call = encodeContent({ type: 'call', sentAt: 5, media: 'video', ringMs: 30_000, callId });
+  const reply = encodeContent({ type: 'call-reply', callId, reply: 'decline' });
+  const u32 = (v: number) => new Encoder(4).u32(v).done();
   const cases: Array<[Uint8Array, RegExp]> = [
     [new Uint8Array(0), /truncated/],
     [concat(hello, new Uint8Array([0])), /trailing bytes/],
     [concat(ready, new Uint8Array([0])), /trailing bytes/],
     [concat(call, new Uint8Array([0])), /trailing bytes/],
+    [concat(reply, new Uint8Array([0])), /trailing bytes/],
     [new Uint8Array([0]), /unknown content type/],
-    [new Uint8Array([5]), /unknown content type/],
+    [new Uint8Array([6]), /unknown content type/],
     [new Uint8Array([255, 0, 0]), /unknown content type/],
     [concat(new Uint8Array([4]), u64(1), new Uint8Array([0])), /unknown call media/],
     [concat(new Uint8Array([4]), u64(1), new Uint8Array([3])), /unknown call media/],
     [concat(new Uint8Array([4]), u64(1)), /truncated/],
+    // the call format before ring time and call ID (no longer read)
+    [concat(new Uint8Array([4]), u64(1), new Uint8Array([1])), /truncated/],
+    [concat(new Uint8Array([4]), u64(1), new Uint8Array([1]), u32(1000), new Uint8Array([CALL_ID_LENGTH - 1]), callId.subarray(1)), /call ID must be 12 bytes/],
+    [concat(new Uint8Array([5]), new Uint8Array([CALL_ID_LENGTH]), callId, new Uint8Array([0])), /unknown call reply/],
+    [concat(new Uint8Array([5]), new Uint8Array([CALL_ID_LENGTH]), callId, new Uint8Array([3])), /unknown call reply/],
+    [concat(new Uint8Array([5]), new Uint8Array([CALL_ID_LENGTH + 1]), callId, new Uint8Array([0, 1])), /call ID must be 12 bytes/],
     [concat(new Uint8Array([3]), new Uint8Array([0, 0x20, 0, 0, 0, 0, 0, 0])), /u64/],
     // invalid UTF-8: a stray byte, a cut sequence, an overlong form, an encoded surrogate
     [concat(new Uint8Array([3]), u64(1), new Uint8Array([0xff])), /UTF-8/],
@@ -259,8 +272,8 @@ test('decodeContent is strict', () => {
     [concat(new Uint8Array([1, MAX_NAME_BYTES + 1]), utf8('a'.repeat(MAX_NAME_BYTES + 1)), hello.subarray(5)), /name too long/],
   ];
   for (const [b, error] of cases) rejects(decodeContent(b), error, hex(b));
-  // Every strict prefix of a hello, ready or call is rejected.
-  for (const b of [hello, ready, call]) for (let n = 0; n < b.length; n++) assert.equal(decodeContent(b.subarray(0, n)).ok, false, `${hex(b)} cut at ${n}`);
+  // Every strict prefix of a hello, ready, call or call reply is rejected.
+  for (const b of [hello, ready, call, reply]) for (let n = 0; n < b.length; n++) assert.equal(decodeContent(b.subarray(0, n)).ok, false, `${hex(b)} cut at ${n}`);
   // Wrong key lengths in a hello.
   for (const [field, len] of [['replySndId', ID_LENGTH + 1], ['replySndKey', 31], ['sndAuthKey', 33]] as const) {
     const bad = { type: 'hello', name: 'A', replyRelay: RELAY, replySndId: new Uint8Array(ID_LENGTH), replySndKey: k, sndAuthKey: k, [field]: new Uint8Array(len) } as Content;

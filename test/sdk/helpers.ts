@@ -13,6 +13,9 @@ import { HushClient, type HushClientOptions } from '../../src/sdk/client.ts';
 import { apnsToken } from '../../src/sdk/device.ts';
 import { CHAT_RATE_LIMIT_MS, type Notification } from '../../src/sdk/push-handler.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
+import { deserialize, KEYS, type TokenRecord } from '../../src/sdk/records.ts';
+import { nobleCrypto } from '../../src/core/crypto/noble.ts';
+import { sealPush } from '../../src/ntf/payload.ts';
 import type { ClientStore } from '../../src/sdk/store/store.ts';
 import type { QueueStore } from '../../src/relay/store/store.ts';
 import type { CreationPolicy } from '../../src/server/creation.ts';
@@ -178,6 +181,22 @@ export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
 }
 
 /**
+ * NMSGs the relay has made for messages (to a subscribed notifier, or kept for
+ * one): no NMSG, no message push. The relay counts one as it takes the SEND in,
+ * before answering, so once a send returns the count says whether it made one.
+ */
+export async function nmsgs(stack: Stack): Promise<number> {
+  const { values } = await stack.relay.server.metrics.notifications.get();
+  return values.filter((v) => v.labels.outcome !== 'redelivered').reduce((n, v) => n + v.value, 0);
+}
+
+/** A check push for the phone, sealed with its token's secret as its notification server would: it fetches every contact. */
+export async function checkPush(phone: Phone): Promise<Uint8Array> {
+  const token = deserialize<TokenRecord>((await phone.store.get(KEYS.token))!);
+  return sealPush(nobleCrypto, token.secret!, { kind: 'check' });
+}
+
+/**
  * Alice and a registered Bob, connected; Bob subscribed, then asleep (no SUB)
  * with the pushes so far skipped. Bob's clock stands still but for `later()`.
  */
@@ -196,6 +215,7 @@ export async function asleepPair(t: TestContext, stack?: Stack, names: [string, 
     alice,
     bob,
     ...ids,
+    clock,
     /** Moves Bob's clock past the per-chat notification rate limit. */
     later: () => clock.advance(CHAT_RATE_LIMIT_MS),
   };

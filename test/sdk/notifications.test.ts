@@ -11,20 +11,10 @@ import { nodeWebSocket } from '../../src/node/websocket.ts';
 import { deserialize, KEYS, type Contact } from '../../src/sdk/records.ts';
 import { connect as connectRelay, crypto } from '../helpers.ts';
 import { TestClock, until } from '../ntf/helpers.ts';
-import { asleepPair, connect, Phone, startStack, untilSubscribed, type Stack } from './helpers.ts';
+import { asleepPair, connect, nmsgs, Phone, startStack, untilSubscribed } from './helpers.ts';
 
 const status = (p: Phone) => p.client.tokenStatus?.status;
 const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
-
-/**
- * NMSGs the relay has made for messages (to a subscribed notifier, or kept for
- * one): no NMSG, no message push. The relay counts one as it takes the SEND in,
- * before answering, so once a send returns the count says whether it made one.
- */
-async function nmsgs(stack: Stack): Promise<number> {
-  const { values } = await stack.relay.server.metrics.notifications.get();
-  return values.filter((v) => v.labels.outcome !== 'redelivered').reduce((n, v) => n + v.value, 0);
-}
 
 test('token status goes NEW → REGISTERED → ACTIVE, each change an event', async (t) => {
   const stack = await startStack(t);
