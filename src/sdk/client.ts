@@ -23,7 +23,7 @@ import {
 } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
-import { KeyedLock } from './lock.ts';
+import { KeyedLock, WriteGate } from './lock.ts';
 import { Notifications } from './notifications.ts';
 import {
   buildNotifications,
@@ -34,7 +34,8 @@ import {
   type Notification,
   type PushPayload,
 } from './push-handler.ts';
-import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings } from './records.ts';
+import { StoreLockError, type ReleaseLock, type StoreLock } from './store/lock.ts';
 import type { ClientStore } from './store/store.ts';
 import { nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
@@ -43,6 +44,10 @@ export interface HushClientOptions {
   store: ClientStore;
   /** close() closes the store too (it was opened for this client). Default: the store stays open. */
   closeStore?: boolean;
+  /** The store's one-writer lock, held from open (or reload) to close (or suspend). Default: the store's own (`store.lock`), if any. */
+  lock?: StoreLock;
+  /** How long open() and reload() wait for the lock. Default 10 s. */
+  lockTimeoutMs?: number;
   /**
    * Relays to make this client's receive queues on (pinned addresses); one is picked per contact.
    * A relay's creation password goes in its address (hush://fp:password@host:port): sent in NEW, never handed to contacts.
@@ -89,6 +94,8 @@ export type HushEvents = {
   tokenStatus: TokenStatus | undefined;
   /** Background work failed (reconnects, subscription repair); never carries keys or IDs. */
   error: { what: string; error: unknown };
+  /** The store's lock was taken away (another process found it stale): the client is suspended; reload() takes the store again. */
+  lockLost: StoreLockError;
 };
 
 function checkName(name: string): string {
@@ -98,6 +105,30 @@ function checkName(name: string): string {
 
 const DEFAULT_SETTINGS: Settings = { name: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
 const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
+const LOCK_TIMEOUT_MS = 10_000;
+const SUSPEND_TIMEOUT_MS = 5_000;
+
+/** The client's records as stored (a new store: default settings, no token, no contacts). */
+async function loadState(store: ClientStore): Promise<Pick<Context, 'settings' | 'token' | 'contacts'>> {
+  const settingsText = await store.get(KEYS.settings);
+  const tokenText = await store.get(KEYS.token);
+  const contacts = new Map<string, Contact>();
+  for (const key of await store.keys(KEYS.contact)) {
+    const text = await store.get(key);
+    if (text) {
+      const c = deserialize<Contact>(text);
+      contacts.set(c.id, c);
+    }
+  }
+  return {
+    settings: settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS },
+    token: tokenText ? deserialize(tokenText) : undefined,
+    contacts,
+  };
+}
+
+const sameStatus = (a: TokenStatus | undefined, b: TokenStatus | undefined) =>
+  a?.status === b?.status && (a as { reason?: string } | undefined)?.reason === (b as { reason?: string } | undefined)?.reason;
 
 export class HushClient extends Emitter<HushEvents> {
   private readonly ctx: Context;
@@ -105,13 +136,16 @@ export class HushClient extends Emitter<HushEvents> {
   private started = false;
   private checkTimer: ReturnType<typeof setInterval> | undefined;
   private readonly reconnects = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Holds the store (its lock): methods work. False while suspended and once closed. */
+  private held = false;
+  private closed = false;
+  private release: ReleaseLock | undefined;
+  /** Started when suspended (or when the lock was lost): reload() starts it again. */
+  private resume = false;
+  /** suspend, reload and close, one at a time. */
+  private transitions: Promise<unknown> = Promise.resolve();
 
-  private constructor(
-    private readonly opts: HushClientOptions,
-    settings: Settings,
-    token: TokenRecord | undefined,
-    contacts: Map<string, Contact>,
-  ) {
+  private constructor(private readonly opts: HushClientOptions) {
     super();
     const crypto = opts.crypto ?? nobleCrypto;
     const common = {
@@ -142,10 +176,11 @@ export class HushClient extends Emitter<HushEvents> {
       ),
       relayAddresses: [...withPassword.keys()],
       ntfServer,
-      settings,
-      token,
-      contacts,
+      settings: { ...DEFAULT_SETTINGS },
+      token: undefined,
+      contacts: new Map(),
       locks: new KeyedLock(),
+      writes: new WriteGate(),
       now: opts.now ?? Date.now,
       fail: (what, error) => this.emit('error', { what, error }),
     };
@@ -165,24 +200,123 @@ export class HushClient extends Emitter<HushEvents> {
     }
   }
 
-  /** Loads the client's state from the store (a new store: a new identity-less client). */
+  /**
+   * Takes the store's lock (waiting up to lockTimeoutMs) and loads the
+   * client's state from it (a new store: a new identity-less client).
+   */
   static async open(opts: HushClientOptions): Promise<HushClient> {
-    const { store } = opts;
-    const settingsText = await store.get(KEYS.settings);
-    const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
-    if (opts.name !== undefined) settings.name = checkName(opts.name);
-    const tokenText = await store.get(KEYS.token);
-    const contacts = new Map<string, Contact>();
-    for (const key of await store.keys(KEYS.contact)) {
-      const text = await store.get(key);
-      if (text) {
-        const c = deserialize<Contact>(text);
-        contacts.set(c.id, c);
-      }
+    if (opts.name !== undefined) checkName(opts.name);
+    const client = new HushClient(opts);
+    await client.take(opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS);
+    try {
+      if (opts.name !== undefined) client.ctx.settings.name = opts.name;
+      await save(client.ctx, { settings: true });
+    } catch (e) {
+      await client.letGo();
+      throw e;
     }
-    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts);
-    await save(client.ctx, { settings: true });
     return client;
+  }
+
+  // ---- the store: held from open (or reload) to close (or suspend)
+
+  /** Takes the lock, then reads settings, token and contacts: in memory they are the truth until the lock is given up. */
+  private async take(timeoutMs: number): Promise<void> {
+    const lock = this.opts.lock ?? this.opts.store.lock;
+    let release: ReleaseLock | undefined;
+    release = lock ? await lock.acquire({ timeoutMs, onLost: (e) => this.release === release && this.lost(e) }) : async () => {};
+    try {
+      Object.assign(this.ctx, await loadState(this.opts.store));
+    } catch (e) {
+      await release();
+      throw e;
+    }
+    this.release = release;
+    this.ctx.relays.reopen();
+    this.ctx.ntf.reopen();
+    this.ctx.writes.reopen();
+    this.held = true;
+  }
+
+  /** Once the writes in flight are done, gives the lock up. */
+  private async letGo(): Promise<void> {
+    this.held = false;
+    const release = this.release;
+    this.release = undefined;
+    await this.ctx.writes.close();
+    await release?.();
+  }
+
+  /** The lock was taken away: nothing more may be written, at once; the app is told. */
+  private lost(e: StoreLockError): void {
+    if (!this.held) return;
+    this.held = false;
+    this.release = undefined;
+    this.resume = this.started;
+    this.halt();
+    void this.ctx.writes.close();
+    this.cut();
+    this.emit('lockLost', e);
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.transitions.then(fn);
+    this.transitions = p.catch(() => {});
+    return p;
+  }
+
+  /** Methods that write or talk to servers need the store. */
+  private using(): void {
+    if (this.closed) throw new StoreLockError('the client is closed');
+    if (!this.held) throw new StoreLockError('the client is suspended: reload() takes the store again');
+  }
+
+  /**
+   * Gives the store up for another process (a push extension), as an app going
+   * to the background does: waits for work in progress to settle (at most
+   * timeoutMs, default 5 s), then stops all network activity and releases the
+   * lock. What still runs then fails at its next write or command (nothing it
+   * did is lost: a message not stored is not ACKed, a state not stored is not
+   * sent). Until reload(), methods reject with a StoreLockError; the getters
+   * keep the state as it was.
+   */
+  suspend(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.serially(async () => {
+      if (!this.held) return;
+      this.held = false; // online messages arriving from now on are left at the relay
+      this.resume = this.started;
+      this.halt();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.ctx.locks.idle(), new Promise((r) => (timer = setTimeout(r, opts.timeoutMs ?? SUSPEND_TIMEOUT_MS)))]);
+      clearTimeout(timer);
+      this.cut();
+      await this.letGo();
+    });
+  }
+
+  /**
+   * Takes the store again after suspend() (or a lost lock), waiting up to
+   * timeoutMs (default lockTimeoutMs): reads settings, token and contacts
+   * anew, with whatever another process changed meanwhile (a tokenStatus event
+   * if the token's status changed), and starts the client again if it was
+   * started. Does nothing while the client holds the store.
+   */
+  reload(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.serially(async () => {
+      if (this.closed) throw new StoreLockError('the client is closed');
+      if (this.held) return;
+      await this.ctx.locks.idle(); // work that suspend cut off has failed by now
+      const before = this.tokenStatus;
+      await this.take(opts.timeoutMs ?? this.opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS);
+      if (!sameStatus(before, this.tokenStatus)) this.emit('tokenStatus', this.tokenStatus);
+      if (this.resume) await this.start();
+    });
+  }
+
+  /** No server connection until the store is taken again: commands fail, none is opened. */
+  private cut(): void {
+    this.ctx.relays.close();
+    this.ctx.ntf.close();
   }
 
   /** The user's display name ('' if none was given yet). */
@@ -192,6 +326,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Changes the display name; contacts made from now on get it (each keeps the name it was made with). */
   async setName(name: string): Promise<void> {
+    this.using();
     this.ctx.settings.name = checkName(name);
     await save(this.ctx, { settings: true });
   }
@@ -200,6 +335,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** A new contact waiting for the other side, and the one-time link to give them. */
   async createInvitation(): Promise<{ contactId: string; link: string }> {
+    this.using();
     const { contact, link } = await createInvitation(this.ctx);
     await this.contactAdded(contact);
     return { contactId: contact.id, link };
@@ -207,6 +343,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
   async acceptInvitation(link: string): Promise<string> {
+    this.using();
     const contact = await acceptInvitation(this.ctx, link, (c) => this.contactAdded(c));
     return contact.id;
   }
@@ -230,6 +367,7 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   private contact(id: string): Contact {
+    this.using();
     const c = this.ctx.contacts.get(id);
     if (!c) throw new ContactError('no such contact');
     return c;
@@ -273,6 +411,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Goes online: subscribes every receive queue; messages arrive as events. Also starts the periodic check. */
   async start(): Promise<void> {
+    this.using();
     if (this.started) return;
     this.started = true;
     this.checkTimer = setInterval(
@@ -284,24 +423,35 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
   stop(): void {
+    this.resume = false;
+    this.halt();
+    this.ctx.relays.drop();
+  }
+
+  /** No more timers: no check, no reconnect. */
+  private halt(): void {
     this.started = false;
     clearInterval(this.checkTimer);
     for (const t of this.reconnects.values()) clearTimeout(t);
     this.reconnects.clear();
-    this.ctx.relays.drop();
   }
 
   /**
    * Closes every connection and timer, once work in progress (a message being
    * handled, fetches past a push's deadline, subscription changes) has settled;
-   * then the store too if the client owns it (closeStore).
+   * then releases the store's lock, and closes the store too if the client
+   * owns it (closeStore). Closing again does nothing.
    */
-  async close(): Promise<void> {
-    this.stop();
-    await this.ctx.locks.idle();
-    this.ctx.relays.close();
-    this.ctx.ntf.close();
-    if (this.opts.closeStore) await this.opts.store.close();
+  close(): Promise<void> {
+    if (this.closed) return this.transitions.then(() => {});
+    this.closed = true;
+    return this.serially(async () => {
+      this.stop();
+      await this.ctx.locks.idle();
+      this.cut();
+      await this.letGo();
+      if (this.opts.closeStore) await this.opts.store.close();
+    });
   }
 
   private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
@@ -352,12 +502,14 @@ export class HushClient extends Emitter<HushEvents> {
     const key = `${relay} ${b64(e.entityId)}`;
     const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
     // END (another connection took the queue over) needs nothing: that one receives now.
-    if (!c || e.type !== 'MSG') return;
+    // Suspending: the message stays at the relay (not ACKed) for the store's next holder.
+    if (!c || e.type !== 'MSG' || !this.held) return;
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
         const event = await receive(this.ctx, c, r, e);
-        await ackMessage(r, c, e.msgId);
+        // Stored, so handled: a redelivery after a failed ACK is recognized (seen) and makes no second event.
+        await ackMessage(r, c, e.msgId).catch((err) => this.ctx.fail('acknowledging a received message failed', err));
         return event;
       })
       .then((event) => event && this.announce([event]))
@@ -400,12 +552,14 @@ export class HushClient extends Emitter<HushEvents> {
    * Registers it (TNEW) or, if it changed, replaces it (TRPL); the
    * verification push that follows must be given to handlePush().
    */
-  registerDevice(device: DeviceToken): Promise<void> {
+  async registerDevice(device: DeviceToken): Promise<void> {
+    this.using();
     return this.notifications.registerDevice(device);
   }
 
   /** instant (a push per message), periodic (a check push every few minutes), or off (no token). */
   async setNotificationMode(mode: NotificationMode, periodicMinutes?: number): Promise<void> {
+    this.using();
     if (periodicMinutes !== undefined) {
       if (periodicMinutes < MIN_CRON_MINUTES) throw new RangeError(`periodic checks are at least ${MIN_CRON_MINUTES} minutes apart`);
       this.ctx.settings.periodicMinutes = periodicMinutes;
@@ -414,6 +568,7 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   async setPreviewMode(preview: PreviewMode): Promise<void> {
+    this.using();
     this.ctx.settings.preview = preview;
     await save(this.ctx, { settings: true });
   }
@@ -424,7 +579,8 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** TCHK / SCHK and repair; a started client runs it every checkIntervalMs. */
-  checkNotifications(): Promise<void> {
+  async checkNotifications(): Promise<void> {
+    this.using();
     return this.notifications.check();
   }
 
@@ -436,6 +592,7 @@ export class HushClient extends Emitter<HushEvents> {
    * that were being fetched then are still emitted as events when they come.
    */
   async handlePush(payload: PushPayload, opts: { deadlineMs?: number } = {}): Promise<Notification[]> {
+    this.using();
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
     // While a token has no secret yet, a push that does not open may be the
     // verification push outrunning the TNEW reply: it opens with the secret

@@ -6,7 +6,7 @@ import { toBase64Url } from '../core/encoding.ts';
 import type { NtfClient } from '../ntf/client.ts';
 import type { RelayClient } from '../relay/client.ts';
 import type { ConnectionPool } from './connections.ts';
-import type { KeyedLock } from './lock.ts';
+import type { KeyedLock, WriteGate } from './lock.ts';
 import { KEYS, serialize, type Contact, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 
@@ -23,6 +23,8 @@ export interface Context {
   token: TokenRecord | undefined;
   contacts: Map<string, Contact>;
   locks: KeyedLock;
+  /** Every store write goes through it: none while the client does not hold the store. */
+  writes: WriteGate;
   now: () => number;
   /** Reports a failure of background work (the app may log it; it carries no keys or IDs). */
   fail: (what: string, e: unknown) => void;
@@ -40,5 +42,5 @@ export function save(ctx: Context, what: { contacts?: Iterable<Contact>; setting
   for (const id of what.deleted ?? []) entries.push([KEYS.contact + id, undefined]);
   if (what.settings) entries.push([KEYS.settings, serialize(ctx.settings)]);
   if (what.token) entries.push([KEYS.token, ctx.token ? serialize(ctx.token) : undefined]);
-  return ctx.store.write(entries);
+  return ctx.writes.run(() => ctx.store.write(entries));
 }
