@@ -23,7 +23,7 @@ import {
 } from './contacts.ts';
 import { b64, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
-import { KeyedLock } from './lock.ts';
+import { KeyedLock, WriteGate } from './lock.ts';
 import { Notifications } from './notifications.ts';
 import {
   buildNotifications,
@@ -37,7 +37,8 @@ import {
 import { DEFAULT_OUTBOX_TTL_MS, Outbox, type MessageState, type MessageStatus } from './outbox.ts';
 import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
 import { loadProfiles, newProfile, profileList, profileOf } from './profiles.ts';
-import { deserialize, KEYS, type Contact, type OutgoingMessage, type Profile, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import { deserialize, KEYS, type Contact, type OutgoingMessage, type ContactState, type NotificationMode, type PreviewMode, type Settings } from './records.ts';
+import { StoreLockError, type ReleaseLock, type StoreLock } from './store/lock.ts';
 import type { ClientStore } from './store/store.ts';
 import { CALL_ID_LENGTH, nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
@@ -48,6 +49,10 @@ export interface HushClientOptions {
   store: ClientStore;
   /** close() closes the store too (it was opened for this client). Default: the store stays open. */
   closeStore?: boolean;
+  /** The store's one-writer lock, held from open (or reload) to close (or suspend). Default: the store's own (`store.lock`), if any. */
+  lock?: StoreLock;
+  /** How long open() and reload() wait for the lock. Default 10 s. */
+  lockTimeoutMs?: number;
   /**
    * Relays to make this client's receive queues on (pinned addresses); one is picked per contact.
    * A relay's creation password goes in its address (hush://fp:password@host:port): sent in NEW, never handed to contacts.
@@ -113,6 +118,8 @@ export type HushEvents = {
   messageStatus: MessageStatus;
   /** Background work failed (reconnects, subscription repair); never carries keys or IDs. */
   error: { what: string; error: unknown };
+  /** The store's lock was taken away (another process found it stale): the client is suspended; reload() takes the store again. */
+  lockLost: StoreLockError;
 };
 
 function checkName(name: string): string {
@@ -134,6 +141,38 @@ export interface ProfileInfo {
   unread: number;
 }
 const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
+const LOCK_TIMEOUT_MS = 10_000;
+const SUSPEND_TIMEOUT_MS = 5_000;
+
+/** The client's records as stored (a new store: default settings, no token, no contacts). */
+async function loadState(
+  store: ClientStore,
+  crypto: CryptoSuite,
+  now: number,
+): Promise<Pick<Context, 'settings' | 'profiles' | 'token' | 'contacts' | 'outbox'> & { migrated: Contact[] | undefined }> {
+  const settingsText = await store.get(KEYS.settings);
+  const tokenText = await store.get(KEYS.token);
+  const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
+  const contacts = new Map<string, Contact>();
+  for (const c of await records<Contact>(store, KEYS.contact)) contacts.set(c.id, c);
+  const outbox = new Map<string, OutgoingMessage[]>();
+  for (const m of await records<OutgoingMessage>(store, KEYS.outbox)) outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
+  const { profiles, migrated } = await loadProfiles(store, settings, contacts, crypto, now);
+  return { settings, profiles, token: tokenText ? deserialize(tokenText) : undefined, contacts, outbox, migrated };
+}
+
+/** Every record under a key prefix, in key order. */
+async function records<T>(store: ClientStore, prefix: string): Promise<T[]> {
+  const out: T[] = [];
+  for (const key of await store.keys(prefix)) {
+    const text = await store.get(key);
+    if (text) out.push(deserialize<T>(text));
+  }
+  return out;
+}
+
+const sameStatus = (a: TokenStatus | undefined, b: TokenStatus | undefined) =>
+  a?.status === b?.status && (a as { reason?: string } | undefined)?.reason === (b as { reason?: string } | undefined)?.reason;
 
 export class HushClient extends Emitter<HushEvents> {
   private readonly ctx: Context;
@@ -143,15 +182,16 @@ export class HushClient extends Emitter<HushEvents> {
   private started = false;
   private checkTimer: ReturnType<typeof setInterval> | undefined;
   private readonly reconnects = new Map<string, unknown>();
+  /** Holds the store (its lock): methods work. False while suspended and once closed. */
+  private held = false;
+  private closed = false;
+  private release: ReleaseLock | undefined;
+  /** Started when suspended (or when the lock was lost): reload() starts it again. */
+  private resume = false;
+  /** suspend, reload and close, one at a time. */
+  private transitions: Promise<unknown> = Promise.resolve();
 
-  private constructor(
-    private readonly opts: HushClientOptions,
-    settings: Settings,
-    profiles: Map<string, Profile>,
-    token: TokenRecord | undefined,
-    contacts: Map<string, Contact>,
-    outbox: Map<string, OutgoingMessage[]>,
-  ) {
+  private constructor(private readonly opts: HushClientOptions) {
     super();
     this.timers = opts.timers ?? REAL_TIMERS;
     const crypto = opts.crypto ?? nobleCrypto;
@@ -186,12 +226,13 @@ export class HushClient extends Emitter<HushEvents> {
       ),
       relayAddresses: [...withPassword.keys()],
       ntfServer,
-      settings,
-      profiles,
-      token,
-      contacts,
-      outbox,
+      settings: { ...DEFAULT_SETTINGS },
+      profiles: new Map(),
+      token: undefined,
+      contacts: new Map(),
+      outbox: new Map(),
       locks: new KeyedLock(),
+      writes: new WriteGate(),
       words: wordsWith(opts.words),
       openChat: undefined,
       now: opts.now ?? Date.now,
@@ -214,34 +255,129 @@ export class HushClient extends Emitter<HushEvents> {
     }
   }
 
-  /** Loads the client's state from the store (a new store: a new identity-less client). */
+  /**
+   * Takes the store's lock (waiting up to lockTimeoutMs) and loads the
+   * client's state from it (a new store: a new identity-less client).
+   */
   static async open(opts: HushClientOptions): Promise<HushClient> {
-    const { store } = opts;
-    const settingsText = await store.get(KEYS.settings);
-    const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
     if (opts.name !== undefined) checkName(opts.name);
-    const tokenText = await store.get(KEYS.token);
-    const contacts = new Map<string, Contact>();
-    for (const key of await store.keys(KEYS.contact)) {
-      const text = await store.get(key);
-      if (text) {
-        const c = deserialize<Contact>(text);
-        contacts.set(c.id, c);
-      }
+    const client = new HushClient(opts);
+    await client.take(opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS);
+    try {
+      const active = profileOf(client.ctx);
+      if (opts.name !== undefined) active.name = opts.name;
+      await save(client.ctx, { settings: true, profiles: [active] });
+    } catch (e) {
+      await client.letGo();
+      throw e;
     }
-    const outbox = new Map<string, OutgoingMessage[]>();
-    for (const key of await store.keys(KEYS.outbox)) {
-      const text = await store.get(key);
-      if (!text) continue;
-      const m = deserialize<OutgoingMessage>(text);
-      outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
-    }
-    const { profiles, migrated } = await loadProfiles(store, settings, contacts, opts.crypto ?? nobleCrypto, (opts.now ?? Date.now)());
-    const client = new HushClient(opts, settings, profiles, tokenText ? deserialize(tokenText) : undefined, contacts, outbox);
-    const active = profileOf(client.ctx);
-    if (opts.name !== undefined) active.name = opts.name;
-    await save(client.ctx, { settings: true, profiles: [active, ...profiles.values()], contacts: migrated });
     return client;
+  }
+
+  // ---- the store: held from open (or reload) to close (or suspend)
+
+  /** Takes the lock, then reads settings, token and contacts: in memory they are the truth until the lock is given up. */
+  private async take(timeoutMs: number): Promise<void> {
+    const lock = this.opts.lock ?? this.opts.store.lock;
+    let release: ReleaseLock | undefined;
+    release = lock ? await lock.acquire({ timeoutMs, onLost: (e) => this.release === release && this.lost(e) }) : async () => {};
+    let migrated: Contact[] | undefined;
+    try {
+      const state = await loadState(this.opts.store, this.ctx.crypto, this.ctx.now());
+      ({ migrated } = state);
+      Object.assign(this.ctx, state);
+    } catch (e) {
+      await release();
+      throw e;
+    }
+    this.release = release;
+    this.ctx.relays.reopen();
+    this.ctx.ntf.reopen();
+    this.ctx.writes.reopen();
+    this.held = true;
+    // A first profile was made (a new store, or one from before profiles): stored with the contacts moved into it.
+    if (migrated) await save(this.ctx, { settings: true, profiles: this.ctx.profiles.values(), contacts: migrated });
+  }
+
+  /** Once the writes in flight are done, gives the lock up. */
+  private async letGo(): Promise<void> {
+    this.held = false;
+    const release = this.release;
+    this.release = undefined;
+    await this.ctx.writes.close();
+    await release?.();
+  }
+
+  /** The lock was taken away: nothing more may be written, at once; the app is told. */
+  private lost(e: StoreLockError): void {
+    if (!this.held) return;
+    this.held = false;
+    this.release = undefined;
+    this.resume = this.started;
+    this.halt();
+    void this.ctx.writes.close();
+    this.cut();
+    this.emit('lockLost', e);
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.transitions.then(fn);
+    this.transitions = p.catch(() => {});
+    return p;
+  }
+
+  /** Methods that write or talk to servers need the store. */
+  private using(): void {
+    if (this.closed) throw new StoreLockError('the client is closed');
+    if (!this.held) throw new StoreLockError('the client is suspended: reload() takes the store again');
+  }
+
+  /**
+   * Gives the store up for another process (a push extension), as an app going
+   * to the background does: waits for work in progress to settle (at most
+   * timeoutMs, default 5 s), then stops all network activity and releases the
+   * lock. What still runs then fails at its next write or command (nothing it
+   * did is lost: a message not stored is not ACKed, a state not stored is not
+   * sent). Until reload(), methods reject with a StoreLockError; the getters
+   * keep the state as it was.
+   */
+  suspend(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.serially(async () => {
+      if (!this.held) return;
+      this.held = false; // online messages arriving from now on are left at the relay
+      this.resume = this.started;
+      this.halt();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.ctx.locks.idle(), new Promise((r) => (timer = setTimeout(r, opts.timeoutMs ?? SUSPEND_TIMEOUT_MS)))]);
+      clearTimeout(timer);
+      this.cut();
+      await this.letGo();
+    });
+  }
+
+  /**
+   * Takes the store again after suspend() (or a lost lock), waiting up to
+   * timeoutMs (default lockTimeoutMs): reads settings, token and contacts
+   * anew, with whatever another process changed meanwhile (a tokenStatus event
+   * if the token's status changed), and starts the client again if it was
+   * started. Does nothing while the client holds the store.
+   */
+  reload(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.serially(async () => {
+      if (this.closed) throw new StoreLockError('the client is closed');
+      if (this.held) return;
+      await this.ctx.locks.idle(); // work that suspend cut off has failed by now
+      const before = this.tokenStatus;
+      await this.take(opts.timeoutMs ?? this.opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS);
+      if (!sameStatus(before, this.tokenStatus)) this.emit('tokenStatus', this.tokenStatus);
+      if (this.resume) await this.start();
+    });
+  }
+
+  /** No server connection until the store is taken again: commands fail, none is opened. */
+  private cut(): void {
+    this.ctx.relays.close();
+    this.ctx.ntf.close();
   }
 
   /** The active profile's display name ('' if none was given yet). */
@@ -251,6 +387,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Changes a profile's display name (the active one's by default); its contacts made from now on get it (each keeps the name it was made with). */
   async setName(name: string, profileId?: string): Promise<void> {
+    this.using();
     const p = profileOf(this.ctx, profileId);
     p.name = checkName(name);
     await save(this.ctx, { profiles: [p] });
@@ -271,6 +408,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** A new profile with its own name and contacts (it does not become the active one); returns its ID. */
   async createProfile(name: string): Promise<string> {
+    this.using();
     const p = newProfile(this.ctx, checkName(name));
     await save(this.ctx, { profiles: [p] });
     return p.id;
@@ -278,6 +416,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** The profile new contacts go to unless another is named. */
   async setActiveProfile(profileId: string): Promise<void> {
+    this.using();
     this.ctx.settings.activeProfile = profileOf(this.ctx, profileId).id;
     await save(this.ctx, { settings: true });
   }
@@ -289,6 +428,7 @@ export class HushClient extends Emitter<HushEvents> {
    * is wipe(). Another profile becomes active if this one was.
    */
   async deleteProfile(profileId: string): Promise<void> {
+    this.using();
     const p = profileOf(this.ctx, profileId);
     if (this.ctx.profiles.size === 1) return this.wipe();
     await this.deleteContacts([...this.ctx.contacts.values()].filter((c) => c.profileId === p.id));
@@ -303,10 +443,12 @@ export class HushClient extends Emitter<HushEvents> {
    * goes on as a new one: one empty profile, default settings, no device token.
    */
   async wipe(): Promise<void> {
+    this.using();
     await this.deleteContacts([...this.ctx.contacts.values()]);
     await this.notifications.setMode('off').catch((e) => this.ctx.fail('deleting the device token failed', e));
     const { store } = this.ctx;
-    await store.write((await store.keys('')).map((k) => [k, undefined] as const));
+    const keys = await store.keys('');
+    await this.ctx.writes.run(() => store.write(keys.map((k) => [k, undefined] as const)));
     this.ctx.contacts.clear();
     this.ctx.outbox.clear();
     this.ctx.profiles.clear();
@@ -330,6 +472,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** A new contact (in the active profile, or the one named) waiting for the other side, and the one-time link to give them. */
   async createInvitation(opts: { profileId?: string } = {}): Promise<{ contactId: string; link: string }> {
+    this.using();
     const { contact, link } = await createInvitation(this.ctx, profileOf(this.ctx, opts.profileId));
     await this.contactAdded(contact);
     return { contactId: contact.id, link };
@@ -337,6 +480,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Accepts a link: the contact is connected once the inviter answers (a 'contact' event). */
   async acceptInvitation(link: string, opts: { profileId?: string } = {}): Promise<string> {
+    this.using();
     const contact = await acceptInvitation(this.ctx, link, profileOf(this.ctx, opts.profileId), this.outbox, (c) => this.contactAdded(c));
     return contact.id;
   }
@@ -361,6 +505,7 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   private contact(id: string): Contact {
+    this.using();
     const c = this.ctx.contacts.get(id);
     if (!c) throw new ContactError('no such contact');
     return c;
@@ -448,6 +593,7 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Goes online: subscribes every receive queue; messages arrive as events. Also starts the periodic check. */
   async start(): Promise<void> {
+    this.using();
     if (this.started) return;
     this.started = true;
     this.checkTimer = setInterval(
@@ -460,25 +606,36 @@ export class HushClient extends Emitter<HushEvents> {
 
   /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
   stop(): void {
+    this.resume = false;
+    this.halt();
+    this.ctx.relays.drop();
+  }
+
+  /** No more timers: no check, no reconnect. */
+  private halt(): void {
     this.started = false;
     clearInterval(this.checkTimer);
     for (const t of this.reconnects.values()) this.timers.clear(t);
     this.reconnects.clear();
     this.outbox.stop();
-    this.ctx.relays.drop();
   }
 
   /**
    * Closes every connection and timer, once work in progress (a message being
    * handled, fetches past a push's deadline, subscription changes) has settled;
-   * then the store too if the client owns it (closeStore).
+   * then releases the store's lock, and closes the store too if the client
+   * owns it (closeStore). Closing again does nothing.
    */
-  async close(): Promise<void> {
-    this.stop();
-    await this.ctx.locks.idle();
-    this.ctx.relays.close();
-    this.ctx.ntf.close();
-    if (this.opts.closeStore) await this.opts.store.close();
+  close(): Promise<void> {
+    if (this.closed) return this.transitions.then(() => {});
+    this.closed = true;
+    return this.serially(async () => {
+      this.stop();
+      await this.ctx.locks.idle();
+      this.cut();
+      await this.letGo();
+      if (this.opts.closeStore) await this.opts.store.close();
+    });
   }
 
   private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
@@ -530,12 +687,14 @@ export class HushClient extends Emitter<HushEvents> {
     const key = `${relay} ${b64(e.entityId)}`;
     const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
     // END (another connection took the queue over) needs nothing: that one receives now.
-    if (!c || e.type !== 'MSG') return;
+    // Suspending: the message stays at the relay (not ACKed) for the store's next holder.
+    if (!c || e.type !== 'MSG' || !this.held) return;
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
         const event = await receive(this.ctx, c, r, e);
-        await ackMessage(r, c, e.msgId);
+        // Stored, so handled: a redelivery after a failed ACK is recognized (seen) and makes no second event.
+        await ackMessage(r, c, e.msgId).catch((err) => this.ctx.fail('acknowledging a received message failed', err));
         return event;
       })
       .then((event) => event && this.announce([event]))
@@ -578,12 +737,14 @@ export class HushClient extends Emitter<HushEvents> {
    * Registers it (TNEW) or, if it changed, replaces it (TRPL); the
    * verification push that follows must be given to handlePush().
    */
-  registerDevice(device: DeviceToken): Promise<void> {
+  async registerDevice(device: DeviceToken): Promise<void> {
+    this.using();
     return this.notifications.registerDevice(device);
   }
 
   /** instant (a push per message), periodic (a check push every few minutes), or off (no token). */
   async setNotificationMode(mode: NotificationMode, periodicMinutes?: number): Promise<void> {
+    this.using();
     if (periodicMinutes !== undefined) {
       if (periodicMinutes < MIN_CRON_MINUTES) throw new RangeError(`periodic checks are at least ${MIN_CRON_MINUTES} minutes apart`);
       this.ctx.settings.periodicMinutes = periodicMinutes;
@@ -606,12 +767,14 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   async setNewContactNotifications(on: boolean): Promise<void> {
+    this.using();
     if (typeof on !== 'boolean') throw new TypeError('setNewContactNotifications takes true or false');
     this.ctx.settings.newContactNotifications = on;
     await save(this.ctx, { settings: true });
   }
 
   async setPreviewMode(preview: PreviewMode): Promise<void> {
+    this.using();
     this.ctx.settings.preview = preview;
     await save(this.ctx, { settings: true });
   }
@@ -622,7 +785,8 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** TCHK / SCHK and repair; a started client runs it every checkIntervalMs. */
-  checkNotifications(): Promise<void> {
+  async checkNotifications(): Promise<void> {
+    this.using();
     return this.notifications.check();
   }
 
@@ -635,6 +799,7 @@ export class HushClient extends Emitter<HushEvents> {
    * More chats to notify than `maxNotifications`: the most recent ones and a summary.
    */
   async handlePush(payload: PushPayload, opts: { deadlineMs?: number; maxNotifications?: number } = {}): Promise<Notification[]> {
+    this.using();
     const max = opts.maxNotifications ?? Infinity;
     if (max !== Infinity && !(Number.isInteger(max) && max >= 1)) throw new RangeError('maxNotifications is a whole number, at least 1');
     const deadline = this.ctx.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);

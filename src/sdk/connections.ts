@@ -51,9 +51,14 @@ export class ConnectionPool<C extends Closable> {
     return this.conns.has(address);
   }
 
+  /** Closes the connections; until reopen(), commands fail and none is opened (a suspended client). */
   close(): void {
     this.closed = true;
     this.drop();
+  }
+
+  reopen(): void {
+    this.closed = false;
   }
 
   /** Closes the connections but keeps the pool usable (the app goes to sleep). */

@@ -6,7 +6,7 @@ import { toBase64Url } from '../core/encoding.ts';
 import type { NtfClient } from '../ntf/client.ts';
 import type { RelayClient } from '../relay/client.ts';
 import type { ConnectionPool } from './connections.ts';
-import type { KeyedLock } from './lock.ts';
+import type { KeyedLock, WriteGate } from './lock.ts';
 import { KEYS, outboxKey, serialize, type Contact, type OutgoingMessage, type Profile, type Settings, type TokenRecord } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 import type { Words } from './words.ts';
@@ -31,6 +31,8 @@ export interface Context {
   words: Words;
   /** The chat on screen: its events make no notification. */
   openChat: string | undefined;
+  /** Every store write goes through it: none while the client does not hold the store. */
+  writes: WriteGate;
   now: () => number;
   /** Reports a failure of background work (the app may log it; it carries no keys or IDs). */
   fail: (what: string, e: unknown) => void;
@@ -64,5 +66,5 @@ export function save(
   for (const m of what.outboxDone ?? []) entries.push([outboxKey(m), undefined]);
   if (what.settings) entries.push([KEYS.settings, serialize(ctx.settings)]);
   if (what.token) entries.push([KEYS.token, ctx.token ? serialize(ctx.token) : undefined]);
-  return ctx.store.write(entries);
+  return ctx.writes.run(() => ctx.store.write(entries));
 }

@@ -11,6 +11,8 @@ export type { NotificationMode, PreviewMode, ContactState } from './records.ts';
 export type { ClientStore } from './store/store.ts';
 export { MemoryStore } from './store/memory.ts';
 export { IndexedDbStore } from './store/indexeddb.ts';
+export { EncryptedStore, PassphraseError, DEFAULT_KDF, type KdfParams, type EncryptedStoreOptions } from './store/encrypted.ts';
+export { StoreLockError, MemoryLock, WebLock, type StoreLock, type AcquireOptions, type ReleaseLock } from './store/lock.ts';
 export { openIndexedDbClient } from './browser.ts';
 export { webPushToken, apnsToken, fcmToken, sealedToken } from './device.ts';
 export type { TokenStatus, SubStatus } from '../ntf/protocol.ts';

@@ -1,3 +1,5 @@
+import { StoreLockError } from './store/lock.ts';
+
 // One async operation at a time per key: a contact's ratchet and queue are
 // changed by sending, receiving and push handling, which may run at once.
 export class KeyedLock {
@@ -17,5 +19,36 @@ export class KeyedLock {
   /** Resolves once everything started so far, under every key, has settled. */
   async idle(): Promise<void> {
     while (this.tails.size > 0) await Promise.allSettled([...this.tails.values()]);
+  }
+}
+
+/**
+ * Store writes of a client: allowed only while it holds the store (between
+ * taking its lock and giving it up), so that work still running when the
+ * client suspends cannot write over another holder's records.
+ */
+export class WriteGate {
+  private open = false;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  run<T>(write: () => Promise<T>): Promise<T> {
+    if (!this.open) return Promise.reject(new StoreLockError('the client does not hold its store (suspended or closed)'));
+    const p = write();
+    const settled: Promise<unknown> = p.then(
+      () => this.pending.delete(settled),
+      () => this.pending.delete(settled),
+    );
+    this.pending.add(settled);
+    return p;
+  }
+
+  /** Refuses writes from now on; resolves once those in flight are done. */
+  async close(): Promise<void> {
+    this.open = false;
+    await Promise.all(this.pending);
+  }
+
+  reopen(): void {
+    this.open = true;
   }
 }

@@ -29,7 +29,8 @@ export const profileList = (ctx: Context) => [...ctx.profiles.values()].sort((a,
 /**
  * Loads the profiles. A store written before profiles existed has none: its
  * name (kept in the settings then) becomes the one profile, which every
- * contact joins. Returns the records that changed, to be written back.
+ * contact joins. `migrated`: the contacts moved into a profile made now (to be
+ * written back with it); undefined when the profiles were there.
  */
 export async function loadProfiles(
   store: ClientStore,
@@ -37,7 +38,7 @@ export async function loadProfiles(
   contacts: Map<string, Contact>,
   crypto: CryptoSuite,
   now: number,
-): Promise<{ profiles: Map<string, Profile>; migrated: Contact[] }> {
+): Promise<{ profiles: Map<string, Profile>; migrated: Contact[] | undefined }> {
   const profiles = new Map<string, Profile>();
   for (const key of await store.keys(KEYS.profile)) {
     const text = await store.get(key);
@@ -46,11 +47,12 @@ export async function loadProfiles(
       profiles.set(p.id, p);
     }
   }
-  const migrated: Contact[] = [];
+  let migrated: Contact[] | undefined;
   if (profiles.size === 0) {
     const p = makeProfile(crypto, now, settings.name ?? '');
     profiles.set(p.id, p);
-    for (const c of contacts.values()) if (!c.profileId) (c.profileId = p.id), migrated.push(c);
+    migrated = [...contacts.values()].filter((c) => !c.profileId);
+    for (const c of migrated) c.profileId = p.id;
   }
   delete settings.name;
   if (!profiles.has(settings.activeProfile)) settings.activeProfile = [...profiles.values()].sort((a, b) => a.createdAt - b.createdAt)[0]!.id;

@@ -1,5 +1,6 @@
 // ClientStore conformance: one contract suite run against MemoryStore,
-// FileStore and IndexedDbStore (on fake-indexeddb, a fresh factory per test),
+// FileStore, IndexedDbStore (on fake-indexeddb, a fresh factory per test) and
+// EncryptedStore (over a MemoryStore),
 // then backend-only tests: FileStore reopen, crash leftovers, corruption and a
 // property test against MemoryStore; IndexedDbStore reopen.
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { EncryptedStore } from '../../src/sdk/store/encrypted.ts';
 import { FileStore } from '../../src/sdk/store/file.ts';
 import { IndexedDbStore } from '../../src/sdk/store/indexeddb.ts';
 import { MemoryStore } from '../../src/sdk/store/memory.ts';
@@ -35,6 +37,7 @@ const backends: Array<[string, (t: TestContext) => Promise<ClientStore>]> = [
   // A parent directory that does not exist yet: open must create it.
   ['FileStore', (t) => FileStore.open(path.join(tempDir(t), 'sub', 'state.json'))],
   ['IndexedDbStore', () => idb()],
+  ['EncryptedStore', async () => EncryptedStore.open(new MemoryStore(), 'pw', { kdf: { m: 64, t: 1, p: 1 } })],
 ];
 
 /** Every key and its value, for whole-store comparisons (fromEntries keeps a "__proto__" key as data). */
@@ -164,8 +167,12 @@ describe('FileStore', () => {
     fs.writeFileSync(`${file}.tmp`, '{"a":"2","b":'); // half of the next write
     const again = closing(t, await FileStore.open(file));
     assert.deepEqual(await dump(again), { a: '1' });
+    // Removed once the store is held: before, it may be another process's write in progress.
+    assert.equal(fs.existsSync(`${file}.tmp`), true);
+    const release = await again.lock.acquire({ timeoutMs: 0 });
     assert.equal(fs.existsSync(`${file}.tmp`), false);
     await again.write([['b', '2']]);
+    await release();
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { a: '1', b: '2' });
   });
 

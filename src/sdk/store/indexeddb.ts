@@ -1,17 +1,24 @@
 // A ClientStore in IndexedDB, for browsers: one database with one object store
 // "kv" of string values under out-of-line string keys. Each write() is one
 // transaction, which IndexedDB commits all or nothing.
+import { WebLock, type LockManagerLike, type StoreLock } from './lock.ts';
 import type { ClientStore } from './store.ts';
 
 const KV = 'kv';
 
 export class IndexedDbStore implements ClientStore {
   private closed = false;
+  /** A Web Lock named `hush-store:<name>`, where the browser has Web Locks (none: no lock). */
+  readonly lock: StoreLock | undefined;
 
   private constructor(
     private readonly db: IDBDatabase,
     private readonly keyRange: typeof IDBKeyRange,
-  ) {}
+    name: string,
+  ) {
+    const locks = (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks;
+    this.lock = locks && new WebLock(locks, `hush-store:${name}`);
+  }
 
   /**
    * `keyRange` must come from the same implementation as `factory` (a polyfill
@@ -25,7 +32,7 @@ export class IndexedDbStore implements ClientStore {
     return new Promise((resolve, reject) => {
       const req = factory.open(name, 1);
       req.onupgradeneeded = () => req.result.createObjectStore(KV);
-      req.onsuccess = () => resolve(new IndexedDbStore(req.result, keyRange));
+      req.onsuccess = () => resolve(new IndexedDbStore(req.result, keyRange, name));
       req.onerror = () => reject(req.error ?? new Error(`cannot open IndexedDB database ${name}`));
       req.onblocked = () => reject(new Error(`IndexedDB database ${name} is blocked by another connection`));
     });

@@ -1,10 +1,13 @@
 // A ClientStore that lives and dies with the process: for tests and for
 // clients that keep nothing between runs.
+import { MemoryLock } from './lock.ts';
 import type { ClientStore } from './store.ts';
 
 export class MemoryStore implements ClientStore {
   private readonly map = new Map<string, string>();
   private closed = false;
+  /** For clients of one process on this store (as tests run an app and its extension). */
+  readonly lock = new MemoryLock();
 
   async get(key: string): Promise<string | undefined> {
     this.check();

@@ -7,6 +7,11 @@
 // (an ACK to the relay after the message's ratchet step is stored), so a store
 // must make a write() durable before its promise resolves, and apply all of
 // one write()'s entries or none.
+//
+// Clients in several processes may share a store (an app and its push
+// extension) if it has a lock (./lock.ts) that excludes all but one holder.
+// A store that keeps values in memory re-reads them when its lock is taken.
+import type { StoreLock } from './lock.ts';
 
 export interface ClientStore {
   /** The value under `key`, or undefined. */
@@ -17,4 +22,6 @@ export interface ClientStore {
   keys(prefix: string): Promise<string[]>;
   /** Releases files or database handles; the store is not used after this. */
   close(): Promise<void>;
+  /** Its one-writer lock, if it has one (HushClientOptions.lock may give one instead). */
+  readonly lock?: StoreLock;
 }
