@@ -9,7 +9,10 @@ import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { NtfClient } from '../ntf/client.ts';
 import { MIN_CRON_MINUTES, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
 import type { DeviceToken } from '../push/device.ts';
+import { CommandError } from '../core/command-client.ts';
 import { RelayClient, type RelayEvent } from '../relay/client.ts';
+import { renderSVG } from 'uqr';
+import { acceptRequest, addressLink, createAddress, DEFAULT_MAX_REQUESTS, receiveOn, rejectRequest, sendContactRequest } from './address.ts';
 import { ConnectionPool } from './connections.ts';
 import {
   acceptInvitation,
@@ -17,11 +20,12 @@ import {
   ContactError,
   createInvitation,
   deleteContact,
-  receive,
   sendContent,
   type ChatEvent,
+  type InboxEvent,
+  type RequestEvent,
 } from './contacts.ts';
-import { b64, save, type Context } from './context.ts';
+import { b64, receivers, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
 import { KeyedLock } from './lock.ts';
 import { Notifications } from './notifications.ts';
@@ -34,7 +38,19 @@ import {
   type Notification,
   type PushPayload,
 } from './push-handler.ts';
-import { deserialize, KEYS, type Contact, type ContactState, type NotificationMode, type PreviewMode, type Settings, type TokenRecord } from './records.ts';
+import {
+  deserialize,
+  KEYS,
+  type AddressRecord,
+  type Contact,
+  type ContactState,
+  type NotificationMode,
+  type PreviewMode,
+  type Receiver,
+  type RequestRecord,
+  type Settings,
+  type TokenRecord,
+} from './records.ts';
 import type { ClientStore } from './store/store.ts';
 import { nameBytes, type CallMedia } from './content.ts';
 import { MAX_CONTENT_BYTES } from './e2e.ts';
@@ -63,6 +79,8 @@ export interface HushClientOptions {
   keepalive?: Partial<KeepaliveOptions> | false;
   /** How often a started client runs checkNotifications(). Default 1 h. */
   checkIntervalMs?: number;
+  /** Most contact requests kept waiting for an answer; further ones are refused. Default 32. */
+  maxContactRequests?: number;
   now?: () => number;
 }
 
@@ -77,12 +95,21 @@ export interface ContactInfo {
   unread: number;
 }
 
+export interface ContactRequestInfo {
+  id: string;
+  /** The name the requester gives ('' if none). */
+  name: string;
+  receivedAt: number;
+}
+
 export type HushEvents = {
   /** A message arrived while the client was started (online). */
   message: Extract<ChatEvent, { type: 'message' }>;
   call: Extract<ChatEvent, { type: 'call' }>;
   /** A contact got connected. */
   contact: Extract<ChatEvent, { type: 'contact' }>;
+  /** A contact request came to my address (online or from handlePush). */
+  contactRequest: RequestEvent;
   /** What the device would show for an online event (an app in the background shows it). */
   notification: Notification;
   /** The device token's status changed; undefined: no token (mode off). */
@@ -111,6 +138,8 @@ export class HushClient extends Emitter<HushEvents> {
     settings: Settings,
     token: TokenRecord | undefined,
     contacts: Map<string, Contact>,
+    address: AddressRecord | undefined,
+    requests: Map<string, RequestRecord>,
   ) {
     super();
     const crypto = opts.crypto ?? nobleCrypto;
@@ -145,6 +174,9 @@ export class HushClient extends Emitter<HushEvents> {
       settings,
       token,
       contacts,
+      address,
+      requests,
+      maxRequests: opts.maxContactRequests ?? DEFAULT_MAX_REQUESTS,
       locks: new KeyedLock(),
       now: opts.now ?? Date.now,
       fail: (what, error) => this.emit('error', { what, error }),
@@ -172,15 +204,22 @@ export class HushClient extends Emitter<HushEvents> {
     const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
     if (opts.name !== undefined) settings.name = checkName(opts.name);
     const tokenText = await store.get(KEYS.token);
-    const contacts = new Map<string, Contact>();
-    for (const key of await store.keys(KEYS.contact)) {
-      const text = await store.get(key);
-      if (text) {
-        const c = deserialize<Contact>(text);
-        contacts.set(c.id, c);
+    const load = async <T extends { id: string }>(prefix: string) => {
+      const records = new Map<string, T>();
+      for (const key of await store.keys(prefix)) {
+        const text = await store.get(key);
+        if (text) {
+          const r = deserialize<T>(text);
+          records.set(r.id, r);
+        }
       }
-    }
-    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts);
+      return records;
+    };
+    const contacts = await load<Contact>(KEYS.contact);
+    const requests = await load<RequestRecord>(KEYS.request);
+    const addressText = await store.get(KEYS.address);
+    const address = addressText ? deserialize<AddressRecord>(addressText) : undefined;
+    const client = new HushClient(opts, settings, tokenText ? deserialize(tokenText) : undefined, contacts, address, requests);
     await save(client.ctx, { settings: true });
     return client;
   }
@@ -211,7 +250,67 @@ export class HushClient extends Emitter<HushEvents> {
     return contact.id;
   }
 
-  private async contactAdded(c: Contact): Promise<void> {
+  // ---- contact address and contact requests
+
+  /** My contact address's link (`hush-address:…`), made now if there is none: anyone with it may send a contact request. */
+  async createAddress(): Promise<string> {
+    if (!this.ctx.address) await this.contactAdded(await createAddress(this.ctx));
+    return this.address!;
+  }
+
+  /** The contact address's link; undefined: none. */
+  get address(): string | undefined {
+    return this.ctx.address && addressLink(this.ctx.address);
+  }
+
+  /** The contact address's link as a QR code: SVG markup (a ContactError if there is no address). */
+  addressQr(): string {
+    const link = this.address;
+    if (!link) throw new ContactError('there is no contact address');
+    return renderSVG(link, { ecc: 'M', border: 4 });
+  }
+
+  /** Deletes the address queue (its link stops working); contacts made through it and pending requests stay. */
+  async deleteAddress(): Promise<void> {
+    if (this.ctx.address) await this.deleteReceiver(this.ctx.address);
+  }
+
+  /**
+   * Sends a contact request to an address link: a new contact in state
+   * `requested`, connected (a 'contact' event) once the owner accepts.
+   */
+  async sendContactRequest(link: string): Promise<string> {
+    let made: Contact | undefined;
+    const beforeRequest = (c: Contact) => this.contactAdded((made = c));
+    try {
+      return (await sendContactRequest(this.ctx, link, beforeRequest)).id;
+    } catch (e) {
+      // AUTH on the request's SEND: the address was deleted; the contact just made for it goes too.
+      if (!(made && e instanceof CommandError && e.error === 'AUTH')) throw e;
+      await this.deleteReceiver(made).catch(() => {});
+      throw new ContactError('the contact address is no longer in use', { cause: e });
+    }
+  }
+
+  /** Contact requests to my address waiting for an answer, oldest first. */
+  contactRequests(): ContactRequestInfo[] {
+    return [...this.ctx.requests.values()]
+      .sort((a, b) => a.receivedAt - b.receivedAt)
+      .map((r) => ({ id: r.id, name: r.name, receivedAt: r.receivedAt }));
+  }
+
+  /** Accepts a request: a new contact (with the request's ID), connected for me at once and for the requester when the answer arrives. */
+  async acceptContactRequest(requestId: string): Promise<string> {
+    const contact = await acceptRequest(this.ctx, requestId, (c) => this.contactAdded(c));
+    return contact.id;
+  }
+
+  /** Drops a request; the requester is told nothing. */
+  rejectContactRequest(requestId: string): Promise<void> {
+    return rejectRequest(this.ctx, requestId);
+  }
+
+  private async contactAdded(c: Receiver): Promise<void> {
     if (this.started) await this.subscribe([c]);
     await this.notifications.sync().catch((e) => this.ctx.fail('subscribing a new contact failed', e));
   }
@@ -257,8 +356,11 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** Deletes the contact: its queue at the relay (with the notifier) and its subscription. */
-  async deleteContact(contactId: string): Promise<void> {
-    const c = this.contact(contactId);
+  deleteContact(contactId: string): Promise<void> {
+    return this.deleteReceiver(this.contact(contactId));
+  }
+
+  private async deleteReceiver(c: Receiver): Promise<void> {
     const t = this.ctx.token;
     if (c.ntf.subId && t?.tokenId)
       await this.ctx.ntf.with(t.server, (n) => n.deleteSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch(() => {});
@@ -279,7 +381,7 @@ export class HushClient extends Emitter<HushEvents> {
       () => void this.checkNotifications().catch((e) => this.ctx.fail('the periodic notification check failed', e)),
       this.opts.checkIntervalMs ?? 3_600_000,
     );
-    await this.subscribe([...this.ctx.contacts.values()]);
+    await this.subscribe(receivers(this.ctx));
   }
 
   /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
@@ -304,10 +406,10 @@ export class HushClient extends Emitter<HushEvents> {
     if (this.opts.closeStore) await this.opts.store.close();
   }
 
-  private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
+  private subKey = (c: Receiver) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
 
-  private async subscribe(contacts: Contact[]): Promise<void> {
-    const byRelay = new Map<string, Contact[]>();
+  private async subscribe(contacts: Receiver[]): Promise<void> {
+    const byRelay = new Map<string, Receiver[]>();
     for (const c of contacts) byRelay.set(c.rcv.relay, [...(byRelay.get(c.rcv.relay) ?? []), c]);
     await Promise.all(
       [...byRelay].map(async ([relay, list]) => {
@@ -343,20 +445,20 @@ export class HushClient extends Emitter<HushEvents> {
       } catch {
         return this.scheduleReconnect(relay, attempt + 1);
       }
-      await this.subscribe([...this.ctx.contacts.values()].filter((c) => c.rcv.relay === relay));
+      await this.subscribe(receivers(this.ctx).filter((c) => c.rcv.relay === relay));
     }, base * (0.75 + Math.random() / 2));
     this.reconnects.set(relay, timer);
   }
 
   private onRelayEvent(relay: string, e: RelayEvent): void {
     const key = `${relay} ${b64(e.entityId)}`;
-    const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
+    const c = receivers(this.ctx).find((x) => this.subKey(x) === key);
     // END (another connection took the queue over) needs nothing: that one receives now.
     if (!c || e.type !== 'MSG') return;
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
-        const event = await receive(this.ctx, c, r, e);
+        const event = await receiveOn(this.ctx, c, r, e);
         await ackMessage(r, c, e.msgId);
         return event;
       })
@@ -369,13 +471,13 @@ export class HushClient extends Emitter<HushEvents> {
    * an app in the foreground shows none of them, and shown or not, they must
    * not hold back the push handler's.
    */
-  private async announce(events: ChatEvent[]): Promise<void> {
+  private async announce(events: InboxEvent[]): Promise<void> {
     this.emitEvents(events);
     const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview, false);
     for (const n of shown) this.emit('notification', n);
   }
 
-  private emitEvents(events: ChatEvent[]): void {
+  private emitEvents(events: InboxEvent[]): void {
     for (const e of events) this.emit(e.type, e as never);
   }
 

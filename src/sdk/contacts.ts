@@ -15,18 +15,28 @@ import { parseAddress } from '../core/address.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import { CommandError } from '../core/command-client.ts';
 import { openMessage, type RelayClient } from '../relay/client.ts';
-import { b64, save, type Context } from './context.ts';
+import { b64, isCurrent, save, type Context } from './context.ts';
 import { decodeContent, encodeContent, type CallMedia, type Content } from './content.ts';
-import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
-import { formatInvitation, parseInvitation } from './invitation.ts';
-import type { Contact } from './records.ts';
+import { decrypt, encrypt, initRatchet, readEnvelope, type Role } from './e2e.ts';
+import type { KeyPair } from '../core/crypto/suite.ts';
+import { formatInvitation, parseInvitation, type Invitation } from './invitation.ts';
+import { ADDRESS_ID, type Contact, type ContactState, type Receiver } from './records.ts';
 
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
   | { type: 'message'; contactId: string; msgId: string; text: string; sentAt: number; receivedAt: number }
   | { type: 'call'; contactId: string; msgId: string; media: CallMedia; sentAt: number; receivedAt: number }
-  /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready. */
+  /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready (or the requester the answer). */
   | { type: 'contact'; contactId: string; msgId: string; name: string };
+
+/** A contact request came to my address: it waits for acceptContactRequest / rejectContactRequest. */
+export type RequestEvent = { type: 'contactRequest'; requestId: string; name: string };
+
+/** What a message on one of my queues meant: a chat event (a contact's queue) or a request (the address's). */
+export type InboxEvent = ChatEvent | RequestEvent;
+
+/** Handles one MSG from a receive queue of mine (a contact's or the address's). */
+export type Handler = (ctx: Context, r: Receiver, relay: RelayClient, msg: { msgId: Uint8Array; sealed: Uint8Array }) => Promise<InboxEvent | undefined>;
 
 /** Recently received message IDs kept per contact, to recognize redeliveries. */
 const SEEN = 64;
@@ -51,7 +61,25 @@ const NEW_REFUSED: Record<string, string> = {
 };
 
 /** A new receive queue on one of my relays, and the contact record around it. */
-async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<Contact> {
+export async function newContact(ctx: Context, role: Role, state: ContactState): Promise<Contact> {
+  const { crypto } = ctx;
+  return {
+    id: b64(crypto.randomBytes(12)),
+    name: '',
+    myName: ctx.settings.name,
+    state,
+    createdAt: ctx.now(),
+    rcv: await newQueue(ctx),
+    e2e: { role, key: crypto.x25519KeyPair() },
+    ntf: { enabled: true },
+    unread: 0,
+    lastNotifiedAt: 0,
+    seen: [],
+  };
+}
+
+/** A new receive queue on one of my relays. */
+export async function newQueue(ctx: Context): Promise<Receiver['rcv']> {
   const { crypto } = ctx;
   const relay = pickRelay(ctx);
   const rcvAuth = crypto.x25519KeyPair();
@@ -62,23 +90,11 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor'): Promise<C
   });
   const rcvDhSecret = sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient');
   if (!rcvDhSecret) throw new ContactError('the relay sent a bad key');
-  return {
-    id: b64(crypto.randomBytes(12)),
-    name: '',
-    myName: ctx.settings.name,
-    state: role === 'inviter' ? 'invited' : 'accepted',
-    createdAt: ctx.now(),
-    rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
-    e2e: { role, key: crypto.x25519KeyPair() },
-    ntf: { enabled: true },
-    unread: 0,
-    lastNotifiedAt: 0,
-    seen: [],
-  };
+  return { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret };
 }
 
 export async function createInvitation(ctx: Context): Promise<{ contact: Contact; link: string }> {
-  const contact = await newContact(ctx, 'inviter');
+  const contact = await newContact(ctx, 'inviter', 'invited');
   ctx.contacts.set(contact.id, contact);
   await save(ctx, { contacts: [contact] });
   const link = formatInvitation({ relay: contact.rcv.relay, sndId: contact.rcv.sndId, e2eKey: contact.e2e.key.publicKey });
@@ -92,30 +108,47 @@ export async function createInvitation(ctx: Context): Promise<{ contact: Contact
 export async function acceptInvitation(ctx: Context, link: string, beforeHello: (c: Contact) => Promise<void>): Promise<Contact> {
   const inv = parseInvitation(link);
   if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
+  return firstMessage(ctx, inv.value, 'invitation', beforeHello, (contact, replyKey) => {
+    const sndAuth = ctx.crypto.x25519KeyPair();
+    contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
+    return {
+      type: 'hello',
+      name: contact.myName,
+      replyRelay: contact.rcv.relay,
+      replySndId: contact.rcv.sndId,
+      replySndKey: replyKey.privateKey,
+      sndAuthKey: sndAuth.publicKey,
+    };
+  });
+}
+
+/**
+ * The acceptor's (or requester's) side: my queue, secured at once with a key I
+ * give the other side in the first message; the contact stored; then `before`
+ * (which sets up the notifier, so that the answer wakes a sleeping device);
+ * then the first message, unsigned (the other side's queue is not secured for me).
+ */
+export async function firstMessage(
+  ctx: Context,
+  to: Invitation,
+  kind: 'invitation' | 'contact address',
+  before: (c: Contact) => Promise<void>,
+  content: (c: Contact, replyKey: KeyPair) => Content,
+): Promise<Contact> {
   const { crypto } = ctx;
-  const contact = await newContact(ctx, 'acceptor');
-  const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, inv.value.e2eKey);
-  if (!ratchet) throw new ContactError('the invitation holds a bad key');
-  // My queue is secured at once with a key I choose and give the inviter in the hello.
+  if (!isValidPublicKey(to.e2eKey)) throw new ContactError(`the ${kind} holds a bad key`);
+  const request = kind === 'contact address';
+  const contact = await newContact(ctx, 'acceptor', request ? 'requested' : 'accepted');
+  const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, to.e2eKey, request ? 'e2e request' : 'e2e');
+  if (!ratchet) throw new ContactError(`the ${kind} holds a bad key`);
   const replyKey = crypto.x25519KeyPair();
   await ctx.relays.with(contact.rcv.relay, (c) => c.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, replyKey.publicKey));
-  const sndAuth = crypto.x25519KeyPair();
-  const hello: Content = {
-    type: 'hello',
-    name: contact.myName,
-    replyRelay: contact.rcv.relay,
-    replySndId: contact.rcv.sndId,
-    replySndKey: replyKey.privateKey,
-    sndAuthKey: sndAuth.publicKey,
-  };
-  const { envelope, ratchet: next } = encrypt(crypto, ratchet, encodeContent(hello), contact.e2e.key.publicKey);
+  const { envelope, ratchet: next } = encrypt(crypto, ratchet, encodeContent(content(contact, replyKey)), contact.e2e.key.publicKey);
   contact.e2e.ratchet = next;
-  contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
   ctx.contacts.set(contact.id, contact);
   await save(ctx, { contacts: [contact] });
-  await beforeHello(contact);
-  // Unsigned: the inviter's queue is secured with sndAuth only when the hello arrives.
-  await ctx.relays.with(inv.value.relay, (c) => c.send(inv.value.sndId, envelope, { notify: true }));
+  await before(contact);
+  await ctx.relays.with(to.relay, (c) => c.send(to.sndId, envelope, { notify: true }));
   return contact;
 }
 
@@ -131,7 +164,7 @@ export async function sendContent(ctx: Context, contact: Contact, content: Conte
   await sendEnvelope(ctx, contact.snd!, envelope, notify);
 }
 
-function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
+export function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
   return ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
 }
 
@@ -196,6 +229,14 @@ export async function receive(
       contact.name = c.name;
       contact.state = 'ready';
       event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+    } else if (c?.type === 'answer' && contact.state === 'requested') {
+      // The owner's answer: its new queue for me, and a fresh key the chains start again from.
+      if (!parseAddress(c.relay).ok) return drop('the answer names no valid relay');
+      const fresh = initRatchet(ctx.crypto, 'acceptor', contact.e2e.key, c.e2eKey);
+      if (!fresh) return drop('the answer carries a bad key');
+      Object.assign(contact, { snd: { relay: c.relay, sndId: c.sndId, sndAuthKey: c.sndKey }, name: c.name, state: 'ready' as const });
+      contact.e2e.ratchet = fresh;
+      event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
     } else if ((c?.type === 'text' || c?.type === 'call') && contact.state === 'ready') {
       contact.unread++;
       event =
@@ -209,12 +250,16 @@ export async function receive(
   return event;
 }
 
-export const ackMessage = (relay: RelayClient, contact: Contact, msgId: Uint8Array) =>
-  relay.ack(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, msgId);
+export const ackMessage = (relay: RelayClient, r: Receiver, msgId: Uint8Array) => relay.ack(r.rcv.rcvId, r.rcv.rcvAuth.privateKey, msgId);
 
-function remember(contact: Contact, msgId: string): void {
-  contact.seen.push(msgId);
-  if (contact.seen.length > SEEN) contact.seen.splice(0, contact.seen.length - SEEN);
+export function remember(r: Receiver, msgId: string): void {
+  keepLast(r.seen, msgId);
+}
+
+/** Adds an item to a list of the latest SEEN items. */
+export function keepLast(list: string[], item: string): void {
+  list.push(item);
+  if (list.length > SEEN) list.splice(0, list.length - SEEN);
 }
 
 /**
@@ -224,10 +269,10 @@ function remember(contact: Contact, msgId: string): void {
  * when the queue is subscribed on this client's connection (the messages
  * come by SUB) or the contact was deleted meanwhile.
  */
-export function fetchMessages(ctx: Context, contact: Contact, deadline: number, out: ChatEvent[]): Promise<void> {
+export function fetchMessages(ctx: Context, contact: Receiver, deadline: number, out: InboxEvent[], receive: Handler): Promise<void> {
   return ctx.locks.run(contact.id, async () => {
     const { rcv } = contact;
-    if (ctx.now() >= deadline || ctx.contacts.get(contact.id) !== contact) return;
+    if (ctx.now() >= deadline || !isCurrent(ctx, contact)) return;
     const relay = await ctx.relays.get(rcv.relay);
     const get = () => relay.get(rcv.rcvId, rcv.rcvAuth.privateKey);
     let msg;
@@ -240,14 +285,14 @@ export function fetchMessages(ctx: Context, contact: Contact, deadline: number, 
     while (msg) {
       const event = await receive(ctx, contact, relay, msg);
       if (event) out.push(event);
-      const more = ctx.now() < deadline && ctx.contacts.get(contact.id) === contact;
+      const more = ctx.now() < deadline && isCurrent(ctx, contact);
       [, msg] = await Promise.all([ackMessage(relay, contact, msg.msgId), more ? get() : undefined]);
     }
   });
 }
 
-/** Deletes my queue for the contact (the relay drops its notifier too) and the record. */
-export async function deleteContact(ctx: Context, contact: Contact): Promise<void> {
+/** Deletes my queue for the contact or the address (the relay drops its notifier too) and the record. */
+export async function deleteContact(ctx: Context, contact: Receiver): Promise<void> {
   await ctx.locks.run(contact.id, async () => {
     try {
       await ctx.relays.with(contact.rcv.relay, (c) => c.deleteQueue(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey));
@@ -255,7 +300,8 @@ export async function deleteContact(ctx: Context, contact: Contact): Promise<voi
       // Already gone at the relay: nothing more to delete there.
       if (!(e instanceof CommandError && e.error === 'AUTH')) throw e;
     }
-    ctx.contacts.delete(contact.id);
+    if (contact.id === ADDRESS_ID) ctx.address = undefined;
+    else ctx.contacts.delete(contact.id);
     await save(ctx, { deleted: [contact.id] });
   });
 }

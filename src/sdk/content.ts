@@ -1,6 +1,6 @@
 // What contacts say to each other inside the end-to-end encryption
 // (docs/sdk.md §4): the two messages that connect them, then chat events.
-import { Encoder, parse, ParseError, type Parsed } from '../core/encoding.ts';
+import { Encoder, parse, ParseError, type Decoder, type Parsed } from '../core/encoding.ts';
 import { ID_LENGTH } from '../relay/protocol.ts';
 
 export type CallMedia = 'audio' | 'video';
@@ -21,9 +21,30 @@ export type Content =
   /** The inviter's answer on the reply queue: its queue is secured, the contact is connected. */
   | { type: 'ready'; name: string }
   | { type: 'text'; sentAt: number; text: string }
-  | { type: 'call'; sentAt: number; media: CallMedia };
+  | { type: 'call'; sentAt: number; media: CallMedia }
+  /** A contact request, the requester's first message, to a contact address. */
+  | {
+      type: 'request';
+      name: string;
+      /** The requester's receive queue, secured with `replySndKey`. */
+      replyRelay: string;
+      replySndId: Uint8Array;
+      /** X25519 private key the address owner answers with. */
+      replySndKey: Uint8Array;
+    }
+  /** The owner's acceptance, on the requester's queue: the owner's new queue for this contact and the contact's e2e key. */
+  | {
+      type: 'answer';
+      name: string;
+      relay: string;
+      sndId: Uint8Array;
+      /** X25519 private key the requester sends to that queue with (the owner secured it with the public half). */
+      sndKey: Uint8Array;
+      /** The owner's new X25519 key for this contact: the chains start again from it (docs/sdk.md §3.1). */
+      e2eKey: Uint8Array;
+    };
 
-const TYPES = ['hello', 'ready', 'text', 'call'] as const;
+const TYPES = ['hello', 'ready', 'text', 'call', 'request', 'answer'] as const;
 const MEDIA: CallMedia[] = ['audio', 'video'];
 /** Longest display name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 100;
@@ -46,6 +67,12 @@ function text(b: Uint8Array): string {
   }
 }
 
+function name(d: Decoder): string {
+  const n = d.short();
+  if (n.length > MAX_NAME_BYTES) throw new ParseError('name too long');
+  return text(n);
+}
+
 export function encodeContent(c: Content): Uint8Array {
   const e = new Encoder(128).u8(TYPES.indexOf(c.type) + 1);
   switch (c.type) {
@@ -61,6 +88,12 @@ export function encodeContent(c: Content): Uint8Array {
     case 'call':
       e.u64(c.sentAt).u8(MEDIA.indexOf(c.media) + 1);
       break;
+    case 'request':
+      e.short(nameBytes(c.name)).short(utf8.encode(c.replyRelay)).short(c.replySndId).short(c.replySndKey);
+      break;
+    case 'answer':
+      e.short(nameBytes(c.name)).short(utf8.encode(c.relay)).short(c.sndId).short(c.sndKey).short(c.e2eKey);
+      break;
   }
   return e.done();
 }
@@ -69,23 +102,34 @@ export function decodeContent(b: Uint8Array): Parsed<Content> {
   return parse(b, (d): Content => {
     const type = TYPES[d.u8() - 1];
     switch (type) {
-      case 'hello': {
-        const n = d.short();
-        if (n.length > MAX_NAME_BYTES) throw new ParseError('name too long');
+      case 'hello':
         return {
           type,
-          name: text(n),
+          name: name(d),
           replyRelay: text(d.short()),
           replySndId: d.key(ID_LENGTH, 'reply sender ID'),
           replySndKey: d.key(32, 'reply sender key'),
           sndAuthKey: d.key(32, 'sender key'),
         };
-      }
-      case 'ready': {
-        const n = d.short();
-        if (n.length > MAX_NAME_BYTES) throw new ParseError('name too long');
-        return { type, name: text(n) };
-      }
+      case 'ready':
+        return { type, name: name(d) };
+      case 'request':
+        return {
+          type,
+          name: name(d),
+          replyRelay: text(d.short()),
+          replySndId: d.key(ID_LENGTH, 'reply sender ID'),
+          replySndKey: d.key(32, 'reply sender key'),
+        };
+      case 'answer':
+        return {
+          type,
+          name: name(d),
+          relay: text(d.short()),
+          sndId: d.key(ID_LENGTH, 'sender ID'),
+          sndKey: d.key(32, 'sender key'),
+          e2eKey: d.key(32, 'e2e key'),
+        };
       case 'text':
         return { type, sentAt: d.u64(), text: text(d.raw(d.remaining)) };
       case 'call': {

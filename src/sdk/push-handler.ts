@@ -6,14 +6,22 @@ import { fromBase64Url } from '../core/encoding.ts';
 import { openPush } from '../ntf/payload.ts';
 import { PUSH_DATA_SIZE } from '../push/device.ts';
 import { openMeta } from '../relay/client.ts';
-import { fetchMessages, type ChatEvent } from './contacts.ts';
-import { b64, save, type Context } from './context.ts';
-import type { Contact, PreviewMode } from './records.ts';
+import { receiveOn } from './address.ts';
+import { fetchMessages, type ChatEvent, type InboxEvent, type RequestEvent } from './contacts.ts';
+import { b64, receivers, save, type Context } from './context.ts';
+import type { Contact, PreviewMode, Receiver } from './records.ts';
 
-export type NotificationCategory = 'message' | 'contact' | 'call' | 'many';
+export type NotificationCategory = 'message' | 'contact' | 'call' | 'many' | 'request';
+
+/** A button on a notification; the app passes its id back when the user taps it. */
+export interface NotificationAction {
+  id: 'answer-call' | 'reject-call' | 'accept-contact' | 'reject-contact';
+  title: string;
+}
 
 /** A notification as the device shows it. */
 export interface Notification {
+  /** The chat's contact; for a request, the request's ID (the contact keeps it if accepted). */
   contactId: string;
   /** Notifications of one chat are grouped under this. */
   threadId: string;
@@ -24,6 +32,9 @@ export interface Notification {
   count: number;
   /** Unread messages in all chats, for the app icon. */
   badge: number;
+  actions?: NotificationAction[];
+  /** The contact request it announces (category `request`). */
+  requestId?: string;
 }
 
 /**
@@ -53,8 +64,8 @@ export function pushData(p: PushPayload): Uint8Array | undefined {
 export interface PushWork {
   /** Verification code to verify the token with. */
   code?: Uint8Array;
-  /** Contacts whose queues to fetch. */
-  contacts: Contact[];
+  /** Contacts (and the address) whose queues to fetch. */
+  contacts: Receiver[];
 }
 
 /** What a push asks for; undefined: it does not open with this device's token secret. */
@@ -64,10 +75,10 @@ export function readPush(ctx: Context, payload: PushPayload): PushWork | undefin
   const push = secret && data && openPush(ctx.crypto, secret, data);
   if (!push) return undefined;
   if (push.kind === 'verification') return { code: push.code, contacts: [] };
-  if (push.kind === 'check') return { contacts: [...ctx.contacts.values()] };
-  const byNotifier = new Map<string, Contact>();
-  for (const c of ctx.contacts.values()) if (c.ntf.notifier) byNotifier.set(b64(c.ntf.notifier.notifierId), c);
-  const due = new Set<Contact>();
+  if (push.kind === 'check') return { contacts: receivers(ctx) };
+  const byNotifier = new Map<string, Receiver>();
+  for (const c of receivers(ctx)) if (c.ntf.notifier) byNotifier.set(b64(c.ntf.notifier.notifierId), c);
+  const due = new Set<Receiver>();
   for (const e of push.entries) {
     const c = byNotifier.get(b64(e.notifierId));
     if (!c) continue; // a deleted contact, or credentials replaced since
@@ -83,9 +94,9 @@ export function readPush(ctx: Context, payload: PushPayload): PushWork | undefin
  * handled by then. Messages being handled at the deadline are acknowledged
  * when done: their events go to `late`.
  */
-export async function fetchAll(ctx: Context, contacts: Contact[], deadline: number, late: (events: ChatEvent[]) => void): Promise<ChatEvent[]> {
-  const events: ChatEvent[] = [];
-  const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events))).then((rs) => {
+export async function fetchAll(ctx: Context, contacts: Receiver[], deadline: number, late: (events: InboxEvent[]) => void): Promise<InboxEvent[]> {
+  const events: InboxEvent[] = [];
+  const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events, receiveOn))).then((rs) => {
     for (const r of rs) if (r.status === 'rejected') ctx.fail('fetching messages after a push failed', r.reason);
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -99,12 +110,39 @@ export async function fetchAll(ctx: Context, contacts: Contact[], deadline: numb
   return events.slice(0, onTime);
 }
 
-const GENERIC: Record<NotificationCategory, string> = {
+const GENERIC: Record<Exclude<NotificationCategory, 'request'>, string> = {
   message: 'New message',
   contact: 'New contact',
   call: 'Incoming call',
   many: 'New messages',
 };
+
+/** What a contact request's notification says. */
+export const REQUEST_WORDS = {
+  title: 'Contact request',
+  body: (name: string) => `${name || 'Someone'} wants to connect`,
+  hidden: 'New contact request',
+  accept: 'Accept',
+  reject: 'Reject',
+} as const;
+
+/** A request's notification: never muted nor rate limited (the cap on pending requests bounds them). */
+function requestNotification(e: RequestEvent, preview: PreviewMode): Omit<Notification, 'badge'> {
+  const [title, body] = preview === 'hidden' ? ['Hush', REQUEST_WORDS.hidden] : [REQUEST_WORDS.title, REQUEST_WORDS.body(e.name)];
+  return {
+    contactId: e.requestId,
+    threadId: e.requestId,
+    category: 'request',
+    title,
+    body,
+    count: 1,
+    requestId: e.requestId,
+    actions: [
+      { id: 'accept-contact', title: REQUEST_WORDS.accept },
+      { id: 'reject-contact', title: REQUEST_WORDS.reject },
+    ],
+  };
+}
 
 function describe(e: ChatEvent): string {
   if (e.type === 'message') return e.text;
@@ -118,11 +156,13 @@ function describe(e: ChatEvent): string {
  * less than CHAT_RATE_LIMIT_MS ago — its events are held, and counted in the
  * chat's next notification ("hi (+2 more)"), so none goes unannounced.
  */
-export async function buildNotifications(ctx: Context, events: ChatEvent[], preview: PreviewMode, rateLimit: boolean): Promise<Notification[]> {
+export async function buildNotifications(ctx: Context, events: InboxEvent[], preview: PreviewMode, rateLimit: boolean): Promise<Notification[]> {
   const byContact = new Map<string, ChatEvent[]>();
-  for (const e of events) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
-  const now = ctx.now();
   const shown: Array<Omit<Notification, 'badge'>> = [];
+  for (const e of events)
+    if (e.type === 'contactRequest') shown.push(requestNotification(e, preview));
+    else byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
+  const now = ctx.now();
   const changed = new Set<Contact>();
   for (const [id, list] of byContact) {
     const c = ctx.contacts.get(id);

@@ -33,9 +33,51 @@ export interface TokenRecord {
   cron?: number;
 }
 
-export type ContactState = 'invited' | 'accepted' | 'ready';
+export type ContactState = 'invited' | 'accepted' | 'requested' | 'ready';
 
-export interface Contact {
+/** What has a receive queue of mine: a contact, or my contact address. */
+export interface Receiver {
+  id: string;
+  /** My receive queue. */
+  rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
+  ntf: {
+    /** The user's choice: notifications for this contact (false = muted); always true for the address. */
+    enabled: boolean;
+    notifier?: { notifierId: Uint8Array; ntfAuth: KeyPair; rcvNtfDhSecret: Uint8Array };
+    subId?: Uint8Array;
+    subStatus?: SubStatus;
+  };
+  /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
+  seen: string[];
+}
+
+/** My contact address: a queue anyone may send a contact request to (docs/sdk.md §2, §4.6). */
+export interface AddressRecord extends Receiver {
+  id: typeof ADDRESS_ID;
+  createdAt: number;
+  /** The address key: requests are encrypted to its public half. */
+  key: KeyPair;
+  /** Requesters' e2e keys (base64url) lately handled, newest last: a request sent again is recognized. */
+  requesters: string[];
+}
+
+/** A contact request waiting for the user's answer. */
+export interface RequestRecord {
+  /** base64url of 12 random bytes; the contact keeps it if the request is accepted. */
+  id: string;
+  name: string;
+  receivedAt: number;
+  /** The requester's e2e key. */
+  key: Uint8Array;
+  /** The requester's queue, where the answer goes. */
+  reply: { relay: string; sndId: Uint8Array; sndAuthKey: Uint8Array };
+  /** The request's chains (§3.1, `e2e request`) after the request: the answer is sealed with them. */
+  ratchet: Ratchet;
+}
+
+export const ADDRESS_ID = 'address';
+
+export interface Contact extends Receiver {
   id: string;
   /** The contact's display name ('' until they tell it). */
   name: string;
@@ -46,29 +88,18 @@ export interface Contact {
   myName: string;
   state: ContactState;
   createdAt: number;
-  /** My receive queue for this contact. */
-  rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
   /** The contact's queue that I send to. */
   snd?: { relay: string; sndId: Uint8Array; sndAuthKey: Uint8Array };
   e2e: { role: Role; key: KeyPair; ratchet?: Ratchet };
-  ntf: {
-    /** The user's choice: notifications for this contact (false = muted). */
-    enabled: boolean;
-    notifier?: { notifierId: Uint8Array; ntfAuth: KeyPair; rcvNtfDhSecret: Uint8Array };
-    subId?: Uint8Array;
-    subStatus?: SubStatus;
-  };
   /** Messages not yet read (the badge counts them). */
   unread: number;
   /** When a notification was last shown for this chat (rate limit). */
   lastNotifiedAt: number;
   /** Events the rate limit held back since; the chat's next notification counts them. */
   held?: number;
-  /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
-  seen: string[];
 }
 
-export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:' } as const;
+export const KEYS = { settings: 'settings', token: 'token', contact: 'contact:', address: 'address', request: 'request:' } as const;
 
 // The holder's raw value, not `x`: JSON.stringify hands the replacer what toJSON made, and a
 // Node Buffer (a Uint8Array an app may pass as a device token) turns itself into {type, data}.
