@@ -45,7 +45,7 @@ export function isValidPublicKey(key: Uint8Array): boolean {
 export const KEY_SCHEDULE_VERSION = 2;
 
 /** What a derived key is for: the label's second half. */
-export type KeyUse = 'block keys' | 'auth' | 'relay recipient' | 'relay notifier' | 'ntf token' | 'sealed token' | 'e2e';
+export type KeyUse = 'block keys' | 'auth' | 'relay recipient' | 'relay notifier' | 'ntf token' | 'sealed token' | 'e2e' | 'e2e request';
 
 export interface KeyOptions {
   /** The version in the label; KEY_SCHEDULE_VERSION by default. */

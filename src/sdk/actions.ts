@@ -15,6 +15,8 @@ export interface ActionInput {
   contactId: string;
   /** A call notification's callId. */
   callId?: string;
+  /** A contact request notification's requestId. */
+  requestId?: string;
 }
 
 /** The app starts its call screen: the caller is told the call was answered. */

@@ -10,6 +10,8 @@ import { NtfClient } from '../ntf/client.ts';
 import { MIN_CRON_MINUTES, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
 import type { DeviceToken } from '../push/device.ts';
 import { RelayClient, type RelayEvent } from '../relay/client.ts';
+import { renderSVG } from 'uqr';
+import { acceptRequest, addressLink, createAddress, DEFAULT_MAX_REQUESTS, receiveOn, rejectRequest, sendContactRequest } from './address.ts';
 import { ConnectionPool } from './connections.ts';
 import {
   acceptInvitation,
@@ -17,11 +19,12 @@ import {
   ContactError,
   createInvitation,
   deleteContact,
-  receive,
   sealContent,
   type ChatEvent,
+  type InboxEvent,
+  type RequestEvent,
 } from './contacts.ts';
-import { b64, save, type Context } from './context.ts';
+import { b64, receivers, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
 import { KeyedLock, WriteGate } from './lock.ts';
 import { Notifications } from './notifications.ts';
@@ -37,7 +40,19 @@ import {
 import { DEFAULT_OUTBOX_TTL_MS, Outbox, type MessageState, type MessageStatus } from './outbox.ts';
 import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
 import { loadProfiles, newProfile, profileList, profileOf } from './profiles.ts';
-import { deserialize, KEYS, type Contact, type OutgoingMessage, type ContactState, type NotificationMode, type PreviewMode, type Settings } from './records.ts';
+import {
+  deserialize,
+  KEYS,
+  type AddressRecord,
+  type Contact,
+  type ContactState,
+  type NotificationMode,
+  type OutgoingMessage,
+  type PreviewMode,
+  type Receiver,
+  type RequestRecord,
+  type Settings,
+} from './records.ts';
 import { StoreLockError, type ReleaseLock, type StoreLock } from './store/lock.ts';
 import type { ClientStore } from './store/store.ts';
 import { CALL_ID_LENGTH, nameBytes, type CallMedia } from './content.ts';
@@ -75,6 +90,8 @@ export interface HushClientOptions {
   checkIntervalMs?: number;
   /** How long an unsent message is tried again before it fails. Default 2 days. */
   outboxTtlMs?: number;
+  /** Most contact requests kept waiting for an answer; further ones are refused. Default 32. */
+  maxContactRequests?: number;
   now?: () => number;
   /** The timers of retries and reconnects (a test's clock). Default: the real ones. */
   timers?: Timers;
@@ -100,6 +117,13 @@ export interface ContactInfo {
   unread: number;
 }
 
+export interface ContactRequestInfo {
+  id: string;
+  /** The name the requester gives ('' if none). */
+  name: string;
+  receivedAt: number;
+}
+
 export type HushEvents = {
   /** A message arrived while the client was started (online). */
   message: Extract<ChatEvent, { type: 'message' }>;
@@ -110,6 +134,8 @@ export type HushEvents = {
   callAnswered: CallAnswered;
   /** A contact got connected. */
   contact: Extract<ChatEvent, { type: 'contact' }>;
+  /** A contact request came to my address (online or from handlePush). */
+  contactRequest: RequestEvent;
   /** What the device would show for an online event (an app in the background shows it). */
   notification: Notification;
   /** The device token's status changed; undefined: no token (mode off). */
@@ -149,16 +175,28 @@ async function loadState(
   store: ClientStore,
   crypto: CryptoSuite,
   now: number,
-): Promise<Pick<Context, 'settings' | 'profiles' | 'token' | 'contacts' | 'outbox'> & { migrated: Contact[] | undefined }> {
+): Promise<Pick<Context, 'settings' | 'profiles' | 'token' | 'contacts' | 'outbox' | 'address' | 'requests'> & { migrated: Contact[] | undefined }> {
   const settingsText = await store.get(KEYS.settings);
   const tokenText = await store.get(KEYS.token);
+  const addressText = await store.get(KEYS.address);
+  const requests = new Map<string, RequestRecord>();
+  for (const r of await records<RequestRecord>(store, KEYS.request)) requests.set(r.id, r);
   const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
   const contacts = new Map<string, Contact>();
   for (const c of await records<Contact>(store, KEYS.contact)) contacts.set(c.id, c);
   const outbox = new Map<string, OutgoingMessage[]>();
   for (const m of await records<OutgoingMessage>(store, KEYS.outbox)) outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
   const { profiles, migrated } = await loadProfiles(store, settings, contacts, crypto, now);
-  return { settings, profiles, token: tokenText ? deserialize(tokenText) : undefined, contacts, outbox, migrated };
+  return {
+    settings,
+    profiles,
+    token: tokenText ? deserialize(tokenText) : undefined,
+    contacts,
+    outbox,
+    address: addressText ? deserialize<AddressRecord>(addressText) : undefined,
+    requests,
+    migrated,
+  };
 }
 
 /** Every record under a key prefix, in key order. */
@@ -231,6 +269,9 @@ export class HushClient extends Emitter<HushEvents> {
       token: undefined,
       contacts: new Map(),
       outbox: new Map(),
+      address: undefined,
+      requests: new Map(),
+      maxRequests: opts.maxContactRequests ?? DEFAULT_MAX_REQUESTS,
       locks: new KeyedLock(),
       writes: new WriteGate(),
       words: wordsWith(opts.words),
@@ -485,7 +526,69 @@ export class HushClient extends Emitter<HushEvents> {
     return contact.id;
   }
 
-  private async contactAdded(c: Contact): Promise<void> {
+  // ---- contact address and contact requests
+
+  /**
+   * My contact address's link (`hush-address:…`), made now (for the active
+   * profile, or the one named) if there is none: anyone with it may send a
+   * contact request; contacts accepted through it join that profile.
+   */
+  async createAddress(opts: { profileId?: string } = {}): Promise<string> {
+    this.using();
+    if (!this.ctx.address) await this.contactAdded(await createAddress(this.ctx, profileOf(this.ctx, opts.profileId)));
+    return this.address!;
+  }
+
+  /** The contact address's link; undefined: none. */
+  get address(): string | undefined {
+    return this.ctx.address && addressLink(this.ctx.address);
+  }
+
+  /** The contact address's link as a QR code: SVG markup (a ContactError if there is no address). */
+  addressQr(): string {
+    const link = this.address;
+    if (!link) throw new ContactError('there is no contact address');
+    return renderSVG(link, { ecc: 'M', border: 4 });
+  }
+
+  /** Deletes the address queue (its link stops working); contacts made through it and pending requests stay. */
+  async deleteAddress(): Promise<void> {
+    this.using();
+    if (this.ctx.address) await this.deleteReceiver(this.ctx.address);
+  }
+
+  /**
+   * Sends a contact request to an address link: a new contact (in the active
+   * profile, or the one named) in state `requested`, connected (a 'contact'
+   * event) once the owner accepts.
+   */
+  async sendContactRequest(link: string, opts: { profileId?: string } = {}): Promise<string> {
+    this.using();
+    const contact = await sendContactRequest(this.ctx, link, profileOf(this.ctx, opts.profileId), this.outbox, (c) => this.contactAdded(c));
+    return contact.id;
+  }
+
+  /** Contact requests to my address waiting for an answer, oldest first. */
+  contactRequests(): ContactRequestInfo[] {
+    return [...this.ctx.requests.values()]
+      .sort((a, b) => a.receivedAt - b.receivedAt)
+      .map((r) => ({ id: r.id, name: r.name, receivedAt: r.receivedAt }));
+  }
+
+  /** Accepts a request: a new contact (with the request's ID), connected for me at once and for the requester when the answer arrives. */
+  async acceptContactRequest(requestId: string): Promise<string> {
+    this.using();
+    const contact = await acceptRequest(this.ctx, requestId, this.outbox, (c) => this.contactAdded(c));
+    return contact.id;
+  }
+
+  /** Drops a request; the requester is told nothing. */
+  async rejectContactRequest(requestId: string): Promise<void> {
+    this.using();
+    await rejectRequest(this.ctx, requestId);
+  }
+
+  private async contactAdded(c: Receiver): Promise<void> {
     if (this.started) await this.subscribe([c]);
     await this.notifications.sync().catch((e) => this.ctx.fail('subscribing a new contact failed', e));
   }
@@ -553,6 +656,13 @@ export class HushClient extends Emitter<HushEvents> {
    * unknown action or missing IDs, a ContactError for a stale one.
    */
   async performAction(input: ActionInput): Promise<void> {
+    const action = input?.action;
+    if (action === 'accept-contact' || action === 'reject-contact') {
+      if (typeof input.requestId !== 'string') throw new TypeError(`${action} needs the requestId of the request's notification`);
+      if (action === 'accept-contact') await this.acceptContactRequest(input.requestId);
+      else await this.rejectContactRequest(input.requestId);
+      return;
+    }
     const handler = Object.hasOwn(ACTIONS, input?.action) ? ACTIONS[input.action] : undefined;
     if (!handler) throw new TypeError(`unknown notification action: ${String(input?.action)}`);
     const answered = await handler(this.ctx, this.contact(input.contactId), input, this.outbox);
@@ -577,8 +687,11 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   /** Deletes the contact: its queue at the relay (with the notifier) and its subscription. */
-  async deleteContact(contactId: string): Promise<void> {
-    const c = this.contact(contactId);
+  deleteContact(contactId: string): Promise<void> {
+    return this.deleteReceiver(this.contact(contactId));
+  }
+
+  private async deleteReceiver(c: Receiver): Promise<void> {
     const t = this.ctx.token;
     if (c.ntf.subId && t?.tokenId)
       await this.ctx.ntf.with(t.server, (n) => n.deleteSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch(() => {});
@@ -601,7 +714,7 @@ export class HushClient extends Emitter<HushEvents> {
       this.opts.checkIntervalMs ?? 3_600_000,
     );
     this.outbox.flushAll();
-    await this.subscribe([...this.ctx.contacts.values()]);
+    await this.subscribe(receivers(this.ctx));
   }
 
   /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
@@ -638,10 +751,10 @@ export class HushClient extends Emitter<HushEvents> {
     });
   }
 
-  private subKey = (c: Contact) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
+  private subKey = (c: Receiver) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
 
-  private async subscribe(contacts: Contact[]): Promise<void> {
-    const byRelay = new Map<string, Contact[]>();
+  private async subscribe(contacts: Receiver[]): Promise<void> {
+    const byRelay = new Map<string, Receiver[]>();
     for (const c of contacts) byRelay.set(c.rcv.relay, [...(byRelay.get(c.rcv.relay) ?? []), c]);
     await Promise.all(
       [...byRelay].map(async ([relay, list]) => {
@@ -678,21 +791,21 @@ export class HushClient extends Emitter<HushEvents> {
       } catch {
         return this.scheduleReconnect(relay, attempt + 1);
       }
-      await this.subscribe([...this.ctx.contacts.values()].filter((c) => c.rcv.relay === relay));
+      await this.subscribe(receivers(this.ctx).filter((c) => c.rcv.relay === relay));
     }, base * (0.75 + Math.random() / 2));
     this.reconnects.set(relay, timer);
   }
 
   private onRelayEvent(relay: string, e: RelayEvent): void {
     const key = `${relay} ${b64(e.entityId)}`;
-    const c = [...this.ctx.contacts.values()].find((x) => this.subKey(x) === key);
+    const c = receivers(this.ctx).find((x) => this.subKey(x) === key);
     // END (another connection took the queue over) needs nothing: that one receives now.
     // Suspending: the message stays at the relay (not ACKed) for the store's next holder.
     if (!c || e.type !== 'MSG' || !this.held) return;
     void this.ctx.locks
       .run(c.id, async () => {
         const r = await this.ctx.relays.get(relay);
-        const event = await receive(this.ctx, c, r, e);
+        const event = await receiveOn(this.ctx, c, r, e);
         // Stored, so handled: a redelivery after a failed ACK is recognized (seen) and makes no second event.
         await ackMessage(r, c, e.msgId).catch((err) => this.ctx.fail('acknowledging a received message failed', err));
         return event;
@@ -706,13 +819,13 @@ export class HushClient extends Emitter<HushEvents> {
    * an app in the foreground shows none of them, and shown or not, they must
    * not hold back the push handler's.
    */
-  private async announce(events: ChatEvent[]): Promise<void> {
+  private async announce(events: InboxEvent[]): Promise<void> {
     this.emitEvents(events);
     const shown = await buildNotifications(this.ctx, events, this.ctx.settings.preview, false);
     for (const n of shown) this.emit('notification', n);
   }
 
-  private emitEvents(events: ChatEvent[]): void {
+  private emitEvents(events: InboxEvent[]): void {
     for (const e of events) this.emit(e.type, e as never);
   }
 

@@ -15,12 +15,13 @@ import { parseAddress } from '../core/address.ts';
 import { isValidPublicKey, sharedKey } from '../core/keys.ts';
 import { CommandError } from '../core/command-client.ts';
 import { openMessage, type RelayClient } from '../relay/client.ts';
-import { b64, save, type Context } from './context.ts';
+import { b64, isCurrent, save, type Context } from './context.ts';
 import { decodeContent, encodeContent, type CallMedia, type CallReply, type Content } from './content.ts';
-import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
-import { formatInvitation, parseInvitation } from './invitation.ts';
+import { decrypt, encrypt, initRatchet, readEnvelope, type Role } from './e2e.ts';
+import type { KeyPair } from '../core/crypto/suite.ts';
+import { formatInvitation, parseInvitation, type Invitation } from './invitation.ts';
 import { outgoing, type Outbox } from './outbox.ts';
-import type { Contact, OutgoingMessage, Profile } from './records.ts';
+import { ADDRESS_ID, type Contact, type ContactState, type OutgoingMessage, type Profile, type Receiver } from './records.ts';
 
 /** What a received message meant, for the app and for notifications. */
 export type ChatEvent =
@@ -29,8 +30,17 @@ export type ChatEvent =
   | { type: 'call'; contactId: string; msgId: string; callId: string; media: CallMedia; sentAt: number; receivedAt: number; expiresAt: number }
   /** The contact answered or declined my call `callId`. */
   | { type: 'callReply'; contactId: string; msgId: string; callId: string; reply: CallReply }
-  /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready. */
+  /** The contact is connected: the inviter got the acceptor's hello, or the acceptor the inviter's ready (or the requester the answer). */
   | { type: 'contact'; contactId: string; msgId: string; name: string };
+
+/** A contact request came to my address: it waits for acceptContactRequest / rejectContactRequest. */
+export type RequestEvent = { type: 'contactRequest'; requestId: string; name: string };
+
+/** What a message on one of my queues meant: a chat event (a contact's queue) or a request (the address's). */
+export type InboxEvent = ChatEvent | RequestEvent;
+
+/** Handles one MSG from a receive queue of mine (a contact's or the address's). */
+export type Handler = (ctx: Context, r: Receiver, relay: RelayClient, msg: { msgId: Uint8Array; sealed: Uint8Array }) => Promise<InboxEvent | undefined>;
 
 /** Recently received message IDs kept per contact, to recognize redeliveries. */
 const SEEN = 64;
@@ -55,7 +65,26 @@ const NEW_REFUSED: Record<string, string> = {
 };
 
 /** A new receive queue on one of my relays, and the contact record around it. */
-async function newContact(ctx: Context, role: 'inviter' | 'acceptor', profile: Profile): Promise<Contact> {
+export async function newContact(ctx: Context, role: Role, state: ContactState, profile: Profile): Promise<Contact> {
+  const { crypto } = ctx;
+  return {
+    id: b64(crypto.randomBytes(12)),
+    profileId: profile.id,
+    name: '',
+    myName: profile.name,
+    state,
+    createdAt: ctx.now(),
+    rcv: await newQueue(ctx),
+    e2e: { role, key: crypto.x25519KeyPair() },
+    ntf: { enabled: ctx.settings.newContactNotifications !== false },
+    unread: 0,
+    lastNotifiedAt: 0,
+    seen: [],
+  };
+}
+
+/** A new receive queue on one of my relays. */
+export async function newQueue(ctx: Context): Promise<Receiver['rcv']> {
   const { crypto } = ctx;
   const relay = pickRelay(ctx);
   const rcvAuth = crypto.x25519KeyPair();
@@ -66,24 +95,11 @@ async function newContact(ctx: Context, role: 'inviter' | 'acceptor', profile: P
   });
   const rcvDhSecret = sharedKey(crypto, rcvDh.privateKey, ids.srvDhKey, 'relay recipient');
   if (!rcvDhSecret) throw new ContactError('the relay sent a bad key');
-  return {
-    id: b64(crypto.randomBytes(12)),
-    profileId: profile.id,
-    name: '',
-    myName: profile.name,
-    state: role === 'inviter' ? 'invited' : 'accepted',
-    createdAt: ctx.now(),
-    rcv: { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret },
-    e2e: { role, key: crypto.x25519KeyPair() },
-    ntf: { enabled: ctx.settings.newContactNotifications !== false },
-    unread: 0,
-    lastNotifiedAt: 0,
-    seen: [],
-  };
+  return { relay, rcvId: ids.rcvId, sndId: ids.sndId, rcvAuth, rcvDhSecret };
 }
 
 export async function createInvitation(ctx: Context, profile: Profile): Promise<{ contact: Contact; link: string }> {
-  const contact = await newContact(ctx, 'inviter', profile);
+  const contact = await newContact(ctx, 'inviter', 'invited', profile);
   ctx.contacts.set(contact.id, contact);
   await save(ctx, { contacts: [contact] });
   const link = formatInvitation({ relay: contact.rcv.relay, sndId: contact.rcv.sndId, e2eKey: contact.e2e.key.publicKey });
@@ -106,33 +122,55 @@ export async function acceptInvitation(
 ): Promise<Contact> {
   const inv = parseInvitation(link);
   if (!inv.ok) throw new ContactError(`not an invitation: ${inv.error}`);
+  return firstMessage(ctx, inv.value, 'invitation', profile, outbox, beforeHello, (contact, replyKey) => {
+    const sndAuth = ctx.crypto.x25519KeyPair();
+    contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
+    return {
+      type: 'hello',
+      name: contact.myName,
+      replyRelay: contact.rcv.relay,
+      replySndId: contact.rcv.sndId,
+      replySndKey: replyKey.privateKey,
+      sndAuthKey: sndAuth.publicKey,
+    };
+  });
+}
+
+/**
+ * The acceptor's (or requester's) side: my queue, secured at once with a key I
+ * give the other side in the first message; the contact stored with that
+ * message in its outbox; then `before` (which sets up the notifier, so that
+ * the answer wakes a sleeping device); then the first message goes, unsigned
+ * (the other side's queue is not secured for me). One that cannot go now is
+ * sent again later; one the relay refuses (the link was used or withdrawn)
+ * deletes the contact.
+ */
+export async function firstMessage(
+  ctx: Context,
+  to: Invitation,
+  kind: 'invitation' | 'contact address',
+  profile: Profile,
+  outbox: Outbox,
+  before: (c: Contact) => Promise<void>,
+  content: (c: Contact, replyKey: KeyPair) => Content,
+): Promise<Contact> {
   const { crypto } = ctx;
-  const contact = await newContact(ctx, 'acceptor', profile);
-  const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, inv.value.e2eKey);
-  if (!ratchet) throw new ContactError('the invitation holds a bad key');
-  // My queue is secured at once with a key I choose and give the inviter in the hello.
+  if (!isValidPublicKey(to.e2eKey)) throw new ContactError(`the ${kind} holds a bad key`);
+  const request = kind === 'contact address';
+  const contact = await newContact(ctx, 'acceptor', request ? 'requested' : 'accepted', profile);
+  const ratchet = initRatchet(crypto, 'acceptor', contact.e2e.key, to.e2eKey, request ? 'e2e request' : 'e2e');
+  if (!ratchet) throw new ContactError(`the ${kind} holds a bad key`);
   const replyKey = crypto.x25519KeyPair();
   await ctx.relays.with(contact.rcv.relay, (c) => c.secure(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, replyKey.publicKey));
-  const sndAuth = crypto.x25519KeyPair();
-  const hello: Content = {
-    type: 'hello',
-    name: contact.myName,
-    replyRelay: contact.rcv.relay,
-    replySndId: contact.rcv.sndId,
-    replySndKey: replyKey.privateKey,
-    sndAuthKey: sndAuth.publicKey,
-  };
-  const { envelope, ratchet: next } = encrypt(crypto, ratchet, encodeContent(hello), contact.e2e.key.publicKey);
+  const { envelope, ratchet: next } = encrypt(crypto, ratchet, encodeContent(content(contact, replyKey)), contact.e2e.key.publicKey);
   contact.e2e.ratchet = next;
-  contact.snd = { relay: inv.value.relay, sndId: inv.value.sndId, sndAuthKey: sndAuth.privateKey };
   ctx.contacts.set(contact.id, contact);
-  const m = outgoing(ctx, contact, 'hello', envelope, ratchet.sendN, true);
+  const m = outgoing(ctx, contact, request ? 'request' : 'hello', envelope, true, { relay: to.relay, sndId: to.sndId });
   await outbox.add(contact, m);
-  await beforeHello(contact);
-  // Unsigned: the inviter's queue is secured with sndAuth only when the hello arrives.
+  await before(contact);
   if ((await outbox.flush(contact.id, m.id)) === 'failed') {
     await deleteContact(ctx, contact, outbox);
-    throw new ContactError('the invitation was used already or withdrawn');
+    throw new ContactError(request ? 'the contact address is no longer in use' : 'the invitation was used already or withdrawn');
   }
   return contact;
 }
@@ -150,15 +188,14 @@ export async function sealContent(
   outbox: Outbox,
 ): Promise<OutgoingMessage> {
   if (contact.state !== 'ready') throw new ContactError('the contact is not connected yet');
-  const n = contact.e2e.ratchet!.sendN;
   const { envelope, ratchet } = encrypt(ctx.crypto, contact.e2e.ratchet!, encodeContent(content));
   contact.e2e.ratchet = ratchet;
-  const m = outgoing(ctx, contact, content.type, envelope, n, notify);
+  const m = outgoing(ctx, contact, content.type, envelope, notify);
   await outbox.add(contact, m);
   return m;
 }
 
-function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
+export function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
   return ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
 }
 
@@ -223,6 +260,14 @@ export async function receive(
       contact.name = c.name;
       contact.state = 'ready';
       event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
+    } else if (c?.type === 'answer' && contact.state === 'requested') {
+      // The owner's answer: its new queue for me, and a fresh key the chains start again from.
+      if (!parseAddress(c.relay).ok) return drop('the answer names no valid relay');
+      const fresh = initRatchet(ctx.crypto, 'acceptor', contact.e2e.key, c.e2eKey);
+      if (!fresh) return drop('the answer carries a bad key');
+      Object.assign(contact, { snd: { relay: c.relay, sndId: c.sndId, sndAuthKey: c.sndKey }, name: c.name, state: 'ready' as const });
+      contact.e2e.ratchet = fresh;
+      event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
     } else if (c?.type === 'text' && contact.state === 'ready') {
       contact.unread++;
       event = { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts };
@@ -264,12 +309,16 @@ function ringing(
   return event;
 }
 
-export const ackMessage = (relay: RelayClient, contact: Contact, msgId: Uint8Array) =>
-  relay.ack(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey, msgId);
+export const ackMessage = (relay: RelayClient, r: Receiver, msgId: Uint8Array) => relay.ack(r.rcv.rcvId, r.rcv.rcvAuth.privateKey, msgId);
 
-function remember(contact: Contact, msgId: string): void {
-  contact.seen.push(msgId);
-  if (contact.seen.length > SEEN) contact.seen.splice(0, contact.seen.length - SEEN);
+export function remember(r: Receiver, msgId: string): void {
+  keepLast(r.seen, msgId);
+}
+
+/** Adds an item to a list of the latest SEEN items. */
+export function keepLast(list: string[], item: string): void {
+  list.push(item);
+  if (list.length > SEEN) list.splice(0, list.length - SEEN);
 }
 
 /**
@@ -279,10 +328,10 @@ function remember(contact: Contact, msgId: string): void {
  * when the queue is subscribed on this client's connection (the messages
  * come by SUB) or the contact was deleted meanwhile.
  */
-export function fetchMessages(ctx: Context, contact: Contact, deadline: number, out: ChatEvent[]): Promise<void> {
+export function fetchMessages(ctx: Context, contact: Receiver, deadline: number, out: InboxEvent[], receive: Handler): Promise<void> {
   return ctx.locks.run(contact.id, async () => {
     const { rcv } = contact;
-    if (ctx.now() >= deadline || ctx.contacts.get(contact.id) !== contact) return;
+    if (ctx.now() >= deadline || !isCurrent(ctx, contact)) return;
     const relay = await ctx.relays.get(rcv.relay);
     const get = () => relay.get(rcv.rcvId, rcv.rcvAuth.privateKey);
     let msg;
@@ -295,14 +344,14 @@ export function fetchMessages(ctx: Context, contact: Contact, deadline: number, 
     while (msg) {
       const event = await receive(ctx, contact, relay, msg);
       if (event) out.push(event);
-      const more = ctx.now() < deadline && ctx.contacts.get(contact.id) === contact;
+      const more = ctx.now() < deadline && isCurrent(ctx, contact);
       [, msg] = await Promise.all([ackMessage(relay, contact, msg.msgId), more ? get() : undefined]);
     }
   });
 }
 
-/** Deletes my queue for the contact (the relay drops its notifier too), the record and its unsent messages. */
-export async function deleteContact(ctx: Context, contact: Contact, outbox: Outbox): Promise<void> {
+/** Deletes my queue for the contact or the address (the relay drops its notifier too), the record and a contact's unsent messages. */
+export async function deleteContact(ctx: Context, contact: Receiver, outbox: Outbox): Promise<void> {
   await ctx.locks.run(contact.id, async () => {
     try {
       await ctx.relays.with(contact.rcv.relay, (c) => c.deleteQueue(contact.rcv.rcvId, contact.rcv.rcvAuth.privateKey));
@@ -310,7 +359,8 @@ export async function deleteContact(ctx: Context, contact: Contact, outbox: Outb
       // Already gone at the relay: nothing more to delete there.
       if (!(e instanceof CommandError && e.error === 'AUTH')) throw e;
     }
-    ctx.contacts.delete(contact.id);
+    if (contact.id === ADDRESS_ID) ctx.address = undefined;
+    else ctx.contacts.delete(contact.id);
     await save(ctx, { deleted: [contact.id], outboxDone: outbox.forget(contact.id) });
   });
 }

@@ -44,10 +44,13 @@ export interface Ratchet {
 
 export type Role = 'inviter' | 'acceptor';
 
-/** Both sides' chains from the shared secret, bound to both public keys; undefined for a bad peer key (small order). */
-export function initRatchet(crypto: CryptoSuite, role: Role, mine: KeyPair, theirs: Uint8Array): Ratchet | undefined {
+/**
+ * Both sides' chains from the shared secret, bound to both public keys; undefined for a bad peer key (small order).
+ * `e2e request`: a contact request and its answer, the address owner in the inviter's role.
+ */
+export function initRatchet(crypto: CryptoSuite, role: Role, mine: KeyPair, theirs: Uint8Array, use: 'e2e' | 'e2e request' = 'e2e'): Ratchet | undefined {
   const [inviterKey, acceptorKey] = role === 'inviter' ? [mine.publicKey, theirs] : [theirs, mine.publicKey];
-  const okm = sharedKey(crypto, mine.privateKey, theirs, 'e2e', { context: concat(inviterKey, acceptorKey), length: 64 });
+  const okm = sharedKey(crypto, mine.privateKey, theirs, use, { context: concat(inviterKey, acceptorKey), length: 64 });
   if (!okm) return undefined;
   const toAcceptor = okm.slice(0, 32);
   const toInviter = okm.slice(32);

@@ -1,11 +1,11 @@
 // The Hush client SDK: what an app imports (browsers, React Native, Node).
 // Node-only pieces (a file store, the `ws` WebSocket) are in ./node.ts.
-export { HushClient, type ContactInfo, type HushClientOptions, type HushEvents } from './client.ts';
-export { ContactError, type ChatEvent } from './contacts.ts';
+export { HushClient, type ContactInfo, type ContactRequestInfo, type HushClientOptions, type HushEvents } from './client.ts';
+export { ContactError, type ChatEvent, type RequestEvent } from './contacts.ts';
 export type { CallMedia, CallReply } from './content.ts';
 export { DEFAULT_WORDS, type Words } from './words.ts';
 export type { ActionInput, CallAnswered } from './actions.ts';
-export { parseInvitation, formatInvitation, type Invitation } from './invitation.ts';
+export { parseInvitation, formatInvitation, parseContactAddress, formatContactAddress, type Invitation, type ContactAddress } from './invitation.ts';
 export { SUMMARY_THREAD, type Notification, type NotificationAction, type NotificationActionId, type NotificationCategory, type PushPayload } from './push-handler.ts';
 export type { NotificationMode, PreviewMode, ContactState } from './records.ts';
 export type { ClientStore } from './store/store.ts';

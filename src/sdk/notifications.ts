@@ -11,8 +11,8 @@ import { sharedKey } from '../core/keys.ts';
 import type { TokenStatus } from '../ntf/protocol.ts';
 import type { DeviceToken } from '../push/device.ts';
 import { TERMINAL_SUB_STATUSES } from '../ntf/protocol.ts';
-import { b64, save, type Context } from './context.ts';
-import type { Contact, NotificationMode } from './records.ts';
+import { b64, receivers, save, type Context } from './context.ts';
+import type { Contact, NotificationMode, Receiver } from './records.ts';
 
 const isAuth = (e: unknown) => e instanceof CommandError && e.error === 'AUTH';
 
@@ -171,8 +171,9 @@ export class Notifications {
   /** Drops the token and, as they went with it at the server, every subscription ID. */
   private async forgetToken(): Promise<void> {
     this.ctx.token = undefined;
-    for (const c of this.ctx.contacts.values()) delete c.ntf.subId, delete c.ntf.subStatus;
-    await save(this.ctx, { token: true, contacts: this.ctx.contacts.values() });
+    const all = receivers(this.ctx);
+    for (const c of all) delete c.ntf.subId, delete c.ntf.subStatus;
+    await save(this.ctx, { token: true, contacts: all });
   }
 
   /** TCRN for the mode (periodic: check pushes; instant: none), then the subscriptions. */
@@ -191,7 +192,7 @@ export class Notifications {
 
   // ---- subscriptions
 
-  private wants(c: Contact): boolean {
+  private wants(c: Receiver): boolean {
     const t = this.ctx.token;
     return this.ctx.settings.mode === 'instant' && t?.status.status === 'ACTIVE' && c.ntf.enabled;
   }
@@ -206,8 +207,8 @@ export class Notifications {
     const { ctx } = this;
     const t = ctx.token;
     const hold = ctx.settings.mode === 'instant' && t !== undefined && t.status.status !== 'ACTIVE';
-    const contacts = [...ctx.contacts.values()].filter((c) => !(hold && c.ntf.enabled));
-    const changed = new Set<Contact>();
+    const contacts = receivers(ctx).filter((c) => !(hold && c.ntf.enabled));
+    const changed = new Set<Receiver>();
     // 1. SDEL what is no longer wanted, 2. NKEY / NDEL at the relays, 3. SNEW what is wanted.
     if (t?.tokenId)
       await this.batch(
@@ -221,7 +222,7 @@ export class Notifications {
           changed.add(c);
         },
       );
-    const byRelay = new Map<string, Contact[]>();
+    const byRelay = new Map<string, Receiver[]>();
     for (const c of contacts) {
       const want = this.wants(c);
       if (want === (c.ntf.notifier !== undefined)) continue;
@@ -265,10 +266,10 @@ export class Notifications {
   /** SCHK every subscription; a terminal one (or one the server does not know) gets new credentials. */
   private async checkSubscriptions(): Promise<void> {
     const t = this.ctx.token!;
-    const changed = new Set<Contact>();
-    const broken: Contact[] = [];
+    const changed = new Set<Receiver>();
+    const broken: Receiver[] = [];
     await this.batch(
-      [...this.ctx.contacts.values()].filter((c) => c.ntf.subId),
+      receivers(this.ctx).filter((c) => c.ntf.subId),
       (c) =>
         this.withNtf((n) => n.checkSubscription(c.ntf.subId!, t.tknAuth.privateKey)).catch((e) => {
           if (isAuth(e)) return 'AUTH' as const;
@@ -297,7 +298,7 @@ export class Notifications {
    * Starts `op` for every item in the same tick (so the commands share blocks)
    * and applies each result; failures are reported, the others still applied.
    */
-  private async batch<T>(items: Contact[], op: (c: Contact) => Promise<T>, apply: (c: Contact, r: T) => void): Promise<void> {
+  private async batch<T>(items: Receiver[], op: (c: Receiver) => Promise<T>, apply: (c: Receiver, r: T) => void): Promise<void> {
     const results = await Promise.allSettled(items.map(op));
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') apply(items[i]!, r.value);

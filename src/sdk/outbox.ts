@@ -40,11 +40,11 @@ export class Outbox {
     private readonly status: (s: MessageStatus) => void,
   ) {}
 
-  /** Stores `m` with the contact's advanced ratchet in one write, as the contact's last message out. */
-  async add(contact: Contact, m: OutgoingMessage): Promise<void> {
+  /** Stores `m` with the contact's advanced ratchet (and `also`) in one write, as the contact's last message out. */
+  async add(contact: Contact, m: OutgoingMessage, also: Omit<Parameters<typeof save>[1], 'contacts' | 'outbox'> = {}): Promise<void> {
     const queue = this.ctx.outbox.get(contact.id) ?? [];
     this.ctx.outbox.set(contact.id, [...queue, m]);
-    await save(this.ctx, { contacts: [contact], outbox: [m] });
+    await save(this.ctx, { ...also, contacts: [contact], outbox: [m] });
     this.report(m, 'pending');
   }
 
@@ -61,7 +61,7 @@ export class Outbox {
   flush(contactId: string, messageId?: string): Promise<MessageState | undefined> {
     return this.ctx.locks.run(contactId, async () => {
       const c = this.ctx.contacts.get(contactId);
-      if (!c?.snd) return undefined;
+      if (!c) return undefined;
       const outcome = new Map<string, MessageState>();
       for (let m = this.waiting(contactId)[0]; m; m = this.waiting(contactId)[0]) {
         if (this.ctx.now() - m.createdAt > this.ttlMs) {
@@ -69,11 +69,11 @@ export class Outbox {
           outcome.set(m.id, 'failed');
           continue;
         }
-        const { snd } = c;
+        const to = m.to ?? c.snd!;
         try {
-          await this.ctx.relays.with(snd.relay, (r) =>
-            r.send(snd.sndId, m!.envelope, { notify: m!.notify, ...(m!.kind === 'hello' ? {} : { sndAuthKey: snd.sndAuthKey }) }),
-          );
+          // A first message goes unsigned to the queue in the link; the rest signed to the contact's queue.
+          const auth = m.to ? {} : { sndAuthKey: c.snd!.sndAuthKey };
+          await this.ctx.relays.with(to.relay, (r) => r.send(to.sndId, m!.envelope, { notify: m!.notify, ...auth }));
         } catch (e) {
           if (!passing(e)) {
             await this.finish(c, m, 'failed', e instanceof CommandError ? `the relay refused it (${e.error})` : String(e));
@@ -82,7 +82,7 @@ export class Outbox {
           }
           m.attempts++;
           await save(this.ctx, { outbox: [m] });
-          this.retryLater(c, m.attempts);
+          this.retryLater(c, to.relay, m.attempts);
           break;
         }
         await this.finish(c, m, 'sent');
@@ -127,14 +127,14 @@ export class Outbox {
     void this.flush(contactId).catch((e) => this.ctx.fail('sending waiting messages failed', e));
   }
 
-  private retryLater(c: Contact, attempts: number): void {
+  private retryLater(c: Contact, relay: string, attempts: number): void {
     if (!this.running || this.timers.has(c.id)) return;
     const base = RETRY_MS[Math.min(attempts - 1, RETRY_MS.length - 1)]!;
     const timer = this.clock.set(() => {
       this.timers.delete(c.id);
       this.tryNow(c.id);
     }, base * (0.75 + Math.random() / 2));
-    this.timers.set(c.id, { timer, relay: c.snd!.relay });
+    this.timers.set(c.id, { timer, relay });
   }
 
   private async finish(c: Contact, m: OutgoingMessage, state: 'sent' | 'failed', error?: string): Promise<void> {
@@ -150,7 +150,15 @@ export class Outbox {
   }
 }
 
-/** A new outgoing message's record (its envelope already sealed). */
-export function outgoing(ctx: Context, contact: Contact, kind: OutgoingMessage['kind'], envelope: Uint8Array, n: number, notify: boolean): OutgoingMessage {
-  return { id: b64(ctx.crypto.randomBytes(12)), contactId: contact.id, kind, n, envelope, notify, createdAt: ctx.now(), attempts: 0 };
+/** A new outgoing message's record (its envelope already sealed), after the contact's others; `to`: a first message's queue. */
+export function outgoing(
+  ctx: Context,
+  contact: Contact,
+  kind: OutgoingMessage['kind'],
+  envelope: Uint8Array,
+  notify: boolean,
+  to?: OutgoingMessage['to'],
+): OutgoingMessage {
+  const seq = (ctx.outbox.get(contact.id)?.at(-1)?.seq ?? -1) + 1;
+  return { id: b64(ctx.crypto.randomBytes(12)), contactId: contact.id, kind, seq, ...(to ? { to } : {}), envelope, notify, createdAt: ctx.now(), attempts: 0 };
 }

@@ -6,12 +6,13 @@ import { fromBase64Url } from '../core/encoding.ts';
 import { openPush } from '../ntf/payload.ts';
 import { PUSH_DATA_SIZE } from '../push/device.ts';
 import { openMeta } from '../relay/client.ts';
-import { fetchMessages, type ChatEvent } from './contacts.ts';
-import { b64, save, type Context } from './context.ts';
-import type { Contact, PreviewMode } from './records.ts';
+import { receiveOn } from './address.ts';
+import { fetchMessages, type ChatEvent, type InboxEvent, type RequestEvent } from './contacts.ts';
+import { b64, receivers, save, type Context } from './context.ts';
+import type { Contact, PreviewMode, Receiver } from './records.ts';
 import type { Words } from './words.ts';
 
-export type NotificationCategory = 'message' | 'contact' | 'call' | 'missed-call' | 'many' | 'summary';
+export type NotificationCategory = 'message' | 'contact' | 'call' | 'missed-call' | 'many' | 'summary' | 'request';
 
 /** What a notification's buttons do: performAction() carries it out. */
 export type NotificationActionId = 'answer-call' | 'reject-call' | 'accept-contact' | 'reject-contact';
@@ -23,7 +24,7 @@ export interface NotificationAction {
 
 /** A notification as the device shows it. */
 export interface Notification {
-  /** The chat; '' for a summary, which stands for several. */
+  /** The chat; '' for a summary, which stands for several; for a request, the request's ID (the contact keeps it if accepted). */
   contactId: string;
   /** The profile the chat belongs to; '' for a summary. */
   profileId: string;
@@ -36,10 +37,12 @@ export interface Notification {
   count: number;
   /** Unread messages in all chats, for the app icon. */
   badge: number;
-  /** Buttons to show; the one the user picks goes to performAction with contactId (and callId). */
+  /** Buttons to show; the one the user picks goes to performAction with contactId (and callId or requestId). */
   actions?: NotificationAction[];
   /** The ringing call the actions answer or decline. */
   callId?: string;
+  /** The contact request it announces (category `request`). */
+  requestId?: string;
 }
 
 /** The threadId of summary notifications (contact IDs are 16 characters: never this). */
@@ -72,8 +75,8 @@ export function pushData(p: PushPayload): Uint8Array | undefined {
 export interface PushWork {
   /** Verification code to verify the token with. */
   code?: Uint8Array;
-  /** Contacts whose queues to fetch. */
-  contacts: Contact[];
+  /** Contacts (and the address) whose queues to fetch. */
+  contacts: Receiver[];
 }
 
 /** What a push asks for; undefined: it does not open with this device's token secret. */
@@ -83,10 +86,10 @@ export function readPush(ctx: Context, payload: PushPayload): PushWork | undefin
   const push = secret && data && openPush(ctx.crypto, secret, data);
   if (!push) return undefined;
   if (push.kind === 'verification') return { code: push.code, contacts: [] };
-  if (push.kind === 'check') return { contacts: [...ctx.contacts.values()] };
-  const byNotifier = new Map<string, Contact>();
-  for (const c of ctx.contacts.values()) if (c.ntf.notifier) byNotifier.set(b64(c.ntf.notifier.notifierId), c);
-  const due = new Set<Contact>();
+  if (push.kind === 'check') return { contacts: receivers(ctx) };
+  const byNotifier = new Map<string, Receiver>();
+  for (const c of receivers(ctx)) if (c.ntf.notifier) byNotifier.set(b64(c.ntf.notifier.notifierId), c);
+  const due = new Set<Receiver>();
   for (const e of push.entries) {
     const c = byNotifier.get(b64(e.notifierId));
     if (!c) continue; // a deleted contact, or credentials replaced since
@@ -102,9 +105,9 @@ export function readPush(ctx: Context, payload: PushPayload): PushWork | undefin
  * handled by then. Messages being handled at the deadline are acknowledged
  * when done: their events go to `late`.
  */
-export async function fetchAll(ctx: Context, contacts: Contact[], deadline: number, late: (events: ChatEvent[]) => void): Promise<ChatEvent[]> {
-  const events: ChatEvent[] = [];
-  const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events))).then((rs) => {
+export async function fetchAll(ctx: Context, contacts: Receiver[], deadline: number, late: (events: InboxEvent[]) => void): Promise<InboxEvent[]> {
+  const events: InboxEvent[] = [];
+  const work = Promise.allSettled(contacts.map((c) => fetchMessages(ctx, c, deadline, events, receiveOn))).then((rs) => {
     for (const r of rs) if (r.status === 'rejected') ctx.fail('fetching messages after a push failed', r.reason);
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -124,6 +127,26 @@ const missed = (e: ChatEvent, now: number) => e.type === 'call' && e.expiresAt <
 
 function kind(e: ChatEvent, now: number): NotificationCategory {
   return missed(e, now) ? 'missed-call' : (e.type as NotificationCategory);
+}
+
+/** A request's notification: never muted nor rate limited (the cap on pending requests bounds them). */
+function requestNotification(ctx: Context, e: RequestEvent, preview: PreviewMode): Shown {
+  const w = ctx.words;
+  const [title, body] = preview === 'hidden' ? [w.appName, w.newContactRequest] : [w.contactRequest, w.wantsToConnect(e.name)];
+  return {
+    contactId: e.requestId,
+    profileId: ctx.requests.get(e.requestId)?.profileId ?? '',
+    threadId: e.requestId,
+    category: 'request',
+    title,
+    body,
+    count: 1,
+    requestId: e.requestId,
+    actions: [
+      { id: 'accept-contact', title: w.acceptContact },
+      { id: 'reject-contact', title: w.rejectContact },
+    ],
+  };
 }
 
 /** The event told in full (preview `message`). */
@@ -169,16 +192,18 @@ const NOTIFIES = new Set<ChatEvent['type']>(['message', 'call', 'contact']);
  */
 export async function buildNotifications(
   ctx: Context,
-  events: ChatEvent[],
+  events: InboxEvent[],
   preview: PreviewMode,
   rateLimit: boolean,
   max = Infinity,
 ): Promise<Notification[]> {
   const byContact = new Map<string, ChatEvent[]>();
-  for (const e of events) if (NOTIFIES.has(e.type)) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
+  const shown: Shown[] = [];
+  for (const e of events)
+    if (e.type === 'contactRequest') shown.push(requestNotification(ctx, e, preview));
+    else if (NOTIFIES.has(e.type)) byContact.set(e.contactId, [...(byContact.get(e.contactId) ?? []), e]);
   const now = ctx.now();
   const w = ctx.words;
-  const shown: Shown[] = [];
   const changed = new Set<Contact>();
   for (const [id, list] of byContact) {
     const c = ctx.contacts.get(id);
@@ -207,10 +232,10 @@ export async function buildNotifications(
   return summarized(shown, events, max, w).map((n) => ({ ...n, badge }));
 }
 
-/** At most `max`: the chats whose last event came last, and one summary for the rest. */
-function summarized(shown: Shown[], events: ChatEvent[], max: number, w: Words): Shown[] {
+/** At most `max`: the chats (and requests) whose last event came last, and one summary for the rest. */
+function summarized(shown: Shown[], events: InboxEvent[], max: number, w: Words): Shown[] {
   if (shown.length <= max) return shown;
-  const lastAt = new Map(events.map((e, i) => [e.contactId, i]));
+  const lastAt = new Map(events.map((e, i) => [e.type === 'contactRequest' ? e.requestId : e.contactId, i]));
   const recent = [...shown].sort((a, b) => lastAt.get(b.contactId)! - lastAt.get(a.contactId)!);
   const keep = new Set(recent.slice(0, max - 1));
   const rest = shown.filter((n) => !keep.has(n));

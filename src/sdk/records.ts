@@ -45,9 +45,55 @@ export interface Profile {
   createdAt: number;
 }
 
-export type ContactState = 'invited' | 'accepted' | 'ready';
+export type ContactState = 'invited' | 'accepted' | 'requested' | 'ready';
 
-export interface Contact {
+/** What has a receive queue of mine: a contact, or my contact address. */
+export interface Receiver {
+  id: string;
+  /** My receive queue. */
+  rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
+  ntf: {
+    /** The user's choice: notifications for this contact (false = muted); always true for the address. */
+    enabled: boolean;
+    notifier?: { notifierId: Uint8Array; ntfAuth: KeyPair; rcvNtfDhSecret: Uint8Array };
+    subId?: Uint8Array;
+    subStatus?: SubStatus;
+  };
+  /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
+  seen: string[];
+}
+
+/** My contact address: a queue anyone may send a contact request to (docs/sdk.md §2, §4.6). */
+export interface AddressRecord extends Receiver {
+  id: typeof ADDRESS_ID;
+  /** The profile contacts made through it join. */
+  profileId: string;
+  createdAt: number;
+  /** The address key: requests are encrypted to its public half. */
+  key: KeyPair;
+  /** Requesters' e2e keys (base64url) lately handled, newest last: a request sent again is recognized. */
+  requesters: string[];
+}
+
+/** A contact request waiting for the user's answer. */
+export interface RequestRecord {
+  /** base64url of 12 random bytes; the contact keeps it if the request is accepted. */
+  id: string;
+  /** The address's profile when it came: the contact joins it. */
+  profileId: string;
+  name: string;
+  receivedAt: number;
+  /** The requester's e2e key. */
+  key: Uint8Array;
+  /** The requester's queue, where the answer goes. */
+  reply: { relay: string; sndId: Uint8Array; sndAuthKey: Uint8Array };
+  /** The request's chains (§3.1, `e2e request`) after the request: the answer is sealed with them. */
+  ratchet: Ratchet;
+}
+
+export const ADDRESS_ID = 'address';
+
+export interface Contact extends Receiver {
   id: string;
   /** The profile it belongs to. */
   profileId: string;
@@ -60,26 +106,15 @@ export interface Contact {
   myName: string;
   state: ContactState;
   createdAt: number;
-  /** My receive queue for this contact. */
-  rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
   /** The contact's queue that I send to. */
   snd?: { relay: string; sndId: Uint8Array; sndAuthKey: Uint8Array };
   e2e: { role: Role; key: KeyPair; ratchet?: Ratchet };
-  ntf: {
-    /** The user's choice: notifications for this contact (false = muted). */
-    enabled: boolean;
-    notifier?: { notifierId: Uint8Array; ntfAuth: KeyPair; rcvNtfDhSecret: Uint8Array };
-    subId?: Uint8Array;
-    subStatus?: SubStatus;
-  };
   /** Messages not yet read (the badge counts them). */
   unread: number;
   /** When a notification was last shown for this chat (rate limit). */
   lastNotifiedAt: number;
   /** Events the rate limit held back since; the chat's next notification counts them. */
   held?: number;
-  /** Message IDs lately received, base64url, newest last: a redelivery is recognized. */
-  seen: string[];
   /** Calls received and still ringing (absent: none), for the answer and decline actions. */
   calls?: Array<{ id: string; media: CallMedia; expiresAt: number }>;
 }
@@ -88,9 +123,11 @@ export interface Contact {
 export interface OutgoingMessage {
   id: string;
   contactId: string;
-  kind: 'hello' | 'text' | 'call' | 'call-reply';
-  /** Its number in the contact's send chain: the outbox's order. */
-  n: number;
+  kind: 'hello' | 'request' | 'answer' | 'text' | 'call' | 'call-reply';
+  /** Its place in the contact's outbox: the order it goes in. */
+  seq: number;
+  /** A first message's queue, sent to unsigned (a hello, a request); absent: the contact's send queue, signed. */
+  to?: { relay: string; sndId: Uint8Array };
   envelope: Uint8Array;
   notify: boolean;
   createdAt: number;
@@ -98,10 +135,18 @@ export interface OutgoingMessage {
   attempts: number;
 }
 
-export const KEYS = { settings: 'settings', token: 'token', profile: 'profile:', contact: 'contact:', outbox: 'outbox:' } as const;
+export const KEYS = {
+  settings: 'settings',
+  token: 'token',
+  profile: 'profile:',
+  contact: 'contact:',
+  outbox: 'outbox:',
+  address: 'address',
+  request: 'request:',
+} as const;
 
 /** A message's key: by contact, then in send order. */
-export const outboxKey = (m: OutgoingMessage) => `${KEYS.outbox}${m.contactId}:${String(m.n).padStart(10, '0')}`;
+export const outboxKey = (m: OutgoingMessage) => `${KEYS.outbox}${m.contactId}:${String(m.seq).padStart(10, '0')}`;
 
 // The holder's raw value, not `x`: JSON.stringify hands the replacer what toJSON made, and a
 // Node Buffer (a Uint8Array an app may pass as a device token) turns itself into {type, data}.

@@ -23,6 +23,10 @@ export interface Words {
   more(k: number): string;
   /** The summary notification: `messages` events in `chats` chats. */
   summary(messages: number, chats: number): string;
+  /** A contact request to my address: its title, its body (`name`: what the requester calls itself, maybe ''), and both without preview. */
+  contactRequest: string;
+  wantsToConnect(name: string): string;
+  newContactRequest: string;
   /** Action titles. */
   answerCall: string;
   rejectCall: string;
@@ -44,6 +48,9 @@ export const DEFAULT_WORDS: Readonly<Words> = Object.freeze({
   newMessages: (k: number) => plural(k, 'new message', 'new messages'),
   more: (k: number) => ` (+${k} more)`,
   summary: (messages: number, chats: number) => `${plural(messages, 'new message', 'new messages')} in ${plural(chats, 'chat', 'chats')}`,
+  contactRequest: 'Contact request',
+  wantsToConnect: (name: string) => `${name || 'Someone'} wants to connect`,
+  newContactRequest: 'New contact request',
   answerCall: 'Answer',
   rejectCall: 'Decline',
   acceptContact: 'Accept',

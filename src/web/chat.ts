@@ -252,7 +252,7 @@ function render(): Promise<void> {
   return rendering;
 }
 
-const STATE_LABEL = { invited: 'invited', accepted: 'connecting', ready: 'connected' } as const;
+const STATE_LABEL = { invited: 'invited', accepted: 'connecting', requested: 'requested', ready: 'connected' } as const;
 const contactName = (c: ContactInfo) => c.name || (c.state === 'invited' ? 'Invitation' : 'New contact');
 
 async function draw(): Promise<void> {

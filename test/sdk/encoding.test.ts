@@ -1,4 +1,4 @@
-// The SDK's text and binary forms: invitation links (src/sdk/invitation.ts),
+// The SDK's text and binary forms: invitation and contact address links (src/sdk/invitation.ts),
 // contact content (src/sdk/content.ts) and stored records (src/sdk/records.ts). Round trips, strictness with clear
 // errors, and fuzzing: arbitrary or mutated input never throws.
 import { test } from 'node:test';
@@ -6,7 +6,16 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { concat, Encoder, fromBase64Url, toBase64Url, type Parsed } from '../../src/core/encoding.ts';
 import { ID_LENGTH } from '../../src/relay/protocol.ts';
-import { formatInvitation, INVITATION_SCHEME, INVITATION_VERSION, parseInvitation, type Invitation } from '../../src/sdk/invitation.ts';
+import {
+  CONTACT_ADDRESS_SCHEME,
+  formatContactAddress,
+  formatInvitation,
+  INVITATION_SCHEME,
+  INVITATION_VERSION,
+  parseContactAddress,
+  parseInvitation,
+  type Invitation,
+} from '../../src/sdk/invitation.ts';
 import { CALL_ID_LENGTH, decodeContent, encodeContent, MAX_NAME_BYTES, type Content } from '../../src/sdk/content.ts';
 import { deserialize, serialize } from '../../src/sdk/records.ts';
 
@@ -76,13 +85,20 @@ function raw(o: { version?: number; relay?: Uint8Array; sndId?: Uint8Array; key?
     .short(o.key ?? VALID.e2eKey);
   return concat(e.done(), o.tail ?? new Uint8Array(0));
 }
-const link = (b: Uint8Array) => INVITATION_SCHEME + toBase64Url(b);
+const link = (b: Uint8Array, scheme = INVITATION_SCHEME) => scheme + toBase64Url(b);
 
-test('invitations round trip, alone and as the fragment of a web link', () => {
+/** The two link kinds: same bytes, their own scheme and words in errors. */
+const KINDS = [
+  { scheme: INVITATION_SCHEME, format: formatInvitation, parse: parseInvitation, a: 'an invitation', noun: 'invitation', other: CONTACT_ADDRESS_SCHEME },
+  { scheme: CONTACT_ADDRESS_SCHEME, format: formatContactAddress, parse: parseContactAddress, a: 'a contact address', noun: 'contact address', other: INVITATION_SCHEME },
+];
+
+for (const { scheme, format, parse, noun } of KINDS)
+test(`${noun} links round trip, alone and as the fragment of a web link`, () => {
   run(
     fc.property(invitation, (i) => {
-      const text = formatInvitation(i);
-      assert.match(text, /^hush-invite:[A-Za-z0-9_-]+$/);
+      const text = format(i);
+      assert.match(text, new RegExp(`^${scheme}[A-Za-z0-9_-]+$`));
       const forms = [
         text,
         `  ${text}\n`,
@@ -91,39 +107,44 @@ test('invitations round trip, alone and as the fragment of a web link', () => {
         `https://example.org/chat?x=1#${encodeURIComponent(text)}`,
         `https://example.org/#${[...text].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join('')}`,
       ];
-      for (const f of forms) assert.deepStrictEqual(parseInvitation(f), { ok: true, value: i }, f);
+      for (const f of forms) assert.deepStrictEqual(parse(f), { ok: true, value: i }, f);
     }),
   );
-  assert.deepStrictEqual(parseInvitation(link(raw())), { ok: true, value: VALID });
+  assert.deepStrictEqual(parse(link(raw(), scheme)), { ok: true, value: VALID });
 });
 
-test('malformed invitations are errors saying what is wrong', () => {
-  const valid = formatInvitation(VALID);
-  const payload = valid.slice(INVITATION_SCHEME.length);
+for (const { scheme, format, parse, a, noun, other } of KINDS)
+test(`malformed ${noun} links are errors saying what is wrong`, () => {
+  const link = (b: Uint8Array) => scheme + toBase64Url(b);
+  const valid = format(VALID);
+  const payload = valid.slice(scheme.length);
+  const starts = new RegExp(`^${a} starts with ${scheme}$`);
   const cases: Array<[string, RegExp]> = [
-    ['', /starts with hush-invite:/],
-    [payload, /starts with hush-invite:/],
-    [`HUSH-INVITE:${payload}`, /starts with hush-invite:/],
-    [`hush-invitation:${payload}`, /starts with hush-invite:/],
-    [`hush-invite:`, /starts with hush-invite:/],
-    [`${valid}=`, /starts with hush-invite:/],
-    [`hush-invite:${payload.replace(/[-_A]/, '+')}`, /starts with hush-invite:/],
-    [`${valid} x`, /starts with hush-invite:/],
-    ['https://example.org/chat', /no invitation after #/],
-    ['https://example.org/chat#', /starts with hush-invite:/],
+    ['', starts],
+    [payload, starts],
+    [`${scheme.toUpperCase()}${payload}`, starts],
+    [`${scheme.slice(0, -1)}ation:${payload}`, starts],
+    [scheme, starts],
+    [`${valid}=`, starts],
+    [`${scheme}${payload.replace(/[-_A]/, '+')}`, starts],
+    [`${valid} x`, starts],
+    [`${other}${payload}`, new RegExp(`^this is an? [a-z ]+, not ${a}$`)],
+    [`https://example.org/#${other}${payload}`, /^this is/],
+    ['https://example.org/chat', new RegExp(`no ${noun} after #`)],
+    ['https://example.org/chat#', starts],
     [`https://example.org/#%zz${valid}`, /percent-encoding/],
     [`https://example.org/#${valid}%E0%A4`, /percent-encoding/],
-    [`ftp://example.org/#${valid}`, /starts with hush-invite:/],
+    [`ftp://example.org/#${valid}`, starts],
     // base64url of a length no bytes have, or with non-zero trailing bits
-    [`hush-invite:${payload.slice(0, 41)}`, /not valid base64url/],
-    ['hush-invite:AB', /not valid base64url/],
+    [`${scheme}${payload.slice(0, 41)}`, /not valid base64url/],
+    [`${scheme}AB`, /not valid base64url/],
     // the bytes
     [link(raw().subarray(0, 50)), /truncated/],
     [link(raw().subarray(0, raw().length - 1)), /truncated/],
     [link(new Uint8Array([INVITATION_VERSION])), /truncated/],
     [link(raw({ tail: new Uint8Array([0]) })), /trailing bytes/],
-    [link(raw({ version: 0 })), /unknown invitation version/],
-    [link(raw({ version: 2 })), /unknown invitation version/],
+    [link(raw({ version: 0 })), new RegExp(`unknown ${noun} version`)],
+    [link(raw({ version: 2 })), new RegExp(`unknown ${noun} version`)],
     [link(raw({ relay: utf8('hush://relay.example.org:443') })), /no valid relay address/],
     [link(raw({ relay: utf8(RELAY.replace('hush://', 'https://')) })), /no valid relay address/],
     [link(raw({ relay: utf8(RELAY.replace(':443', ':70000')) })), /no valid relay address/],
@@ -136,17 +157,19 @@ test('malformed invitations are errors saying what is wrong', () => {
     [link(raw({ key: new Uint8Array(31) })), /key must be 32 bytes/],
     [link(raw({ key: new Uint8Array(33) })), /key must be 32 bytes/],
   ];
-  for (const [text, error] of cases) rejects(parseInvitation(text), error, text);
+  for (const [text, error] of cases) rejects(parse(text), error, text);
   assert.equal(ID_LENGTH, 24);
 });
 
-test('parseInvitation never throws: arbitrary strings and mutated valid links', () => {
+test('the link parsers never throw: arbitrary strings and mutated valid links', () => {
   const check = (s: string) => {
-    const r = parseInvitation(s);
-    // What is accepted is canonical: it formats back to the same link.
-    if (wellFormed(r)) {
-      const t = s.trim();
-      assert.equal(formatInvitation(r.value), /^https?:\/\//i.test(t) ? decodeURIComponent(t.slice(t.indexOf('#') + 1)) : t);
+    for (const { parse, format } of KINDS) {
+      const r = parse(s);
+      // What is accepted is canonical: it formats back to the same link.
+      if (wellFormed(r)) {
+        const t = s.trim();
+        assert.equal(format(r.value), /^https?:\/\//i.test(t) ? decodeURIComponent(t.slice(t.indexOf('#') + 1)) : t);
+      }
     }
   };
   run(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), check));
@@ -211,6 +234,12 @@ const content: fc.Arbitrary<Content> = fc.oneof(
     .tuple(sentAt, fc.constantFrom('audio' as const, 'video' as const), fc.integer({ min: 0, max: 2 ** 32 - 1 }), bytes(CALL_ID_LENGTH))
     .map(([sentAt, media, ringMs, callId]): Content => ({ type: 'call', sentAt, media, ringMs, callId })),
   fc.tuple(bytes(CALL_ID_LENGTH), fc.constantFrom('answer' as const, 'decline' as const)).map(([callId, reply]): Content => ({ type: 'call-reply', callId, reply })),
+  fc
+    .tuple(displayName, anyText(60), bytes(ID_LENGTH), bytes(32))
+    .map(([name, replyRelay, replySndId, replySndKey]): Content => ({ type: 'request', name, replyRelay, replySndId, replySndKey })),
+  fc
+    .tuple(displayName, anyText(60), bytes(ID_LENGTH), bytes(32), bytes(32))
+    .map(([name, relay, sndId, sndKey, e2eKey]): Content => ({ type: 'answer', name, relay, sndId, sndKey, e2eKey })),
 );
 
 test('content of every type round trips', () => {
@@ -223,7 +252,7 @@ test('content of every type round trips', () => {
     }),
     2000,
   );
-  assert.deepEqual([...seen].sort(), ['call', 'call-reply', 'hello', 'ready', 'text']);
+  assert.deepEqual([...seen].sort(), ['answer', 'call', 'call-reply', 'hello', 'ready', 'request', 'text']);
 });
 
 test('a name over MAX_NAME_BYTES does not encode', () => {
@@ -243,6 +272,8 @@ test('decodeContent is strict', () => {
   const call = encodeContent({ type: 'call', sentAt: 5, media: 'video', ringMs: 30_000, callId });
   const reply = encodeContent({ type: 'call-reply', callId, reply: 'decline' });
   const u32 = (v: number) => new Encoder(4).u32(v).done();
+  const request = encodeContent({ type: 'request', name: 'Ann', replyRelay: RELAY, replySndId: new Uint8Array(ID_LENGTH), replySndKey: k });
+  const answer = encodeContent({ type: 'answer', name: 'Ann', relay: RELAY, sndId: new Uint8Array(ID_LENGTH), sndKey: k, e2eKey: k });
   const cases: Array<[Uint8Array, RegExp]> = [
     [new Uint8Array(0), /truncated/],
     [concat(hello, new Uint8Array([0])), /trailing bytes/],
@@ -250,7 +281,9 @@ test('decodeContent is strict', () => {
     [concat(call, new Uint8Array([0])), /trailing bytes/],
     [concat(reply, new Uint8Array([0])), /trailing bytes/],
     [new Uint8Array([0]), /unknown content type/],
-    [new Uint8Array([6]), /unknown content type/],
+    [concat(request, new Uint8Array([0])), /trailing bytes/],
+    [concat(answer, new Uint8Array([0])), /trailing bytes/],
+    [new Uint8Array([8]), /unknown content type/],
     [new Uint8Array([255, 0, 0]), /unknown content type/],
     [concat(new Uint8Array([4]), u64(1), new Uint8Array([0])), /unknown call media/],
     [concat(new Uint8Array([4]), u64(1), new Uint8Array([3])), /unknown call media/],
@@ -270,13 +303,23 @@ test('decodeContent is strict', () => {
     [concat(new Uint8Array([1, 1, 0x41, 1, 0xfe]), hello.subarray(2 + 3 + 1 + utf8(RELAY).length)), /UTF-8/],
     [concat(new Uint8Array([2, MAX_NAME_BYTES + 1]), utf8('a'.repeat(MAX_NAME_BYTES + 1))), /name too long/],
     [concat(new Uint8Array([1, MAX_NAME_BYTES + 1]), utf8('a'.repeat(MAX_NAME_BYTES + 1)), hello.subarray(5)), /name too long/],
+    [concat(new Uint8Array([6, MAX_NAME_BYTES + 1]), utf8('a'.repeat(MAX_NAME_BYTES + 1)), request.subarray(5)), /name too long/],
+    [concat(new Uint8Array([7, MAX_NAME_BYTES + 1]), utf8('a'.repeat(MAX_NAME_BYTES + 1)), answer.subarray(5)), /name too long/],
   ];
   for (const [b, error] of cases) rejects(decodeContent(b), error, hex(b));
-  // Every strict prefix of a hello, ready, call or call reply is rejected.
-  for (const b of [hello, ready, call, reply]) for (let n = 0; n < b.length; n++) assert.equal(decodeContent(b.subarray(0, n)).ok, false, `${hex(b)} cut at ${n}`);
+  // Every strict prefix of a hello, ready, call, call reply, request or answer is rejected.
+  for (const b of [hello, ready, call, reply, request, answer]) for (let n = 0; n < b.length; n++) assert.equal(decodeContent(b.subarray(0, n)).ok, false, `${hex(b)} cut at ${n}`);
   // Wrong key lengths in a hello.
   for (const [field, len] of [['replySndId', ID_LENGTH + 1], ['replySndKey', 31], ['sndAuthKey', 33]] as const) {
     const bad = { type: 'hello', name: 'A', replyRelay: RELAY, replySndId: new Uint8Array(ID_LENGTH), replySndKey: k, sndAuthKey: k, [field]: new Uint8Array(len) } as Content;
+    rejects(decodeContent(encodeContent(bad)), /must be \d+ bytes/, field);
+  }
+  for (const [field, len] of [['replySndId', ID_LENGTH - 1], ['replySndKey', 33]] as const) {
+    const bad = { type: 'request', name: 'A', replyRelay: RELAY, replySndId: new Uint8Array(ID_LENGTH), replySndKey: k, [field]: new Uint8Array(len) } as Content;
+    rejects(decodeContent(encodeContent(bad)), /must be \d+ bytes/, field);
+  }
+  for (const [field, len] of [['sndId', ID_LENGTH + 1], ['sndKey', 31], ['e2eKey', 0]] as const) {
+    const bad = { type: 'answer', name: 'A', relay: RELAY, sndId: new Uint8Array(ID_LENGTH), sndKey: k, e2eKey: k, [field]: new Uint8Array(len) } as Content;
     rejects(decodeContent(encodeContent(bad)), /must be \d+ bytes/, field);
   }
 });
@@ -291,7 +334,7 @@ test('decodeContent never throws on arbitrary or mutated bytes; what decodes is 
     }
   };
   run(fc.property(fc.uint8Array({ maxLength: 200 }), check), 3000);
-  run(fc.property(fc.integer({ min: 0, max: 6 }), fc.uint8Array({ maxLength: 120 }), (t, rest) => check(concat(new Uint8Array([t]), rest))), 3000);
+  run(fc.property(fc.integer({ min: 0, max: 8 }), fc.uint8Array({ maxLength: 120 }), (t, rest) => check(concat(new Uint8Array([t]), rest))), 3000);
   run(
     fc.property(content, byteEdits, (c, edits) => {
       check(edited(encodeContent(c), edits));

@@ -172,6 +172,19 @@ export async function connect(inviter: Phone, acceptor: Phone): Promise<{ atInvi
   return { atInviter, atAcceptor };
 }
 
+/** A registered Bob with two friends, Alice and Carol, connected (online) and subscribed. */
+export async function bobAndTwoFriends(t: TestContext) {
+  const stack = await startStack(t);
+  const bob = await Phone.create(t, stack, 'Bob');
+  await bob.register();
+  const alice = await Phone.create(t, stack, 'Alice');
+  const carol = await Phone.create(t, stack, 'Carol');
+  const a = await connect(alice, bob);
+  const c = await connect(carol, bob);
+  await untilSubscribed(bob, 2);
+  return { stack, bob, alice, carol, a, c };
+}
+
 /** Waits until every contact of the phone has an ACTIVE subscription. */
 export async function untilSubscribed(phone: Phone, n: number): Promise<void> {
   await until(`${n} ACTIVE subscriptions`, async () => {

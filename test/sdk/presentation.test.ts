@@ -7,7 +7,7 @@ import type { ChatEvent } from '../../src/sdk/contacts.ts';
 import { ContactError } from '../../src/sdk/contacts.ts';
 import type { Notification } from '../../src/sdk/push-handler.ts';
 import { DEFAULT_WORDS } from '../../src/sdk/words.ts';
-import { asleepPair, checkPush, connect, nmsgs, Phone, startStack, until, untilSubscribed } from './helpers.ts';
+import { asleepPair, bobAndTwoFriends, checkPush, connect, nmsgs, Phone, startStack, until, untilSubscribed } from './helpers.ts';
 
 const shown = (ns: Notification[]) => ns.map((n) => `[${n.category}] ${n.title}: ${n.body}`);
 
@@ -50,14 +50,7 @@ test('notifications are made of the words table: the words option, setWords at r
 });
 
 test('the open chat: its events come, its notifications are not shown, online or from a push; the others are', async (t) => {
-  const stack = await startStack(t);
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const carol = await Phone.create(t, stack, 'Carol');
-  const a = await connect(alice, bob);
-  const c = await connect(carol, bob);
-  await untilSubscribed(bob, 2);
+  const { bob, alice, carol, a, c } = await bobAndTwoFriends(t);
   const received: string[] = [];
   bob.client.on('message', (m) => received.push(m.text));
   const notified: Notification[] = [];

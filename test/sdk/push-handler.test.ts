@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ChatEvent } from '../../src/sdk/contacts.ts';
-import { asleepPair, connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
+import { asleepPair, bobAndTwoFriends, connect, Phone, startStack, until, untilSubscribed } from './helpers.ts';
 
 test('50 messages from 10 contacts while asleep: badge 50, one notification per chat, no message twice', { timeout: 120_000 }, async (t) => {
   const stack = await startStack(t);
@@ -46,14 +46,7 @@ test('50 messages from 10 contacts while asleep: badge 50, one notification per 
 });
 
 test('a push for a deleted contact shows nothing and breaks nothing', async (t) => {
-  const stack = await startStack(t);
-  const bob = await Phone.create(t, stack, 'Bob');
-  await bob.register();
-  const alice = await Phone.create(t, stack, 'Alice');
-  const carol = await Phone.create(t, stack, 'Carol');
-  const a = await connect(alice, bob);
-  const c = await connect(carol, bob);
-  await untilSubscribed(bob, 2);
+  const { bob, alice, carol, a, c } = await bobAndTwoFriends(t);
   bob.client.stop();
   bob.skipPushes();
 
