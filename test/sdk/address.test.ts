@@ -115,8 +115,11 @@ test('connecting through an address while both phones sleep: pushes wake them fo
   assert.equal(n!.body, 'Bob wants to connect');
   assert.deepEqual(requests.map((r) => r.requestId), [n!.requestId]);
 
-  // The user taps Accept: the app runs without going online.
-  const atAlice = await alice.client.acceptContactRequest(n!.requestId!);
+  // The user taps Accept: the app (not online) hands the button to performAction.
+  assert.deepEqual(n!.actions?.map((a) => a.id), ['accept-contact', 'reject-contact']);
+  await alice.client.performAction({ action: 'accept-contact', contactId: n!.contactId, requestId: n!.requestId! });
+  const atAlice = n!.requestId!;
+  assert.equal(alice.client.contacts()[0]?.id, atAlice, 'the contact keeps the request ID');
   const [c] = await bob.handlePushes((s) => s.length > 0, 'the connected notification');
   assert.deepEqual([c!.contactId, c!.category, c!.title, c!.body], [atBob, 'contact', 'Alice', 'Connected']);
   assert.equal(state(bob, atBob), 'ready');
@@ -133,7 +136,8 @@ test('a rejected request is gone; requests and the address survive a restart; un
   await alice.reopen();
   assert.equal(alice.client.address, link);
   assert.deepEqual(alice.client.contactRequests().map((r) => r.id), [request.requestId]);
-  await alice.client.rejectContactRequest(request.requestId);
+  await assert.rejects(alice.client.performAction({ action: 'reject-contact', contactId: request.requestId }), (e) => e instanceof TypeError && /needs the requestId/.test(e.message));
+  await alice.client.performAction({ action: 'reject-contact', contactId: request.requestId, requestId: request.requestId });
   assert.deepEqual(alice.client.contactRequests(), []);
   assert.equal(await alice.store.get(KEYS.request + request.requestId), undefined);
   assert.deepEqual(alice.client.contacts(), []);
