@@ -3,7 +3,7 @@
 // iOS extension, a service worker), with the IDs the notification carried.
 import { fromBase64Url } from '../core/encoding.ts';
 import { ContactError, sealContent } from './contacts.ts';
-import { save, type Context } from './context.ts';
+import type { Context } from './context.ts';
 import type { CallMedia, CallReply } from './content.ts';
 import type { NotificationActionId } from './push-handler.ts';
 import type { Outbox } from './outbox.ts';
@@ -44,10 +44,10 @@ async function replyToCall(ctx: Context, c: Contact, input: ActionInput, outbox:
     const call = c.calls?.find((x) => x.id === callId);
     if (!call) throw new ContactError('no such call ringing: it was answered or declined already, or is unknown');
     if (call.expiresAt <= ctx.now()) throw new ContactError('the call is over: it rang out');
-    await sealContent(ctx, c, { type: 'call-reply', callId: fromBase64Url(callId)!, reply }, false, outbox);
     c.calls = c.calls!.filter((x) => x !== call);
     c.unread = Math.max(0, c.unread - 1);
-    await save(ctx, { contacts: [c] });
+    // Stored with the sealed reply, in one write.
+    await sealContent(ctx, c, { type: 'call-reply', callId: fromBase64Url(callId)!, reply }, false, outbox);
     return { contactId: c.id, callId, media: call.media };
   });
   await outbox.flush(c.id); // the reply goes through the outbox like any message
