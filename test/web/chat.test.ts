@@ -8,7 +8,12 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { until } from '../ntf/helpers.ts';
 import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
 
-type HushWindow = { hush: { ready: Promise<void>; client?: { contacts(): Array<{ notifications: boolean; subscription?: string }> } } };
+type HushWindow = {
+  hush: {
+    ready: Promise<void>;
+    client?: { activeProfile: string; previewMode: string; contacts(): Array<{ id: string; profileId: string; notifications: boolean; subscription?: string }> };
+  };
+};
 const TIMEOUT = 20_000;
 
 /** Opens the chat as `name`; resolves once its client is open and online. Page errors fail the test. */
@@ -35,7 +40,9 @@ async function waitForText(page: Page, selector: string, text: string): Promise<
   }
 }
 
-const messageTexts = (page: Page) => page.$$eval('#messages .message', (els) => els.map((e) => e.textContent));
+/** Each message as "From: text" (without its status marks). */
+const messageTexts = (page: Page) =>
+  page.$$eval('#messages .message', (els) => els.map((e) => `${e.querySelector('.from')?.textContent}: ${e.querySelector('.text')?.textContent}`));
 
 async function send(page: Page, text: string): Promise<void> {
   await page.fill('#text', text);
@@ -143,6 +150,7 @@ test('with no chat page open, the service worker turns a push into a notificatio
   await bobPage.waitForFunction(() => (window as unknown as Posted).posted !== undefined, undefined, { timeout: TIMEOUT });
   assert.deepEqual(await bobPage.evaluate(() => (window as unknown as Posted).posted), { type: 'hush-push', data: 'bm90IGEgcHVzaA' });
 
+  const bobProfile = await bobPage.evaluate(() => (window as unknown as HushWindow).hush.client?.activeProfile);
   const relayConnections = stack.relay.server.connections;
   await bobPage.close();
   // Bob's connection is gone at the relay: the message waits in his queue for a push to fetch it
@@ -181,7 +189,7 @@ test('with no chat page open, the service worker turns a push into a notificatio
   assert.equal(shown[0]!.title, 'Alice');
   assert.equal(shown[0]!.body, 'hi');
   assert.ok(shown[0]!.tag, 'tagged with the chat');
-  assert.deepEqual(shown[0]!.data, { contactId: shown[0]!.tag, badge: 1 });
+  assert.deepEqual(shown[0]!.data, { contactId: shown[0]!.tag, profileId: bobProfile, badge: 1 });
 
   // The service worker kept the text: the chat, opened again, shows it
   const back = await openChat(bobContext, url, 'Bob');
