@@ -226,7 +226,7 @@ function wire(c: HushClient, log: History): void {
     void log.setState(m.contactId, m.messageId, change).then(render);
   });
   c.on('callReply', (r) => say(`${nameOf(c, r.contactId)} ${r.reply === 'answer' ? 'answered' : 'declined'} your call`));
-  c.on('callAnswered', (a) => say(`on a ${a.media} call with ${nameOf(c, a.contactId)} (a real app opens its call screen here)`));
+  c.on('callAnswered', (a) => say(`${a.media} call with ${nameOf(c, a.contactId)} answered (a real app opens its call screen here)`));
   // the store's Web Lock taken away (another client found it stale): this client is suspended
   c.on('lockLost', () => say('another client took over the data: reload the page', true));
   // what the device would show for a message that came online (none for the chat on screen)

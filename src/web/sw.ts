@@ -198,7 +198,7 @@ sw.addEventListener('notificationclick', (event) => {
       const [open] = await chatWindows();
       if (open) {
         open.postMessage({ type: OPEN_MESSAGE, contactId });
-        await open.focus();
+        await open.focus().catch(() => {}); // refused without the click's user activation: the chat is open anyway
       } else await sw.clients.openWindow(typeof contactId === 'string' ? `/?chat=${encodeURIComponent(contactId)}` : '/');
     })(),
   );
