@@ -6,9 +6,15 @@
 // receive) and from the service worker, which posts pushes here rather than
 // open a second client on the same store (sw.ts says why). It shows the
 // notifications the SDK makes, but for the chat on screen (setOpenChat).
+//
+// It shows the SDK's pieces: each sent message's state in the outbox, profiles
+// (own name and contacts, unread per profile), the notification words'
+// language, silent sends, calls answered from their notification, a store
+// encrypted with a passphrase, and wiping everything.
 import {
-  openIndexedDbClient,
+  PassphraseError,
   webPushToken,
+  type ActionInput,
   type ContactInfo,
   type HushClient,
   type Notification as HushNotification,
@@ -18,17 +24,20 @@ import {
 } from '../sdk/index.ts';
 import { errorText, runAction } from './actions.ts';
 import {
+  ACTION_MESSAGE,
   CLIENT_LOCK,
   History,
   loadConfig,
   OPEN_MESSAGE,
   openPushFeed,
+  openStoreClient,
   PAGE_DEADLINE_MS,
   PUSH_MESSAGE,
   showNotification,
-  STORE,
+  storeIsEncrypted,
   type HistoryEntry,
 } from './push-bridge.ts';
+import { LANGUAGES, wordsOf } from './words.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);
@@ -37,12 +46,25 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
 };
 const ui = {
   nameForm: $<HTMLFormElement>('name-form'),
+  nameLabel: $('name-label'),
   name: $<HTMLInputElement>('name'),
+  passphrase: $<HTMLInputElement>('passphrase'),
   start: $<HTMLButtonElement>('start'),
   tokenStatus: $('token-status'),
   preview: $<HTMLSelectElement>('preview'),
   mode: $<HTMLSelectElement>('mode'),
   notify: $<HTMLButtonElement>('notify'),
+  language: $<HTMLSelectElement>('language'),
+  newContacts: $<HTMLInputElement>('new-contacts'),
+  atRest: $('at-rest'),
+  wipe: $<HTMLButtonElement>('wipe'),
+  profile: $<HTMLSelectElement>('profile'),
+  deleteProfile: $<HTMLButtonElement>('delete-profile'),
+  profileForm: $<HTMLFormElement>('profile-form'),
+  profileName: $<HTMLInputElement>('profile-name'),
+  addProfile: $<HTMLButtonElement>('add-profile'),
+  call: $<HTMLButtonElement>('call'),
+  silent: $<HTMLInputElement>('silent'),
   invite: $<HTMLButtonElement>('invite'),
   invitationBox: $('invitation-box'),
   invitation: $('invitation'),
@@ -80,7 +102,7 @@ function say(text: string, error = false): void {
   ui.status.classList.toggle('error', error);
 }
 /** Runs a UI action; its failure is shown. */
-const run = (action: () => Promise<unknown>) => runAction(action, (e) => say(`error: ${errorText(e)}`, true));
+const run = (action: () => Promise<unknown>, control?: { disabled: boolean }) => runAction(action, (e) => say(`error: ${errorText(e)}`, true), control);
 const visible = () => document.visibilityState === 'visible';
 
 async function main(): Promise<void> {
@@ -94,8 +116,7 @@ async function main(): Promise<void> {
   await ownTheStore();
   const config = await loadConfig();
   messages = await History.open();
-  const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
-  const c = await openIndexedDbClient(STORE, { relays: [config.relay], ntfServer: config.ntf, ...(fromUrl ? { name: fromUrl } : {}) });
+  const c = await openClient(config, messages);
   await chooseName(c);
   client = hush.client = c;
   wire(c, messages);
@@ -122,21 +143,69 @@ async function ownTheStore(): Promise<void> {
   say('');
 }
 
-/** `?name=` or the stored name, else what the user types (asked once). */
-async function chooseName(c: HushClient): Promise<void> {
-  if (!c.name) {
-    ui.name.focus();
-    const name = await new Promise<string>((resolve) =>
-      ui.nameForm.addEventListener('submit', () => {
-        const v = ui.name.value.trim();
-        if (v) resolve(v);
-      }),
-    );
-    await c.setName(name);
+/**
+ * Opens the store: a new one with `?name=`, or with the name and the optional
+ * passphrase the user gives (a passphrase encrypts it at rest); an encrypted
+ * one once the user gives its passphrase.
+ */
+async function openClient(config: Parameters<typeof openStoreClient>[0], history: History): Promise<HushClient> {
+  const encrypted = await storeIsEncrypted();
+  ui.atRest.textContent = encrypted ? 'encrypted' : 'not encrypted';
+  if (encrypted) {
+    for (;;) {
+      const { passphrase } = await ask({ name: false, passphrase: 'required', button: 'Unlock' });
+      say('unlocking…');
+      try {
+        return await openStoreClient(config, history, { passphrase });
+      } catch (e) {
+        if (!(e instanceof PassphraseError)) throw e;
+        say('wrong passphrase', true);
+      }
+    }
   }
+  const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
+  const c = await openStoreClient(config, history);
+  if (c.name || c.contacts().length > 0) return c; // not a new store
+  const { name, passphrase } = fromUrl ? { name: fromUrl, passphrase: '' } : await ask({ name: true, passphrase: 'optional', button: 'Start' });
+  if (passphrase) {
+    await c.close(); // encrypted from its first record on (the store is empty)
+    say('encrypting…');
+    ui.atRest.textContent = 'encrypted';
+    return openStoreClient(config, history, { name, passphrase });
+  }
+  await c.setName(name);
+  return c;
+}
+
+/** Shows the start form with the fields asked for; resolves with what the user submits. */
+function ask(o: { name: boolean; passphrase: 'none' | 'optional' | 'required'; button: string }): Promise<{ name: string; passphrase: string }> {
+  ui.name.hidden = ui.nameLabel.hidden = !o.name;
+  ui.name.required = o.name;
+  ui.passphrase.hidden = o.passphrase === 'none';
+  ui.passphrase.required = o.passphrase === 'required';
+  ui.passphrase.placeholder = o.passphrase === 'required' ? 'Passphrase' : 'Passphrase (optional: encrypts the data here)';
+  ui.start.textContent = o.button;
+  (o.name ? ui.name : ui.passphrase).focus();
+  return new Promise((resolve) => {
+    const submitted = () => {
+      const name = ui.name.value.trim();
+      const passphrase = ui.passphrase.value;
+      if ((o.name && !name) || (o.passphrase === 'required' && !passphrase)) return;
+      ui.nameForm.removeEventListener('submit', submitted);
+      ui.passphrase.value = '';
+      resolve({ name, passphrase });
+    };
+    ui.nameForm.addEventListener('submit', submitted);
+  });
+}
+
+/** The active profile's name (asked for once if it has none: a wiped store). */
+async function chooseName(c: HushClient): Promise<void> {
+  if (!c.name) await c.setName((await ask({ name: true, passphrase: 'none', button: 'Start' })).name);
+  ui.name.hidden = ui.nameLabel.hidden = false;
   ui.name.value = c.name;
   ui.name.readOnly = true;
-  ui.start.hidden = true;
+  ui.passphrase.hidden = ui.start.hidden = true;
 }
 
 function wire(c: HushClient, log: History): void {
@@ -151,6 +220,15 @@ function wire(c: HushClient, log: History): void {
   });
   c.on('tokenStatus', renderToken);
   c.on('error', (e) => say(`error: ${e.what}`, true));
+  c.on('messageStatus', (m) => {
+    const change = { state: m.state, ...(m.error ? { error: m.error } : {}) };
+    statuses.set(m.messageId, change);
+    void log.setState(m.contactId, m.messageId, change).then(render);
+  });
+  c.on('callReply', (r) => say(`${nameOf(c, r.contactId)} ${r.reply === 'answer' ? 'answered' : 'declined'} your call`));
+  c.on('callAnswered', (a) => say(`${a.media} call with ${nameOf(c, a.contactId)} answered (a real app opens its call screen here)`));
+  // the store's Web Lock taken away (another client found it stale): this client is suspended
+  c.on('lockLost', () => say('another client took over the data: reload the page', true));
   // what the device would show for a message that came online (none for the chat on screen)
   c.on('notification', (n) => void notify(n));
   document.addEventListener('visibilitychange', () => {
@@ -159,10 +237,41 @@ function wire(c: HushClient, log: History): void {
   });
 }
 
+/** The latest state of each message sent from this page (it may change before its history entry is written). */
+const statuses = new Map<string, Pick<HistoryEntry, 'state' | 'error'>>();
+const nameOf = (c: HushClient, id: string) => c.contacts().find((x) => x.id === id)?.name || 'the contact';
+
 function enableControls(c: HushClient): void {
-  for (const b of [ui.invite, ui.accept, ui.preview, ui.mode]) b.disabled = false;
+  for (const b of [ui.invite, ui.accept, ui.preview, ui.mode, ui.language, ui.newContacts, ui.wipe, ui.profile, ui.addProfile]) b.disabled = false;
   ui.preview.value = c.previewMode;
   ui.mode.value = c.notificationMode;
+  ui.newContacts.checked = c.newContactNotifications;
+  ui.newContacts.addEventListener('change', () => void run(() => c.setNewContactNotifications(ui.newContacts.checked)));
+  setUpLanguage(c);
+  setUpProfiles(c);
+  ui.wipe.addEventListener('click', () => {
+    if (!confirm('Delete every contact, the push token and all Hush data in this browser?')) return;
+    void run(async () => {
+      say('wiping…');
+      await c.wipe();
+      await messages!.clear();
+      await c.close();
+      location.replace(location.pathname); // a new start: asks for a name
+    });
+  });
+  ui.call.addEventListener('click', () => {
+    const to = selected;
+    if (!to) return;
+    void run(async () => {
+      const { messageId, state, callId } = await c.call(to);
+      await messages!.add(messageId, { contactId: to, from: 'me', text: 'Outgoing audio call', at: Date.now(), messageId, callId, ...(statuses.get(messageId) ?? { state }) });
+      await render();
+    });
+  });
+  ui.messages.addEventListener('click', (e) => {
+    const b = (e.target as HTMLElement).closest<HTMLButtonElement>('[data-call-id]');
+    if (b && selected) void run(() => performAction(c, { action: b.dataset.action as ActionInput['action'], contactId: selected!, callId: b.dataset.callId! }), b);
+  });
   ui.preview.addEventListener('change', () => void run(() => c.setPreviewMode(ui.preview.value as PreviewMode)));
   ui.mode.addEventListener('change', async () => {
     if (!(await run(() => c.setNotificationMode(ui.mode.value as NotificationMode)))) ui.mode.value = c.notificationMode;
@@ -219,9 +328,10 @@ function enableControls(c: HushClient): void {
     ui.text.value = '';
     // one at a time, in the order typed
     sending = sending.then(async () => {
+      const silent = ui.silent.checked;
       const sent = await run(async () => {
-        await c.send(to, text);
-        await messages!.add(crypto.randomUUID(), { contactId: to, from: 'me', text, at: Date.now() });
+        const { messageId, state } = await c.send(to, text, { notify: !silent });
+        await messages!.add(messageId, { contactId: to, from: 'me', text, at: Date.now(), messageId, silent, ...(statuses.get(messageId) ?? { state }) });
       });
       if (!sent && ui.text.value === '') ui.text.value = text;
       await render();
@@ -229,10 +339,64 @@ function enableControls(c: HushClient): void {
   });
 }
 
-/** Shows a chat (which reads it). */
-function openChat(id: string): Promise<void> {
+/** Shows a chat (which reads it), switching to its profile. */
+async function openChat(id: string): Promise<void> {
+  const profileId = client?.contacts().find((x) => x.id === id)?.profileId;
+  if (profileId && profileId !== client!.activeProfile) await client!.setActiveProfile(profileId);
   selected = id;
-  return render();
+  await render();
+}
+
+/** Answers or declines a ringing call (a button in the chat or on its notification). */
+async function performAction(c: HushClient, input: ActionInput): Promise<void> {
+  await c.performAction(input);
+  if (input.callId) await messages!.answered(input.contactId, input.callId, input.action === 'answer-call' ? 'answer' : 'decline');
+  if (input.action === 'answer-call') await openChat(input.contactId);
+  else await render();
+}
+
+/** The notification words' language: the page's choice, kept where the service worker reads it. */
+function setUpLanguage(c: HushClient): void {
+  ui.language.replaceChildren(...Object.entries(LANGUAGES).map(([code, l]) => new Option(l.label, code)));
+  void messages!.pref('language').then((code) => (ui.language.value = code && LANGUAGES[code] ? code : 'en'));
+  ui.language.addEventListener('change', () =>
+    run(async () => {
+      c.setWords(wordsOf(ui.language.value));
+      await messages!.setPref('language', ui.language.value);
+    }),
+  );
+}
+
+/** Profile switcher (new contacts go to the active one), new profile, delete. */
+function setUpProfiles(c: HushClient): void {
+  ui.profile.addEventListener('change', () =>
+    run(async () => {
+      await c.setActiveProfile(ui.profile.value);
+      selected = undefined;
+      ui.invitationBox.hidden = true;
+      await render();
+    }),
+  );
+  ui.profileForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = ui.profileName.value.trim();
+    if (!name) return;
+    void run(async () => {
+      await c.setActiveProfile(await c.createProfile(name));
+      ui.profileName.value = '';
+      selected = undefined;
+      ui.invitationBox.hidden = true;
+      await render();
+    }, ui.addProfile);
+  });
+  ui.deleteProfile.addEventListener('click', () => {
+    const p = c.profiles().find((x) => x.active);
+    if (!p || !confirm(`Delete the profile ${p.name} and its contacts?`)) return;
+    void run(async () => {
+      await c.deleteProfile(p.id);
+      await render();
+    });
+  });
 }
 
 /** An invitation in the URL (`/#hush-invite:…`) is offered for accepting. */
@@ -258,7 +422,7 @@ const contactName = (c: ContactInfo) => c.name || (c.state === 'invited' ? 'Invi
 async function draw(): Promise<void> {
   const c = client;
   if (!c) return;
-  const list = c.contacts();
+  const list = c.contacts().filter((x) => x.profileId === c.activeProfile);
   if (!list.some((x) => x.id === selected)) selected = (list.find((x) => x.state === 'ready') ?? list[0])?.id;
   const current = list.find((x) => x.id === selected);
   c.setOpenChat(current && visible() ? current.id : null);
@@ -272,9 +436,10 @@ async function draw(): Promise<void> {
   ui.messages.replaceChildren(...entries.map((e) => messageItem(e, current!)));
   if (atBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
   const canSend = current?.state === 'ready';
-  ui.text.disabled = ui.send.disabled = !canSend;
+  ui.text.disabled = ui.send.disabled = ui.call.disabled = !canSend;
   ui.text.placeholder = canSend ? `Message ${contactName(current)}` : current ? 'Waiting for the contact to connect…' : 'Message';
   renderToken(c.tokenStatus);
+  renderProfiles(c);
   document.title = c.badge > 0 ? `(${c.badge}) Hush chat` : 'Hush chat';
 }
 
@@ -311,11 +476,44 @@ function contactItem(c: ContactInfo, isSelected: boolean): HTMLLIElement {
   return li;
 }
 
+const TICK = { pending: ['🕓', 'waiting to be sent'], sent: ['✓', 'taken by the relay'], failed: ['⚠', 'not sent'] } as const;
+
 function messageItem(e: HistoryEntry, c: ContactInfo): HTMLDivElement {
   const div = node('div', `message ${e.from}`);
   div.title = new Date(e.at).toLocaleString();
   div.append(node('span', 'from', e.from === 'me' ? 'Me' : c.name || 'Them'), ': ', node('span', 'text', e.text));
+  if (e.silent) div.append(node('span', 'note', 'silent'));
+  if (e.state) {
+    div.dataset.state = e.state;
+    const [mark, meaning] = TICK[e.state];
+    const tick = node('span', 'tick', mark);
+    tick.title = e.error ? `${meaning}: ${e.error}` : meaning;
+    div.append(tick);
+  }
+  if (e.from === 'them' && e.callId) div.append(callStatus(e));
   return div;
+}
+
+/** An incoming call: Answer / Decline while it rings, then what became of it. */
+function callStatus(e: HistoryEntry): HTMLElement {
+  if (e.reply) return node('span', 'note', e.reply === 'answer' ? 'answered' : 'declined');
+  if ((e.expiresAt ?? 0) <= Date.now()) return node('span', 'note', 'missed');
+  const box = node('span', 'call-actions');
+  for (const [action, label] of [['answer-call', 'Answer'], ['reject-call', 'Decline']] as const) {
+    const b = node('button', action, label);
+    b.type = 'button';
+    b.dataset.action = action;
+    b.dataset.callId = e.callId;
+    box.append(b);
+  }
+  return box;
+}
+
+function renderProfiles(c: HushClient): void {
+  const profiles = c.profiles();
+  ui.profile.replaceChildren(...profiles.map((p) => new Option(`${p.name || 'Unnamed'}${p.unread ? ` (${p.unread})` : ''}`, p.id, p.active, p.active)));
+  ui.deleteProfile.disabled = profiles.length < 2;
+  ui.name.value = c.name;
 }
 
 function renderToken(s: TokenStatus | undefined): void {
@@ -355,6 +553,7 @@ async function handlePush(data: string): Promise<boolean> {
     await ready;
     const shown = await client!.handlePush(data, { deadlineMs: Math.max(0, deadline - Date.now()) });
     for (const n of shown) await notify(n);
+    await render();
     return true;
   } catch (e) {
     say(`error: handling a push failed: ${errorText(e)}`, true);
@@ -365,17 +564,23 @@ async function handlePush(data: string): Promise<boolean> {
 async function notify(n: HushNotification): Promise<void> {
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
   const reg = await navigator.serviceWorker?.getRegistration();
-  if (reg) await showNotification(reg, n);
+  if (reg) await showNotification(reg, n, client!);
   else new Notification(n.title, { body: n.body, tag: n.threadId });
 }
 
 function listenToServiceWorker(): void {
   const sw = navigator.serviceWorker;
   if (!sw) return;
-  sw.addEventListener('message', (e: MessageEvent<{ type?: string; data?: unknown; contactId?: unknown }>) => {
+  sw.addEventListener('message', (e: MessageEvent<{ type?: string; data?: unknown; contactId?: unknown } & Partial<ActionInput>>) => {
     const m = e.data;
+    const answer = (ok: boolean) => e.ports[0]?.postMessage({ ok });
     // only the page that owns the client answers; the worker waits for an answer
-    if (m?.type === PUSH_MESSAGE && owner && typeof m.data === 'string') void handlePush(m.data).then((ok) => e.ports[0]?.postMessage({ ok }));
+    if (m?.type === PUSH_MESSAGE && owner && typeof m.data === 'string') void handlePush(m.data).then(answer);
+    if (m?.type === ACTION_MESSAGE && owner && m.action && typeof m.contactId === 'string') {
+      const input: ActionInput = { action: m.action, contactId: m.contactId, ...(typeof m.callId === 'string' ? { callId: m.callId } : {}) };
+      // taken, even if it failed (the call rang out): the failure is shown here
+      void ready.then(() => run(() => performAction(client!, input))).then(() => answer(true));
+    }
     if (m?.type === OPEN_MESSAGE && typeof m.contactId === 'string') void ready.then(() => openChat(m.contactId as string));
   });
   sw.startMessages();

@@ -2,8 +2,9 @@
 // stack's config, the names of the stores and of the lock that says who owns
 // the SDK state, the push deadlines, the message history, and how a
 // notification is shown. The simulator uses the config and the push feed too.
-import { IndexedDbStore, type HushClient, type Notification as HushNotification } from '../sdk/index.ts';
+import { IndexedDbStore, openIndexedDbClient, type HushClient, type HushEvents, type Notification as HushNotification } from '../sdk/index.ts';
 import type { PushEvent, WebConfig } from '../stack/web.ts';
+import { wordsOf } from './words.ts';
 
 export type { PushEvent, WebConfig };
 
@@ -15,13 +16,18 @@ export const HISTORY = 'hush-chat-history';
  * Web Lock held by whoever has a HushClient open on STORE: the chat page for
  * as long as it is open, the service worker while it handles a push. Two
  * clients on one store would both advance the same ratchets and overwrite
- * each other's records, so never two at a time.
+ * each other's records; the SDK's own store lock (IndexedDbStore's Web Lock
+ * `hush-store:hush-chat`) already makes the second wait. This one says who
+ * handles a push: the worker asks for it without waiting, and posts the push
+ * to the page that has it.
  */
 export const CLIENT_LOCK = 'hush-chat-client';
 /** Service worker → chat page: a push for the page to handle (reply on the port when done). */
 export const PUSH_MESSAGE = 'hush-push';
 /** Service worker → chat page: the user clicked a notification of this chat. */
 export const OPEN_MESSAGE = 'hush-open';
+/** Service worker → chat page: the user picked a notification's button (the page performs it; reply on the port). */
+export const ACTION_MESSAGE = 'hush-action';
 
 // Deadlines of a push (browsers give a push event about 30 s). The page
 // handles a push the worker posts to it within PAGE_DEADLINE_MS, clearly
@@ -80,12 +86,42 @@ export function openPushFeed(onPush: (p: PushEvent) => void, timeoutMs = 10_000)
   });
 }
 
+/**
+ * Whether STORE is encrypted at rest (EncryptedStore's clear header is there):
+ * then only the chat page, given the passphrase, can open it.
+ */
+export async function storeIsEncrypted(): Promise<boolean> {
+  const raw = await IndexedDbStore.open(STORE);
+  try {
+    return (await raw.get('encryption')) !== undefined;
+  } finally {
+    await raw.close();
+  }
+}
+
+/** A client on STORE for the stack, speaking the chosen language. */
+export async function openStoreClient(config: WebConfig, history: History, opts: { name?: string; passphrase?: string } = {}): Promise<HushClient> {
+  const words = wordsOf(await history.pref('language'));
+  return openIndexedDbClient(STORE, { relays: [config.relay], ntfServer: config.ntf, words, ...opts });
+}
+
+type MessageState = HushEvents['messageStatus']['state'];
+
 export interface HistoryEntry {
   contactId: string;
   from: 'me' | 'them';
   text: string;
   /** Local time it was sent or received (ms): the order shown. */
   at: number;
+  /** Mine: the SDK's message ID, its state in the outbox (and why it failed), and whether it went without a push. */
+  messageId?: string;
+  state?: MessageState;
+  error?: string;
+  silent?: boolean;
+  /** A call: its ID, until when it rings (theirs), and the answer given. */
+  callId?: string;
+  expiresAt?: number;
+  reply?: 'answer' | 'decline';
 }
 
 /** Message history in IndexedDB, one record per message under `m:<contactId>:<time>:<id>`. */
@@ -106,6 +142,38 @@ export class History {
     return p;
   }
 
+  /** Changes my message `messageId` (its state). */
+  setState(contactId: string, messageId: string, patch: Pick<HistoryEntry, 'state' | 'error'>): Promise<void> {
+    return this.patch(contactId, (e) => e.from === 'me' && e.messageId === messageId, patch);
+  }
+
+  /** Records the user's answer to a ringing call of theirs (picked on its notification or in the chat). */
+  answered(contactId: string, callId: string, reply: 'answer' | 'decline'): Promise<void> {
+    return this.patch(contactId, (e) => e.from === 'them' && e.callId === callId, { reply });
+  }
+
+  private async patch(contactId: string, match: (e: HistoryEntry) => boolean, patch: Partial<HistoryEntry>): Promise<void> {
+    for (const key of await this.store.keys(`m:${contactId}:`)) {
+      const v = await this.store.get(key);
+      const e = v ? (JSON.parse(v) as HistoryEntry) : undefined;
+      if (e && match(e)) return this.store.write([[key, JSON.stringify({ ...e, ...patch })]]);
+    }
+  }
+
+  /** A page setting that the service worker reads too (the language). */
+  async pref(name: string): Promise<string | undefined> {
+    return this.store.get(`pref:${name}`);
+  }
+
+  setPref(name: string, value: string): Promise<void> {
+    return this.store.write([[`pref:${name}`, value]]);
+  }
+
+  /** Deletes every message (wipe). */
+  async clear(): Promise<void> {
+    await this.store.write((await this.store.keys('m:')).map((k) => [k, undefined] as const));
+  }
+
   async list(contactId: string): Promise<HistoryEntry[]> {
     const out: HistoryEntry[] = [];
     for (const key of await this.store.keys(`m:${contactId}:`)) {
@@ -123,7 +191,12 @@ export class History {
         () => then(e.contactId),
       );
     client.on('message', (m) => add(m.msgId, { contactId: m.contactId, from: 'them', text: m.text, at: m.receivedAt }));
-    client.on('call', (c) => add(c.msgId, { contactId: c.contactId, from: 'them', text: `Incoming ${c.media} call`, at: c.receivedAt }));
+    client.on('call', (c) =>
+      add(c.msgId, { contactId: c.contactId, from: 'them', text: `Incoming ${c.media} call`, at: c.receivedAt, callId: c.callId, expiresAt: c.expiresAt }),
+    );
+    client.on('callReply', (r) =>
+      add(r.msgId, { contactId: r.contactId, from: 'them', text: r.reply === 'answer' ? 'answered the call' : 'declined the call', at: Date.now() }),
+    );
   }
 
   /** Waits for the writes in progress, then closes the database. */
@@ -133,9 +206,31 @@ export class History {
   }
 }
 
-/** Shows one of the SDK's notifications: one per chat (tag = thread), the contact in `data`. */
-export async function showNotification(reg: ServiceWorkerRegistration, n: HushNotification): Promise<void> {
-  await reg.showNotification(n.title, { body: n.body, tag: n.threadId, data: { contactId: n.contactId, badge: n.badge } });
+/** What a shown notification carries in `data`: where a click leads, what its buttons answer. */
+export interface NotificationData {
+  contactId: string;
+  profileId: string;
+  callId?: string;
+  badge: number;
+}
+
+/**
+ * Shows one of the SDK's notifications: one per chat (tag = thread), its IDs in
+ * `data`, its actions as buttons; the profile's name after the title when the
+ * client has several (not with preview hidden: it names no one).
+ */
+export async function showNotification(reg: ServiceWorkerRegistration, n: HushNotification, client: HushClient): Promise<void> {
+  const profiles = client.profiles();
+  const profile = profiles.length > 1 && client.previewMode !== 'hidden' ? profiles.find((p) => p.id === n.profileId)?.name : undefined;
+  const data: NotificationData = { contactId: n.contactId, profileId: n.profileId, badge: n.badge, ...(n.callId ? { callId: n.callId } : {}) };
+  // `actions` is in the Notifications API but not in TypeScript's DOM types
+  const options: NotificationOptions & { actions?: Array<{ action: string; title: string }> } = {
+    body: n.body,
+    tag: n.threadId,
+    data,
+    ...(n.actions ? { actions: n.actions.map((a) => ({ action: a.id, title: a.title })), requireInteraction: true } : {}),
+  };
+  await reg.showNotification(profile ? `${n.title} · ${profile}` : n.title, options);
   // the unread count on the app icon, where the platform has one (installed web apps)
   const nav = navigator as Navigator & { setAppBadge?: (n: number) => Promise<void> };
   await nav.setAppBadge?.(n.badge).catch(() => {});
@@ -145,10 +240,10 @@ export async function showNotification(reg: ServiceWorkerRegistration, n: HushNo
  * Browsers require a visible notification for every push: this one when the
  * push could not be handled. Never rejects (no permission: nothing to show).
  */
-export async function showGenericNotification(reg: ServiceWorkerRegistration): Promise<void> {
+export async function showGenericNotification(reg: ServiceWorkerRegistration, body = 'New message'): Promise<void> {
   if (typeof Notification !== 'undefined' && Notification.permission !== 'granted') return;
   try {
-    await reg.showNotification('Hush', { body: 'New message', tag: 'hush' });
+    await reg.showNotification('Hush', { body, tag: 'hush' });
   } catch (e) {
     console.error('hush: cannot show a notification', e);
   }

@@ -10,18 +10,26 @@
 //   which handles it and shows notifications itself when hidden;
 // - otherwise this worker takes the lock, opens its own HushClient on the
 //   store, handles the push, shows the notifications it returns, and closes.
-import { openIndexedDbClient } from '../sdk/index.ts';
+//
+// A notification's button (a call's Answer / Decline) goes the same way: to
+// the page's client, else to one opened here (performAction needs no start()).
+// A store encrypted at rest opens only with its passphrase, which the worker
+// does not have: then it shows a notification that asks to open the chat.
+import type { HushClient, NotificationActionId } from '../sdk/index.ts';
 import {
+  ACTION_MESSAGE,
   CLIENT_LOCK,
   History,
   loadConfig,
   OPEN_MESSAGE,
+  openStoreClient,
   PAGE_REPLY_MS,
   PUSH_MESSAGE,
   showGenericNotification,
   showNotification,
-  STORE,
+  storeIsEncrypted,
   WORKER_DEADLINE_MS,
+  type NotificationData,
   type WebConfig,
 } from './push-bridge.ts';
 
@@ -34,6 +42,8 @@ interface PushEvent extends ExtendableEvent {
 }
 interface NotificationEvent extends ExtendableEvent {
   readonly notification: Notification;
+  /** The button picked ('' for the notification itself). */
+  readonly action: string;
 }
 interface WindowClient {
   readonly url: string;
@@ -81,19 +91,34 @@ sw.addEventListener('push', (event) => {
   event.waitUntil(done);
 });
 
-async function onPush(data: string): Promise<void> {
+/** What the worker posts to the chat page for its client to do. */
+type PageMessage = { type: string } & Record<string, unknown>;
+
+/** Handles a push where the SDK state is: in the chat page that owns it, else here. */
+const onPush = (data: string) =>
+  byOwner({ type: PUSH_MESSAGE, data }, () =>
+    withClient(async (client) => {
+      const shown = await client.handlePush(data, { deadlineMs: WORKER_DEADLINE_MS });
+      for (const n of shown) await showNotification(sw.registration, n, client);
+    }, 'New message: open Hush to read it'),
+  );
+
+/**
+ * Runs `here` holding CLIENT_LOCK if no chat page owns the SDK state, else
+ * posts `message` to the page. A page that is going away never answers, and
+ * its lock frees as it goes: whichever comes first, its answer or the lock.
+ */
+async function byOwner(message: PageMessage, here: () => Promise<void>): Promise<void> {
   const handledHere = await navigator.locks.request(CLIENT_LOCK, { ifAvailable: true }, async (lock) => {
     if (!lock) return false; // a chat page owns the SDK state
-    await handleHere(data);
+    await here();
     return true;
   });
   if (handledHere) return;
-  // The page handles it; but a page that is going away never answers, and
-  // its lock frees as it goes: whichever comes first, its answer or the lock.
   const timeout = AbortSignal.timeout(PAGE_REPLY_MS);
   const pageAnswered = new AbortController();
   const workerTook = new AbortController();
-  const byPage = postToPage(data, AbortSignal.any([timeout, workerTook.signal])).then((ok) => {
+  const byPage = postToPage(message, AbortSignal.any([timeout, workerTook.signal])).then((ok) => {
     if (ok) pageAnswered.abort();
     return ok;
   });
@@ -101,7 +126,7 @@ async function onPush(data: string): Promise<void> {
   const byWorker = navigator.locks
     .request(CLIENT_LOCK, { signal: lockWait }, async () => {
       workerTook.abort();
-      await handleHere(data);
+      await here();
       return true;
     })
     .catch((e: unknown) => {
@@ -109,30 +134,37 @@ async function onPush(data: string): Promise<void> {
       throw e;
     });
   const [page, worker] = await Promise.all([byPage, byWorker]);
-  if (!page && !worker) throw new Error('the chat page did not take the push');
+  if (!page && !worker) throw new Error('the chat page did not take it');
 }
 
-async function handleHere(data: string): Promise<void> {
-  const { relay, ntf } = await stackConfig();
-  const client = await openIndexedDbClient(STORE, { relays: [relay], ntfServer: ntf });
-  let history: History | undefined;
+/**
+ * Opens a client on the store for `work`, recording what it receives in the
+ * history, and closes it. An encrypted store cannot be opened here: the
+ * notification `locked` asks the user to open the chat instead.
+ */
+async function withClient(work: (client: HushClient, history: History) => Promise<void>, locked: string): Promise<void> {
+  if (await storeIsEncrypted()) {
+    await showGenericNotification(sw.registration, locked);
+    return;
+  }
+  const history = await History.open();
+  let client: HushClient | undefined;
   try {
-    history = await History.open();
+    client = await openStoreClient(await stackConfig(), history);
     history.record(client); // the texts, for the chat page to show when opened
-    const shown = await client.handlePush(data, { deadlineMs: WORKER_DEADLINE_MS });
-    for (const n of shown) await showNotification(sw.registration, n);
+    await work(client, history);
   } finally {
     // closed whatever happened: the lock is released when this returns
-    await client.close().catch((e: unknown) => console.error('hush: closing the client failed', e));
-    await history?.close();
+    await client?.close().catch((e: unknown) => console.error('hush: closing the client failed', e));
+    await history.close();
   }
 }
 
 const chatWindows = async () =>
   (await sw.clients.matchAll({ type: 'window', includeUncontrolled: true })).filter((c) => new URL(c.url).pathname === '/');
 
-/** Posts the push to the open chat pages; true once one says it handled it, false if none does before `stop`. */
-async function postToPage(data: string, stop: AbortSignal): Promise<boolean> {
+/** Posts `message` to the open chat pages; true once one says it handled it, false if none does before `stop`. */
+async function postToPage(message: PageMessage, stop: AbortSignal): Promise<boolean> {
   const windows = await chatWindows();
   if (windows.length === 0 || stop.aborted) return false;
   return new Promise<boolean>((resolve) => {
@@ -140,20 +172,33 @@ async function postToPage(data: string, stop: AbortSignal): Promise<boolean> {
     for (const w of windows) {
       const channel = new MessageChannel();
       channel.port1.onmessage = (e: MessageEvent<{ ok: boolean }>) => resolve(e.data.ok);
-      w.postMessage({ type: PUSH_MESSAGE, data }, [channel.port2]);
+      w.postMessage(message, [channel.port2]);
     }
   });
 }
 
 sw.addEventListener('notificationclick', (event) => {
   event.notification.close();
-  const contactId = (event.notification.data as { contactId?: unknown } | null)?.contactId;
+  const data = event.notification.data as Partial<NotificationData> | null;
+  const contactId = data?.contactId;
+  const action = event.action as NotificationActionId | '';
   event.waitUntil(
     (async () => {
+      if (action && typeof contactId === 'string') {
+        const input = { action, contactId, ...(data?.callId ? { callId: data.callId } : {}) };
+        await byOwner({ type: ACTION_MESSAGE, ...input }, () =>
+          withClient(async (client, history) => {
+            await client.performAction(input);
+            if (input.callId) await history.answered(contactId, input.callId, action === 'answer-call' ? 'answer' : 'decline');
+          }, 'Open Hush to answer the call'),
+        ).catch((e: unknown) => console.error('hush: the notification action failed', e));
+        if (action !== 'answer-call') return; // declined: nothing to open
+      }
+      // the chat (answered: where its call screen would be)
       const [open] = await chatWindows();
       if (open) {
         open.postMessage({ type: OPEN_MESSAGE, contactId });
-        await open.focus();
+        await open.focus().catch(() => {}); // refused without the click's user activation: the chat is open anyway
       } else await sw.clients.openWindow(typeof contactId === 'string' ? `/?chat=${encodeURIComponent(contactId)}` : '/');
     })(),
   );

@@ -4,50 +4,21 @@
 // page is open and becomes a system notification.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { BrowserContext, Page } from 'playwright-core';
 import { until } from '../ntf/helpers.ts';
 import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
-
-type HushWindow = { hush: { ready: Promise<void>; client?: { contacts(): Array<{ notifications: boolean; subscription?: string }> } } };
-const TIMEOUT = 20_000;
-
-/** Opens the chat as `name`; resolves once its client is open and online. Page errors fail the test. */
-async function openChat(context: BrowserContext, url: string, name: string, fragment = ''): Promise<Page> {
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${url}?name=${encodeURIComponent(name)}${fragment}`);
-  await page.evaluate(() => (window as unknown as HushWindow).hush.ready);
-  (page as Page & { errors: string[] }).errors = errors;
-  return page;
-}
-
-const pageErrors = (page: Page) => (page as Page & { errors?: string[] }).errors ?? [];
-
-/** Waits until the text of `selector` contains `text`; the failure says what was there and the page's status line. */
-async function waitForText(page: Page, selector: string, text: string): Promise<void> {
-  try {
-    await page.waitForFunction(([s, t]) => document.querySelector(s!)?.textContent?.includes(t!) ?? false, [selector, text], { timeout: TIMEOUT });
-  } catch {
-    const found = await page.locator(selector).textContent();
-    const status = await page.locator('#status').textContent();
-    throw new Error(`${selector} never contained ${JSON.stringify(text)}: it has ${JSON.stringify(found)}; status line: ${JSON.stringify(status)}`);
-  }
-}
-
-const messageTexts = (page: Page) => page.$$eval('#messages .message', (els) => els.map((e) => e.textContent));
-
-async function send(page: Page, text: string): Promise<void> {
-  await page.fill('#text', text);
-  await page.click('#send');
-  await waitForText(page, '#messages', `Me: ${text}`);
-}
-
-async function invitationLink(page: Page): Promise<string> {
-  await page.click('#invite');
-  await waitForText(page, '#invitation', 'hush-invite:');
-  return (await page.locator('#invitation').textContent())!;
-}
+import {
+  controlVisibility,
+  invitationLink,
+  messageTexts,
+  openChat,
+  pageErrors,
+  send,
+  setPageHidden,
+  shownNotifications,
+  TIMEOUT,
+  waitForText,
+  type HushWindow,
+} from './chat-page.ts';
 
 test('two people connect by an invitation link and chat both ways', async (t) => {
   const { url } = await startWebStack(t);
@@ -143,6 +114,7 @@ test('with no chat page open, the service worker turns a push into a notificatio
   await bobPage.waitForFunction(() => (window as unknown as Posted).posted !== undefined, undefined, { timeout: TIMEOUT });
   assert.deepEqual(await bobPage.evaluate(() => (window as unknown as Posted).posted), { type: 'hush-push', data: 'bm90IGEgcHVzaA' });
 
+  const bobProfile = await bobPage.evaluate(() => (window as unknown as HushWindow).hush.client?.activeProfile);
   const relayConnections = stack.relay.server.connections;
   await bobPage.close();
   // Bob's connection is gone at the relay: the message waits in his queue for a push to fetch it
@@ -181,7 +153,7 @@ test('with no chat page open, the service worker turns a push into a notificatio
   assert.equal(shown[0]!.title, 'Alice');
   assert.equal(shown[0]!.body, 'hi');
   assert.ok(shown[0]!.tag, 'tagged with the chat');
-  assert.deepEqual(shown[0]!.data, { contactId: shown[0]!.tag, badge: 1 });
+  assert.deepEqual(shown[0]!.data, { contactId: shown[0]!.tag, profileId: bobProfile, badge: 1 });
 
   // The service worker kept the text: the chat, opened again, shows it
   const back = await openChat(bobContext, url, 'Bob');
@@ -199,23 +171,7 @@ test('a hidden chat page shows notifications for new messages under the preview 
   const browser = await launchBrowser(t);
   const alice = await openChat(await person(browser, url), url, 'Alice');
   const bobContext = await person(browser, url);
-  // Headless Chromium shows every page: the test decides what the page is told of its visibility
-  // (a string: a function would be serialized as compiled, with the compiler's helpers)
-  await bobContext.addInitScript(`
-    let hidden = false;
-    Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get: () => (hidden ? 'hidden' : 'visible') });
-    Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get: () => hidden });
-    window.setHidden = (h) => {
-      hidden = h;
-      document.dispatchEvent(new Event('visibilitychange'));
-    };
-    window.shownLog = [];
-    const show = ServiceWorkerRegistration.prototype.showNotification;
-    ServiceWorkerRegistration.prototype.showNotification = function (title, o) {
-      window.shownLog.push({ title, body: o.body });
-      return show.call(this, title, o);
-    };
-  `);
+  await controlVisibility(bobContext);
   const bob = await openChat(bobContext, url, 'Bob');
   await bob.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
   await bob.fill('#accept-link', await invitationLink(alice));
@@ -224,11 +180,7 @@ test('a hidden chat page shows notifications for new messages under the preview 
   await waitForText(bob, '#contacts', 'connected');
   await waitForText(bob, '#token-status', 'ACTIVE');
 
-  const notifications = () =>
-    bob.evaluate(async () => {
-      const reg = await navigator.serviceWorker.getRegistration('/');
-      return ((await reg?.getNotifications()) ?? []).map((n) => ({ title: n.title, body: n.body }));
-    });
+  const notifications = async () => (await shownNotifications(bob)).map((n) => ({ title: n.title, body: n.body }));
   /** Waits until Bob's notifications are `ok`; the failure says what the page showed, received and said. */
   const waitForNotifications = (what: string, ok: (shown: Array<{ title: string; body: string }>) => boolean) =>
     until(what, async () => ok(await notifications()), TIMEOUT).catch(async (e: Error) => {
@@ -239,7 +191,7 @@ test('a hidden chat page shows notifications for new messages under the preview 
       };
       throw new Error(`${e.message}; the page: ${JSON.stringify(page)}`);
     });
-  const setHidden = (h: boolean) => bob.evaluate((v) => (window as unknown as { setHidden(h: boolean): void }).setHidden(v), h);
+  const setHidden = (h: boolean) => setPageHidden(bob, h);
 
   await send(alice, 'seen on screen');
   await waitForText(bob, '#messages', 'Alice: seen on screen');
