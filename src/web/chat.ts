@@ -9,13 +9,16 @@
 //
 // It shows the SDK's pieces: each sent message's state in the outbox, profiles
 // (own name and contacts, unread per profile), the notification words'
-// language, silent sends, calls answered from their notification, a store
-// encrypted with a passphrase, and wiping everything.
+// language, silent sends, calls answered from their notification, a contact
+// address (link and QR code) with the requests it brings (accepted in the list
+// or from their notification), a store encrypted with a passphrase, and wiping
+// everything.
 import {
   PassphraseError,
   webPushToken,
   type ActionInput,
   type ContactInfo,
+  type ContactRequestInfo,
   type HushClient,
   type Notification as HushNotification,
   type NotificationMode,
@@ -69,6 +72,14 @@ const ui = {
   invitationBox: $('invitation-box'),
   invitation: $('invitation'),
   copy: $<HTMLButtonElement>('copy'),
+  makeAddress: $<HTMLButtonElement>('make-address'),
+  addressBox: $('address-box'),
+  addressQr: $<HTMLImageElement>('address-qr'),
+  address: $('address'),
+  copyAddress: $<HTMLButtonElement>('copy-address'),
+  deleteAddress: $<HTMLButtonElement>('delete-address'),
+  requestsBox: $('requests-box'),
+  requests: $<HTMLUListElement>('requests'),
   acceptForm: $<HTMLFormElement>('accept-form'),
   acceptLabel: $('accept-label'),
   acceptLink: $<HTMLInputElement>('accept-link'),
@@ -218,6 +229,10 @@ function wire(c: HushClient, log: History): void {
     say(`connected: ${e.name || 'new contact'}`);
     void render();
   });
+  c.on('contactRequest', (r) => {
+    say(`${r.name || 'Someone'} asks to connect`);
+    void render();
+  });
   c.on('tokenStatus', renderToken);
   c.on('error', (e) => say(`error: ${e.what}`, true));
   c.on('messageStatus', (m) => {
@@ -242,13 +257,14 @@ const statuses = new Map<string, Pick<HistoryEntry, 'state' | 'error'>>();
 const nameOf = (c: HushClient, id: string) => c.contacts().find((x) => x.id === id)?.name || 'the contact';
 
 function enableControls(c: HushClient): void {
-  for (const b of [ui.invite, ui.accept, ui.preview, ui.mode, ui.language, ui.newContacts, ui.wipe, ui.profile, ui.addProfile]) b.disabled = false;
+  for (const b of [ui.invite, ui.makeAddress, ui.accept, ui.preview, ui.mode, ui.language, ui.newContacts, ui.wipe, ui.profile, ui.addProfile]) b.disabled = false;
   ui.preview.value = c.previewMode;
   ui.mode.value = c.notificationMode;
   ui.newContacts.checked = c.newContactNotifications;
   ui.newContacts.addEventListener('change', () => void run(() => c.setNewContactNotifications(ui.newContacts.checked)));
   setUpLanguage(c);
   setUpProfiles(c);
+  setUpAddress(c);
   ui.wipe.addEventListener('click', () => {
     if (!confirm('Delete every contact, the push token and all Hush data in this browser?')) return;
     void run(async () => {
@@ -286,23 +302,20 @@ function enableControls(c: HushClient): void {
       await render();
     }),
   );
-  ui.copy.addEventListener('click', () =>
-    run(async () => {
-      await navigator.clipboard.writeText(ui.invitation.textContent ?? '');
-      say('link copied');
-    }),
-  );
+  ui.copy.addEventListener('click', () => copyLink(ui.invitation));
   ui.acceptForm.addEventListener('submit', (e) => {
     e.preventDefault();
     const link = ui.acceptLink.value.trim();
     if (!link) return;
+    // an address link (never an invitation's: base64url has no ':') asks its owner to connect
+    const toAddress = link.includes('hush-address:');
     void run(async () => {
-      selected = await c.acceptInvitation(link);
+      selected = toAddress ? await c.sendContactRequest(link) : await c.acceptInvitation(link);
       ui.acceptLink.value = '';
       ui.acceptForm.classList.remove('offered');
-      ui.acceptLabel.textContent = 'Got an invitation link?';
+      ui.acceptLabel.textContent = 'Got an invitation or address link?';
       if (location.hash) history.replaceState(null, '', location.pathname + location.search);
-      say('accepted: connected once the inviter answers');
+      say(toAddress ? 'request sent: connected once the address owner accepts' : 'accepted: connected once the inviter answers');
       await render();
     });
   });
@@ -347,12 +360,48 @@ async function openChat(id: string): Promise<void> {
   await render();
 }
 
-/** Answers or declines a ringing call (a button in the chat or on its notification). */
+/**
+ * A notification's button (or the same in the page): a call answered or
+ * declined, a contact request accepted (its chat opens: the contact has the
+ * request's ID) or rejected.
+ */
 async function performAction(c: HushClient, input: ActionInput): Promise<void> {
   await c.performAction(input);
   if (input.callId) await messages!.answered(input.contactId, input.callId, input.action === 'answer-call' ? 'answer' : 'decline');
   if (input.action === 'answer-call') await openChat(input.contactId);
+  else if (input.action === 'accept-contact') await openChat(input.requestId!);
   else await render();
+}
+
+/** My contact address: made (or shown) on demand, copied, deleted; its requests answered from the list. */
+function setUpAddress(c: HushClient): void {
+  ui.makeAddress.addEventListener('click', () =>
+    run(async () => {
+      await c.createAddress();
+      await render();
+    }, ui.makeAddress),
+  );
+  ui.copyAddress.addEventListener('click', () => copyLink(ui.address));
+  ui.deleteAddress.addEventListener('click', () => {
+    if (!confirm('Delete your address? Its link stops working; contacts made through it stay.')) return;
+    void run(async () => {
+      await c.deleteAddress();
+      say('address deleted');
+      await render();
+    }, ui.deleteAddress);
+  });
+  ui.requests.addEventListener('click', (e) => {
+    const b = (e.target as HTMLElement).closest<HTMLButtonElement>('button[data-request-id]');
+    const requestId = b?.dataset.requestId;
+    if (b && requestId) void run(() => performAction(c, { action: b.dataset.action as ActionInput['action'], contactId: requestId, requestId }), b);
+  });
+}
+
+function copyLink(from: HTMLElement): Promise<boolean> {
+  return run(async () => {
+    await navigator.clipboard.writeText(from.textContent ?? '');
+    say('link copied');
+  });
 }
 
 /** The notification words' language: the page's choice, kept where the service worker reads it. */
@@ -399,11 +448,12 @@ function setUpProfiles(c: HushClient): void {
   });
 }
 
-/** An invitation in the URL (`/#hush-invite:…`) is offered for accepting. */
+/** An invitation or address in the URL (`/#hush-invite:…`, `/#hush-address:…`) is offered for accepting. */
 function offerInvitation(): void {
-  if (!location.hash.startsWith('#hush-invite:')) return;
+  const address = location.hash.startsWith('#hush-address:');
+  if (!address && !location.hash.startsWith('#hush-invite:')) return;
   ui.acceptLink.value = location.href;
-  ui.acceptLabel.textContent = 'You were invited: accept to connect';
+  ui.acceptLabel.textContent = address ? 'An address: accept to ask its owner to connect' : 'You were invited: accept to connect';
   ui.acceptForm.classList.add('offered');
 }
 
@@ -440,6 +490,8 @@ async function draw(): Promise<void> {
   ui.text.placeholder = canSend ? `Message ${contactName(current)}` : current ? 'Waiting for the contact to connect…' : 'Message';
   renderToken(c.tokenStatus);
   renderProfiles(c);
+  renderAddress(c);
+  renderRequests(c.contactRequests());
   document.title = c.badge > 0 ? `(${c.badge}) Hush chat` : 'Hush chat';
 }
 
@@ -507,6 +559,36 @@ function callStatus(e: HistoryEntry): HTMLElement {
     box.append(b);
   }
   return box;
+}
+
+/** The address's link and its QR code (the SDK's SVG as an image: markup never enters the page's DOM). */
+function renderAddress(c: HushClient): void {
+  const link = c.address;
+  ui.addressBox.hidden = !link;
+  ui.makeAddress.hidden = !!link;
+  if (!link || ui.address.textContent === link) return;
+  ui.address.textContent = link;
+  ui.addressQr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(c.addressQr())}`;
+}
+
+function renderRequests(requests: ContactRequestInfo[]): void {
+  ui.requestsBox.hidden = requests.length === 0;
+  ui.requests.replaceChildren(
+    ...requests.map((r) => {
+      const li = node('li', 'request');
+      li.dataset.requestId = r.id;
+      li.title = `asked ${new Date(r.receivedAt).toLocaleString()}`;
+      li.append(node('span', 'requester', r.name || 'Someone'));
+      for (const [action, label] of [['accept-contact', 'Accept'], ['reject-contact', 'Reject']] as const) {
+        const b = node('button', action, label);
+        b.type = 'button';
+        b.dataset.action = action;
+        b.dataset.requestId = r.id;
+        li.append(b);
+      }
+      return li;
+    }),
+  );
 }
 
 function renderProfiles(c: HushClient): void {
@@ -577,8 +659,13 @@ function listenToServiceWorker(): void {
     // only the page that owns the client answers; the worker waits for an answer
     if (m?.type === PUSH_MESSAGE && owner && typeof m.data === 'string') void handlePush(m.data).then(answer);
     if (m?.type === ACTION_MESSAGE && owner && m.action && typeof m.contactId === 'string') {
-      const input: ActionInput = { action: m.action, contactId: m.contactId, ...(typeof m.callId === 'string' ? { callId: m.callId } : {}) };
-      // taken, even if it failed (the call rang out): the failure is shown here
+      const input: ActionInput = {
+        action: m.action,
+        contactId: m.contactId,
+        ...(typeof m.callId === 'string' ? { callId: m.callId } : {}),
+        ...(typeof m.requestId === 'string' ? { requestId: m.requestId } : {}),
+      };
+      // taken, even if it failed (the call rang out, the request was answered in the list): the failure is shown here
       void ready.then(() => run(() => performAction(client!, input))).then(() => answer(true));
     }
     if (m?.type === OPEN_MESSAGE && typeof m.contactId === 'string') void ready.then(() => openChat(m.contactId as string));

@@ -211,6 +211,8 @@ export interface NotificationData {
   contactId: string;
   profileId: string;
   callId?: string;
+  /** A contact request's (its buttons accept or reject it). */
+  requestId?: string;
   badge: number;
 }
 
@@ -222,7 +224,13 @@ export interface NotificationData {
 export async function showNotification(reg: ServiceWorkerRegistration, n: HushNotification, client: HushClient): Promise<void> {
   const profiles = client.profiles();
   const profile = profiles.length > 1 && client.previewMode !== 'hidden' ? profiles.find((p) => p.id === n.profileId)?.name : undefined;
-  const data: NotificationData = { contactId: n.contactId, profileId: n.profileId, badge: n.badge, ...(n.callId ? { callId: n.callId } : {}) };
+  const data: NotificationData = {
+    contactId: n.contactId,
+    profileId: n.profileId,
+    badge: n.badge,
+    ...(n.callId ? { callId: n.callId } : {}),
+    ...(n.requestId ? { requestId: n.requestId } : {}),
+  };
   // `actions` is in the Notifications API but not in TypeScript's DOM types
   const options: NotificationOptions & { actions?: Array<{ action: string; title: string }> } = {
     body: n.body,

@@ -11,7 +11,8 @@
 // - otherwise this worker takes the lock, opens its own HushClient on the
 //   store, handles the push, shows the notifications it returns, and closes.
 //
-// A notification's button (a call's Answer / Decline) goes the same way: to
+// A notification's button (a call's Answer / Decline, a contact request's
+// Accept / Reject) goes the same way: to
 // the page's client, else to one opened here (performAction needs no start()).
 // A store encrypted at rest opens only with its passphrase, which the worker
 // does not have: then it shows a notification that asks to open the chat.
@@ -185,16 +186,21 @@ sw.addEventListener('notificationclick', (event) => {
   event.waitUntil(
     (async () => {
       if (action && typeof contactId === 'string') {
-        const input = { action, contactId, ...(data?.callId ? { callId: data.callId } : {}) };
+        const input = {
+          action,
+          contactId,
+          ...(data?.callId ? { callId: data.callId } : {}),
+          ...(data?.requestId ? { requestId: data.requestId } : {}),
+        };
         await byOwner({ type: ACTION_MESSAGE, ...input }, () =>
           withClient(async (client, history) => {
             await client.performAction(input);
             if (input.callId) await history.answered(contactId, input.callId, action === 'answer-call' ? 'answer' : 'decline');
-          }, 'Open Hush to answer the call'),
+          }, input.requestId ? 'Open Hush to answer the contact request' : 'Open Hush to answer the call'),
         ).catch((e: unknown) => console.error('hush: the notification action failed', e));
-        if (action !== 'answer-call') return; // declined: nothing to open
+        if (action !== 'answer-call' && action !== 'accept-contact') return; // declined, rejected: nothing to open
       }
-      // the chat (answered: where its call screen would be)
+      // the chat (answered: where its call screen would be; accepted: the new contact, whose ID is the request's)
       const [open] = await chatWindows();
       if (open) {
         open.postMessage({ type: OPEN_MESSAGE, contactId });

@@ -1,6 +1,8 @@
 // The web chat page as the browser tests drive it: open it as someone, wait
 // for its DOM, send, invite.
+import assert from 'node:assert/strict';
 import type { BrowserContext, Page } from 'playwright-core';
+import { until } from '../ntf/helpers.ts';
 
 export type HushWindow = {
   hush: {
@@ -96,3 +98,20 @@ export const shownNotifications = (page: Page): Promise<Shown[]> =>
       actions: [...((n as Notification & { actions?: Array<{ action: string; title: string }> }).actions ?? [])].map((a) => ({ action: a.action, title: a.title })),
     }));
   });
+
+export const waitForNotification = (page: Page, what: string, ok: (n: Shown) => boolean) =>
+  until(what, async () => (await shownNotifications(page)).find(ok), TIMEOUT) as Promise<Shown>;
+
+/** The user picks `action` on the notification tagged `tag`: the service worker's notificationclick, as the browser fires it. */
+export async function clickNotification(context: BrowserContext, tag: string, action: string): Promise<void> {
+  const worker = context.serviceWorkers().find((w) => w.url().endsWith('/sw.js'));
+  assert.ok(worker, 'the service worker');
+  await worker.evaluate(`(async () => {
+    const [n] = await self.registration.getNotifications({ tag: ${JSON.stringify(tag)} });
+    let done;
+    const e = new Event('notificationclick');
+    Object.defineProperties(e, { notification: { value: n }, action: { value: ${JSON.stringify(action)} }, waitUntil: { value: (p) => (done = p) } });
+    self.dispatchEvent(e);
+    await done;
+  })()`);
+}

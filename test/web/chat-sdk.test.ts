@@ -10,6 +10,7 @@ import type { Page } from 'playwright-core';
 import { until } from '../ntf/helpers.ts';
 import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
 import {
+  clickNotification,
   controlVisibility,
   invitationLink,
   messageTexts,
@@ -19,9 +20,9 @@ import {
   setPageHidden,
   shownNotifications,
   TIMEOUT,
+  waitForNotification,
   waitForText,
   type HushWindow,
-  type Shown,
 } from './chat-page.ts';
 
 const client = (page: Page) => page.evaluate(() => {
@@ -38,9 +39,6 @@ async function connect(inviter: Page, invitee: Page): Promise<void> {
     await waitForText(p, '#token-status', 'ACTIVE');
   }
 }
-
-const waitForNotification = (page: Page, what: string, ok: (n: Shown) => boolean) =>
-  until(what, async () => (await shownNotifications(page)).find(ok), TIMEOUT) as Promise<Shown>;
 
 test('a sent message shows when the relay took it; a silent one comes without a push', async (t) => {
   const { url, stack } = await startWebStack(t);
@@ -141,17 +139,8 @@ test('a call answered from its notification reaches the caller; one declined in 
   ]);
   assert.equal(typeof (ringing.data as { callId?: unknown }).callId, 'string');
 
-  // the user picks Answer: the worker's notificationclick, as the browser fires it
-  const worker = bobContext.serviceWorkers().find((w) => w.url().endsWith('/sw.js'));
-  assert.ok(worker, 'Bob’s service worker');
-  await worker.evaluate(`(async () => {
-    const [n] = await self.registration.getNotifications({ tag: ${JSON.stringify(ringing.tag)} });
-    let done;
-    const e = new Event('notificationclick');
-    Object.defineProperties(e, { notification: { value: n }, action: { value: 'answer-call' }, waitUntil: { value: (p) => (done = p) } });
-    self.dispatchEvent(e);
-    await done;
-  })()`);
+  // the user picks Answer
+  await clickNotification(bobContext, ringing.tag, 'answer-call');
   await waitForText(alice, '#messages', 'Bob: answered the call');
   await waitForText(alice, '#status', 'Bob answered your call');
   await waitForText(bob, '#status', 'audio call with Alice answered');
