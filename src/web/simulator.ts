@@ -5,7 +5,10 @@
 // push it accepts and the web server streams them (/api/pushes); the phone
 // whose token it is hands the payload to client.handlePush, as an iOS
 // Notification Service Extension would, and shows the notifications that
-// returns on its lock screen.
+// returns on its lock screen — at most its "max notifications" of them (the
+// rest in one summary). Offline, a phone misses its pushes but the last, which
+// the APNs test server would hold for it: handled once it is back, it brings
+// every chat's messages at once.
 //
 // Phones are kept across reloads (IndexedDB, one database per phone, listed in
 // localStorage) while they belong to the stack that serves the page; a second
@@ -72,9 +75,14 @@ export class Phone {
   private readonly statusEl = h('span', { class: 'token-status' });
   private readonly contactsEl = h('ul', { class: 'phone-contacts' });
   private readonly toSelect = h('select', { class: 'to', title: 'send to' });
+  private readonly offlineEl = h('span', { class: 'offline-note' });
   /** Notifications on the lock screen, oldest first. */
   readonly shown: Shown[] = [];
   private closed = false;
+  /** handlePush's maxNotifications (undefined: no limit). */
+  private maxNotifications: number | undefined;
+  /** Offline: the pushes missed, and the last one, which APNs holds for the device. */
+  private offline: { missed: number; last?: Extract<PushEvent, { kind: 'apns' }> } | undefined;
 
   private constructor(
     readonly n: number,
@@ -137,6 +145,7 @@ export class Phone {
       h('div', { class: 'row' }, h('span', { class: 'name' }, this.name), this.statusEl, remove),
       h('div', { class: 'row' }, h('span', { class: 'label' }, 'APNs token'), h('span', { class: 'token', title: this.token }, `${this.token.slice(0, 16)}…`)),
       h('div', { class: 'row' }, this.previewSelect()),
+      this.deliveryRow(),
       ...this.inviteRows(),
       this.acceptRow(),
       this.contactsEl,
@@ -167,6 +176,44 @@ export class Phone {
       });
     });
     return preview;
+  }
+
+  /** Max notifications per push (the rest in a summary), and offline (pushes held by APNs). */
+  private deliveryRow(): HTMLElement {
+    const max = h('input', { class: 'max-notifications', type: 'number', min: '1', step: '1', placeholder: 'no limit', title: 'at most this many notifications per push: the other chats in one summary' });
+    max.addEventListener('change', () => {
+      const n = max.value === '' ? undefined : Number(max.value);
+      if (n !== undefined && !(Number.isInteger(n) && n >= 1)) {
+        this.note('max notifications: a whole number from 1, or empty for no limit', true);
+        max.value = this.maxNotifications === undefined ? '' : String(this.maxNotifications);
+        return;
+      }
+      this.maxNotifications = n;
+      this.note(`max notifications: ${n ?? 'no limit'}`);
+    });
+    const offline = h('input', { class: 'offline', type: 'checkbox' });
+    offline.addEventListener('change', () => {
+      if (offline.checked) this.offline = { missed: 0 };
+      else {
+        const last = this.offline?.last;
+        this.offline = undefined;
+        this.note(last ? 'online: APNs delivers the last push' : 'online');
+        if (last) void this.push(last);
+      }
+      this.renderOffline();
+    });
+    return h(
+      'div',
+      { class: 'row' },
+      h('label', { class: 'label' }, 'max notifications ', max),
+      h('label', { class: 'label', title: 'no network: pushes are missed, APNs keeps the last one for when the phone is back' }, offline, ' offline'),
+      this.offlineEl,
+    );
+  }
+
+  private renderOffline(): void {
+    const o = this.offline;
+    this.offlineEl.textContent = o ? `${o.missed} push${o.missed === 1 ? '' : 'es'} missed` : '';
   }
 
   /** Invite, and the link it makes (to give the other side, or open in the web chat). */
@@ -266,12 +313,20 @@ export class Phone {
 
   /** What the OS does with a push for this phone: wakes the push handler and shows what it returns. */
   async push(p: Extract<PushEvent, { kind: 'apns' }>): Promise<Notification[]> {
+    if (this.offline) {
+      this.offline.missed++;
+      this.offline.last = p;
+      this.note(`${p.pushType} push missed (offline): APNs keeps the last one`);
+      this.renderOffline();
+      return [];
+    }
     const at = Date.now();
     const started = performance.now();
     this.note(`${p.pushType} push received`, false, at);
     let shown: Notification[];
     try {
-      shown = await this.client.handlePush(p.payload, { deadlineMs: 25_000 });
+      const max = this.maxNotifications;
+      shown = await this.client.handlePush(p.payload, { deadlineMs: 25_000, ...(max ? { maxNotifications: max } : {}) });
     } catch (e) {
       this.note(`push handler failed: ${errorText(e)}`, true);
       return [];

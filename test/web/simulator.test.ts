@@ -180,3 +180,49 @@ test('two sleeping phones connect by invitation and write to each other, by push
   assert.deepEqual({ title: again.title, body: again.body }, { title: 'Carol', body: 'after the reload' });
   assert.deepEqual(errors, []);
 });
+
+test('more chats than its max notifications: back online, a phone shows the chat handled last and one summary of the others', async (t) => {
+  const { page, errors } = await openSimulator(t);
+  const friends = ['Carol', 'Dave', 'Erin'];
+  for (const name of ['Bob', ...friends]) await addPhone(page, name);
+  const bob = phoneSel('Bob');
+  let link = '';
+  for (const friend of friends) {
+    await page.click(`${bob} .invite`);
+    const before = link;
+    link = await until('a new invitation', async () => {
+      const l = (await page.textContent(`${bob} .invitation`)) ?? '';
+      return l !== before && l;
+    });
+    await page.fill(`${phoneSel(friend)} .accept-link`, link);
+    await page.click(`${phoneSel(friend)} .accept`);
+    await waitFor(page, 'Bob', `${friend} connected`, (n) => n.category === 'contact' && n.title === friend);
+    await page.waitForSelector(`${phoneSel(friend)} .to option`, { state: 'attached', timeout: WAIT });
+  }
+
+  await page.fill(`${bob} .max-notifications`, '2');
+  await page.press(`${bob} .max-notifications`, 'Tab');
+  await until('the setting', async () => /max notifications: 2/.test((await page.textContent(`${bob} .push-log`)) ?? ''));
+  // offline, Bob misses a push per message; the last one, which APNs keeps, carries the three chats' messages
+  await page.check(`${bob} .offline`);
+  for (const [i, friend] of friends.entries()) {
+    await page.fill(`${phoneSel(friend)} .compose .text`, `hi from ${friend}`);
+    await page.click(`${phoneSel(friend)} .send`);
+    const missed = `${i + 1} push${i ? 'es' : ''} missed`;
+    await until(`Bob to miss the push of ${friend}'s message`, async () => (await page.textContent(`${bob} .offline-note`)) === missed);
+  }
+  await pastRateLimit(page); // the chats were notified when connected
+  const before = (await lockScreen(page, 'Bob')).length;
+  await page.uncheck(`${bob} .offline`);
+  const summary = await waitFor(page, 'Bob', 'the summary', (n) => n.category === 'summary');
+  assert.deepEqual({ title: summary.title, body: summary.body }, { title: 'Hush', body: '2 new messages in 2 chats' });
+  const fromThePush = (await lockScreen(page, 'Bob')).filter((n) => n.at === summary.at);
+  assert.equal(fromThePush.length, 2, 'max 2: one chat and the summary');
+  assert.equal((await lockScreen(page, 'Bob')).length, before + 2);
+  const chat = fromThePush.find((n) => n.category === 'message');
+  assert.ok(chat && friends.includes(chat.title) && chat.body === `hi from ${chat.title}`, JSON.stringify(chat));
+  assert.equal(await page.textContent(`${bob} .badge`), '3');
+  assert.match((await page.textContent(`${bob} .push-log`)) ?? '', /→ message “\w+”, summary “Hush”/);
+  await page.locator(bob).screenshot({ path: screenshotPath('simulator-summary') });
+  assert.deepEqual(errors, []);
+});
