@@ -3,19 +3,18 @@
 // the push handler. Runtime-neutral: the store, the WebSocket and the crypto
 // come through seams (src/sdk/node.ts fills them for Node).
 import { publicAddress } from '../core/address.ts';
-import { ConnectionError, type KeepaliveOptions, type WebSocketFactory } from '../core/client.ts';
+import type { KeepaliveOptions, WebSocketFactory } from '../core/client.ts';
 import { nobleCrypto } from '../core/crypto/noble.ts';
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { NtfClient } from '../ntf/client.ts';
 import { MIN_CRON_MINUTES, type SubStatus, type TokenStatus } from '../ntf/protocol.ts';
 import type { DeviceToken } from '../push/device.ts';
-import { RelayClient, type RelayEvent } from '../relay/client.ts';
+import { RelayClient } from '../relay/client.ts';
 import { renderSVG } from 'uqr';
-import { acceptRequest, addressLink, createAddress, DEFAULT_MAX_REQUESTS, receiveOn, rejectRequest, sendContactRequest } from './address.ts';
+import { acceptRequest, addressLink, createAddress, DEFAULT_MAX_REQUESTS, rejectRequest, sendContactRequest } from './address.ts';
 import { ConnectionPool } from './connections.ts';
 import {
   acceptInvitation,
-  ackMessage,
   ContactError,
   createInvitation,
   deleteContact,
@@ -24,7 +23,7 @@ import {
   type InboxEvent,
   type RequestEvent,
 } from './contacts.ts';
-import { b64, receivers, save, type Context } from './context.ts';
+import { b64, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
 import { KeyedLock, WriteGate } from './lock.ts';
 import { Notifications } from './notifications.ts';
@@ -38,21 +37,11 @@ import {
   type PushPayload,
 } from './push-handler.ts';
 import { DEFAULT_OUTBOX_TTL_MS, Outbox, type MessageState, type MessageStatus } from './outbox.ts';
+import { Online } from './online.ts';
 import { REAL_TIMERS, type Timers } from '../ntf/timers.ts';
-import { loadProfiles, newProfile, profileList, profileOf } from './profiles.ts';
-import {
-  deserialize,
-  KEYS,
-  type AddressRecord,
-  type Contact,
-  type ContactState,
-  type NotificationMode,
-  type OutgoingMessage,
-  type PreviewMode,
-  type Receiver,
-  type RequestRecord,
-  type Settings,
-} from './records.ts';
+import { newProfile, profileList, profileOf } from './profiles.ts';
+import { DEFAULT_SETTINGS, loadState } from './load.ts';
+import type { Contact, ContactState, NotificationMode, OutgoingMessage, PreviewMode, Receiver } from './records.ts';
 import { StoreLockError, type ReleaseLock, type StoreLock } from './store/lock.ts';
 import type { ClientStore } from './store/store.ts';
 import { CALL_ID_LENGTH, nameBytes, type CallMedia } from './content.ts';
@@ -153,7 +142,6 @@ function checkName(name: string): string {
   return name;
 }
 
-const DEFAULT_SETTINGS: Settings = { activeProfile: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
 /** How long a call rings unless the caller says otherwise, and the range it may say. */
 export const DEFAULT_RING_MS = 60_000;
 const RING_MS = { min: 1000, max: 600_000 };
@@ -166,48 +154,8 @@ export interface ProfileInfo {
   /** Unread messages in its chats. */
   unread: number;
 }
-const RECONNECT_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
 const LOCK_TIMEOUT_MS = 10_000;
 const SUSPEND_TIMEOUT_MS = 5_000;
-
-/** The client's records as stored (a new store: default settings, no token, no contacts). */
-async function loadState(
-  store: ClientStore,
-  crypto: CryptoSuite,
-  now: number,
-): Promise<Pick<Context, 'settings' | 'profiles' | 'token' | 'contacts' | 'outbox' | 'address' | 'requests'> & { migrated: Contact[] | undefined }> {
-  const settingsText = await store.get(KEYS.settings);
-  const tokenText = await store.get(KEYS.token);
-  const addressText = await store.get(KEYS.address);
-  const requests = new Map<string, RequestRecord>();
-  for (const r of await records<RequestRecord>(store, KEYS.request)) requests.set(r.id, r);
-  const settings: Settings = settingsText ? deserialize(settingsText) : { ...DEFAULT_SETTINGS };
-  const contacts = new Map<string, Contact>();
-  for (const c of await records<Contact>(store, KEYS.contact)) contacts.set(c.id, c);
-  const outbox = new Map<string, OutgoingMessage[]>();
-  for (const m of await records<OutgoingMessage>(store, KEYS.outbox)) outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
-  const { profiles, migrated } = await loadProfiles(store, settings, contacts, crypto, now);
-  return {
-    settings,
-    profiles,
-    token: tokenText ? deserialize(tokenText) : undefined,
-    contacts,
-    outbox,
-    address: addressText ? deserialize<AddressRecord>(addressText) : undefined,
-    requests,
-    migrated,
-  };
-}
-
-/** Every record under a key prefix, in key order. */
-async function records<T>(store: ClientStore, prefix: string): Promise<T[]> {
-  const out: T[] = [];
-  for (const key of await store.keys(prefix)) {
-    const text = await store.get(key);
-    if (text) out.push(deserialize<T>(text));
-  }
-  return out;
-}
 
 const sameStatus = (a: TokenStatus | undefined, b: TokenStatus | undefined) =>
   a?.status === b?.status && (a as { reason?: string } | undefined)?.reason === (b as { reason?: string } | undefined)?.reason;
@@ -216,10 +164,9 @@ export class HushClient extends Emitter<HushEvents> {
   private readonly ctx: Context;
   private readonly notifications: Notifications;
   private readonly outbox: Outbox;
+  private readonly online: Online;
   private readonly timers: Timers;
-  private started = false;
   private checkTimer: ReturnType<typeof setInterval> | undefined;
-  private readonly reconnects = new Map<string, unknown>();
   /** Holds the store (its lock): methods work. False while suspended and once closed. */
   private held = false;
   private closed = false;
@@ -249,10 +196,10 @@ export class HushClient extends Emitter<HushEvents> {
       relays: new ConnectionPool((address, onClose) =>
         RelayClient.connect(withPassword.get(address) ?? address, {
           ...common,
-          onEvent: (e) => this.onRelayEvent(address, e),
+          onEvent: (e) => this.online.relayEvent(address, e),
           onClose: () => {
             onClose();
-            this.onRelayClosed(address);
+            this.online.relayClosed(address);
           },
         }).then((r) => {
           this.outbox.relayUp(address);
@@ -281,6 +228,10 @@ export class HushClient extends Emitter<HushEvents> {
     };
     this.notifications = new Notifications(this.ctx, { status: (s) => this.emit('tokenStatus', s) });
     this.outbox = new Outbox(this.ctx, this.timers, opts.outboxTtlMs ?? DEFAULT_OUTBOX_TTL_MS, (s) => this.emit('messageStatus', s));
+    this.online = new Online(this.ctx, this.timers, {
+      accepting: () => this.held,
+      received: (event) => void this.announce([event]).catch((e) => this.ctx.fail('announcing a received message failed', e)),
+    });
   }
 
   /**
@@ -354,7 +305,7 @@ export class HushClient extends Emitter<HushEvents> {
     if (!this.held) return;
     this.held = false;
     this.release = undefined;
-    this.resume = this.started;
+    this.resume = this.online.started;
     this.halt();
     void this.ctx.writes.close();
     this.cut();
@@ -386,7 +337,7 @@ export class HushClient extends Emitter<HushEvents> {
     return this.serially(async () => {
       if (!this.held) return;
       this.held = false; // online messages arriving from now on are left at the relay
-      this.resume = this.started;
+      this.resume = this.online.started;
       this.halt();
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([this.ctx.locks.idle(), new Promise((r) => (timer = setTimeout(r, opts.timeoutMs ?? SUSPEND_TIMEOUT_MS)))]);
@@ -589,7 +540,7 @@ export class HushClient extends Emitter<HushEvents> {
   }
 
   private async contactAdded(c: Receiver): Promise<void> {
-    if (this.started) await this.subscribe([c]);
+    if (this.online.started) await this.online.subscribe([c]);
     await this.notifications.sync().catch((e) => this.ctx.fail('subscribing a new contact failed', e));
   }
 
@@ -707,14 +658,13 @@ export class HushClient extends Emitter<HushEvents> {
   /** Goes online: subscribes every receive queue; messages arrive as events. Also starts the periodic check. */
   async start(): Promise<void> {
     this.using();
-    if (this.started) return;
-    this.started = true;
+    if (this.online.started) return;
     this.checkTimer = setInterval(
       () => void this.checkNotifications().catch((e) => this.ctx.fail('the periodic notification check failed', e)),
       this.opts.checkIntervalMs ?? 3_600_000,
     );
     this.outbox.flushAll();
-    await this.subscribe(receivers(this.ctx));
+    await this.online.start();
   }
 
   /** Goes offline ("asleep"): closes the relay connections; pushes then wake it through handlePush. */
@@ -724,12 +674,10 @@ export class HushClient extends Emitter<HushEvents> {
     this.ctx.relays.drop();
   }
 
-  /** No more timers: no check, no reconnect. */
+  /** No more timers: no check, no reconnect, no retry. */
   private halt(): void {
-    this.started = false;
     clearInterval(this.checkTimer);
-    for (const t of this.reconnects.values()) this.timers.clear(t);
-    this.reconnects.clear();
+    this.online.stop();
     this.outbox.stop();
   }
 
@@ -749,69 +697,6 @@ export class HushClient extends Emitter<HushEvents> {
       await this.letGo();
       if (this.opts.closeStore) await this.opts.store.close();
     });
-  }
-
-  private subKey = (c: Receiver) => `${c.rcv.relay} ${b64(c.rcv.rcvId)}`;
-
-  private async subscribe(contacts: Receiver[]): Promise<void> {
-    const byRelay = new Map<string, Receiver[]>();
-    for (const c of contacts) byRelay.set(c.rcv.relay, [...(byRelay.get(c.rcv.relay) ?? []), c]);
-    await Promise.all(
-      [...byRelay].map(async ([relay, list]) => {
-        try {
-          const r = await this.ctx.relays.get(relay);
-          await Promise.all(
-            list.map((c) =>
-              r.subscribe(c.rcv.rcvId, c.rcv.rcvAuth.privateKey).catch((e) => {
-                if (!(e instanceof ConnectionError)) this.ctx.fail('subscribing a queue failed', e);
-              }),
-            ),
-          );
-        } catch (e) {
-          this.ctx.fail('connecting to a relay failed', e);
-          this.scheduleReconnect(relay, 0);
-        }
-      }),
-    );
-  }
-
-  /** A relay link dropped: reconnected if queues of mine are there (a relay I only send to is reached again by the outbox). */
-  private onRelayClosed(relay: string): void {
-    if (this.started && [...this.ctx.contacts.values()].some((c) => c.rcv.relay === relay)) this.scheduleReconnect(relay, 0);
-  }
-
-  private scheduleReconnect(relay: string, attempt: number): void {
-    if (!this.started || this.reconnects.has(relay)) return;
-    const base = RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]!;
-    const timer = this.timers.set(async () => {
-      this.reconnects.delete(relay);
-      if (!this.started) return;
-      try {
-        await this.ctx.relays.get(relay);
-      } catch {
-        return this.scheduleReconnect(relay, attempt + 1);
-      }
-      await this.subscribe(receivers(this.ctx).filter((c) => c.rcv.relay === relay));
-    }, base * (0.75 + Math.random() / 2));
-    this.reconnects.set(relay, timer);
-  }
-
-  private onRelayEvent(relay: string, e: RelayEvent): void {
-    const key = `${relay} ${b64(e.entityId)}`;
-    const c = receivers(this.ctx).find((x) => this.subKey(x) === key);
-    // END (another connection took the queue over) needs nothing: that one receives now.
-    // Suspending: the message stays at the relay (not ACKed) for the store's next holder.
-    if (!c || e.type !== 'MSG' || !this.held) return;
-    void this.ctx.locks
-      .run(c.id, async () => {
-        const r = await this.ctx.relays.get(relay);
-        const event = await receiveOn(this.ctx, c, r, e);
-        // Stored, so handled: a redelivery after a failed ACK is recognized (seen) and makes no second event.
-        await ackMessage(r, c, e.msgId).catch((err) => this.ctx.fail('acknowledging a received message failed', err));
-        return event;
-      })
-      .then((event) => event && this.announce([event]))
-      .catch((err) => this.ctx.fail('handling a received message failed', err));
   }
 
   /**
