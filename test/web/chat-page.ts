@@ -1,8 +1,10 @@
 // The web chat page as the browser tests drive it: open it as someone, wait
 // for its DOM, send, invite.
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { until } from '../ntf/helpers.ts';
+import { launchBrowser, person, startWebStack } from './browser.ts';
 
 export type HushWindow = {
   hush: {
@@ -114,4 +116,16 @@ export async function clickNotification(context: BrowserContext, tag: string, ac
     self.dispatchEvent(e);
     await done;
   })()`);
+}
+
+/** Alice's chat, and Bob's in a context whose visibility the test controls, his service worker ready. */
+export async function aliceAndWatchedBob(t: TestContext) {
+  const { url } = await startWebStack(t);
+  const browser = await launchBrowser(t);
+  const alice = await openChat(await person(browser, url), url, 'Alice');
+  const bobContext = await person(browser, url);
+  await controlVisibility(bobContext);
+  const bob = await openChat(bobContext, url, 'Bob');
+  await bob.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+  return { url, browser, alice, bob, bobContext };
 }

@@ -10,6 +10,7 @@ import type { Page } from 'playwright-core';
 import { until } from '../ntf/helpers.ts';
 import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
 import {
+  aliceAndWatchedBob,
   clickNotification,
   controlVisibility,
   invitationLink,
@@ -118,13 +119,7 @@ test('a second profile has its own contacts; its notifications name it, in the c
 });
 
 test('a call answered from its notification reaches the caller; one declined in the chat too', async (t) => {
-  const { url } = await startWebStack(t);
-  const browser = await launchBrowser(t);
-  const alice = await openChat(await person(browser, url), url, 'Alice');
-  const bobContext = await person(browser, url);
-  await controlVisibility(bobContext);
-  const bob = await openChat(bobContext, url, 'Bob');
-  await bob.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+  const { alice, bob, bobContext } = await aliceAndWatchedBob(t);
   await connect(alice, bob);
 
   await setPageHidden(bob, true);

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { until } from '../ntf/helpers.ts';
 import { launchBrowser, person, screenshotPath, startWebStack } from './browser.ts';
 import {
-  controlVisibility,
+  aliceAndWatchedBob,
   invitationLink,
   messageTexts,
   openChat,
@@ -167,13 +167,7 @@ test('with no chat page open, the service worker turns a push into a notificatio
 });
 
 test('a hidden chat page shows notifications for new messages under the preview mode; a visible one none', async (t) => {
-  const { url } = await startWebStack(t);
-  const browser = await launchBrowser(t);
-  const alice = await openChat(await person(browser, url), url, 'Alice');
-  const bobContext = await person(browser, url);
-  await controlVisibility(bobContext);
-  const bob = await openChat(bobContext, url, 'Bob');
-  await bob.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+  const { alice, bob } = await aliceAndWatchedBob(t);
   await bob.fill('#accept-link', await invitationLink(alice));
   await bob.click('#accept');
   await waitForText(alice, '#contacts', 'connected');
