@@ -1,4 +1,4 @@
-// A contact address (docs/sdk.md §2, §4.6): a long-lived queue anyone with its
+// A contact address (docs/sdk.md §2.1, §4.7): a long-lived queue anyone with its
 // link may send a contact request to. Accepting one makes a new queue for that
 // contact and answers on the requester's own queue, so the address queue never
 // carries the contact's traffic and can be deleted without losing contacts.

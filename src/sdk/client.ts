@@ -23,7 +23,7 @@ import {
   type InboxEvent,
   type RequestEvent,
 } from './contacts.ts';
-import { b64, save, type Context } from './context.ts';
+import { b64, receivers, save, type Context } from './context.ts';
 import { Emitter } from './events.ts';
 import { KeyedLock, WriteGate } from './lock.ts';
 import { Notifications } from './notifications.ts';
@@ -416,48 +416,52 @@ export class HushClient extends Emitter<HushEvents> {
   /**
    * Deletes a profile: each contact's subscription and queue (as deleteContact;
    * what the servers cannot be reached for is reported and deleted here all
-   * the same), its outbox and records. The last profile cannot go alone: that
-   * is wipe(). Another profile becomes active if this one was.
+   * the same), its outbox and records; the contact address if it is the
+   * profile's, and its pending requests. The last profile cannot go alone:
+   * that is wipe(). Another profile becomes active if this one was.
    */
   async deleteProfile(profileId: string): Promise<void> {
     this.using();
     const p = profileOf(this.ctx, profileId);
     if (this.ctx.profiles.size === 1) return this.wipe();
-    await this.deleteContacts([...this.ctx.contacts.values()].filter((c) => c.profileId === p.id));
+    await this.deleteReceivers(receivers(this.ctx).filter((c) => c.profileId === p.id));
+    const requests = [...this.ctx.requests.values()].filter((r) => r.profileId === p.id).map((r) => r.id);
+    for (const id of requests) this.ctx.requests.delete(id);
     this.ctx.profiles.delete(p.id);
     if (this.ctx.settings.activeProfile === p.id) this.ctx.settings.activeProfile = profileList(this.ctx)[0]!.id;
-    await save(this.ctx, { deletedProfiles: [p.id], settings: true });
+    await save(this.ctx, { deletedProfiles: [p.id], deletedRequests: requests, settings: true });
   }
 
   /**
-   * Deletes everything: every contact (as deleteProfile), the device token at
-   * the notification server (TDEL), then every record in the store. The client
-   * goes on as a new one: one empty profile, default settings, no device token.
+   * Deletes everything: every contact and the address (as deleteProfile), the
+   * device token at the notification server (TDEL), then every record in the
+   * store. The client goes on as a new one: one empty profile, default
+   * settings, no device token.
    */
   async wipe(): Promise<void> {
     this.using();
-    await this.deleteContacts([...this.ctx.contacts.values()]);
+    await this.deleteReceivers(receivers(this.ctx));
     await this.notifications.setMode('off').catch((e) => this.ctx.fail('deleting the device token failed', e));
     const { store } = this.ctx;
     const keys = await store.keys('');
     await this.ctx.writes.run(() => store.write(keys.map((k) => [k, undefined] as const)));
-    this.ctx.contacts.clear();
     this.ctx.outbox.clear();
+    this.ctx.requests.clear();
     this.ctx.profiles.clear();
     this.ctx.token = undefined;
     this.ctx.settings = { ...DEFAULT_SETTINGS, activeProfile: newProfile(this.ctx, '').id };
     await save(this.ctx, { settings: true, profiles: this.ctx.profiles.values() });
   }
 
-  private async deleteContacts(list: Contact[]): Promise<void> {
-    const results = await Promise.allSettled(list.map((c) => this.deleteContact(c.id)));
-    results.forEach((r, i) => {
-      if (r.status === 'fulfilled') return;
-      this.ctx.fail('deleting a contact at its servers failed', r.reason);
-      const c = list[i]!;
-      this.ctx.contacts.delete(c.id);
-      void save(this.ctx, { deleted: [c.id], outboxDone: this.outbox.forget(c.id) });
-    });
+  /** deleteContact for each at once; one whose servers cannot be reached is reported, and deleted here all the same. */
+  private async deleteReceivers(list: Receiver[]): Promise<void> {
+    const results = await Promise.allSettled(list.map((c) => this.deleteReceiver(c)));
+    const failed = list.filter((_, i) => results[i]!.status === 'rejected');
+    for (const r of results) if (r.status === 'rejected') this.ctx.fail('deleting a contact at its servers failed', r.reason);
+    if (!failed.length) return;
+    for (const c of failed) if (c === this.ctx.address) this.ctx.address = undefined;
+    else this.ctx.contacts.delete(c.id);
+    await save(this.ctx, { deleted: failed.map((c) => c.id), outboxDone: failed.flatMap((c) => this.outbox.forget(c.id)) });
   }
 
   // ---- contacts and messages

@@ -195,7 +195,7 @@ export async function sealContent(
   return m;
 }
 
-export function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
+function sendEnvelope(ctx: Context, snd: NonNullable<Contact['snd']>, envelope: Uint8Array, notify: boolean): Promise<unknown> {
   return ctx.relays.with(snd.relay, (c) => c.send(snd.sndId, envelope, { notify, sndAuthKey: snd.sndAuthKey }));
 }
 

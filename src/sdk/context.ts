@@ -86,10 +86,7 @@ export function save(
   const entries: Array<[string, string | undefined]> = [];
   for (const p of what.profiles ?? []) if (ctx.profiles.get(p.id) === p) entries.push([KEYS.profile + p.id, serialize(p)]);
   for (const id of what.deletedProfiles ?? []) entries.push([KEYS.profile + id, undefined]);
-  for (const c of what.contacts ?? []) {
-    if (c === ctx.address) entries.push([KEYS.address, serialize(c)]);
-    else if (ctx.contacts.get(c.id) === c) entries.push([KEYS.contact + c.id, serialize(c)]);
-  }
+  for (const c of what.contacts ?? []) if (isCurrent(ctx, c)) entries.push([c === ctx.address ? KEYS.address : KEYS.contact + c.id, serialize(c)]);
   for (const id of what.deleted ?? []) entries.push([id === ADDRESS_ID ? KEYS.address : KEYS.contact + id, undefined]);
   for (const m of what.outbox ?? []) if (ctx.contacts.has(m.contactId)) entries.push([outboxKey(m), serialize(m)]);
   for (const m of what.outboxDone ?? []) entries.push([outboxKey(m), undefined]);

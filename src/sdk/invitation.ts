@@ -26,25 +26,15 @@ export type ContactAddress = Invitation;
 
 interface LinkKind {
   scheme: string;
-  /** The kind's name in errors, with its article. */
+  /** The kind's name in errors, and with its article. */
+  noun: string;
   a: string;
-  the: string;
-  /** The other kind's scheme, recognized to say what was given instead. */
-  other: { scheme: string; a: string };
 }
 
-const INVITATION: LinkKind = {
-  scheme: INVITATION_SCHEME,
-  a: 'an invitation',
-  the: 'the invitation',
-  other: { scheme: CONTACT_ADDRESS_SCHEME, a: 'a contact address' },
-};
-const CONTACT_ADDRESS: LinkKind = {
-  scheme: CONTACT_ADDRESS_SCHEME,
-  a: 'a contact address',
-  the: 'the contact address',
-  other: { scheme: INVITATION_SCHEME, a: 'an invitation' },
-};
+const INVITATION: LinkKind = { scheme: INVITATION_SCHEME, noun: 'invitation', a: 'an invitation' };
+const CONTACT_ADDRESS: LinkKind = { scheme: CONTACT_ADDRESS_SCHEME, noun: 'contact address', a: 'a contact address' };
+/** The kind a link of the wrong one is recognized as, to say what was given instead. */
+const otherKind = (kind: LinkKind) => (kind === INVITATION ? CONTACT_ADDRESS : INVITATION);
 
 function formatLink(kind: LinkKind, i: Invitation): string {
   const relay = new TextEncoder().encode(i.relay);
@@ -55,26 +45,27 @@ function formatLink(kind: LinkKind, i: Invitation): string {
 /** Parses a link, or a web URL whose fragment is one. Strict: anything else is an error saying what is wrong. */
 function parseLink(kind: LinkKind, text: string): Parsed<Invitation> {
   let link = text.trim();
-  const noun = kind.the.slice(4);
+  const { noun } = kind;
+  const other = otherKind(kind);
   if (/^https?:\/\//i.test(link)) {
     const hash = link.indexOf('#');
     if (hash < 0) return { ok: false, error: `the web link has no ${noun} after #` };
     try {
       link = decodeURIComponent(link.slice(hash + 1));
     } catch {
-      return { ok: false, error: `${kind.the} in the web link is not valid percent-encoding` };
+      return { ok: false, error: `the ${noun} in the web link is not valid percent-encoding` };
     }
   }
-  if (link.startsWith(kind.other.scheme)) return { ok: false, error: `this is ${kind.other.a}, not ${kind.a}` };
+  if (link.startsWith(other.scheme)) return { ok: false, error: `this is ${other.a}, not ${kind.a}` };
   const m = /^[a-z-]+:([A-Za-z0-9_-]+)$/.exec(link);
   if (!m || !link.startsWith(kind.scheme)) return { ok: false, error: `${kind.a} starts with ${kind.scheme}` };
   const bytes = fromBase64Url(m[1]!);
-  if (!bytes) return { ok: false, error: `${kind.the} is not valid base64url` };
+  if (!bytes) return { ok: false, error: `the ${noun} is not valid base64url` };
   return parse(bytes, (d) => {
     if (d.u8() !== INVITATION_VERSION) throw new ParseError(`unknown ${noun} version`);
     const relayBytes = d.short();
     const relay = String.fromCharCode(...relayBytes);
-    if (!parseAddress(relay).ok) throw new ParseError(`${kind.the} names no valid relay address`);
+    if (!parseAddress(relay).ok) throw new ParseError(`the ${noun} names no valid relay address`);
     return { relay, sndId: d.key(ID_LENGTH, 'sender ID'), e2eKey: d.key(32, 'key') };
   });
 }

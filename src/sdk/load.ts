@@ -4,7 +4,7 @@ import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { MIN_CRON_MINUTES } from '../ntf/protocol.ts';
 import type { Context } from './context.ts';
 import { loadProfiles } from './profiles.ts';
-import { deserialize, KEYS, type AddressRecord, type Contact, type OutgoingMessage, type RequestRecord, type Settings } from './records.ts';
+import { deserialize, KEYS, type AddressRecord, type Contact, type OutgoingMessage, type Profile, type RequestRecord, type Settings } from './records.ts';
 import type { ClientStore } from './store/store.ts';
 
 export const DEFAULT_SETTINGS: Settings = { activeProfile: '', mode: 'instant', preview: 'message', periodicMinutes: MIN_CRON_MINUTES };
@@ -24,8 +24,13 @@ export async function loadState(
   const contacts = new Map<string, Contact>();
   for (const c of await records<Contact>(store, KEYS.contact)) contacts.set(c.id, c);
   const outbox = new Map<string, OutgoingMessage[]>();
-  for (const m of await records<OutgoingMessage>(store, KEYS.outbox)) outbox.set(m.contactId, [...(outbox.get(m.contactId) ?? []), m]); // keys sort in send order
-  const { profiles, migrated } = await loadProfiles(store, settings, contacts, crypto, now);
+  // Keys sort by contact, then in send order.
+  for (const m of await records<OutgoingMessage>(store, KEYS.outbox)) {
+    const list = outbox.get(m.contactId);
+    if (list) list.push(m);
+    else outbox.set(m.contactId, [m]);
+  }
+  const { profiles, migrated } = loadProfiles(await records<Profile>(store, KEYS.profile), settings, contacts, crypto, now);
   return {
     settings,
     profiles,

@@ -3,11 +3,12 @@
 // a relay that holds queues of mine is reconnected with backoff and its queues
 // SUBed again. (A relay I only send to is reached again by the outbox.)
 import { ConnectionError } from '../core/client.ts';
+import { equalBytes } from '../core/encoding.ts';
 import type { Timers } from '../ntf/timers.ts';
 import type { RelayEvent } from '../relay/client.ts';
 import { receiveOn } from './address.ts';
 import { ackMessage, type InboxEvent } from './contacts.ts';
-import { b64, receivers, type Context } from './context.ts';
+import { receivers, type Context } from './context.ts';
 import type { Receiver } from './records.ts';
 
 /** Delays before reconnecting, by attempt (each × 0.75–1.25), the last repeated. */
@@ -76,8 +77,7 @@ export class Online {
 
   /** A MSG is handled under its queue's lock, stored, then ACKed; END and DELD need nothing. */
   relayEvent(relay: string, e: RelayEvent): void {
-    const id = b64(e.entityId);
-    const c = receivers(this.ctx).find((x) => x.rcv.relay === relay && b64(x.rcv.rcvId) === id);
+    const c = receivers(this.ctx).find((x) => x.rcv.relay === relay && equalBytes(x.rcv.rcvId, e.entityId));
     // Suspending: the message stays at the relay (not ACKed) for the store's next holder.
     if (!c || e.type !== 'MSG' || !this.hooks.accepting()) return;
     void this.ctx.locks

@@ -62,11 +62,14 @@ export class Outbox {
     return this.ctx.locks.run(contactId, async () => {
       const c = this.ctx.contacts.get(contactId);
       if (!c) return undefined;
-      const outcome = new Map<string, MessageState>();
+      let settled: MessageState | undefined; // messageId's, once sent or failed
+      const finish = async (m: OutgoingMessage, state: 'sent' | 'failed', error?: string) => {
+        await this.finish(c, m, state, error);
+        if (m.id === messageId) settled = state;
+      };
       for (let m = this.waiting(contactId)[0]; m; m = this.waiting(contactId)[0]) {
         if (this.ctx.now() - m.createdAt > this.ttlMs) {
-          await this.finish(c, m, 'failed', `not taken by the relay within its time to live (${Math.round(this.ttlMs / 1000)} s)`);
-          outcome.set(m.id, 'failed');
+          await finish(m, 'failed', `not taken by the relay within its time to live (${Math.round(this.ttlMs / 1000)} s)`);
           continue;
         }
         const to = m.to ?? c.snd!;
@@ -76,8 +79,7 @@ export class Outbox {
           await this.ctx.relays.with(to.relay, (r) => r.send(to.sndId, m!.envelope, { notify: m!.notify, ...auth }));
         } catch (e) {
           if (!passing(e)) {
-            await this.finish(c, m, 'failed', e instanceof CommandError ? `the relay refused it (${e.error})` : String(e));
-            outcome.set(m.id, 'failed');
+            await finish(m, 'failed', `the relay refused it (${(e as CommandError).error})`);
             continue;
           }
           m.attempts++;
@@ -85,10 +87,9 @@ export class Outbox {
           this.retryLater(c, to.relay, m.attempts);
           break;
         }
-        await this.finish(c, m, 'sent');
-        outcome.set(m.id, 'sent');
+        await finish(m, 'sent');
       }
-      return messageId === undefined ? undefined : (outcome.get(messageId) ?? 'pending');
+      return messageId === undefined ? undefined : (settled ?? 'pending');
     });
   }
 

@@ -5,8 +5,7 @@
 import type { CryptoSuite } from '../core/crypto/suite.ts';
 import { ContactError } from './contacts.ts';
 import { b64, type Context } from './context.ts';
-import { KEYS, deserialize, type Contact, type Profile, type Settings } from './records.ts';
-import type { ClientStore } from './store/store.ts';
+import type { Contact, Profile, Settings } from './records.ts';
 
 const makeProfile = (crypto: CryptoSuite, now: number, name: string): Profile => ({ id: b64(crypto.randomBytes(12)), name, createdAt: now });
 
@@ -23,30 +22,26 @@ export function profileOf(ctx: Context, id = ctx.settings.activeProfile): Profil
   return p;
 }
 
+const oldestFirst = (profiles: Iterable<Profile>) => [...profiles].sort((a, b) => a.createdAt - b.createdAt);
+
 /** Profiles oldest first. */
-export const profileList = (ctx: Context) => [...ctx.profiles.values()].sort((a, b) => a.createdAt - b.createdAt);
+export const profileList = (ctx: Context) => oldestFirst(ctx.profiles.values());
 
 /**
- * Loads the profiles. A store written before profiles existed has none: its
- * name (kept in the settings then) becomes the one profile, which every
- * contact joins. `migrated`: the contacts moved into a profile made now (to be
- * written back with it); undefined when the profiles were there.
+ * The stored profiles, and the active one checked. A store written before
+ * profiles existed has none: its name (kept in the settings then) becomes the
+ * one profile, which every contact joins. `migrated`: the contacts moved into
+ * a profile made now (to be written back with it); undefined when the
+ * profiles were there.
  */
-export async function loadProfiles(
-  store: ClientStore,
+export function loadProfiles(
+  stored: Profile[],
   settings: Settings & { name?: string },
   contacts: Map<string, Contact>,
   crypto: CryptoSuite,
   now: number,
-): Promise<{ profiles: Map<string, Profile>; migrated: Contact[] | undefined }> {
-  const profiles = new Map<string, Profile>();
-  for (const key of await store.keys(KEYS.profile)) {
-    const text = await store.get(key);
-    if (text) {
-      const p = deserialize<Profile>(text);
-      profiles.set(p.id, p);
-    }
-  }
+): { profiles: Map<string, Profile>; migrated: Contact[] | undefined } {
+  const profiles = new Map(stored.map((p) => [p.id, p]));
   let migrated: Contact[] | undefined;
   if (profiles.size === 0) {
     const p = makeProfile(crypto, now, settings.name ?? '');
@@ -55,6 +50,6 @@ export async function loadProfiles(
     for (const c of migrated) c.profileId = p.id;
   }
   delete settings.name;
-  if (!profiles.has(settings.activeProfile)) settings.activeProfile = [...profiles.values()].sort((a, b) => a.createdAt - b.createdAt)[0]!.id;
+  if (!profiles.has(settings.activeProfile)) settings.activeProfile = oldestFirst(profiles.values())[0]!.id;
   return { profiles, migrated };
 }

@@ -50,6 +50,8 @@ export type ContactState = 'invited' | 'accepted' | 'requested' | 'ready';
 /** What has a receive queue of mine: a contact, or my contact address. */
 export interface Receiver {
   id: string;
+  /** The profile it belongs to (an address: the profile contacts made through it join). */
+  profileId: string;
   /** My receive queue. */
   rcv: { relay: string; rcvId: Uint8Array; sndId: Uint8Array; rcvAuth: KeyPair; rcvDhSecret: Uint8Array };
   ntf: {
@@ -66,8 +68,6 @@ export interface Receiver {
 /** My contact address: a queue anyone may send a contact request to (docs/sdk.md §2, §4.6). */
 export interface AddressRecord extends Receiver {
   id: typeof ADDRESS_ID;
-  /** The profile contacts made through it join. */
-  profileId: string;
   createdAt: number;
   /** The address key: requests are encrypted to its public half. */
   key: KeyPair;
@@ -94,9 +94,6 @@ export interface RequestRecord {
 export const ADDRESS_ID = 'address';
 
 export interface Contact extends Receiver {
-  id: string;
-  /** The profile it belongs to. */
-  profileId: string;
   /** The contact's display name ('' until they tell it). */
   name: string;
   /**

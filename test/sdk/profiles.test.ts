@@ -78,8 +78,11 @@ test('wipe: contacts deleted at the relay, the token at the notification server,
   const a = await connect(alice, bob);
   await untilSubscribed(bob, 1);
   await bob.client.createProfile('Robert');
+  const address = await bob.client.createAddress();
 
   await bob.client.wipe();
+  assert.equal(bob.client.address, undefined, 'the address went too');
+  assert.deepEqual(bob.client.contactRequests(), []);
   assert.equal(bob.client.tokenStatus, undefined);
   assert.equal(tokens(stack), 0, 'TDEL');
   assert.deepEqual(bob.client.contacts(), []);
@@ -87,6 +90,7 @@ test('wipe: contacts deleted at the relay, the token at the notification server,
   assert.equal(bob.client.name, '');
   assert.deepEqual(await bob.store.keys(''), ['profile:' + bob.client.activeProfile, 'settings'], 'only the new profile and default settings');
   assert.equal((await alice.client.send(a.atInviter, 'hello?')).state, 'failed', "Bob's queue is gone");
+  await assert.rejects(alice.client.sendContactRequest(address), /no longer in use/, "the address's queue is gone");
 
   // A new start: the same client makes contacts again.
   await bob.client.setName('Bob again');
