@@ -35,7 +35,9 @@ import {
   openPushFeed,
   openStoreClient,
   PAGE_DEADLINE_MS,
+  pref,
   PUSH_MESSAGE,
+  setPref,
   showNotification,
   storeIsEncrypted,
   type HistoryEntry,
@@ -126,8 +128,8 @@ async function main(): Promise<void> {
 
   await ownTheStore();
   const config = await loadConfig();
-  messages = await History.open();
-  const c = await openClient(config, messages);
+  const { client: c, passphrase } = await openClient(config);
+  messages = await History.open(passphrase);
   await chooseName(c);
   client = hush.client = c;
   wire(c, messages);
@@ -159,7 +161,7 @@ async function ownTheStore(): Promise<void> {
  * passphrase the user gives (a passphrase encrypts it at rest); an encrypted
  * one once the user gives its passphrase.
  */
-async function openClient(config: Parameters<typeof openStoreClient>[0], history: History): Promise<HushClient> {
+async function openClient(config: Parameters<typeof openStoreClient>[0]): Promise<{ client: HushClient; passphrase?: string }> {
   const encrypted = await storeIsEncrypted();
   ui.atRest.textContent = encrypted ? 'encrypted' : 'not encrypted';
   if (encrypted) {
@@ -167,7 +169,7 @@ async function openClient(config: Parameters<typeof openStoreClient>[0], history
       const { passphrase } = await ask({ name: false, passphrase: 'required', button: 'Unlock' });
       say('unlocking…');
       try {
-        return await openStoreClient(config, history, { passphrase });
+        return { client: await openStoreClient(config, { passphrase }), passphrase };
       } catch (e) {
         if (!(e instanceof PassphraseError)) throw e;
         say('wrong passphrase', true);
@@ -175,17 +177,17 @@ async function openClient(config: Parameters<typeof openStoreClient>[0], history
     }
   }
   const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
-  const c = await openStoreClient(config, history);
-  if (c.name || c.contacts().length > 0) return c; // not a new store
+  const c = await openStoreClient(config);
+  if (c.name || c.contacts().length > 0) return { client: c }; // not a new store
   const { name, passphrase } = fromUrl ? { name: fromUrl, passphrase: '' } : await ask({ name: true, passphrase: 'optional', button: 'Start' });
   if (passphrase) {
     await c.close(); // encrypted from its first record on (the store is empty)
     say('encrypting…');
     ui.atRest.textContent = 'encrypted';
-    return openStoreClient(config, history, { name, passphrase });
+    return { client: await openStoreClient(config, { name, passphrase }), passphrase };
   }
   await c.setName(name);
-  return c;
+  return { client: c };
 }
 
 /** Shows the start form with the fields asked for; resolves with what the user submits. */
@@ -407,11 +409,11 @@ function copyLink(from: HTMLElement): Promise<boolean> {
 /** The notification words' language: the page's choice, kept where the service worker reads it. */
 function setUpLanguage(c: HushClient): void {
   ui.language.replaceChildren(...Object.entries(LANGUAGES).map(([code, l]) => new Option(l.label, code)));
-  void messages!.pref('language').then((code) => (ui.language.value = code && LANGUAGES[code] ? code : 'en'));
+  void pref('language').then((code) => (ui.language.value = code && LANGUAGES[code] ? code : 'en'));
   ui.language.addEventListener('change', () =>
     run(async () => {
       c.setWords(wordsOf(ui.language.value));
-      await messages!.setPref('language', ui.language.value);
+      await setPref('language', ui.language.value);
     }),
   );
 }

@@ -2,16 +2,26 @@
 // stack's config, the names of the stores and of the lock that says who owns
 // the SDK state, the push deadlines, the message history, and how a
 // notification is shown. The simulator uses the config and the push feed too.
-import { IndexedDbStore, openIndexedDbClient, type HushClient, type HushEvents, type Notification as HushNotification } from '../sdk/index.ts';
+import {
+  EncryptedStore,
+  IndexedDbStore,
+  openIndexedDbClient,
+  type ClientStore,
+  type HushClient,
+  type HushEvents,
+  type Notification as HushNotification,
+} from '../sdk/index.ts';
 import type { PushEvent, WebConfig } from '../stack/web.ts';
 import { wordsOf } from './words.ts';
 
 export type { PushEvent, WebConfig };
 
 /** The SDK's IndexedDB database (keys, ratchets, token: one HushClient at a time). */
-export const STORE = 'hush-chat';
+const STORE = 'hush-chat';
 /** Message texts (the SDK stores none), written by the page and by the service worker. */
-export const HISTORY = 'hush-chat-history';
+const HISTORY = 'hush-chat-history';
+/** Page settings the service worker reads too (the language): in clear, apart from the history, which a passphrase encrypts. */
+const PREFS = 'hush-chat-prefs';
 /**
  * Web Lock held by whoever has a HushClient open on STORE: the chat page for
  * as long as it is open, the service worker while it handles a push. Two
@@ -100,10 +110,23 @@ export async function storeIsEncrypted(): Promise<boolean> {
 }
 
 /** A client on STORE for the stack, speaking the chosen language. */
-export async function openStoreClient(config: WebConfig, history: History, opts: { name?: string; passphrase?: string } = {}): Promise<HushClient> {
-  const words = wordsOf(await history.pref('language'));
+export async function openStoreClient(config: WebConfig, opts: { name?: string; passphrase?: string } = {}): Promise<HushClient> {
+  const words = wordsOf(await pref('language'));
   return openIndexedDbClient(STORE, { relays: [config.relay], ntfServer: config.ntf, words, ...opts });
 }
+
+async function withPrefs<T>(fn: (store: IndexedDbStore) => Promise<T>): Promise<T> {
+  const store = await IndexedDbStore.open(PREFS);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A page setting (the language). */
+export const pref = (name: string) => withPrefs((s) => s.get(name));
+export const setPref = (name: string, value: string) => withPrefs((s) => s.write([[name, value]]));
 
 type MessageState = HushEvents['messageStatus']['state'];
 
@@ -128,10 +151,19 @@ export interface HistoryEntry {
 export class History {
   private readonly pending = new Set<Promise<void>>();
 
-  private constructor(private readonly store: IndexedDbStore) {}
+  private constructor(private readonly store: ClientStore) {}
 
-  static async open(): Promise<History> {
-    return new History(await IndexedDbStore.open(HISTORY));
+  /** The history; encrypted at rest under `passphrase` (the store's) if given. */
+  static async open(passphrase?: string): Promise<History> {
+    const raw = await IndexedDbStore.open(HISTORY);
+    if (!passphrase) return new History(raw);
+    try {
+      await raw.write((await raw.keys('pref:')).map((k) => [k, undefined] as const)); // settings kept here before PREFS
+      return new History(await EncryptedStore.open(raw, passphrase));
+    } catch (e) {
+      await raw.close();
+      throw e;
+    }
   }
 
   /** Adds a message; the same id again replaces it (a redelivery). */
@@ -158,15 +190,6 @@ export class History {
       const e = v ? (JSON.parse(v) as HistoryEntry) : undefined;
       if (e && match(e)) return this.store.write([[key, JSON.stringify({ ...e, ...patch })]]);
     }
-  }
-
-  /** A page setting that the service worker reads too (the language). */
-  async pref(name: string): Promise<string | undefined> {
-    return this.store.get(`pref:${name}`);
-  }
-
-  setPref(name: string, value: string): Promise<void> {
-    return this.store.write([[`pref:${name}`, value]]);
   }
 
   /** Deletes every message (wipe). */

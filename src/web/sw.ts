@@ -151,7 +151,7 @@ async function withClient(work: (client: HushClient, history: History) => Promis
   const history = await History.open();
   let client: HushClient | undefined;
   try {
-    client = await openStoreClient(await stackConfig(), history);
+    client = await openStoreClient(await stackConfig());
     history.record(client); // the texts, for the chat page to show when opened
     await work(client, history);
   } finally {

@@ -165,20 +165,26 @@ test('a passphrase encrypts the store: asked on every load; wiping leaves nothin
   await waitForText(page, '#at-rest', 'encrypted');
   await page.click('#invite');
   await waitForText(page, '#contacts', 'invited');
-  // at rest, no record shows the name
-  const values = await page.evaluate(
-    () =>
-      new Promise<string[]>((resolve, reject) => {
-        const req = indexedDB.open('hush-chat');
-        req.onsuccess = () => {
-          const all = req.result.transaction('kv').objectStore('kv').getAll();
-          all.onsuccess = () => resolve(all.result as string[]);
-          all.onerror = () => reject(all.error);
-        };
-      }),
-  );
+  // at rest, no record shows the name; the message history is encrypted too
+  const atRest = (db: string) =>
+    page.evaluate(
+      (name) =>
+        new Promise<{ keys: string[]; values: string[] }>((resolve, reject) => {
+          const req = indexedDB.open(name);
+          req.onsuccess = () => {
+            const kv = req.result.transaction('kv').objectStore('kv');
+            const keys = kv.getAllKeys();
+            const values = kv.getAll();
+            values.onsuccess = () => resolve({ keys: keys.result as string[], values: values.result as string[] });
+            values.onerror = () => reject(values.error);
+          };
+        }),
+      db,
+    );
+  const { values } = await atRest('hush-chat');
   assert.ok(values.length > 2);
   assert.deepEqual(values.filter((v) => v.includes('Dora')), []);
+  assert.ok((await atRest('hush-chat-history')).keys.includes('encryption'), 'the history has an encryption header');
 
   await page.reload();
   await page.locator('#passphrase').waitFor();
