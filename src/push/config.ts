@@ -5,9 +5,8 @@ import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { boolSchema, positiveSchema } from '../server/config.ts';
-import { apnsBodyBytes } from './apns/payload.ts';
+import { alertFits } from './apns/payload.ts';
 import { ApnsProvider } from './apns/provider.ts';
-import { PUSH_DATA_SIZE } from './device.ts';
 import { FcmProvider } from './fcm/provider.ts';
 import type { PushProvider } from './provider.ts';
 import { WebPushProvider } from './webpush/provider.ts';
@@ -17,16 +16,7 @@ const caFile = z.string().min(1).optional();
 const apnsAlert = z
   .object({ title: z.string().min(1), body: z.string().min(1) })
   .strict()
-  .refine(
-    (alert) => {
-      try {
-        return apnsBodyBytes({ kind: 'message', data: new Uint8Array(PUSH_DATA_SIZE) }, alert).length > 0;
-      } catch {
-        return false;
-      }
-    },
-    { message: 'too long: a message push with this alert would exceed APNs\'s 4096 bytes' },
-  );
+  .refine(alertFits, { message: 'too long: a message push with this alert would exceed APNs\'s 4096 bytes' });
 
 export const providerSchemas = {
   /** Apple Push Notification service: token-based (.p8) authentication. */

@@ -12,7 +12,7 @@ import { describe, it, type TestContext } from 'node:test';
 import apn from '@parse/node-apn';
 import { type DeviceToken, PUSH_DATA_SIZE, type PushKind } from '../../src/push/device.ts';
 import { ApnsJwt, DEFAULT_REFRESH_MS } from '../../src/push/apns/jwt.ts';
-import { APNS_MAX_PAYLOAD, apnsBody, apnsBodyBytes, DEFAULT_ALERT, renderApns } from '../../src/push/apns/payload.ts';
+import { alertFits, APNS_MAX_PAYLOAD, apnsBody, apnsBodyBytes, DEFAULT_ALERT, renderApns } from '../../src/push/apns/payload.ts';
 import { ApnsProvider, type ApnsConfig } from '../../src/push/apns/provider.ts';
 import { retryAfterMs } from '../../src/push/outcome.ts';
 import type { PushRequest, PushResult } from '../../src/push/provider.ts';
@@ -109,8 +109,15 @@ describe('APNs payload', () => {
       }
   });
 
-  it('refuses an alert that would not fit', () => {
-    assert.throws(() => apnsBody({ kind: 'message', data: new Uint8Array(PUSH_DATA_SIZE) }, { title: 'x'.repeat(2000), body: 'y' }), RangeError);
+  it('refuses an alert that would not fit; alertFits says so beforehand, to the byte', () => {
+    const data = new Uint8Array(PUSH_DATA_SIZE);
+    assert.throws(() => apnsBody({ kind: 'message', data }, { title: 'x'.repeat(2000), body: 'y' }), RangeError);
+    assert.equal(alertFits(DEFAULT_ALERT), true);
+    let n = 1;
+    while (alertFits({ title: 'é'.repeat(n + 1), body: 'y' })) n++; // two UTF-8 bytes each
+    assert.ok(apnsBody({ kind: 'message', data }, { title: 'é'.repeat(n), body: 'y' }));
+    assert.throws(() => apnsBody({ kind: 'message', data }, { title: 'é'.repeat(n + 1), body: 'y' }), RangeError);
+    assert.throws(() => new ApnsProvider({ host: 'https://127.0.0.1:1', keyId: 'K', teamId: 'T', key: createApnsKey().privateKey, topic: TOPIC, alert: { title: 'é'.repeat(n + 1), body: 'y' } }), /too long/);
   });
 });
 

@@ -12,7 +12,7 @@
 //   check:        {"aps":{"content-available":1},"d":"…"}   background, priority 5
 // The two background kinds share every header and their lifetime, so Apple
 // cannot tell a verification from a periodic check.
-import type { PushKind } from '../device.ts';
+import { PUSH_DATA_SIZE, type PushKind } from '../device.ts';
 import { DEFAULT_TTL_SECONDS, type PushRequest } from '../provider.ts';
 
 /** Largest JSON body APNs accepts for a (non-VoIP) notification, in bytes. */
@@ -93,6 +93,10 @@ export function apnsBodyBytes(req: Pick<PushRequest, 'kind' | 'data'>, alert: Ap
   body[size - 1] = 0x7d; // }
   return body;
 }
+
+/** Whether a message push (its data always PUSH_DATA_SIZE bytes) with this alert fits APNs's limit. */
+export const alertFits = (alert: ApnsAlert) =>
+  prefixOf('message', alert).utf8.length + Math.ceil((PUSH_DATA_SIZE * 4) / 3) + 2 <= APNS_MAX_PAYLOAD;
 
 /** The JSON body as text. */
 export const apnsBody = (req: Pick<PushRequest, 'kind' | 'data'>, alert: ApnsAlert = DEFAULT_ALERT): string => apnsBodyBytes(req, alert).toString('utf8');

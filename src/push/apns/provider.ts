@@ -8,7 +8,7 @@ import { Http2Pool, jsonReason, type Http2Outcome, type Http2PoolOptions, type H
 import { DELIVERED, http2Result, notSent, retryAfter, type Http2Answer, type StatusTable } from '../outcome.ts';
 import type { PushProvider, PushRequest, PushResult } from '../provider.ts';
 import { ApnsJwt } from './jwt.ts';
-import { renderApns, type ApnsAlert, type ApnsRendered, type ApnsRenderOptions } from './payload.ts';
+import { alertFits, renderApns, type ApnsAlert, type ApnsRendered, type ApnsRenderOptions } from './payload.ts';
 
 export const APNS_HOSTS = {
   production: 'https://api.push.apple.com',
@@ -71,6 +71,7 @@ export class ApnsProvider implements PushProvider {
       name: 'apns',
     });
     this.url = this.pool.url;
+    if (cfg.alert && !alertFits(cfg.alert)) throw new RangeError("the APNs alert is too long: a message push with it would exceed APNs's 4096 bytes");
     this.render = {
       topic: cfg.topic,
       now: this.now,
