@@ -14,6 +14,7 @@
 // or from their notification), a store encrypted with a passphrase, and wiping
 // everything.
 import {
+  parseContactAddress,
   PassphraseError,
   webPushToken,
   type ActionInput,
@@ -134,9 +135,10 @@ async function main(): Promise<void> {
   client = hush.client = c;
   wire(c, messages);
   await c.start();
-  selected = new URLSearchParams(location.search).get('chat') ?? selected;
   enableControls(c);
-  await render();
+  const chat = new URLSearchParams(location.search).get('chat');
+  if (chat) await openChat(chat); // in its profile
+  else await render();
   markReady();
   await registerPush(c).catch((e) => say(`error: Web Push registration failed: ${errorText(e)}`, true));
 }
@@ -309,8 +311,8 @@ function enableControls(c: HushClient): void {
     e.preventDefault();
     const link = ui.acceptLink.value.trim();
     if (!link) return;
-    // an address link (never an invitation's: base64url has no ':') asks its owner to connect
-    const toAddress = link.includes('hush-address:');
+    // an address link asks its owner to connect
+    const toAddress = parseContactAddress(link).ok;
     void run(async () => {
       selected = toAddress ? await c.sendContactRequest(link) : await c.acceptInvitation(link);
       ui.acceptLink.value = '';

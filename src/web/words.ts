@@ -1,7 +1,7 @@
 // The languages the web chat offers for the SDK's notification words (a
 // Words table each, docs/sdk.md §6.2). The choice is the page's (the SDK
-// stores no words): kept in the history database, where the service worker's
-// client reads it too.
+// stores no words): kept in the page's settings database, where the service
+// worker's client reads it too.
 import type { CallMedia, Words } from '../sdk/index.ts';
 
 const fr = (media: CallMedia) => (media === 'video' ? 'vidéo' : 'audio');
@@ -24,6 +24,9 @@ export const LANGUAGES: Record<string, { label: string; words: Partial<Words> }>
       summary: (m, c) => `${plural(m, 'nouveau message', 'nouveaux messages')} dans ${plural(c, 'conversation', 'conversations')}`,
       answerCall: 'Répondre',
       rejectCall: 'Refuser',
+      contactRequest: 'Demande de contact',
+      wantsToConnect: (name) => `${name || "Quelqu'un"} veut se connecter`,
+      newContactRequest: 'Nouvelle demande de contact',
       acceptContact: 'Accepter',
       rejectContact: 'Refuser',
     },
