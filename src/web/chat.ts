@@ -40,7 +40,6 @@ import {
   PUSH_MESSAGE,
   setPref,
   showNotification,
-  storeIsEncrypted,
   type HistoryEntry,
 } from './push-bridge.ts';
 import { LANGUAGES, wordsOf } from './words.ts';
@@ -164,9 +163,13 @@ async function ownTheStore(): Promise<void> {
  * one once the user gives its passphrase.
  */
 async function openClient(config: Parameters<typeof openStoreClient>[0]): Promise<{ client: HushClient; passphrase?: string }> {
-  const encrypted = await storeIsEncrypted();
-  ui.atRest.textContent = encrypted ? 'encrypted' : 'not encrypted';
-  if (encrypted) {
+  let c: HushClient;
+  try {
+    c = await openStoreClient(config);
+    ui.atRest.textContent = 'not encrypted';
+  } catch (e) {
+    if (!(e instanceof PassphraseError)) throw e;
+    ui.atRest.textContent = 'encrypted';
     for (;;) {
       const { passphrase } = await ask({ name: false, passphrase: 'required', button: 'Unlock' });
       say('unlocking…');
@@ -179,7 +182,6 @@ async function openClient(config: Parameters<typeof openStoreClient>[0]): Promis
     }
   }
   const fromUrl = new URLSearchParams(location.search).get('name')?.trim();
-  const c = await openStoreClient(config);
   if (c.name || c.contacts().length > 0) return { client: c }; // not a new store
   const { name, passphrase } = fromUrl ? { name: fromUrl, passphrase: '' } : await ask({ name: true, passphrase: 'optional', button: 'Start' });
   if (passphrase) {

@@ -96,19 +96,6 @@ export function openPushFeed(onPush: (p: PushEvent) => void, timeoutMs = 10_000)
   });
 }
 
-/**
- * Whether STORE is encrypted at rest (EncryptedStore's clear header is there):
- * then only the chat page, given the passphrase, can open it.
- */
-export async function storeIsEncrypted(): Promise<boolean> {
-  const raw = await IndexedDbStore.open(STORE);
-  try {
-    return (await raw.get('encryption')) !== undefined;
-  } finally {
-    await raw.close();
-  }
-}
-
 /** A client on STORE for the stack, speaking the chosen language. */
 export async function openStoreClient(config: WebConfig, opts: { name?: string; passphrase?: string } = {}): Promise<HushClient> {
   const words = wordsOf(await pref('language'));

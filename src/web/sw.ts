@@ -16,7 +16,7 @@
 // the page's client, else to one opened here (performAction needs no start()).
 // A store encrypted at rest opens only with its passphrase, which the worker
 // does not have: then it shows a notification that asks to open the chat.
-import type { HushClient, NotificationActionId } from '../sdk/index.ts';
+import { PassphraseError, type HushClient, type NotificationActionId } from '../sdk/index.ts';
 import {
   ACTION_MESSAGE,
   CLIENT_LOCK,
@@ -28,7 +28,6 @@ import {
   PUSH_MESSAGE,
   showGenericNotification,
   showNotification,
-  storeIsEncrypted,
   WORKER_DEADLINE_MS,
   type NotificationData,
   type WebConfig,
@@ -144,19 +143,20 @@ async function byOwner(message: PageMessage, here: () => Promise<void>): Promise
  * notification `locked` asks the user to open the chat instead.
  */
 async function withClient(work: (client: HushClient, history: History) => Promise<void>, locked: string): Promise<void> {
-  if (await storeIsEncrypted()) {
-    await showGenericNotification(sw.registration, locked);
-    return;
-  }
-  const history = await History.open();
-  let client: HushClient | undefined;
+  let client: HushClient;
   try {
     client = await openStoreClient(await stackConfig());
+  } catch (e) {
+    if (!(e instanceof PassphraseError)) throw e;
+    return showGenericNotification(sw.registration, locked);
+  }
+  const history = await History.open();
+  try {
     history.record(client); // the texts, for the chat page to show when opened
     await work(client, history);
   } finally {
     // closed whatever happened: the lock is released when this returns
-    await client?.close().catch((e: unknown) => console.error('hush: closing the client failed', e));
+    await client.close().catch((e: unknown) => console.error('hush: closing the client failed', e));
     await history.close();
   }
 }

@@ -152,6 +152,7 @@ test('the default cost opens in reasonable time; a client over it holds the inne
   await first.close();
   assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /Bob/);
   await assert.rejects(openNodeClient(file, { relays: [], passphrase: 'wrong' }), wrong);
+  await assert.rejects(openNodeClient(file, { relays: [] }), (e) => e instanceof PassphraseError && /open it with its passphrase/.test(e.message));
   const again = await openNodeClient(file, { relays: [], passphrase: 'pass phrase' });
   assert.equal(again.name, 'Bob');
   await again.close();

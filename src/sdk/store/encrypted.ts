@@ -250,11 +250,16 @@ async function sealAll(inner: ClientStore, key: Uint8Array, plain: (key: string,
   return out;
 }
 
-/** The store as it is, or encrypted with the passphrase; closed if that fails (for clients that own their store). */
+/**
+ * The store as it is, or encrypted with the passphrase; closed if that fails
+ * (for clients that own their store). An encrypted store opened without a
+ * passphrase is a PassphraseError.
+ */
 export async function withPassphrase(store: ClientStore, passphrase: string | undefined, opts: EncryptedStoreOptions = {}): Promise<ClientStore> {
-  if (passphrase === undefined) return store;
   try {
-    return await EncryptedStore.open(store, passphrase, opts);
+    if (passphrase !== undefined) return await EncryptedStore.open(store, passphrase, opts);
+    if ((await store.get(HEADER_KEY)) !== undefined) throw new PassphraseError('the store is encrypted: open it with its passphrase');
+    return store;
   } catch (e) {
     await store.close();
     throw e;
