@@ -29,11 +29,30 @@ export class KeyedLock {
  */
 export class WriteGate {
   private open = false;
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly writes = new InFlight();
 
   run<T>(write: () => Promise<T>): Promise<T> {
     if (!this.open) return Promise.reject(new StoreLockError('the client does not hold its store (suspended or closed)'));
-    const p = write();
+    return this.writes.track(write());
+  }
+
+  /** Refuses writes from now on; resolves once those in flight are done. */
+  async close(): Promise<void> {
+    this.open = false;
+    await this.writes.settled();
+  }
+
+  reopen(): void {
+    this.open = true;
+  }
+}
+
+/** Work started and not yet settled, to wait for all of it. */
+export class InFlight {
+  private readonly pending = new Set<Promise<unknown>>();
+
+  /** Returns `p`, tracked until it settles. */
+  track<T>(p: Promise<T>): Promise<T> {
     const settled: Promise<unknown> = p.then(
       () => this.pending.delete(settled),
       () => this.pending.delete(settled),
@@ -42,13 +61,8 @@ export class WriteGate {
     return p;
   }
 
-  /** Refuses writes from now on; resolves once those in flight are done. */
-  async close(): Promise<void> {
-    this.open = false;
+  /** Resolves once everything tracked so far has settled. */
+  async settled(): Promise<void> {
     await Promise.all(this.pending);
-  }
-
-  reopen(): void {
-    this.open = true;
   }
 }

@@ -29,6 +29,7 @@ import {
 import { errorText, runAction } from './actions.ts';
 import {
   ACTION_MESSAGE,
+  actionInput,
   CLIENT_LOCK,
   History,
   loadConfig,
@@ -36,6 +37,7 @@ import {
   openPushFeed,
   openStoreClient,
   PAGE_DEADLINE_MS,
+  performAndRecord,
   pref,
   PUSH_MESSAGE,
   setPref,
@@ -372,8 +374,7 @@ async function openChat(id: string): Promise<void> {
  * request's ID) or rejected.
  */
 async function performAction(c: HushClient, input: ActionInput): Promise<void> {
-  await c.performAction(input);
-  if (input.callId) await messages!.answered(input.contactId, input.callId, input.action === 'answer-call' ? 'answer' : 'decline');
+  await performAndRecord(c, messages!, input);
   if (input.action === 'answer-call') await openChat(input.contactId);
   else if (input.action === 'accept-contact') await openChat(input.requestId!);
   else await render();
@@ -664,13 +665,8 @@ function listenToServiceWorker(): void {
     const answer = (ok: boolean) => e.ports[0]?.postMessage({ ok });
     // only the page that owns the client answers; the worker waits for an answer
     if (m?.type === PUSH_MESSAGE && owner && typeof m.data === 'string') void handlePush(m.data).then(answer);
-    if (m?.type === ACTION_MESSAGE && owner && m.action && typeof m.contactId === 'string') {
-      const input: ActionInput = {
-        action: m.action,
-        contactId: m.contactId,
-        ...(typeof m.callId === 'string' ? { callId: m.callId } : {}),
-        ...(typeof m.requestId === 'string' ? { requestId: m.requestId } : {}),
-      };
+    const input = m?.type === ACTION_MESSAGE && owner ? actionInput(m.action, m) : undefined;
+    if (input) {
       // taken, even if it failed (the call rang out, the request was answered in the list): the failure is shown here
       void ready.then(() => run(() => performAction(client!, input))).then(() => answer(true));
     }

@@ -6,11 +6,13 @@ import {
   EncryptedStore,
   IndexedDbStore,
   openIndexedDbClient,
+  type ActionInput,
   type ClientStore,
   type HushClient,
   type HushEvents,
   type Notification as HushNotification,
 } from '../sdk/index.ts';
+import { InFlight } from '../sdk/lock.ts';
 import type { PushEvent, WebConfig } from '../stack/web.ts';
 import { wordsOf } from './words.ts';
 
@@ -136,7 +138,7 @@ export interface HistoryEntry {
 
 /** Message history in IndexedDB, one record per message under `m:<contactId>:<time>:<id>`. */
 export class History {
-  private readonly pending = new Set<Promise<void>>();
+  private readonly writes = new InFlight();
 
   private constructor(private readonly store: ClientStore) {}
 
@@ -156,9 +158,7 @@ export class History {
   /** Adds a message; the same id again replaces it (a redelivery). */
   add(id: string, e: HistoryEntry): Promise<void> {
     const key = `m:${e.contactId}:${String(e.at).padStart(15, '0')}:${id}`;
-    const p = this.store.write([[key, JSON.stringify(e)]]).finally(() => this.pending.delete(p));
-    this.pending.add(p);
-    return p;
+    return this.writes.track(this.store.write([[key, JSON.stringify(e)]]));
   }
 
   /** Changes my message `messageId` (its state). */
@@ -211,9 +211,26 @@ export class History {
 
   /** Waits for the writes in progress, then closes the database. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
+    await this.writes.settled();
     await this.store.close();
   }
+}
+
+/** A notification button as an ActionInput, from what a notification or a message carried (only its string IDs are taken). */
+export function actionInput(action: unknown, data: { contactId?: unknown; callId?: unknown; requestId?: unknown } | null | undefined): ActionInput | undefined {
+  if (typeof action !== 'string' || !action || typeof data?.contactId !== 'string') return undefined;
+  return {
+    action: action as ActionInput['action'],
+    contactId: data.contactId,
+    ...(typeof data.callId === 'string' ? { callId: data.callId } : {}),
+    ...(typeof data.requestId === 'string' ? { requestId: data.requestId } : {}),
+  };
+}
+
+/** Carries out a notification's button; a call's answer goes into the history. */
+export async function performAndRecord(client: HushClient, history: History, input: ActionInput): Promise<void> {
+  await client.performAction(input);
+  if (input.callId) await history.answered(input.contactId, input.callId, input.action === 'answer-call' ? 'answer' : 'decline');
 }
 
 /** What a shown notification carries in `data`: where a click leads, what its buttons answer. */

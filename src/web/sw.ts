@@ -16,15 +16,17 @@
 // the page's client, else to one opened here (performAction needs no start()).
 // A store encrypted at rest opens only with its passphrase, which the worker
 // does not have: then it shows a notification that asks to open the chat.
-import { PassphraseError, type HushClient, type NotificationActionId } from '../sdk/index.ts';
+import { PassphraseError, type HushClient } from '../sdk/index.ts';
 import {
   ACTION_MESSAGE,
+  actionInput,
   CLIENT_LOCK,
   History,
   loadConfig,
   OPEN_MESSAGE,
   openStoreClient,
   PAGE_REPLY_MS,
+  performAndRecord,
   PUSH_MESSAGE,
   showGenericNotification,
   showNotification,
@@ -182,23 +184,17 @@ sw.addEventListener('notificationclick', (event) => {
   event.notification.close();
   const data = event.notification.data as Partial<NotificationData> | null;
   const contactId = data?.contactId;
-  const action = event.action as NotificationActionId | '';
+  const input = actionInput(event.action, data);
   event.waitUntil(
     (async () => {
-      if (action && typeof contactId === 'string') {
-        const input = {
-          action,
-          contactId,
-          ...(data?.callId ? { callId: data.callId } : {}),
-          ...(data?.requestId ? { requestId: data.requestId } : {}),
-        };
+      if (input) {
         await byOwner({ type: ACTION_MESSAGE, ...input }, () =>
-          withClient(async (client, history) => {
-            await client.performAction(input);
-            if (input.callId) await history.answered(contactId, input.callId, action === 'answer-call' ? 'answer' : 'decline');
-          }, input.requestId ? 'Open Hush to answer the contact request' : 'Open Hush to answer the call'),
+          withClient(
+            (client, history) => performAndRecord(client, history, input),
+            input.requestId ? 'Open Hush to answer the contact request' : 'Open Hush to answer the call',
+          ),
         ).catch((e: unknown) => console.error('hush: the notification action failed', e));
-        if (action !== 'answer-call' && action !== 'accept-contact') return; // declined, rejected: nothing to open
+        if (input.action !== 'answer-call' && input.action !== 'accept-contact') return; // declined, rejected: nothing to open
       }
       // the chat (answered: where its call screen would be; accepted: the new contact, whose ID is the request's)
       const [open] = await chatWindows();

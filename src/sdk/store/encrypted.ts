@@ -9,6 +9,7 @@ import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { argon2idAsync } from '@noble/hashes/argon2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { concat, fromBase64Url, toBase64Url } from '../../core/encoding.ts';
+import { InFlight } from '../lock.ts';
 import type { AcquireOptions, ReleaseLock, StoreLock } from './lock.ts';
 import type { ClientStore } from './store.ts';
 
@@ -112,7 +113,7 @@ export interface EncryptedStoreOptions {
 export class EncryptedStore implements ClientStore {
   readonly lock: StoreLock | undefined;
   /** Writes not yet done: a passphrase change waits for them before it reads. */
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly writes = new InFlight();
   /** A passphrase change in progress: reads and writes wait for it. */
   private changing: Promise<void> | undefined;
 
@@ -169,13 +170,7 @@ export class EncryptedStore implements ClientStore {
       return this.changing.then(() => this.write(copy));
     }
     const sealed = entries.map(([k, v]) => [k, v === undefined ? undefined : seal(this.key, utf8(v), utf8(k))] as const);
-    const p = this.inner.write(sealed);
-    const settled: Promise<unknown> = p.then(
-      () => this.pending.delete(settled),
-      () => this.pending.delete(settled),
-    );
-    this.pending.add(settled);
-    return p;
+    return this.writes.track(this.inner.write(sealed));
   }
 
   async keys(prefix: string): Promise<string[]> {
@@ -200,7 +195,7 @@ export class EncryptedStore implements ClientStore {
     let done!: () => void;
     this.changing = new Promise((r) => (done = r));
     try {
-      await Promise.all(this.pending);
+      await this.writes.settled();
       const entries = await sealAll(this.inner, made.key, (key, value) => this.decrypt(key, value));
       await this.inner.write([...entries, [HEADER_KEY, made.header]]);
       this.key = made.key;
