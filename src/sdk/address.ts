@@ -12,11 +12,11 @@
 //   SEND B (signed kB): answer{C, kC private, fresh e2e key} ──▶
 //   connected                                    connected
 import { parseAddress } from '../core/address.ts';
-import { openMessage, type RelayClient } from '../relay/client.ts';
-import { ContactError, firstMessage, keepLast, newContact, newQueue, receive, remember, type Handler, type InboxEvent } from './contacts.ts';
+import type { RelayClient } from '../relay/client.ts';
+import { ContactError, firstMessage, keepLast, newContact, newQueue, openEnvelope, receive, remember, type Handler, type InboxEvent } from './contacts.ts';
 import { decodeContent, encodeContent } from './content.ts';
 import { b64, save, type Context } from './context.ts';
-import { decrypt, encrypt, initRatchet, readEnvelope } from './e2e.ts';
+import { decrypt, encrypt, initRatchet } from './e2e.ts';
 import { formatContactAddress, parseContactAddress } from './invitation.ts';
 import { outgoing, type Outbox } from './outbox.ts';
 import { profileOf } from './profiles.ts';
@@ -78,17 +78,10 @@ async function receiveRequest(
   _relay: RelayClient,
   msg: { msgId: Uint8Array; sealed: Uint8Array },
 ): Promise<InboxEvent | undefined> {
-  const msgId = b64(msg.msgId);
-  const drop = (why: string) => {
-    ctx.fail('a contact request was dropped', new ContactError(why));
-    return undefined;
-  };
-  if (address.seen.includes(msgId)) return undefined;
-  const m = openMessage(ctx.crypto, address.rcv.rcvDhSecret, msg);
-  if (!m) return drop('it does not open with the queue key');
-  const env = readEnvelope(m.body);
-  if (!env.ok) return drop(env.error);
-  const key = env.value.firstKey;
+  const opened = openEnvelope(ctx, address, msg, 'a contact request was dropped');
+  if (!opened) return undefined;
+  const { msgId, envelope, drop } = opened;
+  const key = envelope.firstKey;
   if (!key) return drop('a contact request is a first message');
   remember(address, msgId);
   if (address.requesters.includes(b64(key))) {
@@ -97,7 +90,7 @@ async function receiveRequest(
   }
   const ratchet = initRatchet(ctx.crypto, 'inviter', address.key, key, 'e2e request');
   if (!ratchet) return drop('the first message carries a bad key');
-  const d = decrypt(ctx.crypto, ratchet, env.value);
+  const d = decrypt(ctx.crypto, ratchet, envelope);
   if (!d.ok) return drop(d.error);
   const content = decodeContent(d.content);
   if (!content.ok) return drop(content.error);

@@ -211,22 +211,15 @@ export async function receive(
   relay: RelayClient,
   msg: { msgId: Uint8Array; sealed: Uint8Array },
 ): Promise<ChatEvent | undefined> {
-  const msgId = b64(msg.msgId);
-  const drop = (why: string) => {
-    ctx.fail('a received message was dropped', new ContactError(why));
-    return undefined;
-  };
-  if (contact.seen.includes(msgId)) return undefined;
-  const m = openMessage(ctx.crypto, contact.rcv.rcvDhSecret, msg);
-  if (!m) return drop('it does not open with the queue key');
-  const env = readEnvelope(m.body);
-  if (!env.ok) return drop(env.error);
+  const opened = openEnvelope(ctx, contact, msg, 'a received message was dropped');
+  if (!opened) return undefined;
+  const { msgId, ts, envelope, drop } = opened;
   const ratchet =
     contact.state === 'invited'
-      ? env.value.firstKey && initRatchet(ctx.crypto, 'inviter', contact.e2e.key, env.value.firstKey)
+      ? envelope.firstKey && initRatchet(ctx.crypto, 'inviter', contact.e2e.key, envelope.firstKey)
       : contact.e2e.ratchet;
-  if (!ratchet) return drop(contact.state === 'invited' && env.value.firstKey ? 'the first message carries a bad key' : 'no key to open it with');
-  const d = decrypt(ctx.crypto, ratchet, env.value);
+  if (!ratchet) return drop(contact.state === 'invited' && envelope.firstKey ? 'the first message carries a bad key' : 'no key to open it with');
+  const d = decrypt(ctx.crypto, ratchet, envelope);
   if (!d.ok) {
     if (d.error !== 'duplicate') return drop(d.error);
     remember(contact, msgId);
@@ -270,10 +263,10 @@ export async function receive(
       event = { type: 'contact', contactId: contact.id, msgId, name: c.name };
     } else if (c?.type === 'text' && contact.state === 'ready') {
       contact.unread++;
-      event = { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: m.ts };
+      event = { type: 'message', contactId: contact.id, msgId, text: c.text, sentAt: c.sentAt, receivedAt: ts };
     } else if (c?.type === 'call' && contact.state === 'ready') {
       contact.unread++;
-      event = ringing(ctx, contact, { ...c, msgId, receivedAt: m.ts });
+      event = ringing(ctx, contact, { ...c, msgId, receivedAt: ts });
     } else if (c?.type === 'call-reply' && contact.state === 'ready') {
       event = { type: 'callReply', contactId: contact.id, msgId, callId: b64(c.callId), reply: c.reply };
     } else drop(content.ok ? `a ${content.value.type} message does not fit a contact in state ${contact.state}` : content.error);
@@ -281,6 +274,23 @@ export async function receive(
   remember(contact, msgId);
   await save(ctx, { contacts: [contact] });
   return event;
+}
+
+/**
+ * The first steps with a MSG on a queue of mine: undefined for a redelivery
+ * (its ID in `seen`) or one that does not open with the queue's key or hold an
+ * envelope (dropped: reported as `dropped`, with why); else the envelope, and
+ * `drop` for what the caller finds wrong with it.
+ */
+export function openEnvelope(ctx: Context, r: Receiver, msg: { msgId: Uint8Array; sealed: Uint8Array }, dropped: string) {
+  const msgId = b64(msg.msgId);
+  const drop = (why: string): undefined => void ctx.fail(dropped, new ContactError(why));
+  if (r.seen.includes(msgId)) return undefined;
+  const m = openMessage(ctx.crypto, r.rcv.rcvDhSecret, msg);
+  if (!m) return drop('it does not open with the queue key');
+  const env = readEnvelope(m.body);
+  if (!env.ok) return drop(env.error);
+  return { msgId, ts: m.ts, envelope: env.value, drop };
 }
 
 /** Calls kept ringing per contact, for the actions on their notifications. */

@@ -22,6 +22,7 @@ import {
   type ContactRequestInfo,
   type HushClient,
   type Notification as HushNotification,
+  type NotificationActionId,
   type NotificationMode,
   type PreviewMode,
   type TokenStatus,
@@ -557,15 +558,20 @@ function messageItem(e: HistoryEntry, c: ContactInfo): HTMLDivElement {
 function callStatus(e: HistoryEntry): HTMLElement {
   if (e.reply) return node('span', 'note', e.reply === 'answer' ? 'answered' : 'declined');
   if ((e.expiresAt ?? 0) <= Date.now()) return node('span', 'note', 'missed');
+  const w = client!.words;
   const box = node('span', 'call-actions');
-  for (const [action, label] of [['answer-call', 'Answer'], ['reject-call', 'Decline']] as const) {
+  box.append(...actionButtons([['answer-call', w.answerCall], ['reject-call', w.rejectCall]], { callId: e.callId! }));
+  return box;
+}
+
+/** Buttons for notification actions in the page, in the user's language, `data` in their dataset for the click handler. */
+function actionButtons(actions: ReadonlyArray<readonly [NotificationActionId, string]>, data: Record<string, string>): HTMLButtonElement[] {
+  return actions.map(([action, label]) => {
     const b = node('button', action, label);
     b.type = 'button';
-    b.dataset.action = action;
-    b.dataset.callId = e.callId;
-    box.append(b);
-  }
-  return box;
+    Object.assign(b.dataset, { action, ...data });
+    return b;
+  });
 }
 
 /** The address's link and its QR code (the SDK's SVG as an image: markup never enters the page's DOM). */
@@ -585,14 +591,9 @@ function renderRequests(requests: ContactRequestInfo[]): void {
       const li = node('li', 'request');
       li.dataset.requestId = r.id;
       li.title = `asked ${new Date(r.receivedAt).toLocaleString()}`;
+      const w = client!.words;
       li.append(node('span', 'requester', r.name || 'Someone'));
-      for (const [action, label] of [['accept-contact', 'Accept'], ['reject-contact', 'Reject']] as const) {
-        const b = node('button', action, label);
-        b.type = 'button';
-        b.dataset.action = action;
-        b.dataset.requestId = r.id;
-        li.append(b);
-      }
+      li.append(...actionButtons([['accept-contact', w.acceptContact], ['reject-contact', w.rejectContact]], { requestId: r.id }));
       return li;
     }),
   );
