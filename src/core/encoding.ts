@@ -298,8 +298,12 @@ export function fromBase64Url(s: string): Uint8Array | undefined {
 /** long(plain) ‖ zeros, `size` bytes in all: sealed things of one kind all have one length. */
 export function padTo(plain: Uint8Array, size: number): Uint8Array {
   if (plain.length + 4 > size) throw new RangeError(`${plain.length} bytes do not fit in ${size}`);
+  if (plain.length > 0xffff) throw new RangeError('long bytes over 65535');
+  // long(plain) written straight into the zero-filled result
   const padded = new Uint8Array(size);
-  padded.set(new Encoder(plain.length + 4).long(plain).done());
+  padded[0] = plain.length >>> 8;
+  padded[1] = plain.length;
+  padded.set(plain, 2);
   return padded;
 }
 

@@ -31,7 +31,7 @@ export type PushContent =
   | { kind: 'check' };
 
 export function encodePushContent(c: PushContent): Uint8Array {
-  const e = new Encoder(128).u8(PUSH_KINDS.indexOf(c.kind) + 1);
+  const e = new Encoder(encodedSize(c)).u8(PUSH_KINDS.indexOf(c.kind) + 1);
   if (c.kind === 'verification') e.short(c.code);
   if (c.kind === 'message') {
     if (c.entries.length > MAX_PUSH_ENTRIES) throw new RangeError('too many push entries');
@@ -39,6 +39,15 @@ export function encodePushContent(c: PushContent): Uint8Array {
     for (const x of c.entries) e.short(x.notifierId).short(x.nonce).short(x.sealedMeta);
   }
   return e.done();
+}
+
+/** Exactly what encodePushContent writes, so its encoder neither grows nor copies. */
+function encodedSize(c: PushContent): number {
+  if (c.kind === 'verification') return 2 + c.code.length;
+  if (c.kind === 'check') return 1;
+  let n = 2;
+  for (const x of c.entries) n += 3 + x.notifierId.length + x.nonce.length + x.sealedMeta.length;
+  return n;
 }
 
 export function decodePushContent(b: Uint8Array): Parsed<PushContent> {

@@ -271,7 +271,9 @@ class NtfSession extends ProtocolSession<NtfCommand, NtfResponse, NtfError> {
         const refused = tokens.check((this.tokenBudget ??= tokens.connectionBudget()), s.address, c.password);
         if (refused) return refused;
         if (!s.verify(t, c.tknAuthKey, 'TNEW')) return 'AUTH';
-        return this.newToken(c);
+        const r = this.newToken(c);
+        if (typeof r === 'object' && r.type === 'IDTKN') s.created(t, c.tknAuthKey, 'TNEW', 'token', r.tokenId);
+        return r;
       }
     }
     const bad = shapeError(t, true, true);

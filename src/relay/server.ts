@@ -236,7 +236,9 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
         const refused = this.relay.creation.check((this.creations ??= this.relay.creation.connectionBudget()), s.address, c.password);
         if (refused) return refused;
         if (!s.verify(t, c.rcvAuthKey, 'NEW')) return 'AUTH';
-        return this.newQueue(c);
+        const r = this.newQueue(c);
+        if (typeof r === 'object' && r.type === 'IDS') s.created(t, c.rcvAuthKey, 'NEW', 'recipient', r.rcvId);
+        return r;
       }
       case 'NSUBS': {
         const bad = shapeError(t, false, true);

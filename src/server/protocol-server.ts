@@ -161,17 +161,33 @@ export class Session {
   verify(t: Transmission, publicKey: Uint8Array | undefined, scope: string): boolean {
     const known = publicKey !== undefined && isValidPublicKey(publicKey);
     const key = known ? publicKey : this.sessionKey.publicKey;
-    const id = `${scope}\0${latin1(t.entityId)}${latin1(key)}`;
+    const id = authKeyId(scope, t.entityId, key);
     let k = this.authKeys.get(id);
     if (!k) {
       const { crypto } = this.server;
       // Should X25519 refuse a point the check let through, a random key keeps the work and the failure: never a zero key.
       k = sharedKey(crypto, this.sessionKey.privateKey, key, 'auth', { version: this.version }) ?? crypto.randomBytes(32);
-      // Bounded per session (part of its memory bound): the oldest key goes first.
-      if (this.authKeys.size >= AUTH_KEY_CACHE) this.authKeys.delete(this.authKeys.keys().next().value!);
-      this.authKeys.set(id, k);
+      this.cacheAuthKey(id, k);
     }
     return verifyAuthenticator(this.server.crypto, k, this.sessionId, t) && known;
+  }
+
+  /**
+   * `t`, just verified for `publicKey` under `scope`, created an entity whose
+   * commands that key authenticates (a NEW's queue, a TNEW's token): its key
+   * on this session is the one just derived, so the creator's next command
+   * needs no second X25519. Only the creator's session learns anything from
+   * it, and it knows the entity exists.
+   */
+  created(t: Transmission, publicKey: Uint8Array, scope: string, entityScope: string, entityId: Uint8Array): void {
+    const k = this.authKeys.get(authKeyId(scope, t.entityId, publicKey));
+    if (k) this.cacheAuthKey(authKeyId(entityScope, entityId, publicKey), k);
+  }
+
+  /** Bounded per session (part of its memory bound): the oldest key goes first. */
+  private cacheAuthKey(id: string, k: Uint8Array): void {
+    if (this.authKeys.size >= AUTH_KEY_CACHE) this.authKeys.delete(this.authKeys.keys().next().value!);
+    this.authKeys.set(id, k);
   }
 
   /** Queues a reply (corrId set) or an event (empty corrId). */
@@ -320,6 +336,7 @@ export class Session {
 const EMPTY = new Uint8Array(0);
 /** Authenticator keys a session keeps: ~250 bytes each, and one X25519 to make again. */
 const AUTH_KEY_CACHE = 1024;
+const authKeyId = (scope: string, entityId: Uint8Array, key: Uint8Array) => `${scope}\0${latin1(entityId)}${latin1(key)}`;
 
 /** Best-effort corrId of an undecodable transmission, so the client can match the error. */
 function corrIdOf(item: Uint8Array): Uint8Array {

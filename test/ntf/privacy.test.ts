@@ -320,4 +320,20 @@ describe('constant-time AUTH', () => {
       assert.deepEqual(await d.check(), { status: 'ACTIVE' });
     });
   });
+
+  test("the session that made a token verifies its next command without another X25519; another session pays one", async () => {
+    const counting = countingCrypto(nodeCrypto);
+    await withNtf({ crypto: counting }, async (ctx) => {
+      const c = await ctx.ntf.client();
+      const d = await device(ctx.ntf, { client: c, verify: false });
+      const before = { ...counting.counts };
+      await c.verifyToken(d.tokenId, d.tknAuth.privateKey, d.code);
+      assert.equal(counting.since(before).x25519, 0, 'TVFY on the TNEW session');
+      const other = await ctx.ntf.client();
+      const before2 = { ...counting.counts };
+      assert.deepEqual(await other.checkToken(d.tokenId, d.tknAuth.privateKey), { status: 'ACTIVE' });
+      assert.equal(counting.since(before2).x25519, 2, 'a fresh session: its handshake and one key agreement');
+      other.close();
+    });
+  });
 });

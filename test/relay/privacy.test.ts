@@ -451,6 +451,21 @@ describe('constant-time AUTH', () => {
       assert.deepEqual(await cost(both, [q.rcvId]), await cost(both, [randomId()]), 'GET then SEND on one ID');
     });
   });
+
+  test("the session that made a queue verifies its next recipient command without another X25519; another session pays one", async () => {
+    const counting = countingCrypto(nodeCrypto);
+    await withRelay({ crypto: counting }, async (_relay, open) => {
+      const c = await open();
+      const q = await newQueue(c);
+      const before = { ...counting.counts };
+      await c.secure(q.rcvId, q.rcvAuth.privateKey, key().publicKey);
+      assert.equal(counting.since(before).x25519, 0, 'KEY on the NEW session');
+      const other = await open();
+      const before2 = { ...counting.counts };
+      await other.get(q.rcvId, q.rcvAuth.privateKey); // an empty queue: OK
+      assert.equal(counting.since(before2).x25519, 2, 'a fresh session: its handshake and one key agreement');
+    });
+  });
 });
 
 describe('logs', () => {
