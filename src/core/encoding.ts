@@ -178,10 +178,15 @@ export class Decoder {
   }
 
   /** Fixed-length field that must have exactly `n` bytes behind its 1-byte prefix. */
+  /**
+   * A copy, unlike the other readers' views: keys, IDs and nonces are what
+   * servers keep (in a queue, a token, a last notification), and a view would
+   * keep the whole block it came in (16 KB) alive with them.
+   */
   key(n: number, what: string): Uint8Array {
     const b = this.short();
     if (b.length !== n) throw new ParseError(`${what} must be ${n} bytes`);
-    return b;
+    return b.slice();
   }
 
   tag(): string {

@@ -18,6 +18,7 @@ import {
 import { decodeBlock, encodeBlock, maxItemLength, packBlocks } from '../../src/core/block.ts';
 import { fingerprintOf, formatAddress, parseAddress, webSocketUrl } from '../../src/core/address.ts';
 import { nobleCrypto } from '../../src/core/crypto/noble.ts';
+import { readDevice, writeDevice } from '../../src/push/device.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const fromHex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
@@ -152,6 +153,26 @@ test('Decoder field checks: key length, printable tag, strict bool', () => {
   // A length prefix pointing past the end is truncation, not an out-of-bounds read.
   assert.equal(parse(Uint8Array.of(5, 1, 2), (d) => d.short()).ok, false);
   assert.equal(parse(Uint8Array.of(0xff, 0xff, 1), (d) => d.long()).ok, false);
+});
+
+test('keys and device tokens read from a block are copies: keeping one does not keep the block alive', () => {
+  const block = new Uint8Array(16_384);
+  const e = new Encoder().short(Uint8Array.of(1, 2, 3));
+  writeDevice(e, { provider: 'apns', token: Uint8Array.of(9, 9) });
+  block.set(e.done());
+  const r = parse(block, (d) => {
+    const k = d.key(3, 'k');
+    const device = readDevice(d);
+    d.raw(d.remaining);
+    return { k, device };
+  });
+  assert.ok(r.ok);
+  assert.deepEqual([...r.value.k], [1, 2, 3]);
+  assert.equal(r.value.k.buffer.byteLength, 3);
+  assert.deepEqual([...r.value.device.token], [9, 9]);
+  assert.equal(r.value.device.token.buffer.byteLength, 2);
+  block.fill(0);
+  assert.deepEqual([...r.value.k], [1, 2, 3]);
 });
 
 test('Decoder.remaining counts down', () => {
