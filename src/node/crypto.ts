@@ -85,8 +85,14 @@ export const nodeCrypto: CryptoSuite = {
     const c = crypto.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
     if (aad) c.setAAD(aad, { plaintextLength: plaintext.length });
     const head = c.update(plaintext);
-    const tail = c.final();
-    return u8(Buffer.concat([head, tail, c.getAuthTag()]));
+    const tail = c.final(); // empty: a stream cipher
+    // Not Buffer.concat: a short result would be a view into Node's shared 8 KB
+    // pool, which a kept one (a relay's pending NMSG) would pin whole.
+    const out = new Uint8Array(head.length + tail.length + 16);
+    out.set(head);
+    out.set(tail, head.length);
+    out.set(c.getAuthTag(), head.length + tail.length);
+    return out;
   },
   open(key, nonce, sealed, aad) {
     if (sealed.length < 16) return undefined;

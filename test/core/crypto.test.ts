@@ -441,3 +441,11 @@ test('sharedKey: node and noble derive the same keys from each other\'s key pair
     }
   }
 });
+
+test('node seal: a short sealed value owns its bytes (not a view into a shared pool a kept one would pin)', () => {
+  const sealed = nodeCrypto.seal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(36));
+  assert.equal(sealed.length, 52);
+  assert.equal(sealed.byteOffset, 0);
+  assert.equal(sealed.buffer.byteLength, 52);
+  assert.deepEqual(nodeCrypto.open(new Uint8Array(32), new Uint8Array(12), sealed), new Uint8Array(36));
+});
