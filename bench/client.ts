@@ -2,7 +2,8 @@
 //
 //   relay                 a real process (bin/hush.js relay start, journal store, fsync off)
 //   notification server   in this process, with our APNs provider → the APNs test server
-//   Alice, Bob            SDK clients in this process (noble crypto, as on a phone)
+//   Alice, Bob            SDK clients in this process, with the seams openNodeClient fills in
+//                         (node:crypto, ws) on a MemoryStore
 //
 // Bob is asleep (no SUB). Each round Alice sends n messages; once Bob's pushes
 // have stopped coming for QUIET_MS, the newest is handed to Bob's push handler
@@ -10,7 +11,7 @@
 // each waiting message, build the notification. Peer, same run: the protocol
 // floor, a bare relay client doing the same GETs and ACKs (each ACK with the
 // next GET, as the SDK sends them) on a queue of its own, with n waiting
-// messages of the same size, without any SDK work. Its rounds alternate with
+// messages of the same size, the clients' crypto, without any SDK work. Its rounds alternate with
 // the SDK's and start after the same quiet: a relay and a client that sat idle
 // answer a first round trip slower than ones in a tight loop (here ~2x), and
 // machine load comes and goes; both sides see the same.
@@ -18,9 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { nobleCrypto } from '../src/core/crypto/noble.ts';
 import { nodeCrypto } from '../src/node/crypto.ts';
-import { nodeWebSocket } from '../src/node/websocket.ts';
 import { LOCAL_RELAYS } from '../src/ntf/config.ts';
 import { NtfServer } from '../src/ntf/server.ts';
 import { MemoryNtfStore } from '../src/ntf/store/memory.ts';
@@ -30,6 +29,7 @@ import { RelayClient } from '../src/relay/client.ts';
 import { HushClient } from '../src/sdk/client.ts';
 import { apnsToken } from '../src/sdk/device.ts';
 import { E2E_BODY_SIZE } from '../src/sdk/e2e.ts';
+import { nodeSeams } from '../src/sdk/node.ts';
 import { MemoryStore } from '../src/sdk/store/memory.ts';
 import pino from 'pino';
 import { Children, percentile, round, sleep, table, writeResults } from './lib.ts';
@@ -71,7 +71,7 @@ export async function run(): Promise<void> {
     await ntf.start();
     let skew = 0;
     const open = (name: string, now?: () => number) =>
-      HushClient.open({ store: new MemoryStore(), relays: [relay.address], ntfServer: ntf!.address, name, webSocket: nodeWebSocket(), ...(now ? { now } : {}) });
+      HushClient.open({ store: new MemoryStore(), relays: [relay.address], ntfServer: ntf!.address, name, ...nodeSeams(), ...(now ? { now } : {}) });
     const alice = await open('Alice');
     // Bob's clock moves 2 s a round, past the per-chat rate limit, so every round shows its notification.
     const bob = await open('Bob', () => Date.now() + skew);
@@ -97,7 +97,7 @@ export async function run(): Promise<void> {
 
     const figures: Record<string, number> = {};
     const rows: (string | number)[][] = [];
-    const peer = await RelayClient.connect(relay.address, { webSocket: nodeWebSocket(), crypto: nobleCrypto });
+    const peer = await RelayClient.connect(relay.address, nodeSeams());
     clients.push(peer);
     for (const n of [1, 6]) {
       const ours: number[] = [];
@@ -141,9 +141,9 @@ export async function run(): Promise<void> {
     const file = writeResults('client', {
       figures,
       notes: {
-        measure: 'push received → notifications ready: handlePush(APNs payload) with n messages waiting, Bob asleep (no SUB); noble crypto in the client',
+        measure: 'push received → notifications ready: handlePush(APNs payload) with n messages waiting, Bob asleep (no SUB); the client as openNodeClient ships it (node:crypto, ws) on a MemoryStore',
         servers: 'relay: separate process (bin/hush.js relay start, journal store, fsync off); notification server and APNs test server in this process, idle while timed',
-        floor: `a bare RelayClient GET + ACK of n waiting ${E2E_BODY_SIZE}-byte messages on its own queue, no SDK work, same relay, same run; its rounds alternate with the SDK's, each after ${QUIET_MS} ms idle as the SDK's`,
+        floor: `a bare RelayClient GET + ACK of n waiting ${E2E_BODY_SIZE}-byte messages on its own queue, no SDK work, same crypto (node:crypto), same relay, same run; its rounds alternate with the SDK's, each after ${QUIET_MS} ms idle as the SDK's`,
         target: 'p99 ≤ 50 ms',
       },
     });
