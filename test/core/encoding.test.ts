@@ -11,9 +11,11 @@ import {
   fromBase64Url,
   latin1,
   latin1Bytes,
+  padTo,
   parse,
   ParseError,
   toBase64Url,
+  unpad,
 } from '../../src/core/encoding.ts';
 import { decodeBlock, encodeBlock, maxItemLength, packBlocks } from '../../src/core/block.ts';
 import { fingerprintOf, formatAddress, parseAddress, webSocketUrl } from '../../src/core/address.ts';
@@ -281,6 +283,22 @@ test('decodeBlock checks the padding of unaligned views too', () => {
     for (let i = 7; i < block.length; i++) {
       view[i] = 0x80;
       assert.deepEqual(decodeBlock(view), { ok: false, error: 'non-zero padding' }, `offset ${offset}, byte ${i}`);
+      view[i] = 0;
+    }
+  }
+});
+
+test('unpad gives back what padTo padded and refuses any non-zero padding byte, in unaligned views too', () => {
+  const padded = padTo(Uint8Array.of(1, 2, 3), 45);
+  for (let offset = 0; offset < 8; offset++) {
+    const buf = new Uint8Array(offset + padded.length + 3).fill(0xff);
+    buf.set(padded, offset);
+    const view = buf.subarray(offset, offset + padded.length);
+    const r = unpad(view);
+    assert.ok(r.ok && hex(r.value) === '010203', `offset ${offset}`);
+    for (let i = 7; i < padded.length; i++) {
+      view[i] = 1;
+      assert.deepEqual(unpad(view), { ok: false, error: 'non-zero padding' }, `offset ${offset}, byte ${i}`);
       view[i] = 0;
     }
   }
