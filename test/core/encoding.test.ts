@@ -232,6 +232,24 @@ test('base64url rejects non-canonical and malformed strings', () => {
   assert.equal(hex(fromBase64Url('AA')!), '00');
 });
 
+test('base64url: a character outside the alphabet anywhere, in any length, is refused', () => {
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const outside = ['=', '+', '/', ' ', '\n', '.', '\u0000', '\u007f', 'é', '\u0141', '\u{1F600}'];
+  for (let n = 1; n <= 40; n++) {
+    const s = toBase64Url(nobleCrypto.randomBytes(n));
+    for (let i = 0; i < s.length; i++) {
+      for (const c of outside) assert.equal(fromBase64Url(s.slice(0, i) + c + s.slice(i + 1)), undefined, `${n} bytes, ${JSON.stringify(c)} at ${i}`);
+      // every alphabet character there decodes, or is refused only for its trailing bits
+      for (const c of B64) {
+        const t = s.slice(0, i) + c + s.slice(i + 1);
+        const b = fromBase64Url(t);
+        if (b) assert.equal(toBase64Url(b), t);
+        else assert.equal(i, s.length - 1, t);
+      }
+    }
+  }
+});
+
 test('encodeBlock/decodeBlock: framing, zero padding, size', () => {
   const items = [Uint8Array.of(1, 2, 3), new Uint8Array(0), range(200)];
   const block = encodeBlock(items, 512);
