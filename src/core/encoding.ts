@@ -266,6 +266,7 @@ const b64Value = (s: string, i: number) => {
 
 /** Unpadded base64url, the text form of keys, IDs and fingerprints. */
 export function toBase64Url(b: Uint8Array): string {
+  if (b.length > SHORT_B64) return ASCII.decode(base64UrlCodes(b));
   let s = '';
   let i = 0;
   for (; i + 2 < b.length; i += 3) {
@@ -278,6 +279,36 @@ export function toBase64Url(b: Uint8Array): string {
     if (i + 1 < b.length) s += B64[(n >> 6) & 63]!;
   }
   return s;
+}
+
+/**
+ * Longer input is encoded as character codes, then made a string by one
+ * (UTF-8, for ASCII the same) decode: building a string 4 characters at a time
+ * took 4x as long on an outbox record's 16 KB envelope. Keys and IDs, where
+ * the decoder's call costs more than it saves, stay on concatenation.
+ */
+const SHORT_B64 = 96;
+const ASCII = new TextDecoder();
+const B64_CODES = Uint8Array.from(B64, (c) => c.charCodeAt(0));
+
+function base64UrlCodes(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil((b.length * 4) / 3));
+  let o = 0;
+  let i = 0;
+  for (; i + 2 < b.length; i += 3) {
+    const n = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+    out[o++] = B64_CODES[n >> 18]!;
+    out[o++] = B64_CODES[(n >> 12) & 63]!;
+    out[o++] = B64_CODES[(n >> 6) & 63]!;
+    out[o++] = B64_CODES[n & 63]!;
+  }
+  if (i < b.length) {
+    const n = (b[i]! << 16) | ((b[i + 1] ?? 0) << 8);
+    out[o++] = B64_CODES[n >> 18]!;
+    out[o++] = B64_CODES[(n >> 12) & 63]!;
+    if (i + 1 < b.length) out[o++] = B64_CODES[(n >> 6) & 63]!;
+  }
+  return out;
 }
 
 /**
