@@ -4,7 +4,7 @@
 //   u16 count, count × (u16 length, bytes), zero padding to the block size.
 // After the handshake every block is sealed with ChaCha20-Poly1305 under a
 // per-direction key and a counter nonce: content is blockSize - 16 bytes.
-import { Decoder, ParseError, parse, type Parsed } from './encoding.ts';
+import { allZero, Decoder, ParseError, parse, type Parsed } from './encoding.ts';
 import { NONCE_LENGTH, TAG_LENGTH, type CryptoSuite } from './crypto/suite.ts';
 
 const BLOCK_HEADER = 2;
@@ -55,22 +55,6 @@ export function decodeBlock(block: Uint8Array): Parsed<Uint8Array[]> {
     if (!allZero(d.raw(d.remaining, 'padding'))) throw new ParseError('non-zero padding');
     return items;
   });
-}
-
-/** True if every byte is 0. An indexed loop over 32-bit words where aligned: the padding is most of every block. */
-function allZero(b: Uint8Array): boolean {
-  let acc = 0;
-  let i = 0;
-  const head = Math.min(b.length, (4 - (b.byteOffset & 3)) & 3);
-  for (; i < head; i++) acc |= b[i]!;
-  const words = (b.length - i) >>> 2;
-  if (words > 0) {
-    const w = new Uint32Array(b.buffer, b.byteOffset + i, words);
-    for (let j = 0; j < words; j++) acc |= w[j]!;
-    i += words * 4;
-  }
-  for (; i < b.length; i++) acc |= b[i]!;
-  return acc === 0;
 }
 
 /** Packs items greedily into as few blocks as possible, keeping their order. */

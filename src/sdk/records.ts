@@ -145,13 +145,40 @@ export const KEYS = {
 /** A message's key: by contact, then in send order. */
 export const outboxKey = (m: OutgoingMessage) => `${KEYS.outbox}${m.contactId}:${String(m.seq).padStart(10, '0')}`;
 
-// The holder's raw value, not `x`: JSON.stringify hands the replacer what toJSON made, and a
-// Node Buffer (a Uint8Array an app may pass as a device token) turns itself into {type, data}.
-export const serialize = (v: unknown) =>
-  JSON.stringify(v, function (this: Record<string, unknown>, k, x) {
-    const raw = this[k];
-    return raw instanceof Uint8Array ? { $b: toBase64Url(raw) } : x;
-  });
+/**
+ * The record as JSON, bytes as {"$b": base64url}. Walked before stringify,
+ * not through a replacer (one call per value, the slow path of
+ * JSON.stringify: half the cost of saving a contact); parts without bytes are
+ * not copied. Bytes are caught before toJSON: a Node Buffer (a Uint8Array an
+ * app may pass as a device token) would turn itself into {type, data}.
+ */
+export const serialize = (v: unknown) => JSON.stringify(withBytesEncoded(v));
+
+function withBytesEncoded(v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $b: toBase64Url(v) };
+  if (typeof v !== 'object' || v === null || typeof (v as { toJSON?: unknown }).toJSON === 'function') return v;
+  if (Array.isArray(v)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = withBytesEncoded(v[i]);
+      if (copy) copy.push(x);
+      else if (x !== v[i]) (copy = v.slice(0, i)).push(x);
+    }
+    return copy ?? v;
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  let copy: Record<string, unknown> | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const x = withBytesEncoded(o[keys[i]!]);
+    if (!copy && x !== o[keys[i]!]) {
+      copy = Object.create(null) as Record<string, unknown>; // a key "__proto__" stays a key
+      for (let j = 0; j < i; j++) copy[keys[j]!] = o[keys[j]!];
+    }
+    if (copy) copy[keys[i]!] = x;
+  }
+  return copy ?? v;
+}
 
 export const deserialize = <T>(s: string): T =>
   JSON.parse(s, (_k, x) => {

@@ -11,9 +11,11 @@ import {
   fromBase64Url,
   latin1,
   latin1Bytes,
+  padTo,
   parse,
   ParseError,
   toBase64Url,
+  unpad,
 } from '../../src/core/encoding.ts';
 import { decodeBlock, encodeBlock, maxItemLength, packBlocks } from '../../src/core/block.ts';
 import { fingerprintOf, formatAddress, parseAddress, webSocketUrl } from '../../src/core/address.ts';
@@ -229,8 +231,8 @@ test('base64url: known values, unpadded, url alphabet', () => {
   }
 });
 
-test('base64url round trips every length 0..100 and agrees with Buffer', () => {
-  for (let n = 0; n <= 100; n++) {
+test('base64url round trips every length 0..300, and 16000, and agrees with Buffer', () => {
+  for (const n of [...Array(301).keys(), 16000]) {
     const b = nobleCrypto.randomBytes(n);
     const s = toBase64Url(b);
     assert.equal(s, Buffer.from(b).toString('base64url'));
@@ -249,6 +251,24 @@ test('base64url rejects non-canonical and malformed strings', () => {
   // The canonical spellings are accepted.
   assert.equal(hex(fromBase64Url('Zg')!), '66');
   assert.equal(hex(fromBase64Url('AA')!), '00');
+});
+
+test('base64url: a character outside the alphabet anywhere, in any length, is refused', () => {
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const outside = ['=', '+', '/', ' ', '\n', '.', '\u0000', '\u007f', 'é', '\u0141', '\u{1F600}'];
+  for (let n = 1; n <= 40; n++) {
+    const s = toBase64Url(nobleCrypto.randomBytes(n));
+    for (let i = 0; i < s.length; i++) {
+      for (const c of outside) assert.equal(fromBase64Url(s.slice(0, i) + c + s.slice(i + 1)), undefined, `${n} bytes, ${JSON.stringify(c)} at ${i}`);
+      // every alphabet character there decodes, or is refused only for its trailing bits
+      for (const c of B64) {
+        const t = s.slice(0, i) + c + s.slice(i + 1);
+        const b = fromBase64Url(t);
+        if (b) assert.equal(toBase64Url(b), t);
+        else assert.equal(i, s.length - 1, t);
+      }
+    }
+  }
 });
 
 test('encodeBlock/decodeBlock: framing, zero padding, size', () => {
@@ -302,6 +322,22 @@ test('decodeBlock checks the padding of unaligned views too', () => {
     for (let i = 7; i < block.length; i++) {
       view[i] = 0x80;
       assert.deepEqual(decodeBlock(view), { ok: false, error: 'non-zero padding' }, `offset ${offset}, byte ${i}`);
+      view[i] = 0;
+    }
+  }
+});
+
+test('unpad gives back what padTo padded and refuses any non-zero padding byte, in unaligned views too', () => {
+  const padded = padTo(Uint8Array.of(1, 2, 3), 45);
+  for (let offset = 0; offset < 8; offset++) {
+    const buf = new Uint8Array(offset + padded.length + 3).fill(0xff);
+    buf.set(padded, offset);
+    const view = buf.subarray(offset, offset + padded.length);
+    const r = unpad(view);
+    assert.ok(r.ok && hex(r.value) === '010203', `offset ${offset}`);
+    for (let i = 7; i < padded.length; i++) {
+      view[i] = 1;
+      assert.deepEqual(unpad(view), { ok: false, error: 'non-zero padding' }, `offset ${offset}, byte ${i}`);
       view[i] = 0;
     }
   }
