@@ -1,7 +1,6 @@
 // Server-side CryptoSuite on node:crypto (native, several times faster than
 // pure JS). Keys cross the seam as raw bytes; DER prefixes wrap them for OpenSSL.
 import crypto from 'node:crypto';
-import { hkdfWithHmac } from '../core/crypto/hkdf.ts';
 import type { CryptoSuite, KeyPair } from '../core/crypto/suite.ts';
 
 type Curve = 'X25519' | 'Ed25519';
@@ -58,13 +57,11 @@ function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-const hmacSha256 = (key: Uint8Array, data: Uint8Array) => u8(crypto.createHmac('sha256', key).update(data).digest());
-
 export const nodeCrypto: CryptoSuite = {
   randomBytes,
   sha256: (data) => u8(crypto.createHash('sha256').update(data).digest()),
-  hmacSha256,
-  hkdfSha256: (ikm, salt, info, length) => hkdfWithHmac(hmacSha256, ikm, salt, info, length),
+  hmacSha256: (key, data) => u8(crypto.createHmac('sha256', key).update(data).digest()),
+  hkdfSha256: (ikm, salt, info, length) => new Uint8Array(crypto.hkdfSync('sha256', ikm, salt, info, length)),
   x25519KeyPair: () => rawPair('X25519'),
   x25519(priv, pub) {
     if (priv.length !== 32 || pub.length !== 32) return undefined;
