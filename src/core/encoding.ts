@@ -124,6 +124,49 @@ export class Encoder {
   }
 }
 
+/** Counts what an Encoder would write, writing nothing: a record's encoded length without its bytes. */
+export class ByteCounter extends Encoder {
+  private n = 0;
+
+  constructor() {
+    super(0);
+  }
+
+  override u8(): this {
+    this.n += 1;
+    return this;
+  }
+
+  override u16(): this {
+    this.n += 2;
+    return this;
+  }
+
+  override u32(): this {
+    this.n += 4;
+    return this;
+  }
+
+  override raw(b: Uint8Array): this {
+    this.n += b.length;
+    return this;
+  }
+
+  override tag(s: string): this {
+    if (s.length > 0xff) throw new RangeError('short bytes over 255');
+    this.n += 1 + s.length;
+    return this;
+  }
+
+  override get length(): number {
+    return this.n;
+  }
+
+  override done(): never {
+    throw new Error('a ByteCounter has no bytes');
+  }
+}
+
 export class Decoder {
   private pos = 0;
 

@@ -19,7 +19,7 @@ import type { DeviceToken, InvalidReason } from '../../src/push/device.ts';
 import { DEFAULT_NTF_CREATION, NtfCreationLimits } from '../../src/ntf/creation.ts';
 import { nodeCrypto } from '../../src/node/crypto.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
-import { decodeNtfRecord, encodeNtfRecord, type NtfRecord } from '../../src/ntf/store/records.ts';
+import { decodeNtfRecord, encodeNtfRecord, ntfRecordSize, type NtfRecord } from '../../src/ntf/store/records.ts';
 import { LAST_PER_TOKEN, MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import { NTF_MIGRATIONS } from '../../src/ntf/store/migrations.ts';
 import { migrate, openPostgresNtfStore, type PostgresLog } from '../../src/ntf/store/postgres.ts';
@@ -931,6 +931,25 @@ test('journal records written before token expiry (no statusAt, verified, at) st
   const m = new MemoryNtfStore();
   m.load(tnew.value);
   assert.deepEqual([...m.inactiveTokens()].map((x) => x.statusAt), [0]);
+});
+
+test('ntfRecordSize is the encoded length of every record type', () => {
+  const t = tokenRecord({ cronMinutes: 20, cronNextAt: 1234 });
+  const s = subRecord(t.tokenId);
+  const records: NtfRecord[] = [
+    { t: 'TNEW', token: t },
+    { t: 'TSTAT', tokenId: t.tokenId, status: { status: 'INVALID', reason: 'BAD' }, at: 5 },
+    { t: 'TDEV', tokenId: t.tokenId, device: device('webpush'), code: rand(8), at: 5 },
+    { t: 'TCODE', tokenId: t.tokenId, code: rand(8), at: 5 },
+    { t: 'TCRN', tokenId: t.tokenId, minutes: 5, nextAt: 99 },
+    { t: 'TDEL', tokenId: t.tokenId },
+    { t: 'SNEW', sub: s },
+    { t: 'SSTAT', subId: s.subId, status: 'ACTIVE' },
+    { t: 'SDEL', subId: s.subId },
+    { t: 'LAST', tokenId: t.tokenId, n: notification(s.subId, 7) },
+    { t: 'SENT', tokenId: t.tokenId, sent: [{ subId: s.subId, nonce: rand(24) }, { subId: newId(), nonce: rand(24) }] },
+  ];
+  for (const r of records) assert.equal(ntfRecordSize(r), encodeNtfRecord(r).length, r.t);
 });
 
 // ---- durability of the persistent backends ----

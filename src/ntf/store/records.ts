@@ -2,7 +2,7 @@
 // record, applied by the memory store, appended by the journal, and turned into
 // SQL by the PostgreSQL store. Fields added later are trailing and optional
 // in decoding, so a journal written before them still loads (see each).
-import { Decoder, Encoder, latin1, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { ByteCounter, Decoder, Encoder, latin1, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import { readTokenStatus, writeTokenStatus, type TokenStatus } from '../protocol.ts';
 import { readDevice, writeDevice, type DeviceToken } from '../../push/device.ts';
 import { isStoredSubStatus, type LastNotification, type SentNotification, type StoredSubStatus, type SubRecord, type TokenRecord } from './store.ts';
@@ -37,8 +37,13 @@ function readSubStatus(d: Decoder): StoredSubStatus {
 const readAt = (d: Decoder) => (d.remaining > 0 ? d.u64() : 0);
 const expiryFields = (d: Decoder) => (d.remaining > 0 ? { statusAt: d.u64(), verified: d.bool() } : { statusAt: 0, verified: true });
 
-export function encodeNtfRecord(r: NtfRecord): Uint8Array {
-  const e = new Encoder(160).u8(TAGS.indexOf(r.t));
+export const encodeNtfRecord = (r: NtfRecord) => writeNtfRecord(new Encoder(160), r).done();
+
+/** encodeNtfRecord(r).length, without the bytes (the journal measures the live state with it). */
+export const ntfRecordSize = (r: NtfRecord) => writeNtfRecord(new ByteCounter(), r).length;
+
+function writeNtfRecord(e: Encoder, r: NtfRecord): Encoder {
+  e.u8(TAGS.indexOf(r.t));
   switch (r.t) {
     case 'TNEW': {
       const k = r.token;
@@ -81,7 +86,7 @@ export function encodeNtfRecord(r: NtfRecord): Uint8Array {
       for (const x of r.sent) str(e, x.subId).short(x.nonce);
       break;
   }
-  return e.done();
+  return e;
 }
 
 export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {

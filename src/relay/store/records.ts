@@ -1,7 +1,7 @@
 // Store records: each mutation of the relay's state as one record. The memory
 // store applies them; the journal appends them and replays them on start, and
 // compaction rewrites the live state as QNEW/MADD/PSET records.
-import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { ByteCounter, Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import type { NotifierRecord, PendingNotification, QueueRecord, StoredMessage } from './store.ts';
 
 export type StoreRecord =
@@ -37,9 +37,14 @@ export function encodeRecord(r: StoreRecord): Uint8Array {
   // Sized so the two records of every message need no copy: MADD exactly (tag, rcvId, msgId,
   // ts, notify, body), the rest within 64 bytes, small enough for V8 to allocate cheaply (the
   // encoder grows for the larger, rarer ones).
-  const e = new Encoder(
-    r.t === 'MADD' ? 14 + r.rcvId.length + r.m.msgId.length + r.m.body.length : 64,
-  ).u8(TAGS.indexOf(r.t));
+  return writeRecord(new Encoder(r.t === 'MADD' ? 14 + r.rcvId.length + r.m.msgId.length + r.m.body.length : 64), r).done();
+}
+
+/** encodeRecord(r).length, without the bytes (the journal measures the live state with it). */
+export const recordSize = (r: StoreRecord) => writeRecord(new ByteCounter(), r).length;
+
+function writeRecord(e: Encoder, r: StoreRecord): Encoder {
+  e.u8(TAGS.indexOf(r.t));
   switch (r.t) {
     case 'QNEW': {
       const q = r.q;
@@ -72,7 +77,7 @@ export function encodeRecord(r: StoreRecord): Uint8Array {
     default:
       e.short(r.rcvId);
   }
-  return e.done();
+  return e;
 }
 
 export function decodeRecord(b: Uint8Array): Parsed<StoreRecord> {
