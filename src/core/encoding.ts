@@ -12,10 +12,13 @@ export class ParseError extends Error {
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
-/** Runs a decoder over the whole input; never throws for malformed input. */
-export function parse<T>(bytes: Uint8Array, read: (d: Decoder) => T): Parsed<T> {
+/**
+ * Runs a decoder over the whole input; never throws for malformed input. With `copy` the bytes
+ * it reads are copies, not views of `bytes`: for a reader that reuses its buffer.
+ */
+export function parse<T>(bytes: Uint8Array, read: (d: Decoder) => T, copy = false): Parsed<T> {
   try {
-    const d = new Decoder(bytes);
+    const d = new Decoder(bytes, copy);
     const value = read(d);
     d.end();
     return { ok: true, value };
@@ -170,7 +173,11 @@ export class ByteCounter extends Encoder {
 export class Decoder {
   private pos = 0;
 
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    /** raw() returns copies, not views. */
+    private readonly copy = false,
+  ) {}
 
   private need(n: number, what: string): void {
     if (this.pos + n > this.buf.length) throw new ParseError(`truncated ${what}`);
@@ -207,7 +214,7 @@ export class Decoder {
 
   raw(n: number, what = 'bytes'): Uint8Array {
     this.need(n, what);
-    const b = this.buf.subarray(this.pos, this.pos + n);
+    const b = this.copy ? this.buf.slice(this.pos, this.pos + n) : this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return b;
   }

@@ -89,62 +89,67 @@ function writeNtfRecord(e: Encoder, r: NtfRecord): Encoder {
   return e;
 }
 
-export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
-  return parse(b, (d): NtfRecord => {
-    const t = TAGS[d.u8()];
-    switch (t) {
-      case 'TNEW':
-        return {
-          t,
-          token: {
-            tokenId: readStr(d),
-            device: readDevice(d),
-            tknAuthKey: d.short(),
-            tknDhKey: d.short(),
-            srvDhKey: d.short(),
-            tknDhSecret: d.short(),
-            status: readTokenStatus(d),
-            code: d.short(),
-            cronMinutes: d.u16(),
-            cronNextAt: d.u64(),
-            ...expiryFields(d),
-          },
-        };
-      case 'TSTAT':
-        return { t, tokenId: readStr(d), status: readTokenStatus(d), at: readAt(d) };
-      case 'TDEV':
-        return { t, tokenId: readStr(d), device: readDevice(d), code: d.short(), at: readAt(d) };
-      case 'TCODE':
-        return { t, tokenId: readStr(d), code: d.short(), at: readAt(d) };
-      case 'TCRN':
-        return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
-      case 'TDEL':
-        return { t, tokenId: readStr(d) };
-      case 'SNEW':
-        return {
-          t,
-          sub: {
-            subId: readStr(d),
-            tokenId: readStr(d),
-            relay: readStr(d),
-            notifierId: readStr(d),
-            ntfAuthKey: readStr(d),
-            status: readSubStatus(d),
-          },
-        };
-      case 'SSTAT':
-        return { t, subId: readStr(d), status: readSubStatus(d) };
-      case 'SDEL':
-        return { t, subId: readStr(d) };
-      case 'LAST':
-        return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
-      case 'SENT': {
-        const tokenId = readStr(d);
-        const sent = Array.from({ length: d.u8() }, () => ({ subId: readStr(d), nonce: d.short() }));
-        return { t, tokenId, sent };
+/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
+export function decodeNtfRecord(b: Uint8Array, copy = false): Parsed<NtfRecord> {
+  return parse(
+    b,
+    (d): NtfRecord => {
+      const t = TAGS[d.u8()];
+      switch (t) {
+        case 'TNEW':
+          return {
+            t,
+            token: {
+              tokenId: readStr(d),
+              device: readDevice(d),
+              tknAuthKey: d.short(),
+              tknDhKey: d.short(),
+              srvDhKey: d.short(),
+              tknDhSecret: d.short(),
+              status: readTokenStatus(d),
+              code: d.short(),
+              cronMinutes: d.u16(),
+              cronNextAt: d.u64(),
+              ...expiryFields(d),
+            },
+          };
+        case 'TSTAT':
+          return { t, tokenId: readStr(d), status: readTokenStatus(d), at: readAt(d) };
+        case 'TDEV':
+          return { t, tokenId: readStr(d), device: readDevice(d), code: d.short(), at: readAt(d) };
+        case 'TCODE':
+          return { t, tokenId: readStr(d), code: d.short(), at: readAt(d) };
+        case 'TCRN':
+          return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
+        case 'TDEL':
+          return { t, tokenId: readStr(d) };
+        case 'SNEW':
+          return {
+            t,
+            sub: {
+              subId: readStr(d),
+              tokenId: readStr(d),
+              relay: readStr(d),
+              notifierId: readStr(d),
+              ntfAuthKey: readStr(d),
+              status: readSubStatus(d),
+            },
+          };
+        case 'SSTAT':
+          return { t, subId: readStr(d), status: readSubStatus(d) };
+        case 'SDEL':
+          return { t, subId: readStr(d) };
+        case 'LAST':
+          return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+        case 'SENT': {
+          const tokenId = readStr(d);
+          const sent = Array.from({ length: d.u8() }, () => ({ subId: readStr(d), nonce: d.short() }));
+          return { t, tokenId, sent };
+        }
+        default:
+          throw new ParseError('unknown record');
       }
-      default:
-        throw new ParseError('unknown record');
-    }
-  });
+    },
+    copy,
+  );
 }

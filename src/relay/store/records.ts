@@ -80,43 +80,48 @@ function writeRecord(e: Encoder, r: StoreRecord): Encoder {
   return e;
 }
 
-export function decodeRecord(b: Uint8Array): Parsed<StoreRecord> {
-  return parse(b, (d): StoreRecord => {
-    const t = TAGS[d.u8()];
-    if (!t) throw new ParseError('unknown record');
-    switch (t) {
-      case 'QNEW': {
-        const q: QueueRecord = {
-          rcvId: d.short(),
-          sndId: d.short(),
-          rcvAuthKey: d.short(),
-          rcvDhSecret: d.short(),
-          suspended: d.bool(),
-        };
-        const sndAuthKey = readOptional(d);
-        if (sndAuthKey) q.sndAuthKey = sndAuthKey;
-        if (d.bool()) q.notifier = readNotifier(d);
-        return { t, q };
+/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
+export function decodeRecord(b: Uint8Array, copy = false): Parsed<StoreRecord> {
+  return parse(
+    b,
+    (d): StoreRecord => {
+      const t = TAGS[d.u8()];
+      if (!t) throw new ParseError('unknown record');
+      switch (t) {
+        case 'QNEW': {
+          const q: QueueRecord = {
+            rcvId: d.short(),
+            sndId: d.short(),
+            rcvAuthKey: d.short(),
+            rcvDhSecret: d.short(),
+            suspended: d.bool(),
+          };
+          const sndAuthKey = readOptional(d);
+          if (sndAuthKey) q.sndAuthKey = sndAuthKey;
+          if (d.bool()) q.notifier = readNotifier(d);
+          return { t, q };
+        }
+        case 'QKEY':
+          return { t, rcvId: d.short(), sndAuthKey: d.short() };
+        case 'NSET':
+          return { t, rcvId: d.short(), n: readNotifier(d) };
+        case 'NSVC': {
+          const rcvId = d.short();
+          const serviceId = readOptional(d);
+          return serviceId ? { t, rcvId, serviceId } : { t, rcvId };
+        }
+        case 'MADD': {
+          const rcvId = d.short();
+          return { t, rcvId, m: { msgId: d.short(), ts: d.u64(), notify: d.bool(), body: d.long() } };
+        }
+        case 'MACK':
+          return { t, rcvId: d.short(), msgId: d.short() };
+        case 'PSET':
+          return { t, rcvId: d.short(), p: { nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+        default:
+          return { t, rcvId: d.short() };
       }
-      case 'QKEY':
-        return { t, rcvId: d.short(), sndAuthKey: d.short() };
-      case 'NSET':
-        return { t, rcvId: d.short(), n: readNotifier(d) };
-      case 'NSVC': {
-        const rcvId = d.short();
-        const serviceId = readOptional(d);
-        return serviceId ? { t, rcvId, serviceId } : { t, rcvId };
-      }
-      case 'MADD': {
-        const rcvId = d.short();
-        return { t, rcvId, m: { msgId: d.short(), ts: d.u64(), notify: d.bool(), body: d.long() } };
-      }
-      case 'MACK':
-        return { t, rcvId: d.short(), msgId: d.short() };
-      case 'PSET':
-        return { t, rcvId: d.short(), p: { nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
-      default:
-        return { t, rcvId: d.short() };
-    }
-  });
+    },
+    copy,
+  );
 }
