@@ -219,10 +219,12 @@ export class Journal<R> implements RecordLog<R> {
 
   private maybeCompact(): void {
     if (this.fileBytes < Math.max(this.opts.compactMinBytes, this.nextCheck)) return;
-    let live = 0;
+    // Compact if the live records take less than this; counting stops once they take more.
+    const below = this.fileBytes / this.opts.compactRatio;
     const size = this.codec.size ?? ((r: R) => this.codec.encode(r).length);
-    for (const r of this.live()) live += FRAME_HEADER + size(r);
-    if (this.fileBytes > this.opts.compactRatio * live) this.compact();
+    let live = 0;
+    for (const r of this.live()) if ((live += FRAME_HEADER + size(r)) >= below) break;
+    if (live < below) this.compact();
     else this.nextCheck = 2 * this.fileBytes;
   }
 

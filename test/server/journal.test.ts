@@ -103,6 +103,26 @@ describe('journal reading', () => {
   });
 });
 
+describe('journal compaction on open', () => {
+  test('compacts when the live records take less than 1/compactRatio of the file, else not', async (t) => {
+    const file = path.join(withDir(t), 'j');
+    const j = openJournal(file);
+    const all = Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(91, '.')); // 100-byte frames
+    for (const r of all) j.add(r);
+    j.journal.flush();
+    await j.journal.close();
+    const reopen = (live: string[]) => {
+      const journal = new Journal({ file, compactMinBytes: 1, compactRatio: 4 }, codec, () => {}, () => live);
+      const size = fs.statSync(file).size;
+      journal.close();
+      return size;
+    };
+    assert.equal(reopen(all), 10_000, 'all live');
+    assert.equal(reopen(all.slice(0, 25)), 10_000, 'a quarter live');
+    assert.equal(reopen(all.slice(0, 24)), 2_400, 'less than a quarter: compacted');
+  });
+});
+
 describe('journal with fsync: group commit off the event loop', () => {
   test('a flush resolves only once a sync covering its records finished; the event loop runs meanwhile', async (t) => {
     const { file, held, j } = heldJournal(t);
