@@ -427,14 +427,8 @@ export function repairJournal<R>(file: string, codec: JournalCodec<R>): JournalR
 function readTail(file: string, from: number): Buffer {
   const fd = fs.openSync(file, 'r');
   try {
-    const out = Buffer.alloc(fs.fstatSync(fd).size - from);
-    let n = 0;
-    while (n < out.length) {
-      const got = fs.readSync(fd, out, n, out.length - n, from + n);
-      if (got === 0) break;
-      n += got;
-    }
-    return out.subarray(0, n);
+    const reader = new FileReader(fd);
+    return reader.bytes(from, reader.size - from)!;
   } finally {
     fs.closeSync(fd);
   }
