@@ -214,8 +214,12 @@ export class Decoder {
 
   raw(n: number, what = 'bytes'): Uint8Array {
     this.need(n, what);
-    const b = this.copy ? this.buf.slice(this.pos, this.pos + n) : this.buf.subarray(this.pos, this.pos + n);
+    const view = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
+    if (!this.copy) return view;
+    // Not slice(): a Node Buffer's slice() is a view too.
+    const b = new Uint8Array(n);
+    b.set(view);
     return b;
   }
 
@@ -225,6 +229,15 @@ export class Decoder {
 
   long(): Uint8Array {
     return this.raw(this.u16(), 'long bytes');
+  }
+
+  /** A short field as a latin1 string (see latin1()): keeps nothing of the input, so no copy even with `copy`. */
+  shortLatin1(): string {
+    const n = this.u8();
+    this.need(n, 'short bytes');
+    const s = latin1(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return s;
   }
 
   /** Fixed-length field that must have exactly `n` bytes behind its 1-byte prefix. */

@@ -952,6 +952,29 @@ test('ntfRecordSize is the encoded length of every record type', () => {
   for (const r of records) assert.equal(ntfRecordSize(r), encodeNtfRecord(r).length, r.t);
 });
 
+test('a journal of several read chunks restores every token and notification intact (records own their bytes)', async (t) => {
+  const dir = tmpDir('hush-ntf-store-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const s = openJournalNtfStore(dir).store;
+  const tokens = Array.from({ length: 40_000 }, () => tokenRecord({ status: { status: 'ACTIVE' } })); // ~9 MB of TNEW
+  const kept = tokens.map((k, i) => {
+    s.createToken(k);
+    const sub = subRecord(k.tokenId);
+    s.createSub(sub);
+    const n = notification(sub.subId, i);
+    s.setLastNotification(k.tokenId, n);
+    return n;
+  });
+  await s.close();
+  const again = openJournalNtfStore(dir).store;
+  try {
+    assert.deepEqual(tokens.map((k) => normToken(again.token(k.tokenId))), tokens.map(normToken));
+    assert.deepEqual(tokens.map((k) => again.lastNotifications(k.tokenId, 1).map(normLast)), kept.map((n) => [normLast(n)]));
+  } finally {
+    await again.close();
+  }
+});
+
 // ---- durability of the persistent backends ----
 
 interface Durable {

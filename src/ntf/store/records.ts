@@ -2,7 +2,7 @@
 // record, applied by the memory store, appended by the journal, and turned into
 // SQL by the PostgreSQL store. Fields added later are trailing and optional
 // in decoding, so a journal written before them still loads (see each).
-import { ByteCounter, Decoder, Encoder, latin1, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { ByteCounter, Decoder, Encoder, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import { readTokenStatus, writeTokenStatus, type TokenStatus } from '../protocol.ts';
 import { readDevice, writeDevice, type DeviceToken } from '../../push/device.ts';
 import { isStoredSubStatus, type LastNotification, type SentNotification, type StoredSubStatus, type SubRecord, type TokenRecord } from './store.ts';
@@ -24,7 +24,7 @@ export type NtfRecord =
 const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST', 'SENT'] as const;
 
 const str = (e: Encoder, s: string) => e.short(latin1Bytes(s));
-const readStr = (d: Decoder) => latin1(d.short());
+const readStr = (d: Decoder) => d.shortLatin1();
 function readSubStatus(d: Decoder): StoredSubStatus {
   const s = d.tag();
   if (!isStoredSubStatus(s)) throw new ParseError('bad stored status');
