@@ -12,10 +12,13 @@ export class ParseError extends Error {
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
-/** Runs a decoder over the whole input; never throws for malformed input. */
-export function parse<T>(bytes: Uint8Array, read: (d: Decoder) => T): Parsed<T> {
+/**
+ * Runs a decoder over the whole input; never throws for malformed input. With `copy` the bytes
+ * it reads are copies, not views of `bytes`: for a reader that reuses its buffer.
+ */
+export function parse<T>(bytes: Uint8Array, read: (d: Decoder) => T, copy = false): Parsed<T> {
   try {
-    const d = new Decoder(bytes);
+    const d = new Decoder(bytes, copy);
     const value = read(d);
     d.end();
     return { ok: true, value };
@@ -124,10 +127,57 @@ export class Encoder {
   }
 }
 
+/** Counts what an Encoder would write, writing nothing: a record's encoded length without its bytes. */
+export class ByteCounter extends Encoder {
+  private n = 0;
+
+  constructor() {
+    super(0);
+  }
+
+  override u8(): this {
+    this.n += 1;
+    return this;
+  }
+
+  override u16(): this {
+    this.n += 2;
+    return this;
+  }
+
+  override u32(): this {
+    this.n += 4;
+    return this;
+  }
+
+  override raw(b: Uint8Array): this {
+    this.n += b.length;
+    return this;
+  }
+
+  override tag(s: string): this {
+    if (s.length > 0xff) throw new RangeError('short bytes over 255');
+    this.n += 1 + s.length;
+    return this;
+  }
+
+  override get length(): number {
+    return this.n;
+  }
+
+  override done(): never {
+    throw new Error('a ByteCounter has no bytes');
+  }
+}
+
 export class Decoder {
   private pos = 0;
 
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    /** raw() returns copies, not views. */
+    private readonly copy = false,
+  ) {}
 
   private need(n: number, what: string): void {
     if (this.pos + n > this.buf.length) throw new ParseError(`truncated ${what}`);
@@ -164,8 +214,12 @@ export class Decoder {
 
   raw(n: number, what = 'bytes'): Uint8Array {
     this.need(n, what);
-    const b = this.buf.subarray(this.pos, this.pos + n);
+    const view = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
+    if (!this.copy) return view;
+    // Not slice(): a Node Buffer's slice() is a view too.
+    const b = new Uint8Array(n);
+    b.set(view);
     return b;
   }
 
@@ -175,6 +229,15 @@ export class Decoder {
 
   long(): Uint8Array {
     return this.raw(this.u16(), 'long bytes');
+  }
+
+  /** A short field as a latin1 string (see latin1()): keeps nothing of the input, so no copy even with `copy`. */
+  shortLatin1(): string {
+    const n = this.u8();
+    this.need(n, 'short bytes');
+    const s = latin1(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return s;
   }
 
   /** Fixed-length field that must have exactly `n` bytes behind its 1-byte prefix. */

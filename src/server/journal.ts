@@ -5,7 +5,8 @@
 // fdatasync runs on libuv's threadpool, one at a time, and every flush that
 // arrives while one runs is covered by the next; a flush resolves once a sync
 // covering its records has finished.
-// On open the file is replayed through `apply`. A torn tail (a crash mid-write:
+// On open the file is replayed through `apply`, read in chunks (a start holds
+// one chunk, not the whole file). A torn tail (a crash mid-write:
 // a last frame running past the end, a last frame with a bad CRC, zeros to the
 // end) is cut off and reported; a bad frame with more after it is corruption
 // and stops the open (JournalCorruptError): cutting there would silently drop
@@ -55,7 +56,10 @@ export interface RecordLog<R> {
 
 export interface JournalCodec<R> {
   encode(r: R): Uint8Array;
+  /** `b` is a view of the journal's read buffer, which is reused: the record must own (copy) the bytes it keeps. */
   decode(b: Uint8Array): Parsed<R>;
+  /** encode(r).length without encoding: measuring a million live records by encoding them took seconds of each start. */
+  size?(r: R): number;
 }
 
 /** A bad record with more after it: opening would lose every record after it. */
@@ -131,12 +135,11 @@ export class Journal<R> implements RecordLog<R> {
   private replay(apply: (r: R) => void): number {
     const { file } = this.opts;
     if (!fs.existsSync(file)) return 0;
-    const data = fs.readFileSync(file);
-    const s = scan(data, this.codec, apply);
-    if (s.corrupt) throw new JournalCorruptError(file, s.end, data.length, s.corrupt, this.opts.repairCommand);
-    if (s.end < data.length) fs.truncateSync(file, s.end);
+    const s = scan(file, this.codec, apply);
+    if (s.corrupt) throw new JournalCorruptError(file, s.end, s.size, s.corrupt, this.opts.repairCommand);
+    if (s.end < s.size) fs.truncateSync(file, s.end);
     this.fileBytes = s.end;
-    return data.length - s.end;
+    return s.size - s.end;
   }
 
   append(r: R): void {
@@ -216,9 +219,12 @@ export class Journal<R> implements RecordLog<R> {
 
   private maybeCompact(): void {
     if (this.fileBytes < Math.max(this.opts.compactMinBytes, this.nextCheck)) return;
+    // Compact if the live records take less than this; counting stops once they take more.
+    const below = this.fileBytes / this.opts.compactRatio;
+    const size = this.codec.size ?? ((r: R) => this.codec.encode(r).length);
     let live = 0;
-    for (const r of this.live()) live += FRAME_HEADER + this.codec.encode(r).length;
-    if (this.fileBytes > this.opts.compactRatio * live) this.compact();
+    for (const r of this.live()) if ((live += FRAME_HEADER + size(r)) >= below) break;
+    if (live < below) this.compact();
     else this.nextCheck = 2 * this.fileBytes;
   }
 
@@ -291,37 +297,90 @@ export class Journal<R> implements RecordLog<R> {
   }
 }
 
+/** The journal is read this much at a time, into one buffer: a start holds one chunk of it, not the whole file. */
+const READ_CHUNK = 4 << 20;
+
+/** A journal file read forward in chunks into one buffer, reused: what a decoded record keeps, it must copy. */
+class FileReader {
+  private buf = Buffer.allocUnsafe(READ_CHUNK);
+  /** File offset of buf[0], and how many bytes from there buf holds. */
+  private start = 0;
+  private held = 0;
+  readonly size: number;
+
+  constructor(private readonly fd: number) {
+    this.size = fs.fstatSync(fd).size;
+  }
+
+  /** The file's bytes [from, from + n), if it has them; valid until the next call. */
+  bytes(from: number, n: number): Buffer | undefined {
+    if (from + n > this.size) return undefined;
+    if (from < this.start || from + n > this.start + this.held) this.fill(from, n);
+    return this.buf.subarray(from - this.start, from - this.start + n);
+  }
+
+  private fill(from: number, n: number): void {
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n); // a record larger than a chunk
+    this.start = from;
+    this.held = 0;
+    const want = Math.min(this.buf.length, this.size - from);
+    while (this.held < want) {
+      const got = fs.readSync(this.fd, this.buf, this.held, want - this.held, from + this.held);
+      if (got === 0) throw new Error(`journal shrank while being read at byte ${from + this.held}`);
+      this.held += got;
+    }
+  }
+
+  /** Whether the file holds only zero bytes from `from` to its end. */
+  zerosFrom(from: number): boolean {
+    for (let at = from; at < this.size; at += READ_CHUNK) {
+      const n = Math.min(READ_CHUNK, this.size - at);
+      if (!this.bytes(at, n)!.every((b) => b === 0)) return false;
+    }
+    return true;
+  }
+}
+
 /**
  * Reads frames from the start, applying each record. `end` is where the good
  * frames end; `corrupt` says why the frame there is bad when it is not a torn
  * tail. A frame whose CRC holds but whose record does not decode was written
  * whole (a bug, or a newer version's record), so it is corrupt even when last.
+ * The codec decodes from the reader's buffer, so its records must own their bytes.
  */
-function scan<R>(data: Buffer, codec: JournalCodec<R>, apply: (r: R) => void): { end: number; corrupt?: string } {
-  let pos = 0;
-  while (pos < data.length) {
-    if (data.length - pos < FRAME_HEADER) return { end: pos };
-    const end = pos + FRAME_HEADER + data.readUInt32BE(pos);
-    if (end > data.length) return { end: pos };
-    // A copy, so the state keeps only its records alive, not the whole file buffer.
-    const body = new Uint8Array(data.subarray(pos + FRAME_HEADER, end));
-    let bad: string;
-    if (crc32(body) !== data.readUInt32BE(pos + 4)) {
-      if (end === data.length) return { end: pos };
-      bad = 'CRC mismatch';
-    } else {
-      const r = codec.decode(body);
-      if (r.ok) {
-        apply(r.value);
-        pos = end;
-        continue;
+function scan<R>(file: string, codec: JournalCodec<R>, apply: (r: R) => void): { end: number; size: number; corrupt?: string } {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const data = new FileReader(fd);
+    const { size } = data;
+    let pos = 0;
+    while (pos < size) {
+      const header = data.bytes(pos, FRAME_HEADER);
+      if (!header) return { end: pos, size };
+      const crc = header.readUInt32BE(4);
+      const body = data.bytes(pos + FRAME_HEADER, header.readUInt32BE(0));
+      if (!body) return { end: pos, size };
+      const end = pos + FRAME_HEADER + body.length;
+      let bad: string;
+      if (crc32(body) !== crc) {
+        if (end === size) return { end: pos, size };
+        bad = 'CRC mismatch';
+      } else {
+        const r = codec.decode(body);
+        if (r.ok) {
+          apply(r.value);
+          pos = end;
+          continue;
+        }
+        bad = `unreadable record: ${r.error}`;
       }
-      bad = `unreadable record: ${r.error}`;
+      // Zeros to the end: the file grew but its data never reached the disk (power loss).
+      return data.zerosFrom(pos) ? { end: pos, size } : { end: pos, size, corrupt: bad };
     }
-    // Zeros to the end: the file grew but its data never reached the disk (power loss).
-    return data.subarray(pos).every((b) => b === 0) ? { end: pos } : { end: pos, corrupt: bad };
+    return { end: pos, size };
+  } finally {
+    fs.closeSync(fd);
   }
-  return { end: pos };
 }
 
 export interface JournalRepair {
@@ -342,14 +401,13 @@ export interface JournalRepair {
  */
 export function repairJournal<R>(file: string, codec: JournalCodec<R>): JournalRepair | undefined {
   if (!fs.existsSync(file)) return undefined;
-  const data = fs.readFileSync(file);
   let records = 0;
-  const s = scan(data, codec, () => records++);
+  const s = scan(file, codec, () => records++);
   if (!s.corrupt) return undefined;
   const keptIn = corruptFile(file, s.end);
   const side = fs.openSync(keptIn, 'wx');
   try {
-    writeAll(side, data.subarray(s.end));
+    writeAll(side, readTail(file, s.end));
     fs.fsyncSync(side);
   } finally {
     fs.closeSync(side);
@@ -362,7 +420,18 @@ export function repairJournal<R>(file: string, codec: JournalCodec<R>): JournalR
   } finally {
     fs.closeSync(fd);
   }
-  return { offset: s.end, keptBytes: data.length - s.end, keptIn, records };
+  return { offset: s.end, keptBytes: s.size - s.end, keptIn, records };
+}
+
+/** The file's bytes from `from` to its end. */
+function readTail(file: string, from: number): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const reader = new FileReader(fd);
+    return reader.bytes(from, reader.size - from)!;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function writeAll(fd: number, data: Buffer, write: (fd: number, data: Buffer, offset: number) => number = fs.writeSync): void {

@@ -41,7 +41,7 @@ import {
   type RelayCommand,
   type RelayResponse,
 } from '../../src/relay/protocol.ts';
-import { decodeRecord, encodeRecord, type StoreRecord } from '../../src/relay/store/records.ts';
+import { decodeRecord, encodeRecord, recordSize, type StoreRecord } from '../../src/relay/store/records.ts';
 import type { NotifierRecord, QueueRecord } from '../../src/relay/store/store.ts';
 
 const RUNS = 2000;
@@ -335,7 +335,11 @@ const TARGETS: Target[] = [
   {
     name: 'decodeRecord',
     decode: decodeRecord,
-    reencode: encodeRecord,
+    reencode: (r) => {
+      const b = encodeRecord(r);
+      assert.equal(recordSize(r), b.length, 'recordSize is the encoded length');
+      return b;
+    },
     // A tag, then random bytes, or random bytes framed as one short field (what the ID-only records are):
     // unframed, random bytes end exactly at the last field too rarely for 2000 runs to be sure of one.
     shaped: fc.oneof(

@@ -19,7 +19,7 @@ import type { DeviceToken, InvalidReason } from '../../src/push/device.ts';
 import { DEFAULT_NTF_CREATION, NtfCreationLimits } from '../../src/ntf/creation.ts';
 import { nodeCrypto } from '../../src/node/crypto.ts';
 import { openJournalNtfStore } from '../../src/ntf/store/journal.ts';
-import { decodeNtfRecord, encodeNtfRecord, type NtfRecord } from '../../src/ntf/store/records.ts';
+import { decodeNtfRecord, encodeNtfRecord, ntfRecordSize, type NtfRecord } from '../../src/ntf/store/records.ts';
 import { LAST_PER_TOKEN, MemoryNtfStore } from '../../src/ntf/store/memory.ts';
 import { NTF_MIGRATIONS } from '../../src/ntf/store/migrations.ts';
 import { migrate, openPostgresNtfStore, type PostgresLog } from '../../src/ntf/store/postgres.ts';
@@ -931,6 +931,48 @@ test('journal records written before token expiry (no statusAt, verified, at) st
   const m = new MemoryNtfStore();
   m.load(tnew.value);
   assert.deepEqual([...m.inactiveTokens()].map((x) => x.statusAt), [0]);
+});
+
+test('ntfRecordSize is the encoded length of every record type', () => {
+  const t = tokenRecord({ cronMinutes: 20, cronNextAt: 1234 });
+  const s = subRecord(t.tokenId);
+  const records: NtfRecord[] = [
+    { t: 'TNEW', token: t },
+    { t: 'TSTAT', tokenId: t.tokenId, status: { status: 'INVALID', reason: 'BAD' }, at: 5 },
+    { t: 'TDEV', tokenId: t.tokenId, device: device('webpush'), code: rand(8), at: 5 },
+    { t: 'TCODE', tokenId: t.tokenId, code: rand(8), at: 5 },
+    { t: 'TCRN', tokenId: t.tokenId, minutes: 5, nextAt: 99 },
+    { t: 'TDEL', tokenId: t.tokenId },
+    { t: 'SNEW', sub: s },
+    { t: 'SSTAT', subId: s.subId, status: 'ACTIVE' },
+    { t: 'SDEL', subId: s.subId },
+    { t: 'LAST', tokenId: t.tokenId, n: notification(s.subId, 7) },
+    { t: 'SENT', tokenId: t.tokenId, sent: [{ subId: s.subId, nonce: rand(24) }, { subId: newId(), nonce: rand(24) }] },
+  ];
+  for (const r of records) assert.equal(ntfRecordSize(r), encodeNtfRecord(r).length, r.t);
+});
+
+test('a journal of several read chunks restores every token and notification intact (records own their bytes)', async (t) => {
+  const dir = tmpDir('hush-ntf-store-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const s = openJournalNtfStore(dir).store;
+  const tokens = Array.from({ length: 40_000 }, () => tokenRecord({ status: { status: 'ACTIVE' } })); // ~9 MB of TNEW
+  const kept = tokens.map((k, i) => {
+    s.createToken(k);
+    const sub = subRecord(k.tokenId);
+    s.createSub(sub);
+    const n = notification(sub.subId, i);
+    s.setLastNotification(k.tokenId, n);
+    return n;
+  });
+  await s.close();
+  const again = openJournalNtfStore(dir).store;
+  try {
+    assert.deepEqual(tokens.map((k) => normToken(again.token(k.tokenId))), tokens.map(normToken));
+    assert.deepEqual(tokens.map((k) => again.lastNotifications(k.tokenId, 1).map(normLast)), kept.map((n) => [normLast(n)]));
+  } finally {
+    await again.close();
+  }
 });
 
 // ---- durability of the persistent backends ----

@@ -620,6 +620,30 @@ describe('journal store durability', () => {
     }
   });
 
+  test('a journal of many read chunks restores every message and notification intact (records own their bytes)', async (t) => {
+    const dir = tmpDir('hush-journal-');
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const j = openJournal({ dir });
+    const q = queueRecord({ notifier: true });
+    j.createQueue(q);
+    const sent = Array.from({ length: 500 }, (_, i) => message(i, rand(30_000 + i)));
+    for (const m of sent) j.addMessage(q.rcvId, m);
+    const p = pendingNtf(7);
+    j.setPendingNotification(q.rcvId, p);
+    await j.close();
+    assert.ok(fileSize(dir) > 3 * (4 << 20), 'more than three read chunks');
+    const j2 = openJournal({ dir });
+    try {
+      assert.deepEqual(
+        Array.from({ length: sent.length }, (_, i) => normMessage(j2.messageAt(q.rcvId, i))),
+        sent.map(normMessage),
+      );
+      assert.deepEqual(normPending(j2.pendingNotification(q.rcvId)), normPending(p));
+    } finally {
+      await j2.close();
+    }
+  });
+
   test('reopen without close (crash): everything flushed is restored, nothing unflushed', async (t) => {
     const dir = tmpDir('hush-journal-');
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));

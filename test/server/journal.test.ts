@@ -70,6 +70,59 @@ function heldJournal(t: { after(f: () => void): void }) {
   return { file, held, j: openJournal(file, { fsync: true, io: { sync: held.sync } }) };
 }
 
+describe('journal reading', () => {
+  test('a journal of several read chunks: records across their boundaries and larger than one load; a torn tail or corruption there is found', async (t) => {
+    const file = path.join(withDir(t), 'j');
+    const j = openJournal(file);
+    const want: string[] = [];
+    // ~13 MB over 4 MB chunks, at odd lengths so frames straddle the boundaries; one record of 5 MB
+    for (let i = 0; i < 300; i++) want.push(`${i}:`.padEnd(30_011 + i, String.fromCharCode(97 + (i % 26))));
+    want.splice(150, 0, 'big'.padEnd(5 << 20, 'x'));
+    for (const r of want) j.add(r);
+    j.journal.flush();
+    await j.journal.close();
+    const again = openJournal(file);
+    assert.equal(again.journal.truncatedBytes, 0);
+    assert.deepEqual(again.records, want);
+    await again.journal.close();
+
+    const size = fs.statSync(file).size;
+    fs.appendFileSync(file, Buffer.alloc(5 << 20)); // zeros over more than a chunk: the data never reached the disk
+    const zeros = openJournal(file);
+    assert.equal(zeros.journal.truncatedBytes, 5 << 20);
+    assert.deepEqual(zeros.records, want);
+    await zeros.journal.close();
+    assert.equal(fs.statSync(file).size, size);
+
+    const data = fs.readFileSync(file);
+    let at = 0;
+    for (let i = 0; i < 200; i++) at += 8 + data.readUInt32BE(at);
+    data[at + 8]! ^= 1;
+    fs.writeFileSync(file, data);
+    assert.throws(() => openJournal(file), (e: Error) => e.message.includes(`corrupt record at byte ${at} of ${size} (CRC mismatch)`));
+  });
+});
+
+describe('journal compaction on open', () => {
+  test('compacts when the live records take less than 1/compactRatio of the file, else not', async (t) => {
+    const file = path.join(withDir(t), 'j');
+    const j = openJournal(file);
+    const all = Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(91, '.')); // 100-byte frames
+    for (const r of all) j.add(r);
+    j.journal.flush();
+    await j.journal.close();
+    const reopen = (live: string[]) => {
+      const journal = new Journal({ file, compactMinBytes: 1, compactRatio: 4 }, codec, () => {}, () => live);
+      const size = fs.statSync(file).size;
+      journal.close();
+      return size;
+    };
+    assert.equal(reopen(all), 10_000, 'all live');
+    assert.equal(reopen(all.slice(0, 25)), 10_000, 'a quarter live');
+    assert.equal(reopen(all.slice(0, 24)), 2_400, 'less than a quarter: compacted');
+  });
+});
+
 describe('journal with fsync: group commit off the event loop', () => {
   test('a flush resolves only once a sync covering its records finished; the event loop runs meanwhile', async (t) => {
     const { file, held, j } = heldJournal(t);

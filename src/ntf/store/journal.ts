@@ -2,10 +2,10 @@
 import path from 'node:path';
 import { openJournal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryNtfStore } from './memory.ts';
-import { decodeNtfRecord, encodeNtfRecord } from './records.ts';
+import { decodeNtfRecord, encodeNtfRecord, ntfRecordSize } from './records.ts';
 
 const journalFile = (dir: string) => path.join(dir, 'ntf.journal');
-const codec = { encode: encodeNtfRecord, decode: decodeNtfRecord };
+const codec = { encode: encodeNtfRecord, decode: (b: Uint8Array) => decodeNtfRecord(b, true), size: ntfRecordSize };
 
 export function openJournalNtfStore(dir: string, opts: Omit<JournalOptions, 'file'> = {}) {
   const store = new MemoryNtfStore();

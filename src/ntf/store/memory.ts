@@ -32,7 +32,7 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   private readonly inactive = new Set<TokenRecord>();
   protected readonly subs = new Map<string, SubRecord>();
   /** relay → notifierId → subscription */
-  private readonly byRelay = new Map<string, Map<string, SubRecord>>();
+  private readonly byRelay = new Map<string, RelaySubs>();
   private readonly byToken = new Map<string, Set<SubRecord>>();
   /** tokenId → subId → latest notification, in arrival order */
   protected readonly last = new Map<string, Map<string, StoredNotification>>();
@@ -167,11 +167,13 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
         return;
       }
       case 'SNEW': {
-        const s = { ...r.sub };
-        if (!this.tokens.has(s.tokenId)) return;
+        const t = this.tokens.get(r.sub.tokenId);
+        if (!t) return;
+        let relay = this.byRelay.get(r.sub.relay);
+        if (!relay) this.byRelay.set(r.sub.relay, (relay = new RelaySubs(r.sub.relay)));
+        // The token's and the relay's strings, not copies: a million subscriptions repeat a few of them.
+        const s = { ...r.sub, tokenId: t.tokenId, relay: relay.address };
         this.subs.set(s.subId, s);
-        let relay = this.byRelay.get(s.relay);
-        if (!relay) this.byRelay.set(s.relay, (relay = new Map()));
         relay.set(s.notifierId, s);
         let set = this.byToken.get(s.tokenId);
         if (!set) this.byToken.set(s.tokenId, (set = new Set()));
@@ -320,5 +322,12 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
       const sent = token.status.status === 'ACTIVE' ? kept.filter((n) => n.pushed).map(({ subId, nonce }) => ({ subId, nonce })) : [];
       if (sent.length > 0) yield { t: 'SENT', tokenId: token.tokenId, sent };
     }
+  }
+}
+
+/** A relay's subscriptions by notifier ID, and the one address string they share. */
+class RelaySubs extends Map<string, SubRecord> {
+  constructor(readonly address: string) {
+    super();
   }
 }

@@ -2,7 +2,7 @@
 // record, applied by the memory store, appended by the journal, and turned into
 // SQL by the PostgreSQL store. Fields added later are trailing and optional
 // in decoding, so a journal written before them still loads (see each).
-import { Decoder, Encoder, latin1, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { ByteCounter, Decoder, Encoder, latin1Bytes, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import { readTokenStatus, writeTokenStatus, type TokenStatus } from '../protocol.ts';
 import { readDevice, writeDevice, type DeviceToken } from '../../push/device.ts';
 import { isStoredSubStatus, type LastNotification, type SentNotification, type StoredSubStatus, type SubRecord, type TokenRecord } from './store.ts';
@@ -24,7 +24,7 @@ export type NtfRecord =
 const TAGS = ['TNEW', 'TSTAT', 'TDEV', 'TCODE', 'TCRN', 'TDEL', 'SNEW', 'SSTAT', 'SDEL', 'LAST', 'SENT'] as const;
 
 const str = (e: Encoder, s: string) => e.short(latin1Bytes(s));
-const readStr = (d: Decoder) => latin1(d.short());
+const readStr = (d: Decoder) => d.shortLatin1();
 function readSubStatus(d: Decoder): StoredSubStatus {
   const s = d.tag();
   if (!isStoredSubStatus(s)) throw new ParseError('bad stored status');
@@ -37,8 +37,13 @@ function readSubStatus(d: Decoder): StoredSubStatus {
 const readAt = (d: Decoder) => (d.remaining > 0 ? d.u64() : 0);
 const expiryFields = (d: Decoder) => (d.remaining > 0 ? { statusAt: d.u64(), verified: d.bool() } : { statusAt: 0, verified: true });
 
-export function encodeNtfRecord(r: NtfRecord): Uint8Array {
-  const e = new Encoder(160).u8(TAGS.indexOf(r.t));
+export const encodeNtfRecord = (r: NtfRecord) => writeNtfRecord(new Encoder(160), r).done();
+
+/** encodeNtfRecord(r).length, without the bytes (the journal measures the live state with it). */
+export const ntfRecordSize = (r: NtfRecord) => writeNtfRecord(new ByteCounter(), r).length;
+
+function writeNtfRecord(e: Encoder, r: NtfRecord): Encoder {
+  e.u8(TAGS.indexOf(r.t));
   switch (r.t) {
     case 'TNEW': {
       const k = r.token;
@@ -81,65 +86,70 @@ export function encodeNtfRecord(r: NtfRecord): Uint8Array {
       for (const x of r.sent) str(e, x.subId).short(x.nonce);
       break;
   }
-  return e.done();
+  return e;
 }
 
-export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
-  return parse(b, (d): NtfRecord => {
-    const t = TAGS[d.u8()];
-    switch (t) {
-      case 'TNEW':
-        return {
-          t,
-          token: {
-            tokenId: readStr(d),
-            device: readDevice(d),
-            tknAuthKey: d.short(),
-            tknDhKey: d.short(),
-            srvDhKey: d.short(),
-            tknDhSecret: d.short(),
-            status: readTokenStatus(d),
-            code: d.short(),
-            cronMinutes: d.u16(),
-            cronNextAt: d.u64(),
-            ...expiryFields(d),
-          },
-        };
-      case 'TSTAT':
-        return { t, tokenId: readStr(d), status: readTokenStatus(d), at: readAt(d) };
-      case 'TDEV':
-        return { t, tokenId: readStr(d), device: readDevice(d), code: d.short(), at: readAt(d) };
-      case 'TCODE':
-        return { t, tokenId: readStr(d), code: d.short(), at: readAt(d) };
-      case 'TCRN':
-        return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
-      case 'TDEL':
-        return { t, tokenId: readStr(d) };
-      case 'SNEW':
-        return {
-          t,
-          sub: {
-            subId: readStr(d),
-            tokenId: readStr(d),
-            relay: readStr(d),
-            notifierId: readStr(d),
-            ntfAuthKey: readStr(d),
-            status: readSubStatus(d),
-          },
-        };
-      case 'SSTAT':
-        return { t, subId: readStr(d), status: readSubStatus(d) };
-      case 'SDEL':
-        return { t, subId: readStr(d) };
-      case 'LAST':
-        return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
-      case 'SENT': {
-        const tokenId = readStr(d);
-        const sent = Array.from({ length: d.u8() }, () => ({ subId: readStr(d), nonce: d.short() }));
-        return { t, tokenId, sent };
+/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
+export function decodeNtfRecord(b: Uint8Array, copy = false): Parsed<NtfRecord> {
+  return parse(
+    b,
+    (d): NtfRecord => {
+      const t = TAGS[d.u8()];
+      switch (t) {
+        case 'TNEW':
+          return {
+            t,
+            token: {
+              tokenId: readStr(d),
+              device: readDevice(d),
+              tknAuthKey: d.short(),
+              tknDhKey: d.short(),
+              srvDhKey: d.short(),
+              tknDhSecret: d.short(),
+              status: readTokenStatus(d),
+              code: d.short(),
+              cronMinutes: d.u16(),
+              cronNextAt: d.u64(),
+              ...expiryFields(d),
+            },
+          };
+        case 'TSTAT':
+          return { t, tokenId: readStr(d), status: readTokenStatus(d), at: readAt(d) };
+        case 'TDEV':
+          return { t, tokenId: readStr(d), device: readDevice(d), code: d.short(), at: readAt(d) };
+        case 'TCODE':
+          return { t, tokenId: readStr(d), code: d.short(), at: readAt(d) };
+        case 'TCRN':
+          return { t, tokenId: readStr(d), minutes: d.u16(), nextAt: d.u64() };
+        case 'TDEL':
+          return { t, tokenId: readStr(d) };
+        case 'SNEW':
+          return {
+            t,
+            sub: {
+              subId: readStr(d),
+              tokenId: readStr(d),
+              relay: readStr(d),
+              notifierId: readStr(d),
+              ntfAuthKey: readStr(d),
+              status: readSubStatus(d),
+            },
+          };
+        case 'SSTAT':
+          return { t, subId: readStr(d), status: readSubStatus(d) };
+        case 'SDEL':
+          return { t, subId: readStr(d) };
+        case 'LAST':
+          return { t, tokenId: readStr(d), n: { subId: readStr(d), nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+        case 'SENT': {
+          const tokenId = readStr(d);
+          const sent = Array.from({ length: d.u8() }, () => ({ subId: readStr(d), nonce: d.short() }));
+          return { t, tokenId, sent };
+        }
+        default:
+          throw new ParseError('unknown record');
       }
-      default:
-        throw new ParseError('unknown record');
-    }
-  });
+    },
+    copy,
+  );
 }

@@ -3,14 +3,14 @@
 import path from 'node:path';
 import { openJournal, repairJournal, type JournalOptions } from '../../server/journal.ts';
 import { MemoryQueueStore } from './memory.ts';
-import { decodeRecord, encodeRecord } from './records.ts';
+import { decodeRecord, encodeRecord, recordSize } from './records.ts';
 
 export interface JournalStoreOptions extends Omit<JournalOptions, 'file'> {
   dir: string;
 }
 
 const journalFile = (dir: string) => path.join(dir, 'relay.journal');
-const codec = { encode: encodeRecord, decode: decodeRecord };
+const codec = { encode: encodeRecord, decode: (b: Uint8Array) => decodeRecord(b, true), size: recordSize };
 
 /** Sets aside a corrupt journal's records from the bad one on (src/server/journal.ts repairJournal). */
 export function repairRelayJournal(dir: string) {

@@ -2,6 +2,7 @@
 // a StoreRecord, applied here and appended to the attached log (the journal).
 import { equalBytes, latin1 } from '../../core/encoding.ts';
 import { RecordedStore } from '../../server/recorded-store.ts';
+import { StoredNotifier, StoredQueue } from './compact.ts';
 import type { StoreRecord } from './records.ts';
 import type {
   NotifierRecord,
@@ -13,20 +14,21 @@ import type {
 } from './store.ts';
 
 export class MemoryQueueStore extends RecordedStore<StoreRecord> implements QueueStore {
-  private readonly queues = new Map<string, QueueRecord>();
-  private readonly senders = new Map<string, QueueRecord>();
-  private readonly notifiers = new Map<string, QueueRecord>();
-  private readonly services = new Map<string, Set<QueueRecord>>();
+  private readonly queues = new Map<string, StoredQueue>();
+  private readonly senders = new Map<string, StoredQueue>();
+  private readonly notifiers = new Map<string, StoredQueue>();
+  /** serviceId → its queues, and the key string its queues' notifiers share. */
+  private readonly services = new Map<string, { id: string; queues: Set<StoredQueue> }>();
   private readonly messages = new Map<string, StoredMessage[]>();
   private readonly pending = new Map<string, PendingNotification>();
   private messageTotal = 0;
 
-  byRecipient = (rcvId: Uint8Array) => this.queues.get(latin1(rcvId));
-  bySender = (sndId: Uint8Array) => this.senders.get(latin1(sndId));
-  byNotifier = (notifierId: Uint8Array) => this.notifiers.get(latin1(notifierId));
+  byRecipient = (rcvId: Uint8Array): QueueRecord | undefined => this.queues.get(latin1(rcvId));
+  bySender = (sndId: Uint8Array): QueueRecord | undefined => this.senders.get(latin1(sndId));
+  byNotifier = (notifierId: Uint8Array): QueueRecord | undefined => this.notifiers.get(latin1(notifierId));
 
   queuesOfService(serviceId: Uint8Array): QueueRecord[] {
-    return [...(this.services.get(latin1(serviceId)) ?? [])];
+    return [...(this.services.get(latin1(serviceId))?.queues ?? [])];
   }
 
   createQueue(q: QueueRecord): boolean {
@@ -143,11 +145,10 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
   /** Applies a record to the in-memory state; records for unknown queues are ignored. */
   protected apply(r: StoreRecord): void {
     if (r.t === 'QNEW') {
-      const q = { ...r.q };
-      const k = latin1(q.rcvId);
-      this.queues.set(k, q);
-      this.senders.set(latin1(q.sndId), q);
-      if (q.notifier) this.linkNotifier(q, q.notifier);
+      const q = new StoredQueue(r.q);
+      this.queues.set(q.rcv, q);
+      this.senders.set(q.snd, q);
+      if (r.q.notifier) this.linkNotifier(q, r.q.notifier);
       return;
     }
     const k = latin1(r.rcvId);
@@ -155,7 +156,7 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
     if (!q) return;
     switch (r.t) {
       case 'QKEY':
-        q.sndAuthKey = r.sndAuthKey;
+        q.sndKey = latin1(r.sndAuthKey);
         break;
       case 'NSET': // a pending NMSG was sealed for the old notifier: drop it
         this.unlinkNotifier(q);
@@ -169,9 +170,7 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
       case 'NSVC':
         if (!q.notifier) break;
         this.unlinkService(q);
-        q.notifier = { ...q.notifier };
-        if (r.serviceId) q.notifier.serviceId = r.serviceId;
-        else delete q.notifier.serviceId;
+        q.notifier.service = r.serviceId && latin1(r.serviceId);
         this.linkService(q);
         break;
       case 'QOFF':
@@ -180,7 +179,7 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
       case 'QDEL':
         this.unlinkNotifier(q);
         this.queues.delete(k);
-        this.senders.delete(latin1(q.sndId));
+        this.senders.delete(q.snd);
         this.messageTotal -= this.messages.get(k)?.length ?? 0;
         this.messages.delete(k);
         this.pending.delete(k);
@@ -210,34 +209,35 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
     }
   }
 
-  private linkNotifier(q: QueueRecord, n: NotifierRecord): void {
-    q.notifier = n;
-    this.notifiers.set(latin1(n.notifierId), q);
+  private linkNotifier(q: StoredQueue, n: NotifierRecord): void {
+    q.notifier = new StoredNotifier(n, n.serviceId && latin1(n.serviceId));
+    this.notifiers.set(q.notifier.id, q);
     this.linkService(q);
   }
 
-  private unlinkNotifier(q: QueueRecord): void {
+  private unlinkNotifier(q: StoredQueue): void {
     if (!q.notifier) return;
     this.unlinkService(q);
-    this.notifiers.delete(latin1(q.notifier.notifierId));
-    delete q.notifier;
+    this.notifiers.delete(q.notifier.id);
+    q.notifier = undefined;
   }
 
-  private linkService(q: QueueRecord): void {
-    const s = q.notifier?.serviceId;
-    if (!s) return;
-    const k = latin1(s);
-    let set = this.services.get(k);
-    if (!set) this.services.set(k, (set = new Set()));
-    set.add(q);
+  /** Adds the queue to its notifier's service, if any; the notifier then holds the service's one ID string. */
+  private linkService(q: StoredQueue): void {
+    const n = q.notifier;
+    if (n?.service === undefined) return;
+    let s = this.services.get(n.service);
+    if (!s) this.services.set(n.service, (s = { id: n.service, queues: new Set() }));
+    n.service = s.id;
+    s.queues.add(q);
   }
 
-  private unlinkService(q: QueueRecord): void {
-    const s = q.notifier?.serviceId;
-    if (!s) return;
-    const set = this.services.get(latin1(s));
-    set?.delete(q);
-    if (set?.size === 0) this.services.delete(latin1(s));
+  private unlinkService(q: StoredQueue): void {
+    const id = q.notifier?.service;
+    if (id === undefined) return;
+    const s = this.services.get(id);
+    s?.queues.delete(q);
+    if (s?.queues.size === 0) this.services.delete(id);
   }
 
   /** Records that rebuild the live state (for compaction). */

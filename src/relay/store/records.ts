@@ -1,7 +1,7 @@
 // Store records: each mutation of the relay's state as one record. The memory
 // store applies them; the journal appends them and replays them on start, and
 // compaction rewrites the live state as QNEW/MADD/PSET records.
-import { Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
+import { ByteCounter, Decoder, Encoder, parse, ParseError, type Parsed } from '../../core/encoding.ts';
 import type { NotifierRecord, PendingNotification, QueueRecord, StoredMessage } from './store.ts';
 
 export type StoreRecord =
@@ -37,9 +37,14 @@ export function encodeRecord(r: StoreRecord): Uint8Array {
   // Sized so the two records of every message need no copy: MADD exactly (tag, rcvId, msgId,
   // ts, notify, body), the rest within 64 bytes, small enough for V8 to allocate cheaply (the
   // encoder grows for the larger, rarer ones).
-  const e = new Encoder(
-    r.t === 'MADD' ? 14 + r.rcvId.length + r.m.msgId.length + r.m.body.length : 64,
-  ).u8(TAGS.indexOf(r.t));
+  return writeRecord(new Encoder(r.t === 'MADD' ? 14 + r.rcvId.length + r.m.msgId.length + r.m.body.length : 64), r).done();
+}
+
+/** encodeRecord(r).length, without the bytes (the journal measures the live state with it). */
+export const recordSize = (r: StoreRecord) => writeRecord(new ByteCounter(), r).length;
+
+function writeRecord(e: Encoder, r: StoreRecord): Encoder {
+  e.u8(TAGS.indexOf(r.t));
   switch (r.t) {
     case 'QNEW': {
       const q = r.q;
@@ -72,46 +77,51 @@ export function encodeRecord(r: StoreRecord): Uint8Array {
     default:
       e.short(r.rcvId);
   }
-  return e.done();
+  return e;
 }
 
-export function decodeRecord(b: Uint8Array): Parsed<StoreRecord> {
-  return parse(b, (d): StoreRecord => {
-    const t = TAGS[d.u8()];
-    if (!t) throw new ParseError('unknown record');
-    switch (t) {
-      case 'QNEW': {
-        const q: QueueRecord = {
-          rcvId: d.short(),
-          sndId: d.short(),
-          rcvAuthKey: d.short(),
-          rcvDhSecret: d.short(),
-          suspended: d.bool(),
-        };
-        const sndAuthKey = readOptional(d);
-        if (sndAuthKey) q.sndAuthKey = sndAuthKey;
-        if (d.bool()) q.notifier = readNotifier(d);
-        return { t, q };
+/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
+export function decodeRecord(b: Uint8Array, copy = false): Parsed<StoreRecord> {
+  return parse(
+    b,
+    (d): StoreRecord => {
+      const t = TAGS[d.u8()];
+      if (!t) throw new ParseError('unknown record');
+      switch (t) {
+        case 'QNEW': {
+          const q: QueueRecord = {
+            rcvId: d.short(),
+            sndId: d.short(),
+            rcvAuthKey: d.short(),
+            rcvDhSecret: d.short(),
+            suspended: d.bool(),
+          };
+          const sndAuthKey = readOptional(d);
+          if (sndAuthKey) q.sndAuthKey = sndAuthKey;
+          if (d.bool()) q.notifier = readNotifier(d);
+          return { t, q };
+        }
+        case 'QKEY':
+          return { t, rcvId: d.short(), sndAuthKey: d.short() };
+        case 'NSET':
+          return { t, rcvId: d.short(), n: readNotifier(d) };
+        case 'NSVC': {
+          const rcvId = d.short();
+          const serviceId = readOptional(d);
+          return serviceId ? { t, rcvId, serviceId } : { t, rcvId };
+        }
+        case 'MADD': {
+          const rcvId = d.short();
+          return { t, rcvId, m: { msgId: d.short(), ts: d.u64(), notify: d.bool(), body: d.long() } };
+        }
+        case 'MACK':
+          return { t, rcvId: d.short(), msgId: d.short() };
+        case 'PSET':
+          return { t, rcvId: d.short(), p: { nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
+        default:
+          return { t, rcvId: d.short() };
       }
-      case 'QKEY':
-        return { t, rcvId: d.short(), sndAuthKey: d.short() };
-      case 'NSET':
-        return { t, rcvId: d.short(), n: readNotifier(d) };
-      case 'NSVC': {
-        const rcvId = d.short();
-        const serviceId = readOptional(d);
-        return serviceId ? { t, rcvId, serviceId } : { t, rcvId };
-      }
-      case 'MADD': {
-        const rcvId = d.short();
-        return { t, rcvId, m: { msgId: d.short(), ts: d.u64(), notify: d.bool(), body: d.long() } };
-      }
-      case 'MACK':
-        return { t, rcvId: d.short(), msgId: d.short() };
-      case 'PSET':
-        return { t, rcvId: d.short(), p: { nonce: d.short(), sealedMeta: d.short(), ts: d.u64() } };
-      default:
-        return { t, rcvId: d.short() };
-    }
-  });
+    },
+    copy,
+  );
 }
