@@ -249,7 +249,7 @@ export class Decoder {
   key(n: number, what: string): Uint8Array {
     const b = this.short();
     if (b.length !== n) throw new ParseError(`${what} must be ${n} bytes`);
-    return b.slice();
+    return this.copy ? b : new Uint8Array(b); // not slice(): a Node Buffer's is a view
   }
 
   tag(): string {

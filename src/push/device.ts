@@ -26,8 +26,8 @@ export function readDevice(d: Decoder): DeviceToken {
   if (!isProvider(provider)) throw new ParseError('unknown provider');
   const token = d.long();
   if (token.length === 0 || token.length > MAX_DEVICE_TOKEN) throw new ParseError('bad device token length');
-  // a copy: a token is kept, and a view would keep the block or journal it was read from alive
-  return { provider, token: token.slice() };
+  // a copy (not slice(): a Node Buffer's is a view): a token is kept, and a view would keep the block it came in alive
+  return { provider, token: new Uint8Array(token) };
 }
 
 /** Why a provider refused a device token for good: the token becomes INVALID(reason). */
