@@ -108,6 +108,9 @@ export class SendDriver {
     collectGarbage();
     const loop = monitorEventLoopDelay({ resolution: 1 });
     const result = nextMessage<SenderResult>(this.proc, 'result', warmupMs + measureMs + DRAIN_MS + 30_000);
+    // Awaited after the measurement: a driver that dies meanwhile rejects there, where the section's
+    // finally kills its processes, not as an unhandled rejection that ends the run and orphans them.
+    result.catch(() => {});
     this.proc.send({ t: 'run', ...run, warmupMs, measureMs, drainMs: DRAIN_MS });
     await sleep(warmupMs);
     loop.enable();
