@@ -5,7 +5,7 @@ import { MemoryNtfStore } from './memory.ts';
 import { decodeNtfRecord, encodeNtfRecord, ntfRecordSize } from './records.ts';
 
 const journalFile = (dir: string) => path.join(dir, 'ntf.journal');
-const codec = { encode: encodeNtfRecord, decode: (b: Uint8Array) => decodeNtfRecord(b, true), size: ntfRecordSize };
+const codec = { encode: encodeNtfRecord, decode: decodeNtfRecord, size: ntfRecordSize };
 
 export function openJournalNtfStore(dir: string, opts: Omit<JournalOptions, 'file'> = {}) {
   const store = new MemoryNtfStore();

@@ -89,8 +89,8 @@ function writeNtfRecord(e: Encoder, r: NtfRecord): Encoder {
   return e;
 }
 
-/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
-export function decodeNtfRecord(b: Uint8Array, copy = false): Parsed<NtfRecord> {
+/** The record owns its bytes (parse's copy mode): stores keep them, and the journal decodes from a buffer it reuses. */
+export function decodeNtfRecord(b: Uint8Array): Parsed<NtfRecord> {
   return parse(
     b,
     (d): NtfRecord => {
@@ -150,6 +150,6 @@ export function decodeNtfRecord(b: Uint8Array, copy = false): Parsed<NtfRecord> 
           throw new ParseError('unknown record');
       }
     },
-    copy,
+    true,
   );
 }

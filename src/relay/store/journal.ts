@@ -10,7 +10,7 @@ export interface JournalStoreOptions extends Omit<JournalOptions, 'file'> {
 }
 
 const journalFile = (dir: string) => path.join(dir, 'relay.journal');
-const codec = { encode: encodeRecord, decode: (b: Uint8Array) => decodeRecord(b, true), size: recordSize };
+const codec = { encode: encodeRecord, decode: decodeRecord, size: recordSize };
 
 /** Sets aside a corrupt journal's records from the bad one on (src/server/journal.ts repairJournal). */
 export function repairRelayJournal(dir: string) {

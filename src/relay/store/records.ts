@@ -80,8 +80,8 @@ function writeRecord(e: Encoder, r: StoreRecord): Encoder {
   return e;
 }
 
-/** With `copy` the record owns its bytes (see parse): the journal decodes from a buffer it reuses. */
-export function decodeRecord(b: Uint8Array, copy = false): Parsed<StoreRecord> {
+/** The record owns its bytes (parse's copy mode): stores keep them, and the journal decodes from a buffer it reuses. */
+export function decodeRecord(b: Uint8Array): Parsed<StoreRecord> {
   return parse(
     b,
     (d): StoreRecord => {
@@ -122,6 +122,6 @@ export function decodeRecord(b: Uint8Array, copy = false): Parsed<StoreRecord> {
           return { t, rcvId: d.short() };
       }
     },
-    copy,
+    true,
   );
 }
