@@ -30,7 +30,7 @@ import {
   type RelayError,
   type RelayResponse,
 } from './protocol.ts';
-import type { PendingNotification, QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
+import type { KeptQueue, PendingNotification, QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
 
 export interface RelayLimits extends ConnectionLimits {
   /** Messages a queue may hold before SEND gets QUOTA. */
@@ -161,7 +161,7 @@ export class RelayServer {
 
   newId = () => this.crypto.randomBytes(ID_LENGTH);
 
-  sealMessage(q: QueueRecord, m: StoredMessage): RelayResponse {
+  sealMessage(q: KeptQueue, m: StoredMessage): RelayResponse {
     // Re-encrypted for the recipient, so delivered bytes share nothing with sent bytes.
     const sealed = this.crypto.seal(q.rcvDhSecret, m.msgId, encodeMessagePlain(m.ts, m.notify, m.body));
     return { type: 'MSG', msgId: m.msgId, sealed };
@@ -172,7 +172,7 @@ export class RelayServer {
    * acknowledges it (NACK): a notification written into a connection that dies
    * is sent again on the next NSUB/NSUBS. Only the latest per queue is kept.
    */
-  notify(q: QueueRecord, m: StoredMessage): void {
+  notify(q: KeptQueue, m: StoredMessage): void {
     const n = q.notifier!;
     const nonce = this.crypto.randomBytes(NMSG_NONCE_LENGTH);
     const sealedMeta = this.crypto.seal(n.rcvNtfDhSecret, nonce, encodeMeta(m));
@@ -184,13 +184,13 @@ export class RelayServer {
   }
 
   /** Sends the unacknowledged NMSG of a queue to its notifier (one that just subscribed, or caught up). */
-  flushPending(q: QueueRecord, s: Subscriber): void {
+  flushPending(q: KeptQueue, s: Subscriber): void {
     const p = this.store.pendingNotification(q.rcvId);
     if (p && this.sendNotification(q, s, p)) this.metrics.notifications.inc({ outcome: 'redelivered' });
   }
 
   /** False when the connection is at its outbound cap: it gets the NMSG once it has caught up (kept until NACK anyway). */
-  private sendNotification(q: QueueRecord, s: Subscriber, p: PendingNotification): boolean {
+  private sendNotification(q: KeptQueue, s: Subscriber, p: PendingNotification): boolean {
     if (s.congested()) {
       this.subscriptions.holdNotification(q, s);
       return false;
@@ -306,7 +306,7 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
     return { record: { notifierId: this.relay.newId(), ntfAuthKey, rcvNtfDhSecret }, srvNtfDhKey: dh.publicKey };
   }
 
-  private recipient(q: QueueRecord, c: RelayCommand): Reply {
+  private recipient(q: KeptQueue, c: RelayCommand): Reply {
     const { store } = this.relay.opts;
     switch (c.type) {
       case 'SUB': {
@@ -400,7 +400,7 @@ class RelaySession extends ProtocolSession<RelayCommand, RelayResponse, RelayErr
     return { type: 'OK' };
   }
 
-  private subscribeNotifier(q: QueueRecord): Reply {
+  private subscribeNotifier(q: KeptQueue): Reply {
     this.relay.subscriptions.subscribeNotifier(q, this);
     this.defer(() => this.relay.flushPending(q, this));
     return { type: 'OK' };

@@ -4,7 +4,7 @@
 // DELD, MSG); sessions and the server only call it.
 import { equalBytes, latin1, latin1Bytes } from '../core/encoding.ts';
 import { DELIVERY_WINDOW, type RelayResponse } from './protocol.ts';
-import type { QueueRecord, QueueStore, StoredMessage } from './store/store.ts';
+import type { KeptQueue, QueueStore, StoredMessage } from './store/store.ts';
 
 /** A connection that holds subscriptions: gets their events. */
 export interface Subscriber {
@@ -26,7 +26,7 @@ interface Held {
 export interface SubscriptionDeps {
   store: QueueStore;
   /** A stored message as its recipient gets it (MSG). */
-  seal(q: QueueRecord, m: StoredMessage): RelayResponse;
+  seal(q: KeptQueue, m: StoredMessage): RelayResponse;
   delivered(): void;
 }
 
@@ -48,8 +48,8 @@ export class Subscriptions {
   }
 
   /** SUB: the queue's previous subscriber gets END; a repeated SUB delivers the unacknowledged message again. */
-  subscribeRecipient(q: QueueRecord, s: Subscriber): void {
-    const k = latin1(q.rcvId);
+  subscribeRecipient(q: KeptQueue, s: Subscriber): void {
+    const k = q.rcv;
     const other = this.recipients.get(k)?.subscriber;
     if (other && other !== s) {
       this.held.get(other)?.rcv.delete(k);
@@ -59,24 +59,24 @@ export class Subscriptions {
     this.of(s).rcv.add(k);
   }
 
-  isRecipient(q: QueueRecord, s: Subscriber): boolean {
-    return this.recipients.get(latin1(q.rcvId))?.subscriber === s;
+  isRecipient(q: KeptQueue, s: Subscriber): boolean {
+    return this.recipients.get(q.rcv)?.subscriber === s;
   }
 
   /**
    * An ACK of the oldest message in the subscriber's window frees a place in
    * it, also when it comes from another connection (after a GET there). True if so.
    */
-  acked(q: QueueRecord, msgId: Uint8Array): boolean {
-    const sent = this.recipients.get(latin1(q.rcvId))?.sent;
+  acked(q: KeptQueue, msgId: Uint8Array): boolean {
+    const sent = this.recipients.get(q.rcv)?.sent;
     if (sent?.[0] !== latin1(msgId)) return false;
     sent.shift();
     return true;
   }
 
   /** DEL: the queue's subscription ends; a subscriber on another connection gets DELD. */
-  dropRecipient(q: QueueRecord, by: Subscriber): void {
-    const k = latin1(q.rcvId);
+  dropRecipient(q: KeptQueue, by: Subscriber): void {
+    const k = q.rcv;
     const sub = this.recipients.get(k)?.subscriber;
     if (!sub) return;
     this.recipients.delete(k);
@@ -85,8 +85,8 @@ export class Subscriptions {
   }
 
   /** Fills the subscriber's delivery window: up to DELIVERY_WINDOW messages ahead of its ACKs, oldest first. */
-  deliver(q: QueueRecord): void {
-    const k = latin1(q.rcvId);
+  deliver(q: KeptQueue): void {
+    const k = q.rcv;
     const r = this.recipients.get(k);
     if (!r) return;
     while (r.sent.length < DELIVERY_WINDOW) {
@@ -100,15 +100,15 @@ export class Subscriptions {
   }
 
   /** A kept NMSG for a notifier at its cap: it waits for resume(), as deliveries do. */
-  holdNotification(q: QueueRecord, s: Subscriber): void {
-    this.of(s).owed.add(latin1(q.rcvId));
+  holdNotification(q: KeptQueue, s: Subscriber): void {
+    this.of(s).owed.add(q.rcv);
   }
 
   /**
    * The connection caught up: the deliveries that waited for it go now (as far
    * as it keeps up); returns the queues whose kept NMSG it is still owed.
    */
-  resume(s: Subscriber): QueueRecord[] {
+  resume(s: Subscriber): KeptQueue[] {
     const h = this.held.get(s);
     if (!h) return [];
     const { store } = this.deps;
@@ -141,16 +141,16 @@ export class Subscriptions {
   }
 
   /** The subscriber that gets NMSGs of a queue: its own NSUB, else its service's NSUBS. */
-  notifierSubscriber(q: QueueRecord): Subscriber | undefined {
+  notifierSubscriber(q: KeptQueue): Subscriber | undefined {
     const n = q.notifier;
     if (!n) return undefined;
-    return this.notifiers.get(latin1(n.notifierId)) ?? (n.serviceId && this.services.get(latin1(n.serviceId)));
+    return this.notifiers.get(n.id) ?? (n.service !== undefined ? this.services.get(n.service) : undefined);
   }
 
   /** NSUB: the previous subscriber gets END; on a connection holding a service, the queue joins that service. */
-  subscribeNotifier(q: QueueRecord, s: Subscriber): void {
+  subscribeNotifier(q: KeptQueue, s: Subscriber): void {
     const n = q.notifier!;
-    const k = latin1(n.notifierId);
+    const k = n.id;
     const current = this.notifierSubscriber(q);
     if (current && current !== s) {
       this.held.get(current)?.ntf.delete(k);
@@ -170,24 +170,24 @@ export class Subscriptions {
   }
 
   /** NUNS from the queue's notifier subscriber: ends its NSUB, or takes the queue out of its service. */
-  unsubscribeNotifier(q: QueueRecord, s: Subscriber): void {
-    const k = latin1(q.notifier!.notifierId);
+  unsubscribeNotifier(q: KeptQueue, s: Subscriber): void {
+    const k = q.notifier!.id;
     if (this.held.get(s)?.ntf.delete(k)) this.notifiers.delete(k);
     else this.deps.store.setService(q.rcvId, undefined);
   }
 
   /** Ends the notifier subscription of a queue (NDEL, DEL, NKEY replacing it) with DELD. */
-  dropNotifier(q: QueueRecord): void {
+  dropNotifier(q: KeptQueue): void {
     const n = q.notifier;
     if (!n) return;
     const s = this.notifierSubscriber(q);
-    this.notifiers.delete(latin1(n.notifierId));
-    if (s) this.held.get(s)?.ntf.delete(latin1(n.notifierId));
+    this.notifiers.delete(n.id);
+    if (s) this.held.get(s)?.ntf.delete(n.id);
     s?.event(n.notifierId, { type: 'DELD' });
   }
 
   /** NSUBS: the service's previous connection gets ENDS; returns the service's queues. */
-  subscribeService(serviceId: Uint8Array, s: Subscriber): QueueRecord[] {
+  subscribeService(serviceId: Uint8Array, s: Subscriber): KeptQueue[] {
     const k = latin1(serviceId);
     const previous = this.services.get(k);
     const queues = this.deps.store.queuesOfService(serviceId);
@@ -206,8 +206,8 @@ export class Subscriptions {
   }
 
   /** After SOKS: an individual NSUB of a service queue, here or elsewhere, loses to the service subscription. */
-  claimForService(q: QueueRecord, s: Subscriber): void {
-    const nk = latin1(q.notifier!.notifierId);
+  claimForService(q: KeptQueue, s: Subscriber): void {
+    const nk = q.notifier!.id;
     const other = this.notifiers.get(nk);
     if (!other) return;
     this.notifiers.delete(nk);

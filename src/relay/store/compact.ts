@@ -5,11 +5,11 @@
 // strings are the store's map keys too. The QueueRecord and NotifierRecord
 // fields are made on read: short-lived copies, cheap next to a command.
 import { latin1, latin1Bytes } from '../../core/encoding.ts';
-import type { NotifierRecord, QueueRecord } from './store.ts';
+import type { KeptNotifier, KeptQueue, NotifierRecord, QueueRecord } from './store.ts';
 
 const bytes = (s: string | undefined) => (s === undefined ? undefined : latin1Bytes(s));
 
-export class StoredNotifier implements NotifierRecord {
+export class StoredNotifier implements KeptNotifier {
   readonly id: string;
   private readonly authKey: string;
   private readonly dhSecret: string;
@@ -40,7 +40,7 @@ export class StoredNotifier implements NotifierRecord {
   }
 }
 
-export class StoredQueue implements QueueRecord {
+export class StoredQueue implements KeptQueue {
   readonly rcv: string;
   readonly snd: string;
   private readonly authKey: string;

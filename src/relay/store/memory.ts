@@ -5,6 +5,7 @@ import { RecordedStore } from '../../server/recorded-store.ts';
 import { StoredNotifier, StoredQueue } from './compact.ts';
 import type { StoreRecord } from './records.ts';
 import type {
+  KeptQueue,
   NotifierRecord,
   PendingNotification,
   QueueRecord,
@@ -23,11 +24,11 @@ export class MemoryQueueStore extends RecordedStore<StoreRecord> implements Queu
   private readonly pending = new Map<string, PendingNotification>();
   private messageTotal = 0;
 
-  byRecipient = (rcvId: Uint8Array): QueueRecord | undefined => this.queues.get(latin1(rcvId));
-  bySender = (sndId: Uint8Array): QueueRecord | undefined => this.senders.get(latin1(sndId));
-  byNotifier = (notifierId: Uint8Array): QueueRecord | undefined => this.notifiers.get(latin1(notifierId));
+  byRecipient = (rcvId: Uint8Array): KeptQueue | undefined => this.queues.get(latin1(rcvId));
+  bySender = (sndId: Uint8Array): KeptQueue | undefined => this.senders.get(latin1(sndId));
+  byNotifier = (notifierId: Uint8Array): KeptQueue | undefined => this.notifiers.get(latin1(notifierId));
 
-  queuesOfService(serviceId: Uint8Array): QueueRecord[] {
+  queuesOfService(serviceId: Uint8Array): KeptQueue[] {
     return [...(this.services.get(latin1(serviceId))?.queues ?? [])];
   }
 

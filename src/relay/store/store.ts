@@ -23,6 +23,22 @@ export interface QueueRecord {
   notifier?: NotifierRecord;
 }
 
+/** A notifier as the store returns it, with the latin1 strings of its ID and service ID. */
+export interface KeptNotifier extends NotifierRecord {
+  readonly id: string;
+  readonly service: string | undefined;
+}
+
+/**
+ * A queue as the store returns it, with the latin1 string of its recipient ID:
+ * what the relay keys its subscriptions by, without making bytes to turn back
+ * into that string on every message.
+ */
+export interface KeptQueue extends QueueRecord {
+  readonly rcv: string;
+  notifier?: KeptNotifier | undefined;
+}
+
 export interface StoredMessage {
   msgId: Uint8Array;
   ts: number;
@@ -45,10 +61,10 @@ export interface StoreCounts {
 }
 
 export interface QueueStore {
-  byRecipient(rcvId: Uint8Array): QueueRecord | undefined;
-  bySender(sndId: Uint8Array): QueueRecord | undefined;
-  byNotifier(notifierId: Uint8Array): QueueRecord | undefined;
-  queuesOfService(serviceId: Uint8Array): QueueRecord[];
+  byRecipient(rcvId: Uint8Array): KeptQueue | undefined;
+  bySender(sndId: Uint8Array): KeptQueue | undefined;
+  byNotifier(notifierId: Uint8Array): KeptQueue | undefined;
+  queuesOfService(serviceId: Uint8Array): KeptQueue[];
 
   /** False if one of the IDs is taken (the caller retries with new ones). */
   createQueue(q: QueueRecord): boolean;
