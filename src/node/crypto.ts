@@ -87,8 +87,9 @@ export const nodeCrypto: CryptoSuite = {
     const head = c.update(plaintext);
     const tail = c.final(); // empty: a stream cipher
     // Not Buffer.concat: a short result would be a view into Node's shared 8 KB
-    // pool, which a kept one (a relay's pending NMSG) would pin whole.
-    const out = new Uint8Array(head.length + tail.length + 16);
+    // pool, which a kept one (a relay's pending NMSG) would pin whole. Unpooled
+    // and not zero-filled: every byte is written next, on every block.
+    const out = u8(Buffer.allocUnsafeSlow(head.length + tail.length + 16));
     out.set(head);
     out.set(tail, head.length);
     out.set(c.getAuthTag(), head.length + tail.length);
