@@ -63,4 +63,22 @@ export const NTF_MIGRATIONS: readonly string[] = [
   ALTER TABLE tokens ALTER COLUMN status_at DROP DEFAULT;
   ALTER TABLE tokens ALTER COLUMN verified DROP DEFAULT;
   `,
+  // 4: several instances on one database (docs/ntf-cluster.md). leases: who
+  // holds a relay's service subscription (name 'relay:' + address) or a
+  // cluster-wide duty ('duty:cron'), until expires_at (the database's clock);
+  // link_up: the holder's link to that relay is up, for SCHK on the others.
+  // instances: members by heartbeat, for each one's fair share of the relays.
+  `
+  CREATE TABLE leases (
+    name text PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    link_up boolean NOT NULL DEFAULT false,
+    taken_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE TABLE instances (
+    instance_id text PRIMARY KEY,
+    seen_at timestamptz NOT NULL
+  );
+  `,
 ];

@@ -14,10 +14,15 @@
 // construction, and however many records touched a row, it is written once.
 // Order inside the transaction: deletes first (tokens, then subscriptions: the
 // foreign keys cascade to subscriptions and last notifications, as the memory
-// store does), then token rows, new subscriptions, status changes, last
-// notifications (stale ones deleted, new ones upserted in arrival order), and
+// store does), then new tokens, changed tokens, new subscriptions, status
+// changes, last notifications (stale ones deleted, new ones upserted in arrival
+// order), and
 // the `pushed` flags of the tokens whose flags changed (a push accepted, the
-// token left ACTIVE).
+// token left ACTIVE). Several instances may write one database
+// (docs/ntf-cluster.md): a change only updates rows that exist, a row whose
+// token or subscription another instance deleted is not written, and with
+// `changes` set the transaction NOTIFYs the keys of the tokens and
+// subscriptions it wrote, for the other instances to read again.
 // Flushes run one at a time; a flush called while one runs waits for it and
 // then writes whatever is queued by then (flush calls made while one is waiting
 // share it). A failed flush rolls back and puts its keys back in the queue: the
@@ -47,6 +52,17 @@ export interface PostgresNtfStoreOptions {
   poolSize?: number;
   /** Give up connecting after this long (pg's own default is to wait forever). */
   connectTimeoutMs?: number;
+  /** Load the last notifications too (default); a cluster member loads them per relay it takes (loadRelayNotifications). */
+  notifications?: boolean;
+  /** NOTIFY the keys each flush wrote on this channel, as `origin` (a cluster member). */
+  changes?: ChangeChannel;
+}
+
+export interface ChangeChannel {
+  channel: string;
+  origin: string;
+  /** The relays whose last notifications this instance holds (those it took over): the only ones it deletes. */
+  relays(): Iterable<string>;
 }
 
 export interface PostgresLoadStats {
@@ -68,20 +84,25 @@ export async function openPostgresNtfStore(
   opts: PostgresNtfStoreOptions,
 ): Promise<{ store: MemoryNtfStore; log: PostgresLog; loaded: PostgresLoadStats }> {
   const schema = checkSchema(opts.schema ?? DEFAULT_NTF_SCHEMA);
-  const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 2, connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000 });
-  // An idle connection that breaks is dropped by the pool; the next query opens another.
-  pool.on('error', () => {});
+  const pool = newPool(opts.url, opts.poolSize ?? 2, opts.connectTimeoutMs);
   try {
     await migrate(pool, schema);
     const store = new MemoryNtfStore();
-    const loaded = await loadNtfState(pool, schema, store, opts.pageSize ?? 50_000);
-    const log = new PostgresLog(pool, schema, store, opts.batchRows ?? 10_000);
+    const loaded = await loadNtfState(pool, schema, store, opts.pageSize ?? 50_000, opts.notifications ?? true);
+    const log = new PostgresLog(pool, schema, store, opts.batchRows ?? 10_000, opts.changes);
     store.attach(log);
     return { store, log, loaded };
   } catch (e) {
     await pool.end().catch(() => {});
     throw e;
   }
+}
+
+/** A pool whose broken idle connections are dropped (the next query opens another), giving up connecting after `connectTimeoutMs`. */
+export function newPool(url: string, max: number, connectTimeoutMs = 10_000): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: connectTimeoutMs });
+  pool.on('error', () => {});
+  return pool;
 }
 
 // ---- migrations ----
@@ -151,74 +172,118 @@ function tokenStatus(status: unknown, reason: unknown): TokenStatus {
   return name === 'INVALID' ? { status: name, reason: checked(reason, isInvalidReason, 'invalid reason') } : { status: name };
 }
 
-/** Streams every row into the store, in one snapshot. */
-export async function loadNtfState(pool: pg.Pool, schema: string, store: NtfStore & { load(r: NtfRecord): void }, pageSize = 50_000): Promise<PostgresLoadStats> {
+const TOKEN_COLUMNS = `token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
+  status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified`;
+const SUB_COLUMNS = 'sub_id, token_id, relay, notifier_id, ntf_auth_key, status';
+const LAST_COLUMNS = 'l.token_id, l.sub_id, l.nonce, l.sealed_meta, l.ts, l.pushed';
+
+/** A `tokens` row (TOKEN_COLUMNS, bytesTypes). */
+const tokenOfRow = (r: unknown[]): TokenRecord => ({
+  tokenId: latin1(r[0] as Uint8Array),
+  device: { provider: checked(r[1], isProvider, 'provider'), token: r[2] as Uint8Array },
+  tknAuthKey: r[3] as Uint8Array,
+  tknDhKey: r[4] as Uint8Array,
+  srvDhKey: r[5] as Uint8Array,
+  tknDhSecret: r[6] as Uint8Array,
+  status: tokenStatus(r[7], r[8]),
+  code: r[9] as Uint8Array,
+  cronMinutes: r[10] as number,
+  cronNextAt: r[11] as number,
+  statusAt: r[12] as number,
+  verified: r[13] as boolean,
+});
+
+/** A `subscriptions` row (SUB_COLUMNS, latin1Types). */
+const subOfRow = (r: unknown[]): SubRecord => ({
+  subId: r[0] as string,
+  tokenId: r[1] as string,
+  relay: r[2] as string,
+  notifierId: r[3] as string,
+  ntfAuthKey: r[4] as string,
+  status: checked(r[5], isStoredSubStatus, 'subscription status'),
+});
+
+type Loadable = NtfStore & { load(r: NtfRecord): void };
+
+/** A `last_notifications` row (LAST_COLUMNS, bytesTypes) into the store: kept, and settled if pushed. */
+function loadLast(store: Loadable, r: unknown[]): void {
+  const tokenId = latin1(r[0] as Uint8Array);
+  const subId = latin1(r[1] as Uint8Array);
+  const nonce = r[2] as Uint8Array;
+  store.load({ t: 'LAST', tokenId, n: { subId, nonce, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
+  if (r[5]) store.load({ t: 'SENT', tokenId, sent: [{ subId, nonce }] });
+}
+
+/** Streams every row into the store (the last notifications only with `notifications`), in one snapshot. */
+export async function loadNtfState(pool: pg.Pool, schema: string, store: Loadable, pageSize = 50_000, notifications = true): Promise<PostgresLoadStats> {
   const s = pg.escapeIdentifier(checkSchema(schema));
   pageSize = Math.max(1, Math.floor(pageSize));
   const started = performance.now();
+  return inSnapshot(pool, async (c) => {
+    const tokens = await each(c, `SELECT ${TOKEN_COLUMNS} FROM ${s}.tokens`, bytesTypes, pageSize, (r) =>
+      store.load({ t: 'TNEW', token: tokenOfRow(r) }),
+    );
+    const subscriptions = await each(c, `SELECT ${SUB_COLUMNS} FROM ${s}.subscriptions`, latin1Types, pageSize, (r) =>
+      store.load({ t: 'SNEW', sub: subOfRow(r) }),
+    );
+    // In arrival order: the memory store keeps each token's in that order.
+    const lastNotifications = notifications
+      ? await each(c, `SELECT ${LAST_COLUMNS} FROM ${s}.last_notifications l ORDER BY seq`, bytesTypes, pageSize, (r) => loadLast(store, r))
+      : 0;
+    return { tokens, subscriptions, lastNotifications, ms: Math.round(performance.now() - started) };
+  });
+}
+
+/** Loads the last notifications of the subscriptions at `relay` (a cluster member taking the relay over); returns how many. */
+export async function loadRelayNotifications(pool: pg.Pool, schema: string, store: Loadable, relay: string): Promise<number> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  const rows = await pool.query<unknown[]>({
+    text: `SELECT ${LAST_COLUMNS} FROM ${s}.last_notifications l JOIN ${s}.subscriptions USING (sub_id) WHERE relay = $1 ORDER BY l.seq`,
+    values: [relay],
+    rowMode: 'array',
+    types: bytesTypes,
+  });
+  for (const r of rows.rows) loadLast(store, r);
+  return rows.rows.length;
+}
+
+/** The stored rows of these tokens and subscriptions (what another instance wrote); absent ones are deleted. */
+export async function readEntities(
+  pool: pg.Pool,
+  schema: string,
+  tokenIds: string[],
+  subIds: string[],
+): Promise<{ tokens: TokenRecord[]; subs: SubRecord[] }> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  return inSnapshot(pool, async (c) => {
+    const subs = subIds.length === 0 ? [] : (
+      await c.query<unknown[]>({ text: `SELECT ${SUB_COLUMNS} FROM ${s}.subscriptions WHERE sub_id = ANY($1::bytea[])`, values: [subIds.map(latin1Bytes)], rowMode: 'array', types: latin1Types })
+    ).rows.map(subOfRow);
+    // A subscription's token too: it may be new to the reader.
+    const ids = [...new Set([...tokenIds, ...subs.map((x) => x.tokenId)])];
+    const tokens = ids.length === 0 ? [] : (
+      await c.query<unknown[]>({ text: `SELECT ${TOKEN_COLUMNS} FROM ${s}.tokens WHERE token_id = ANY($1::bytea[])`, values: [ids.map(latin1Bytes)], rowMode: 'array', types: bytesTypes })
+    ).rows.map(tokenOfRow);
+    return { tokens, subs };
+  });
+}
+
+/** Whether a subscription to this notifier at this relay is stored (by any instance). */
+export async function subscriptionStored(pool: pg.Pool, schema: string, relay: string, notifierId: string): Promise<boolean> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  const r = await pool.query(`SELECT 1 FROM ${s}.subscriptions WHERE relay = $1 AND notifier_id = $2`, [relay, latin1Bytes(notifierId)]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** Runs `work` in one read-only REPEATABLE READ transaction. */
+async function inSnapshot<T>(pool: pg.Pool, work: (c: PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   try {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const tokens = await each(
-      c,
-      `SELECT token_id, provider, device_token, tkn_auth_key, tkn_dh_key, srv_dh_key, tkn_dh_secret,
-              status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified FROM ${s}.tokens`,
-      bytesTypes,
-      pageSize,
-      (r) =>
-        store.load({
-          t: 'TNEW',
-          token: {
-            tokenId: latin1(r[0] as Uint8Array),
-            device: { provider: checked(r[1], isProvider, 'provider'), token: r[2] as Uint8Array },
-            tknAuthKey: r[3] as Uint8Array,
-            tknDhKey: r[4] as Uint8Array,
-            srvDhKey: r[5] as Uint8Array,
-            tknDhSecret: r[6] as Uint8Array,
-            status: tokenStatus(r[7], r[8]),
-            code: r[9] as Uint8Array,
-            cronMinutes: r[10] as number,
-            cronNextAt: r[11] as number,
-            statusAt: r[12] as number,
-            verified: r[13] as boolean,
-          },
-        }),
-    );
-    const subscriptions = await each(
-      c,
-      `SELECT sub_id, token_id, relay, notifier_id, ntf_auth_key, status FROM ${s}.subscriptions`,
-      latin1Types,
-      pageSize,
-      (r) =>
-        store.load({
-          t: 'SNEW',
-          sub: {
-            subId: r[0] as string,
-            tokenId: r[1] as string,
-            relay: r[2] as string,
-            notifierId: r[3] as string,
-            ntfAuthKey: r[4] as string,
-            status: checked(r[5], isStoredSubStatus, 'subscription status'),
-          },
-        }),
-    );
-    // In arrival order: the memory store keeps each token's in that order.
-    const lastNotifications = await each(
-      c,
-      `SELECT token_id, sub_id, nonce, sealed_meta, ts, pushed FROM ${s}.last_notifications ORDER BY seq`,
-      bytesTypes,
-      pageSize,
-      (r) => {
-        const tokenId = latin1(r[0] as Uint8Array);
-        const subId = latin1(r[1] as Uint8Array);
-        const nonce = r[2] as Uint8Array;
-        store.load({ t: 'LAST', tokenId, n: { subId, nonce, sealedMeta: r[3] as Uint8Array, ts: r[4] as number } });
-        if (r[5]) store.load({ t: 'SENT', tokenId, sent: [{ subId, nonce }] });
-      },
-    );
+    const result = await work(c);
     await c.query('COMMIT');
-    return { tokens, subscriptions, lastNotifications, ms: Math.round(performance.now() - started) };
+    return result;
   } catch (e) {
     broken = e as Error;
     await c.query('ROLLBACK').catch(() => {});
@@ -257,6 +322,7 @@ export type NtfStateView = Pick<NtfStore, 'token' | 'sub' | 'lastNotifications'>
 /** The keys records touched since the last flush. */
 class Pending {
   readonly tokensDeleted = new Set<string>();
+  readonly tokensCreated = new Set<string>();
   readonly tokensChanged = new Set<string>();
   readonly subsDeleted = new Set<string>();
   readonly subsCreated = new Set<string>();
@@ -271,7 +337,7 @@ class Pending {
     this.records++;
     switch (r.t) {
       case 'TNEW':
-        this.tokensChanged.add(r.token.tokenId);
+        this.tokensCreated.add(r.token.tokenId);
         return;
       case 'TSTAT':
       case 'TDEV':
@@ -309,7 +375,7 @@ class Pending {
 
   /** Adds the keys of an earlier (failed) flush. */
   merge(earlier: Pending): void {
-    for (const k of ['tokensDeleted', 'tokensChanged', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
+    for (const k of ['tokensDeleted', 'tokensCreated', 'tokensChanged', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
       for (const id of earlier[k]) this[k].add(id);
     }
     for (const [tokenId, subs] of earlier.last) {
@@ -319,6 +385,21 @@ class Pending {
     }
     for (const [tokenId, subs] of earlier.pushed) this.addPushed(tokenId, subs);
     this.records += earlier.records;
+  }
+
+  /** A token (`t`) or subscription (`s`) row this holds a change of. */
+  touches(kind: 't' | 's', id: string): boolean {
+    return kind === 't'
+      ? this.tokensCreated.has(id) || this.tokensChanged.has(id) || this.tokensDeleted.has(id)
+      : this.subsCreated.has(id) || this.subsStatus.has(id) || this.subsDeleted.has(id);
+  }
+
+  /** The keys of the token and subscription rows written: `t` or `s` + the ID in base64. */
+  changedKeys(): string[] {
+    const keys: string[] = [];
+    for (const id of new Set([...this.tokensCreated, ...this.tokensChanged, ...this.tokensDeleted])) keys.push(changeKey('t', id));
+    for (const id of new Set([...this.subsCreated, ...this.subsStatus, ...this.subsDeleted])) keys.push(changeKey('s', id));
+    return keys;
   }
 
   private addPushed(tokenId: string, subIds: Iterable<string> | undefined): void {
@@ -332,7 +413,7 @@ class Pending {
 
 interface Statement {
   text: string;
-  values: unknown[][];
+  values: unknown[];
 }
 
 /** Column arrays for one statement kind, cut into statements of at most `max` rows. */
@@ -361,6 +442,8 @@ class Columns {
 
 export class PostgresLog implements RecordLog<NtfRecord> {
   private pending = new Pending();
+  /** What the running write holds. */
+  private inFlight: Pending | undefined;
   /** The end of the chain of flushes. */
   private tail: Promise<void> = Promise.resolve();
   /** A flush queued behind a running one, not started yet: later callers share it. */
@@ -369,7 +452,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
   /** Why the last write failed, while its records (merged back) wait for a flush that commits them. */
   private writeFailure: string | undefined;
   private readonly sql: Record<
-    'delTokens' | 'delSubs' | 'upsertTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast' | 'pushed',
+    'delTokens' | 'delSubs' | 'upsertTokens' | 'updateTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast' | 'pushed' | 'notify',
     string
   >;
 
@@ -378,6 +461,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     schema: string,
     private readonly state: NtfStateView,
     private readonly batchRows = 10_000,
+    private readonly changes?: ChangeChannel,
   ) {
     const s = pg.escapeIdentifier(checkSchema(schema));
     this.sql = {
@@ -394,33 +478,48 @@ export class PostgresLog implements RecordLog<NtfRecord> {
           status = EXCLUDED.status, invalid_reason = EXCLUDED.invalid_reason, code = EXCLUDED.code,
           cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at,
           status_at = EXCLUDED.status_at, verified = EXCLUDED.verified`,
+      // A token's keys never change; one another instance deleted is not brought back.
+      updateTokens: `
+        UPDATE ${s}.tokens t SET provider = u.provider, device_token = u.device_token, status = u.status,
+          invalid_reason = u.invalid_reason, code = u.code, cron_minutes = u.cron_minutes, cron_next_at = u.cron_next_at,
+          status_at = u.status_at, verified = u.verified
+        FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::int[], $8::bigint[],
+                    $9::bigint[], $10::boolean[])
+             AS u (token_id, provider, device_token, status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified)
+        WHERE t.token_id = u.token_id`,
+      // Not for a token another instance deleted; the first of two instances to subscribe one notifier wins.
       insertSubs: `
         INSERT INTO ${s}.subscriptions (sub_id, token_id, relay, notifier_id, ntf_auth_key, status)
         SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])
-        ON CONFLICT (sub_id) DO UPDATE SET
-          token_id = EXCLUDED.token_id, relay = EXCLUDED.relay, notifier_id = EXCLUDED.notifier_id,
-          ntf_auth_key = EXCLUDED.ntf_auth_key, status = EXCLUDED.status`,
+                      AS u (sub_id, token_id, relay, notifier_id, ntf_auth_key, status)
+        WHERE EXISTS (SELECT 1 FROM ${s}.tokens t WHERE t.token_id = u.token_id)
+        ON CONFLICT DO NOTHING`,
       subStatus: `
         UPDATE ${s}.subscriptions s SET status = u.status
         FROM unnest($1::bytea[], $2::text[]) AS u (sub_id, status) WHERE s.sub_id = u.sub_id`,
-      // Every notification of these tokens that memory no longer holds (replaced, pushed out by newer ones).
+      // seq is drawn in arrival order (output expressions are evaluated after ORDER BY).
+      // Every notification of these tokens that memory no longer holds (pushed out by newer ones), of
+      // the relays whose notifications it holds ($4; null: all, for a single instance).
       delLast: `
         DELETE FROM ${s}.last_notifications
         WHERE token_id = ANY($1::bytea[])
-          AND (token_id, sub_id) NOT IN (SELECT * FROM unnest($2::bytea[], $3::bytea[]))`,
-      // seq is drawn in arrival order (output expressions are evaluated after ORDER BY).
+          AND (token_id, sub_id) NOT IN (SELECT * FROM unnest($2::bytea[], $3::bytea[]))
+          AND ($4::text[] IS NULL OR sub_id IN (SELECT sub_id FROM ${s}.subscriptions WHERE relay = ANY($4::text[])))`,
       upsertLast: `
         INSERT INTO ${s}.last_notifications (token_id, sub_id, nonce, sealed_meta, ts, pushed, seq)
         SELECT u.token_id, u.sub_id, u.nonce, u.sealed_meta, u.ts, u.pushed, nextval('${s}.last_notifications_seq')
         FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::boolean[]) WITH ORDINALITY
              AS u (token_id, sub_id, nonce, sealed_meta, ts, pushed, ord)
+        WHERE EXISTS (SELECT 1 FROM ${s}.subscriptions s WHERE s.sub_id = u.sub_id AND s.token_id = u.token_id)
         ORDER BY u.ord
         ON CONFLICT (token_id, sub_id) DO UPDATE SET
           nonce = EXCLUDED.nonce, sealed_meta = EXCLUDED.sealed_meta, ts = EXCLUDED.ts, pushed = EXCLUDED.pushed, seq = EXCLUDED.seq`,
+      // Only the notification this instance holds: another may have kept a newer one since.
       pushed: `
         UPDATE ${s}.last_notifications l SET pushed = u.pushed
-        FROM unnest($1::bytea[], $2::bytea[], $3::boolean[]) AS u (token_id, sub_id, pushed)
-        WHERE l.token_id = u.token_id AND l.sub_id = u.sub_id AND l.pushed IS DISTINCT FROM u.pushed`,
+        FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::boolean[]) AS u (token_id, sub_id, nonce, pushed)
+        WHERE l.token_id = u.token_id AND l.sub_id = u.sub_id AND l.nonce = u.nonce AND l.pushed IS DISTINCT FROM u.pushed`,
+      notify: `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`,
     };
   }
 
@@ -431,6 +530,11 @@ export class PostgresLog implements RecordLog<NtfRecord> {
 
   append(r: NtfRecord): void {
     this.pending.add(r);
+  }
+
+  /** A change of this token (`t`) or subscription (`s`) row is queued or being written: memory is ahead of the database there. */
+  writing(kind: 't' | 's', id: string): boolean {
+    return this.pending.touches(kind, id) || (this.inFlight?.touches(kind, id) ?? false);
   }
 
   /** Resolves once every record appended before the call is committed. */
@@ -479,6 +583,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const p = this.pending;
     if (p.records === 0) return;
     this.pending = new Pending();
+    this.inFlight = p;
     // Built now, synchronously: the memory state matches exactly the records taken.
     const statements = this.statements(p);
     let c: PoolClient | undefined;
@@ -496,6 +601,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       this.writeFailure = `PostgreSQL write failed: ${e instanceof Error ? e.message : String(e)}`;
       throw e;
     } finally {
+      this.inFlight = undefined;
       c?.release(broken);
     }
   }
@@ -504,37 +610,41 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const max = this.batchRows;
     const delTokens = new Columns(this.sql.delTokens, 1, max);
     const delSubs = new Columns(this.sql.delSubs, 1, max);
-    const tokens = new Columns(this.sql.upsertTokens, 14, max);
+    const newTokens = new Columns(this.sql.upsertTokens, 14, max);
+    const tokens = new Columns(this.sql.updateTokens, 10, max);
     const subs = new Columns(this.sql.insertSubs, 6, max);
     const statuses = new Columns(this.sql.subStatus, 2, max);
     const lastUpserts = new Columns(this.sql.upsertLast, 6, max);
-    const pushed = new Columns(this.sql.pushed, 3, max);
-    const lastDeletes: Statement[] = [];
+    const pushed = new Columns(this.sql.pushed, 4, max);
 
     for (const id of p.tokensDeleted) delTokens.push(latin1Bytes(id));
     for (const id of p.subsDeleted) delSubs.push(latin1Bytes(id));
-    for (const id of p.tokensChanged) {
+    for (const id of p.tokensCreated) {
       const t = this.state.token(id);
-      if (t) tokens.push(...tokenRow(t));
-      else if (!p.tokensDeleted.has(id)) delTokens.push(latin1Bytes(id)); // never stored (memory ignored it): nothing to write
+      if (t) newTokens.push(...tokenRow(t));
+    }
+    for (const id of p.tokensChanged) {
+      if (p.tokensCreated.has(id)) continue; // written whole above
+      const t = this.state.token(id);
+      if (t) tokens.push(...tokenRow(t).filter((_, i) => i < 3 || i > 6)); // not the keys (3–6): they never change
     }
     for (const id of p.subsCreated) {
       const s = this.state.sub(id);
       if (s) subs.push(...subRow(s));
-      else if (!p.subsDeleted.has(id)) delSubs.push(latin1Bytes(id));
     }
     for (const id of p.subsStatus) {
       if (p.subsCreated.has(id)) continue; // written whole above
       const s = this.state.sub(id);
       if (s) statuses.push(latin1Bytes(id), s.status);
     }
-
     // Last notifications: per touched token, keep exactly what memory keeps.
+    const lastDeletes: Statement[] = [];
+    const relays = this.changes ? [...this.changes.relays()] : null;
     let tokenIds: Uint8Array[] = [];
     let keepT: Uint8Array[] = [];
     let keepS: Uint8Array[] = [];
     const cutDeletes = () => {
-      if (tokenIds.length > 0) lastDeletes.push({ text: this.sql.delLast, values: [tokenIds, keepT, keepS] });
+      if (tokenIds.length > 0) lastDeletes.push({ text: this.sql.delLast, values: [tokenIds, keepT, keepS, relays] });
       tokenIds = [];
       keepT = [];
       keepS = [];
@@ -546,31 +656,63 @@ export class PostgresLog implements RecordLog<NtfRecord> {
         const sid = latin1Bytes(n.subId);
         keepT.push(tid);
         keepS.push(sid);
-        // One of a subscription that does not exist has no row to refer to: memory keeps it, the database cannot.
-        if (touched.has(n.subId) && this.state.sub(n.subId)) lastUpserts.push(tid, sid, n.nonce, n.sealedMeta, n.ts, n.pushed);
+        if (touched.has(n.subId)) lastUpserts.push(tid, sid, n.nonce, n.sealedMeta, n.ts, n.pushed);
       }
       if (keepT.length >= max) cutDeletes();
     }
     cutDeletes();
-    // Flags of rows not upserted above (a row missing for want of a subscription updates nothing).
+    // Flags of rows not upserted above.
     for (const [tokenId, subs] of p.pushed) {
       const tid = latin1Bytes(tokenId);
       const upserted = p.last.get(tokenId);
       for (const n of this.state.lastNotifications(tokenId, LAST_PER_TOKEN))
-        if ((subs === undefined || subs.has(n.subId)) && !upserted?.has(n.subId)) pushed.push(tid, latin1Bytes(n.subId), n.pushed);
+        if ((subs === undefined || subs.has(n.subId)) && !upserted?.has(n.subId)) pushed.push(tid, latin1Bytes(n.subId), n.nonce, n.pushed);
     }
-
+    const notify = this.changes ? this.notifications(p) : [];
     return [
       ...delTokens.cut(),
       ...delSubs.cut(),
+      ...newTokens.cut(),
       ...tokens.cut(),
       ...subs.cut(),
       ...statuses.cut(),
       ...lastDeletes,
       ...lastUpserts.cut(),
       ...pushed.cut(),
+      ...notify,
     ];
   }
+
+  /** NOTIFY payloads (under PostgreSQL's 8000 bytes) naming every token and subscription row written. */
+  private notifications(p: Pending): Statement[] {
+    const { channel, origin } = this.changes!;
+    const payloads: string[] = [];
+    let cur = origin;
+    for (const key of p.changedKeys()) {
+      if (cur.length + 1 + key.length > MAX_PAYLOAD) {
+        payloads.push(cur);
+        cur = origin;
+      }
+      cur += ` ${key}`;
+    }
+    if (cur !== origin) payloads.push(cur);
+    return payloads.length === 0 ? [] : [{ text: this.sql.notify, values: [channel, payloads] }];
+  }
+}
+
+/** Bytes of a NOTIFY payload (PostgreSQL's limit is 8000). */
+const MAX_PAYLOAD = 7900;
+
+/** A changed row's key in a NOTIFY payload: its kind and ID. */
+export const changeKey = (kind: 't' | 's', id: string) => kind + Buffer.from(id, 'latin1').toString('base64');
+
+/** The keys of a NOTIFY payload: who wrote them, then each token's and subscription's ID. */
+export function parseChanges(payload: string): { origin: string; tokens: string[]; subs: string[] } {
+  const [origin = '', ...keys] = payload.split(' ');
+  const tokens: string[] = [];
+  const subs: string[] = [];
+  for (const k of keys) (k[0] === 't' ? tokens : subs).push(Buffer.from(k.slice(1), 'base64').toString('latin1'));
+  return { origin, tokens, subs };
 }
 
 function tokenRow(t: TokenRecord): unknown[] {
