@@ -10,6 +10,7 @@ import { creationEnv, creationPolicy, creationSchema } from '../server/creation.
 import { DEFAULT_DISPATCH } from './dispatch.ts';
 import { DEFAULT_NTF_CREATION as CREATION, type NtfCreation } from './creation.ts';
 import { DEFAULT_LINK_DOWN_LIMIT_MS } from './server.ts';
+import { DEFAULT_LEASE_MS, DEFAULT_RENEW_MS } from './cluster/leases.ts';
 
 const PROVIDER_KEYS = Object.keys(providerSchemas) as Array<keyof typeof providerSchemas>;
 
@@ -63,6 +64,17 @@ export const ntfConfigSchema = z
       .strict()
       .prefault({}),
     cronIntervalSeconds: positive.default(10),
+    /** Several instances on one PostgreSQL database (docs/ntf-cluster.md): relay leases and this member's name. */
+    cluster: z
+      .object({
+        /** This member's name in the leases; default host name:port (stable across restarts, unique per listener). */
+        instanceId: z.string().min(1).max(200).optional(),
+        leaseSeconds: positive.default(DEFAULT_LEASE_MS / 1000),
+        renewSeconds: positive.default(DEFAULT_RENEW_MS / 1000),
+      })
+      .strict()
+      .prefault({})
+      .refine((c) => c.renewSeconds * 2 < c.leaseSeconds, { message: 'renewSeconds must be under half of leaseSeconds' }),
     /** Client connections: caps, handshake timeout, outbound buffer (the idle timeout is liveness.idleTimeoutSeconds). */
     limits: z.object(connectionLimitFields).strict().prefault({}),
     /** Which relay addresses SNEW may name and the server dials (src/server/address-guard.ts); the reconnect delay's cap. */
@@ -120,6 +132,9 @@ export const NTF_ENV: EnvMap = {
   HUSH_NTF_FSYNC: 'store.fsync',
   HUSH_NTF_DATABASE_URL: 'store.databaseUrl',
   HUSH_NTF_DATABASE_SCHEMA: 'store.schema',
+  HUSH_NTF_INSTANCE_ID: 'cluster.instanceId',
+  HUSH_NTF_LEASE_SECONDS: 'cluster.leaseSeconds',
+  HUSH_NTF_LEASE_RENEW_SECONDS: 'cluster.renewSeconds',
   ...providerEnv('HUSH_NTF_'),
   HUSH_NTF_GATEWAY_URL: 'gateway.url',
   HUSH_NTF_GATEWAY_KEY: 'gateway.key',

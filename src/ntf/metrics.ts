@@ -17,6 +17,13 @@ export interface NtfMetricSources {
   storeFailed(): boolean;
 }
 
+/** What a cluster member reports (cluster/member.ts). */
+export interface ClusterMetricSources {
+  relaysHeld(): number;
+  members(): number;
+  holdsCron(): boolean;
+}
+
 export class NtfMetrics {
   private readonly m = new MetricSet('hush_ntf');
   readonly registry = this.m.registry;
@@ -54,8 +61,27 @@ export class NtfMetrics {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
   ]);
 
+  readonly leaseRounds = this.m.counter(
+    'lease_rounds_total',
+    'Lease rounds of a cluster member (heartbeat, renewal of the leases it holds, taking its share), by result: ok, failed (the database)',
+    ['result'],
+  );
+  readonly relayTakeovers = this.m.counter('relay_takeovers_total', "Relay leases this member took (a relay nobody held, or a dead member's)");
+  readonly relaysGivenUp = this.m.counter(
+    'relays_given_up_total',
+    'Relay leases this member stopped holding, by reason: handed_back (rebalancing, no live subscription, stop), lost (not renewed in time, or taken)',
+    ['reason'],
+  );
+  readonly dbQueries = this.m.counter('db_queries_total', 'PostgreSQL round trips, by purpose: flush (writes), lease, replica (reading what other members wrote), check', ['purpose']);
+  private cluster: ClusterMetricSources | undefined;
+
   constructor() {
     const m = this.m;
+    m.reading('relays_held', 'Relays whose lease this cluster member holds (it links them and pushes what comes from them)', () => this.cluster?.relaysHeld());
+    m.reading('cluster_members', 'Live members of the cluster, this one included (heartbeat within a lease)', () => this.cluster?.members());
+    m.reading('cluster_cron_duty', '1 while this member runs the TCRN pushes and token expiry for the cluster', () =>
+      this.cluster ? (this.cluster.holdsCron() ? 1 : 0) : undefined,
+    );
     /** What a source says, once the server has bound its sources. */
     const from = <T>(read: (s: NtfMetricSources) => T): T | undefined => (this.sources ? read(this.sources) : undefined);
     m.readingBy('relay_links', 'Relay links by state: up (subscribed), connecting, down (waiting to retry)', 'state', () =>
@@ -85,6 +111,10 @@ export class NtfMetrics {
 
   bind(sources: NtfMetricSources): void {
     this.sources = sources;
+  }
+
+  bindCluster(sources: ClusterMetricSources): void {
+    this.cluster = sources;
   }
 }
 

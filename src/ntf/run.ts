@@ -1,5 +1,6 @@
 // `hush ntf init|start|repair`: creates a notification server's keys and config, runs it, repairs its journal.
 import fs from 'node:fs';
+import os from 'node:os';
 import { nodeCrypto } from '../node/crypto.ts';
 import type { Logger } from 'pino';
 import { GatewayProvider } from '../push/gateway/provider.ts';
@@ -12,7 +13,11 @@ import { listenerOf, startLogger, startWithOps, type Running } from '../server/s
 import { loadNtfConfig, ntfCreation, ntfFiles, type NtfConfig } from './config.ts';
 import { NtfServer } from './server.ts';
 import { openJournalNtfStore, repairNtfJournal } from './store/journal.ts';
-import { openPostgresNtfStore } from './store/postgres.ts';
+import type { NtfStore } from './store/store.ts';
+import { NtfMetrics } from './metrics.ts';
+import type { ClusterMember } from './cluster/member.ts';
+import { openClusterMember } from './cluster/open.ts';
+import { REAL_TIMERS } from './timers.ts';
 
 /** Creates the identity and service keys and a config file; returns the server's address. */
 export function initNtf(o: { dir: string; host?: string; port?: number }): string {
@@ -27,14 +32,29 @@ export function initNtf(o: { dir: string; host?: string; port?: number }): strin
   });
 }
 
-async function openStore(c: NtfConfig, dir: string) {
-  if (c.store.backend === 'postgres')
-    return (await openPostgresNtfStore({ url: c.store.databaseUrl!, schema: c.store.schema })).store;
-  return openJournalNtfStore(ntfFiles(dir).store, {
-    fsync: c.store.fsync,
-    compactMinBytes: c.store.compactMinMB * 1024 * 1024,
-    repairCommand: `hush ntf repair --dir ${dir}`,
-  }).store;
+/** The journal store, or the PostgreSQL store with this server's membership of the cluster on that database. */
+async function openStore(c: NtfConfig, dir: string, log: Logger, metrics: NtfMetrics): Promise<{ store: NtfStore; cluster?: ClusterMember }> {
+  if (c.store.backend !== 'postgres')
+    return {
+      store: openJournalNtfStore(ntfFiles(dir).store, {
+        fsync: c.store.fsync,
+        compactMinBytes: c.store.compactMinMB * 1024 * 1024,
+        repairCommand: `hush ntf repair --dir ${dir}`,
+      }).store,
+    };
+  const id = c.cluster.instanceId ?? `${os.hostname()}:${c.port}`;
+  const { store, member } = await openClusterMember({
+    url: c.store.databaseUrl!,
+    schema: c.store.schema,
+    id,
+    logger: log,
+    metrics,
+    timers: REAL_TIMERS,
+    leaseMs: c.cluster.leaseSeconds * 1000,
+    renewMs: c.cluster.renewSeconds * 1000,
+  });
+  log.info({ event: 'cluster_member', instance: id });
+  return { store, cluster: member };
 }
 
 function providers(c: NtfConfig, log: Logger): PushProvider[] {
@@ -57,11 +77,15 @@ export async function startNtf(dir: string, env: NodeJS.ProcessEnv = process.env
   const log = startLogger('ntf', dir, files.identity, c.logLevel);
   const list = o.providers ?? providers(c, log);
   if (list.length === 0) log.warn({ event: 'no_push_provider', hint: 'configure apns, fcm, webpush or gateway in ntf.json' });
+  const metrics = new NtfMetrics();
+  const { store, cluster } = await openStore(c, dir, log, metrics);
   const server = new NtfServer({
     identity: readKeyFile(files.identity),
     serviceKey: readKeyFile(files.serviceKey, 'x25519'),
     crypto: nodeCrypto,
-    store: await openStore(c, dir),
+    store,
+    metrics,
+    ...(cluster ? { cluster } : {}),
     providers: list,
     relays: c.relays,
     ...listenerOf(c),

@@ -56,6 +56,30 @@ export interface NtfServerOptions extends ListenerOptions {
   linkDownLimitMs?: number;
   /** Creation password, rate limits, subscriptions per token, token expiry (ntf.json `creation`). */
   creation?: Partial<NtfCreation>;
+  /** Membership of a cluster on one PostgreSQL database (docs/ntf-cluster.md); none: this server is the only one. */
+  cluster?: NtfCluster;
+}
+
+/** What a server asks of its cluster membership (cluster/member.ts). */
+export interface NtfCluster {
+  /** This member holds the relay's lease: it links the relay and pushes what comes from it. */
+  holdsRelay(relay: string): boolean;
+  /** This member runs the TCRN pushes and token expiry. */
+  holdsCron(): boolean;
+  /** The relay's holder has its link up (SCHK says INACTIVE otherwise). */
+  linkUp(relay: string): boolean;
+  /** Resolves once the other members' changes committed so far are in memory: commands wait for it. */
+  catchUp(): Promise<void>;
+  /** Whether a subscription unknown to this member is stored by none either. */
+  confirmGone(relay: string, notifierId: string): Promise<boolean>;
+  /** A subscription was made at `relay`: its lease is taken soon if nobody holds it. */
+  relayWanted(relay: string): void;
+  /** Another connection of the service took `relay` over. */
+  takenOver(relay: string): void;
+  start(server: NtfServer): Promise<void>;
+  /** Hands the leases back (after the relay links are closed). */
+  stop(): Promise<void>;
+  health(): { ok: boolean; reason?: string };
 }
 
 /** A dead link is closed within 20 s (keepalive) and retried at once: down longer than this is an outage. */
@@ -120,6 +144,7 @@ export class NtfServer {
       now: this.now,
       timers: opts.timers ?? REAL_TIMERS,
       ...opts.subscriber,
+      ...(opts.cluster ? clusterLinks(opts.cluster) : {}),
     });
     this.metrics.bind({
       counts: () => this.store.counts(),
@@ -141,6 +166,7 @@ export class NtfServer {
       store: this.store,
       metrics: this.metrics,
       handler: (session) => new NtfSession(this, protocol, session),
+      ...(opts.cluster ? { gate: () => opts.cluster!.catchUp() } : {}),
     });
   }
 
@@ -149,6 +175,7 @@ export class NtfServer {
     // Before the relays send anything: what was pending at the last stop (or kill) is pushed now.
     this.dispatcher.pushPending();
     this.subscriber.start();
+    await this.opts.cluster?.start(this);
     this.cronTimer = setInterval(() => this.runCron(), this.opts.cronIntervalMs ?? 10_000);
     this.cronTimer.unref();
     this.opts.log.info({ event: 'ntf_started', port, tls: this.opts.tls !== undefined });
@@ -158,6 +185,7 @@ export class NtfServer {
   async stop(): Promise<void> {
     clearInterval(this.cronTimer);
     this.subscriber.close();
+    await this.opts.cluster?.stop().catch((err) => this.opts.log.warn({ event: 'cluster_stop_failed', err: String(err) }));
     this.dispatcher.close();
     await this.server.close();
     try {
@@ -181,6 +209,7 @@ export class NtfServer {
 
   /** Sends the TCRN pushes that are due and deletes expired tokens (also run by a timer). */
   runCron(): void {
+    if (this.opts.cluster && !this.opts.cluster.holdsCron()) return; // another member's duty
     this.dispatcher.runCron();
     const expired = this.creation.sweep(this.store, this.now(), (tokenId) => this.deleteToken(tokenId));
     for (const [kind, n] of Object.entries(expired)) if (n > 0) this.metrics.tokensExpired.inc({ kind }, n);
@@ -227,6 +256,8 @@ export class NtfServer {
   health(): { ok: boolean; reason?: string } {
     const failure = this.store.failure();
     if (failure) return { ok: false, reason: `store failed: ${failure}` };
+    const cluster = this.opts.cluster?.health();
+    if (cluster && !cluster.ok) return cluster;
     const down = this.subscriber.longestDown();
     if (down > (this.opts.linkDownLimitMs ?? DEFAULT_LINK_DOWN_LIMIT_MS))
       return { ok: false, reason: `a relay link with ACTIVE subscriptions has been down for ${Math.round(down / 1000)} s` };
@@ -235,11 +266,19 @@ export class NtfServer {
 
   /** The reported status: ACTIVE reads INACTIVE while its relay is disconnected. */
   subStatus(sub: SubRecord): SubStatus {
-    return sub.status === 'ACTIVE' && !this.subscriber.connected(sub.relay) ? 'INACTIVE' : sub.status;
+    const up = this.opts.cluster ? this.opts.cluster.linkUp(sub.relay) : this.subscriber.connected(sub.relay);
+    return sub.status === 'ACTIVE' && !up ? 'INACTIVE' : sub.status;
   }
 
   newId = () => latin1(this.crypto.randomBytes(ID_LENGTH));
 }
+
+/** The subscriber's side of cluster membership: only held relays are linked. */
+const clusterLinks = (c: NtfCluster) => ({
+  holds: (relay: string) => c.holdsRelay(relay),
+  onTakenOver: (relay: string) => c.takenOver(relay),
+  confirmGone: (relay: string, notifierId: string) => c.confirmGone(relay, notifierId),
+});
 
 type Reply = NtfResponse | NtfError;
 
@@ -402,6 +441,7 @@ class NtfSession extends ProtocolSession<NtfCommand, NtfResponse, NtfError> {
     const sub: SubRecord = { subId: this.ntf.newId(), tokenId: token.tokenId, relay: c.relay, notifierId, ntfAuthKey, status: 'NEW' };
     if (!store.createSub(sub)) return 'INTERNAL';
     subscriber.add(store.sub(sub.subId)!);
+    this.ntf.opts.cluster?.relayWanted(sub.relay);
     return { type: 'IDSUB', subId: latin1Bytes(sub.subId) };
   }
 }

@@ -12,6 +12,9 @@
 // subscription are dialled, only where the relay policy admits the address
 // (checked again on what a host name resolves to), and a link is closed once
 // its last live subscription goes.
+// In a cluster (docs/ntf-cluster.md) a member links only the relays whose
+// lease it holds (`holds`), and a subscription it does not know of is checked
+// in the database before the relay is told to stop notifying it.
 import type { Logger } from 'pino';
 import { parseAddress } from '../core/address.ts';
 import { latin1, latin1Bytes } from '../core/encoding.ts';
@@ -51,6 +54,12 @@ export interface SubscriberOptions {
   maxBackoffMs?: number;
   /** Runs the reconnect delays. */
   timers: Timers;
+  /** Whether this server subscribes at `relay` (a cluster member: it holds the relay's lease); default all. */
+  holds?(relay: string): boolean;
+  /** Another connection of the service took the relay over (ENDS); without it the link retries later. */
+  onTakenOver?(relay: string): void;
+  /** Whether a subscription unknown here is really gone (not only made by another member, not seen here yet). */
+  confirmGone?(relay: string, notifierId: string): Promise<boolean>;
 }
 
 export class RelaySubscriber {
@@ -61,15 +70,36 @@ export class RelaySubscriber {
 
   constructor(readonly opts: SubscriberOptions) {}
 
-  /** Connects to every relay the store has live subscriptions at. */
+  /** Connects to every relay the store has live subscriptions at (that this server holds). */
   start(): void {
-    for (const relay of [...this.opts.store.relays()]) if (this.live(relay)) this.link(relay);
+    for (const relay of [...this.opts.store.relays()]) if (this.holds(relay) && this.live(relay)) this.link(relay);
   }
 
-  /** A new subscription: NSUB in the next batch. */
+  private holds(relay: string): boolean {
+    return this.opts.holds?.(relay) ?? true;
+  }
+
+  /** A new subscription: NSUB in the next batch; left NEW for the holder of a relay held elsewhere. */
   add(sub: SubRecord): void {
+    if (!this.holds(sub.relay)) return;
     this.opts.store.setSubStatus(sub.subId, 'PENDING');
     this.link(sub.relay).queue(sub);
+  }
+
+  /** This server now holds `relay`: linked, and NSUBS takes every subscription there. */
+  take(relay: string): void {
+    if (this.live(relay)) this.link(relay);
+  }
+
+  /** Another server holds `relay` now: the link is closed, nothing is unsubscribed. */
+  giveUp(relay: string): void {
+    this.links.get(relay)?.close();
+    this.links.delete(relay);
+  }
+
+  /** Relays linked now, up or not. */
+  linked(): string[] {
+    return [...this.links.keys()];
   }
 
   /** A subscription the store has deleted: the relay stops notifying it (NUNS); a link left with no live one is closed. */
@@ -346,15 +376,25 @@ class RelayLink {
     if (client !== this.client) return; // a replaced connection
     const { store } = this.o;
     if (e.type === 'ENDS') {
-      // Another connection of this service took over: let it, and come back later.
+      // Another connection of this service took over: let it, and come back later (or when the lease is ours again).
       this.o.log.warn({ event: 'relay_service_taken_over' });
       client.close();
+      this.o.onTakenOver?.(this.relay);
       return;
     }
-    const sub = store.subOfNotifier(this.relay, latin1(e.entityId));
+    const notifierId = latin1(e.entityId);
+    const sub = store.subOfNotifier(this.relay, notifierId);
     if (!sub) {
-      // Deleted while the link was down, so its NUNS never went: send it now.
-      if (e.type === 'NMSG') client.unsubscribeNotifier(e.entityId).catch(() => {});
+      // Deleted while the link was down, so its NUNS never went: send it now. Not acknowledged:
+      // one another member made and this one has not seen yet comes again.
+      if (e.type !== 'NMSG') return;
+      const gone = this.o.confirmGone ? this.o.confirmGone(this.relay, notifierId) : Promise.resolve(true);
+      void gone.then(
+        (yes) => {
+          if (yes && !store.subOfNotifier(this.relay, notifierId) && client.connected) client.unsubscribeNotifier(e.entityId).catch(() => {});
+        },
+        () => {},
+      );
       return;
     }
     switch (e.type) {

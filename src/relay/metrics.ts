@@ -20,6 +20,10 @@ export class RelayMetrics {
     'NMSG events, by outcome: delivered to a subscribed notifier, stored until one subscribes, or redelivered (unacknowledged, on NSUB/NSUBS)',
     ['outcome'],
   );
+  readonly serviceTakeovers = this.m.counter(
+    'service_takeovers_total',
+    "NSUBS that took a service's subscription from another live connection (that one got ENDS): one notification server replacing its own dead link, or two fighting over one service key",
+  );
   /** hush_relay_connections, _connections_refused_total, _backpressure_total, _buffered_bytes_max. */
   readonly connections = new ConnectionMetrics(this.m);
 

@@ -101,6 +101,7 @@ export class RelayServer {
       store: this.store,
       seal: (q, m) => this.sealMessage(q, m),
       delivered: () => this.metrics.messagesDelivered.inc(),
+      serviceTakenOver: () => this.metrics.serviceTakeovers.inc(),
     });
     const protocol: SessionProtocol<RelayCommand, RelayResponse, RelayError> = {
       decodeCommand,

@@ -28,6 +28,8 @@ export interface SubscriptionDeps {
   /** A stored message as its recipient gets it (MSG). */
   seal(q: KeptQueue, m: StoredMessage): RelayResponse;
   delivered(): void;
+  /** A service's subscription moved to another connection (its previous one got ENDS). */
+  serviceTakenOver?(): void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -194,6 +196,7 @@ export class Subscriptions {
     if (previous && previous !== s) {
       this.of(previous).service = undefined;
       previous.event(EMPTY, { type: 'ENDS', count: queues.length });
+      this.deps.serviceTakenOver?.();
     }
     // A connection holds one service: switching keys releases the old one, whose entry would
     // otherwise outlive the connection and swallow its queues' NMSGs instead of keeping them.

@@ -77,6 +77,8 @@ export interface ProtocolServerOptions extends ServerSpec, ListenerOptions {
   /** Unset ones: DEFAULT_CONNECTION_LIMITS. */
   limits?: Partial<ConnectionLimits>;
   barrier: () => Promise<void> | void;
+  /** Commands received wait for it before they run (a cluster member catching up with the others' writes). */
+  gate?: () => Promise<void>;
   handler: (session: Session) => SessionHandler;
   metrics?: ConnectionMetrics;
 }
@@ -88,6 +90,7 @@ export interface ServerParts {
   store: { flush(): Promise<void> | void };
   metrics: { connections: ConnectionMetrics };
   handler: (session: Session) => SessionHandler;
+  gate?: () => Promise<void>;
 }
 
 /** The ProtocolServer of a Hush server: `spec` on the wire, listening where `listener` says. */
@@ -104,6 +107,7 @@ export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts
     log,
     limits: parts.limits,
     barrier: () => parts.store.flush(),
+    ...(parts.gate ? { gate: parts.gate } : {}),
     handler: parts.handler,
     metrics: parts.metrics.connections,
   });
@@ -127,6 +131,8 @@ export class Session {
   private overflowed = false;
   /** While its own transmissions run: what they produce is bounded by the pause, not by `overflowed`. */
   private running = false;
+  /** Commands wait for the server's gate. */
+  private gated = false;
   /** congested() said yes: drained() is owed once the client has read down to half the cap. */
   private owed = false;
   private readonly authKeys = new Map<string, Uint8Array>();
@@ -255,7 +261,14 @@ export class Session {
     const items = decodeBlock(content);
     if (!items.ok) return this.close(CLOSE.PROTOCOL, `bad block: ${items.error}`);
     for (const item of items.value) this.inbox.push(item);
-    this.run();
+    const gate = this.server.opts.gate;
+    if (!gate) return this.run();
+    if (this.gated) return; // run when the gate opens
+    this.gated = true;
+    void gate().then(() => {
+      this.gated = false;
+      this.run();
+    });
   }
 
   /**
@@ -265,6 +278,7 @@ export class Session {
    * cannot make the server buffer more than the client takes.
    */
   private run(): void {
+    if (this.gated) return;
     const { maxPending, maxBufferedBytes } = this.server.limits;
     this.running = true;
     try {

@@ -142,6 +142,9 @@ export interface StartNtfOptions {
   crypto?: CryptoSuite;
   /** Default: the server's (DEFAULT_NTF_CREATION). */
   creation?: NtfServerOptions['creation'];
+  metrics?: NtfServerOptions['metrics'];
+  /** A cluster member (the store must be its store). */
+  cluster?: NtfServerOptions['cluster'];
 }
 
 export interface TestNtf {
@@ -178,6 +181,8 @@ export async function startNtf(opts: StartNtfOptions = {}): Promise<TestNtf> {
     dispatch: { backoffMs: 5, maxBackoffMs: 50, ...opts.dispatch },
     subscriber: { backoffMs: 50, maxBackoffMs: RECONNECT_MAX_MS, ...opts.subscriber },
     cronIntervalMs: opts.cronIntervalMs ?? 3_600_000,
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.cluster ? { cluster: opts.cluster } : {}),
   });
   await ntf.start();
   const clients: NtfClient[] = [];

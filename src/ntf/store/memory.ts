@@ -19,6 +19,7 @@ import type {
 /** Last notifications kept per token: more than a push carries would never be sent. */
 export const LAST_PER_TOKEN = 16;
 
+const statusReason = (t: TokenRecord) => (t.status.status === 'INVALID' ? t.status.reason : undefined);
 const deviceOnlyKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
 const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${deviceOnlyKey(d)}\u0000${latin1(authKey)}`;
 
@@ -56,6 +57,8 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   subscriptionCount = (tokenId: string) => this.byToken.get(tokenId)?.size ?? 0;
   subsOfRelay = (relay: string) => this.byRelay.get(relay)?.values() ?? [].values();
   relays = () => this.byRelay.keys();
+  tokenIds = () => this.tokens.keys();
+  subIds = () => this.subs.keys();
 
   tokensOfDevice = (device: DeviceToken) => this.byDevice.get(deviceOnlyKey(device))?.values() ?? [].values();
 
@@ -147,6 +150,59 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
       return n !== undefined && !n.pushed && equalBytes(n.nonce, x.nonce);
     });
     if (now.length > 0) this.record({ t: 'SENT', tokenId, sent: now });
+  }
+
+  /**
+   * Makes memory hold `t` as token `tokenId` (undefined: deleted), as another
+   * instance stored it; nothing is logged. Returns the subscriptions a deletion removed.
+   */
+  syncToken(tokenId: string, t: TokenRecord | undefined): SubRecord[] {
+    const old = this.tokens.get(tokenId);
+    if (!t) {
+      const subs = old ? [...this.subsOfToken(tokenId)] : [];
+      if (old) this.apply({ t: 'TDEL', tokenId });
+      return subs;
+    }
+    if (!old) {
+      this.apply({ t: 'TNEW', token: t });
+      return [];
+    }
+    // Only the device, code, cron and status change after TNEW; each through its own record, status last.
+    if (old.device.provider !== t.device.provider || !equalBytes(old.device.token, t.device.token))
+      this.apply({ t: 'TDEV', tokenId, device: t.device, code: t.code, at: t.statusAt });
+    else if (!equalBytes(old.code, t.code)) this.apply({ t: 'TCODE', tokenId, code: t.code, at: t.statusAt });
+    if (old.cronMinutes !== t.cronMinutes || old.cronNextAt !== t.cronNextAt)
+      this.apply({ t: 'TCRN', tokenId, minutes: t.cronMinutes, nextAt: t.cronNextAt });
+    if (old.status.status !== t.status.status || old.statusAt !== t.statusAt || statusReason(old) !== statusReason(t))
+      this.apply({ t: 'TSTAT', tokenId, status: t.status, at: t.statusAt });
+    old.verified = t.verified;
+    return [];
+  }
+
+  /** Makes memory hold `s` as subscription `subId` (undefined: deleted), as another instance stored it; nothing is logged. */
+  syncSub(subId: string, s: SubRecord | undefined): 'added' | 'removed' | undefined {
+    const old = this.subs.get(subId);
+    if (!s) {
+      if (!old) return undefined;
+      this.apply({ t: 'SDEL', subId });
+      return 'removed';
+    }
+    if (old) {
+      if (old.status !== s.status) this.apply({ t: 'SSTAT', subId, status: s.status });
+      return undefined;
+    }
+    this.apply({ t: 'SNEW', sub: s });
+    return this.subs.has(subId) ? 'added' : undefined;
+  }
+
+  /** Drops the last notifications of subscriptions at `relay` from memory (not from the log): another instance holds that relay now. */
+  forgetRelayNotifications(relay: string): void {
+    for (const s of this.subsOfRelay(relay)) {
+      const kept = this.last.get(s.tokenId);
+      if (!kept) continue;
+      this.forget(kept, s.subId);
+      if (kept.size === 0) this.last.delete(s.tokenId);
+    }
   }
 
   counts(): NtfStoreCounts {

@@ -63,6 +63,8 @@ export interface ChangeChannel {
   origin: string;
   /** The relays whose last notifications this instance holds (those it took over): the only ones it deletes. */
   relays(): Iterable<string>;
+  /** Counts the round trips of each write. */
+  queries?(n: number): void;
 }
 
 export interface PostgresLoadStats {
@@ -265,6 +267,21 @@ export async function readEntities(
       await c.query<unknown[]>({ text: `SELECT ${TOKEN_COLUMNS} FROM ${s}.tokens WHERE token_id = ANY($1::bytea[])`, values: [ids.map(latin1Bytes)], rowMode: 'array', types: bytesTypes })
     ).rows.map(tokenOfRow);
     return { tokens, subs };
+  });
+}
+
+/** Streams every token, then every subscription, in one snapshot (a cluster member catching up after a lost connection). */
+export async function readAllEntities(
+  pool: pg.Pool,
+  schema: string,
+  onToken: (t: TokenRecord) => void,
+  onSub: (s: SubRecord) => void,
+  pageSize = 50_000,
+): Promise<void> {
+  const s = pg.escapeIdentifier(checkSchema(schema));
+  await inSnapshot(pool, async (c) => {
+    await each(c, `SELECT ${TOKEN_COLUMNS} FROM ${s}.tokens`, bytesTypes, pageSize, (r) => onToken(tokenOfRow(r)));
+    await each(c, `SELECT ${SUB_COLUMNS} FROM ${s}.subscriptions`, latin1Types, pageSize, (r) => onSub(subOfRow(r)));
   });
 }
 
@@ -593,6 +610,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       await c.query('BEGIN');
       for (const st of statements) await c.query(st.text, st.values);
       await c.query('COMMIT');
+      this.changes?.queries?.(statements.length + 2);
       this.writeFailure = undefined; // what the failed write held was merged into this one
     } catch (e) {
       broken = e as Error;

@@ -34,9 +34,12 @@ export class BlackholeProxy {
     return n;
   }
 
+  /** While set, new connections are silent from the start too: a network partition. */
+  partitioned = false;
+
   private accept(a: net.Socket): void {
     const b = net.connect(this.targetPort, this.targetHost);
-    const pair = { a, b, dead: false };
+    const pair = { a, b, dead: this.partitioned };
     this.pairs.add(pair);
     const forward = (from: net.Socket, to: net.Socket) =>
       from.on('data', (d) => {

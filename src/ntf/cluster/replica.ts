@@ -1,0 +1,212 @@
+// A cluster member's view of what the others write (docs/ntf-cluster.md §2).
+// Every flush NOTIFYs the keys of the token and subscription rows it wrote;
+// a member LISTENs, reads those rows again and makes its memory hold them —
+// except rows it has a change of its own queued or being written, which win
+// locally until they commit (and then in the database too, committing later).
+// catchUp() is the read barrier before commands: a NOTIFY to itself comes back
+// after every notification committed before it (PostgreSQL delivers them in
+// commit order), and resolves once those have been applied. A lost LISTEN
+// connection is reopened and every row read again, since what was notified
+// meanwhile is gone.
+import pg from 'pg';
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { parseChanges, readAllEntities, readEntities, type PostgresLog } from '../store/postgres.ts';
+import type { MemoryNtfStore } from '../store/memory.ts';
+import type { SubRecord } from '../store/store.ts';
+import type { Timers } from '../timers.ts';
+
+export interface ReplicaOptions {
+  url: string;
+  schema: string;
+  /** This member's ID: its own notifications are skipped. */
+  origin: string;
+  store: MemoryNtfStore;
+  log: PostgresLog;
+  /** Reads rows (the store's pool is the log's). */
+  pool: pg.Pool;
+  logger: Logger;
+  /** A subscription another member created or deleted (also by deleting its token). */
+  onSub(event: 'added' | 'removed', sub: SubRecord): void;
+  timers: Timers;
+  /** Counts reads of rows (round trips). */
+  queries?(n: number): void;
+  /** A catch-up not back by then resolves anyway (counted as late); default 5 s. */
+  catchUpTimeoutMs?: number;
+}
+
+export const changesChannel = (schema: string) => `${schema}_changes`;
+/** A member's short name in NOTIFY payloads and its catch-up channel: a hash of its ID (a channel name has at most 63 bytes). */
+export const changeOrigin = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 16);
+
+export class Replica {
+  private client: pg.Client | undefined;
+  private readonly syncChannel: string;
+  /** Applying notifications, one batch at a time, in arrival order. */
+  private work: Promise<void> = Promise.resolve();
+  private tokens = new Set<string>();
+  private subs = new Set<string>();
+  private syncs = new Map<string, () => void>();
+  private nextSync: Promise<void> | undefined;
+  private syncCount = 0;
+  private closed = false;
+  private retryTimer: unknown;
+  /** When the LISTEN connection was lost (ms); undefined while it is up. */
+  downSince: number | undefined;
+  /** Rows read again after other members' changes. */
+  applied = 0;
+  lateCatchUps = 0;
+
+  constructor(private readonly o: ReplicaOptions) {
+    this.syncChannel = `${o.schema}_sync_${o.origin}`;
+  }
+
+  async start(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.o.url, connectionTimeoutMillis: 10_000 });
+    client.on('error', () => this.lost(client));
+    client.on('end', () => this.lost(client));
+    client.on('notification', (n) => this.notified(n.channel, n.payload ?? ''));
+    await client.connect();
+    await client.query(`LISTEN ${pg.escapeIdentifier(changesChannel(this.o.schema))}`);
+    await client.query(`LISTEN ${pg.escapeIdentifier(this.syncChannel)}`);
+    this.client = client;
+  }
+
+  /** Resolves once every change other members committed before the call is in memory. */
+  catchUp(): Promise<void> {
+    if (!this.client) return Promise.resolve(); // lost: served as memory holds it, and health says so
+    // Calls in the same turn share one round trip.
+    this.nextSync ??= new Promise<void>((resolve) => {
+      queueMicrotask(() => {
+        this.nextSync = undefined;
+        const id = String(++this.syncCount);
+        const timer = this.o.timers.set(() => {
+          this.lateCatchUps++;
+          this.syncs.delete(id);
+          resolve();
+        }, this.o.catchUpTimeoutMs ?? 5000);
+        this.syncs.set(id, () => {
+          this.o.timers.clear(timer);
+          resolve();
+        });
+        this.client?.query('SELECT pg_notify($1, $2)', [this.syncChannel, id]).catch(() => {});
+      });
+    });
+    return this.nextSync;
+  }
+
+  private notified(channel: string, payload: string): void {
+    if (channel === this.syncChannel) {
+      const done = this.syncs.get(payload);
+      this.syncs.delete(payload);
+      // after the rows notified before it are applied
+      if (done) this.work = this.work.then(done);
+      return;
+    }
+    const c = parseChanges(payload);
+    if (c.origin === this.o.origin) return; // memory has them already
+    for (const id of c.tokens) this.tokens.add(id);
+    for (const id of c.subs) this.subs.add(id);
+    this.work = this.work.then(() => this.applyQueued());
+  }
+
+  /** Reads the rows notified so far and makes memory hold them. */
+  private async applyQueued(): Promise<void> {
+    const tokenIds = [...this.tokens];
+    const subIds = [...this.subs];
+    this.tokens = new Set();
+    this.subs = new Set();
+    if (tokenIds.length + subIds.length === 0) return;
+    let rows;
+    try {
+      rows = await readEntities(this.o.pool, this.o.schema, tokenIds, subIds);
+      this.o.queries?.(4);
+    } catch (err) {
+      // Read again with the next batch, or by the resync after a lost connection.
+      for (const id of tokenIds) this.tokens.add(id);
+      for (const id of subIds) this.subs.add(id);
+      this.o.logger.warn({ event: 'replica_read_failed', err: String(err) });
+      return;
+    }
+    const tokens = new Map(rows.tokens.map((t) => [t.tokenId, t]));
+    const subs = new Map(rows.subs.map((s) => [s.subId, s]));
+    // Tokens first: a new subscription needs its token.
+    for (const id of new Set([...tokenIds, ...tokens.keys()])) this.syncToken(id, tokens.get(id));
+    for (const id of subIds) this.syncSub(id, subs.get(id));
+  }
+
+  private syncToken(id: string, t: Parameters<MemoryNtfStore['syncToken']>[1]): void {
+    if (this.o.log.writing('t', id)) return;
+    this.applied++;
+    for (const s of this.o.store.syncToken(id, t)) this.o.onSub('removed', s);
+  }
+
+  private syncSub(id: string, s: SubRecord | undefined): void {
+    if (this.o.log.writing('s', id)) return;
+    this.applied++;
+    const before = this.o.store.sub(id);
+    const event = this.o.store.syncSub(id, s);
+    if (event === 'removed') this.o.onSub('removed', before!);
+    else if (event === 'added') this.o.onSub('added', this.o.store.sub(id)!);
+  }
+
+  private lost(client: pg.Client): void {
+    if (client !== this.client) return;
+    this.client = undefined;
+    this.downSince ??= Date.now();
+    client.end().catch(() => {});
+    for (const done of this.syncs.values()) done(); // nobody waits on a dead connection
+    this.syncs.clear();
+    if (this.closed) return;
+    this.o.logger.warn({ event: 'replica_disconnected' });
+    this.reconnect(1000);
+  }
+
+  private reconnect(ms: number): void {
+    this.retryTimer = this.o.timers.set(() => {
+      this.retryTimer = undefined;
+      this.work = this.work.then(async () => {
+        try {
+          await this.start();
+          await this.resync();
+          this.downSince = undefined;
+          this.o.logger.info({ event: 'replica_reconnected' });
+        } catch (err) {
+          this.client?.end().catch(() => {});
+          this.client = undefined;
+          if (!this.closed) this.reconnect(Math.min(ms * 2, 10_000));
+        }
+      });
+    }, ms);
+  }
+
+  /** Every row read again: what was notified while the connection was down is lost. */
+  private async resync(): Promise<void> {
+    const { store } = this.o;
+    const tokens = new Set<string>();
+    const subs = new Set<string>();
+    await readAllEntities(
+      this.o.pool,
+      this.o.schema,
+      (t) => {
+        tokens.add(t.tokenId);
+        this.syncToken(t.tokenId, t);
+      },
+      (s) => {
+        subs.add(s.subId);
+        this.syncSub(s.subId, s);
+      },
+    );
+    for (const id of [...store.subIds()]) if (!subs.has(id)) this.syncSub(id, undefined);
+    for (const id of [...store.tokenIds()]) if (!tokens.has(id)) this.syncToken(id, undefined);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) this.o.timers.clear(this.retryTimer);
+    const c = this.client;
+    this.client = undefined;
+    for (const done of this.syncs.values()) done();
+    await c?.end().catch(() => {});
+  }
+}
