@@ -1,8 +1,9 @@
 // A cluster member's view of what the others write (docs/ntf-cluster.md §2).
 // Every flush NOTIFYs the keys of the token and subscription rows it wrote;
 // a member LISTENs, reads those rows again and makes its memory hold them —
-// except rows it has a change of its own queued or being written, which win
-// locally until they commit (and then in the database too, committing later).
+// except rows it has a change of its own queued or being written: those are
+// read again once its write has committed (the database then holds both
+// changes, or the later one of the same column).
 // catchUp() is the read barrier before commands: a NOTIFY to itself comes back
 // after every notification committed before it (PostgreSQL delivers them in
 // commit order), and resolves once those have been applied. A lost LISTEN
@@ -49,6 +50,9 @@ export class Replica {
   private syncs = new Map<string, () => void>();
   private nextSync: Promise<void> | undefined;
   private syncCount = 0;
+  private readonly laterTokens = new Set<string>();
+  private readonly laterSubs = new Set<string>();
+  private laterScheduled = false;
   private closed = false;
   private retryTimer: unknown;
   /** When the LISTEN connection was lost (ms); undefined while it is up. */
@@ -136,18 +140,35 @@ export class Replica {
   }
 
   private syncToken(id: string, t: Parameters<MemoryNtfStore['syncToken']>[1]): void {
-    if (this.o.log.writing('t', id)) return;
+    if (this.o.log.writing('t', id)) return this.later('t', id);
     this.applied++;
     for (const s of this.o.store.syncToken(id, t)) this.o.onSub('removed', s);
   }
 
   private syncSub(id: string, s: SubRecord | undefined): void {
-    if (this.o.log.writing('s', id)) return;
+    if (this.o.log.writing('s', id)) return this.later('s', id);
     this.applied++;
     const before = this.o.store.sub(id);
     const event = this.o.store.syncSub(id, s);
     if (event === 'removed') this.o.onSub('removed', before!);
     else if (event === 'added') this.o.onSub('added', this.o.store.sub(id)!);
+  }
+
+  /** A row this member is writing too: read again once its write has committed. */
+  private later(kind: 't' | 's', id: string): void {
+    (kind === 't' ? this.laterTokens : this.laterSubs).add(id);
+    if (this.laterScheduled) return;
+    this.laterScheduled = true;
+    const again = () => {
+      this.laterScheduled = false;
+      if (this.closed) return;
+      for (const x of this.laterTokens) this.tokens.add(x);
+      for (const x of this.laterSubs) this.subs.add(x);
+      this.laterTokens.clear();
+      this.laterSubs.clear();
+      this.work = this.work.then(() => this.applyQueued());
+    };
+    this.o.log.flush().then(again, () => this.o.timers.set(again, 1000));
   }
 
   private lost(client: pg.Client): void {

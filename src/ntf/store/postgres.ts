@@ -340,7 +340,14 @@ export type NtfStateView = Pick<NtfStore, 'token' | 'sub' | 'lastNotifications'>
 class Pending {
   readonly tokensDeleted = new Set<string>();
   readonly tokensCreated = new Set<string>();
-  readonly tokensChanged = new Set<string>();
+  /**
+   * Changed tokens by the columns that changed, each written on its own: two
+   * instances changing different columns of one token at once both stay.
+   */
+  readonly tokensStatus = new Set<string>();
+  readonly tokensDevice = new Set<string>();
+  readonly tokensCode = new Set<string>();
+  readonly tokensCron = new Set<string>();
   readonly subsDeleted = new Set<string>();
   readonly subsCreated = new Set<string>();
   readonly subsStatus = new Set<string>();
@@ -361,10 +368,12 @@ class Pending {
       case 'TCODE':
         // leaving ACTIVE ends pending notifications
         if (r.t !== 'TSTAT' || r.status.status !== 'ACTIVE') this.pushed.set(r.tokenId, undefined);
-        this.tokensChanged.add(r.tokenId);
+        this.tokensStatus.add(r.tokenId);
+        if (r.t === 'TDEV') this.tokensDevice.add(r.tokenId);
+        if (r.t !== 'TSTAT') this.tokensCode.add(r.tokenId);
         return;
       case 'TCRN':
-        this.tokensChanged.add(r.tokenId);
+        this.tokensCron.add(r.tokenId);
         return;
       case 'TDEL':
         this.tokensDeleted.add(r.tokenId);
@@ -392,7 +401,7 @@ class Pending {
 
   /** Adds the keys of an earlier (failed) flush. */
   merge(earlier: Pending): void {
-    for (const k of ['tokensDeleted', 'tokensCreated', 'tokensChanged', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
+    for (const k of ['tokensDeleted', 'tokensCreated', 'tokensStatus', 'tokensDevice', 'tokensCode', 'tokensCron', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
       for (const id of earlier[k]) this[k].add(id);
     }
     for (const [tokenId, subs] of earlier.last) {
@@ -404,18 +413,24 @@ class Pending {
     this.records += earlier.records;
   }
 
+  private get tokenSets(): Set<string>[] {
+    return [this.tokensCreated, this.tokensStatus, this.tokensDevice, this.tokensCode, this.tokensCron, this.tokensDeleted];
+  }
+
+  private get subSets(): Set<string>[] {
+    return [this.subsCreated, this.subsStatus, this.subsDeleted];
+  }
+
   /** A token (`t`) or subscription (`s`) row this holds a change of. */
   touches(kind: 't' | 's', id: string): boolean {
-    return kind === 't'
-      ? this.tokensCreated.has(id) || this.tokensChanged.has(id) || this.tokensDeleted.has(id)
-      : this.subsCreated.has(id) || this.subsStatus.has(id) || this.subsDeleted.has(id);
+    return (kind === 't' ? this.tokenSets : this.subSets).some((set) => set.has(id));
   }
 
   /** The keys of the token and subscription rows written: `t` or `s` + the ID in base64. */
   changedKeys(): string[] {
     const keys: string[] = [];
-    for (const id of new Set([...this.tokensCreated, ...this.tokensChanged, ...this.tokensDeleted])) keys.push(changeKey('t', id));
-    for (const id of new Set([...this.subsCreated, ...this.subsStatus, ...this.subsDeleted])) keys.push(changeKey('s', id));
+    for (const id of new Set(this.tokenSets.flatMap((set) => [...set]))) keys.push(changeKey('t', id));
+    for (const id of new Set(this.subSets.flatMap((set) => [...set]))) keys.push(changeKey('s', id));
     return keys;
   }
 
@@ -469,7 +484,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
   /** Why the last write failed, while its records (merged back) wait for a flush that commits them. */
   private writeFailure: string | undefined;
   private readonly sql: Record<
-    'delTokens' | 'delSubs' | 'upsertTokens' | 'updateTokens' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast' | 'pushed' | 'notify',
+    'delTokens' | 'delSubs' | 'upsertTokens' | 'tokenStatus' | 'tokenDevice' | 'tokenCode' | 'tokenCron' | 'insertSubs' | 'subStatus' | 'delLast' | 'upsertLast' | 'pushed' | 'notify',
     string
   >;
 
@@ -495,15 +510,19 @@ export class PostgresLog implements RecordLog<NtfRecord> {
           status = EXCLUDED.status, invalid_reason = EXCLUDED.invalid_reason, code = EXCLUDED.code,
           cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at,
           status_at = EXCLUDED.status_at, verified = EXCLUDED.verified`,
-      // A token's keys never change; one another instance deleted is not brought back.
-      updateTokens: `
-        UPDATE ${s}.tokens t SET provider = u.provider, device_token = u.device_token, status = u.status,
-          invalid_reason = u.invalid_reason, code = u.code, cron_minutes = u.cron_minutes, cron_next_at = u.cron_next_at,
-          status_at = u.status_at, verified = u.verified
-        FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::int[], $8::bigint[],
-                    $9::bigint[], $10::boolean[])
-             AS u (token_id, provider, device_token, status, invalid_reason, code, cron_minutes, cron_next_at, status_at, verified)
+      // Only the columns that changed; a token another instance deleted is not brought back.
+      tokenStatus: `
+        UPDATE ${s}.tokens t SET status = u.status, invalid_reason = u.invalid_reason, status_at = u.status_at, verified = u.verified
+        FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::boolean[]) AS u (token_id, status, invalid_reason, status_at, verified)
         WHERE t.token_id = u.token_id`,
+      tokenDevice: `
+        UPDATE ${s}.tokens t SET provider = u.provider, device_token = u.device_token
+        FROM unnest($1::bytea[], $2::text[], $3::bytea[]) AS u (token_id, provider, device_token) WHERE t.token_id = u.token_id`,
+      tokenCode: `
+        UPDATE ${s}.tokens t SET code = u.code FROM unnest($1::bytea[], $2::bytea[]) AS u (token_id, code) WHERE t.token_id = u.token_id`,
+      tokenCron: `
+        UPDATE ${s}.tokens t SET cron_minutes = u.cron_minutes, cron_next_at = u.cron_next_at
+        FROM unnest($1::bytea[], $2::int[], $3::bigint[]) AS u (token_id, cron_minutes, cron_next_at) WHERE t.token_id = u.token_id`,
       // Not for a token another instance deleted; the first of two instances to subscribe one notifier wins.
       insertSubs: `
         INSERT INTO ${s}.subscriptions (sub_id, token_id, relay, notifier_id, ntf_auth_key, status)
@@ -629,7 +648,10 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const delTokens = new Columns(this.sql.delTokens, 1, max);
     const delSubs = new Columns(this.sql.delSubs, 1, max);
     const newTokens = new Columns(this.sql.upsertTokens, 14, max);
-    const tokens = new Columns(this.sql.updateTokens, 10, max);
+    const statusCols = new Columns(this.sql.tokenStatus, 5, max);
+    const deviceCols = new Columns(this.sql.tokenDevice, 3, max);
+    const codeCols = new Columns(this.sql.tokenCode, 2, max);
+    const cronCols = new Columns(this.sql.tokenCron, 3, max);
     const subs = new Columns(this.sql.insertSubs, 6, max);
     const statuses = new Columns(this.sql.subStatus, 2, max);
     const lastUpserts = new Columns(this.sql.upsertLast, 6, max);
@@ -641,11 +663,17 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       const t = this.state.token(id);
       if (t) newTokens.push(...tokenRow(t));
     }
-    for (const id of p.tokensChanged) {
-      if (p.tokensCreated.has(id)) continue; // written whole above
-      const t = this.state.token(id);
-      if (t) tokens.push(...tokenRow(t).filter((_, i) => i < 3 || i > 6)); // not the keys (3–6): they never change
-    }
+    const changed = (ids: Set<string>, cols: Columns, row: (t: TokenRecord) => unknown[]) => {
+      for (const id of ids) {
+        if (p.tokensCreated.has(id)) continue; // written whole above
+        const t = this.state.token(id);
+        if (t) cols.push(latin1Bytes(id), ...row(t));
+      }
+    };
+    changed(p.tokensStatus, statusCols, (t) => [t.status.status, t.status.status === 'INVALID' ? t.status.reason : null, t.statusAt, t.verified]);
+    changed(p.tokensDevice, deviceCols, (t) => [t.device.provider, t.device.token]);
+    changed(p.tokensCode, codeCols, (t) => [t.code]);
+    changed(p.tokensCron, cronCols, (t) => [t.cronMinutes, t.cronNextAt]);
     for (const id of p.subsCreated) {
       const s = this.state.sub(id);
       if (s) subs.push(...subRow(s));
@@ -691,7 +719,10 @@ export class PostgresLog implements RecordLog<NtfRecord> {
       ...delTokens.cut(),
       ...delSubs.cut(),
       ...newTokens.cut(),
-      ...tokens.cut(),
+      ...statusCols.cut(),
+      ...deviceCols.cut(),
+      ...codeCols.cut(),
+      ...cronCols.cut(),
       ...subs.cut(),
       ...statuses.cut(),
       ...lastDeletes,
