@@ -13,8 +13,12 @@ import { NtfMetrics } from '../../src/ntf/metrics.ts';
 import { openClusterMember } from '../../src/ntf/cluster/open.ts';
 import type { ClusterMember } from '../../src/ntf/cluster/member.ts';
 import { REAL_TIMERS } from '../../src/ntf/timers.ts';
+import { CRON_DUTY, Leases, relayLease } from '../../src/ntf/cluster/leases.ts';
+import { changeOrigin } from '../../src/ntf/cluster/replica.ts';
+import { migrate, newPool } from '../../src/ntf/store/postgres.ts';
+import type { SubRecord, TokenRecord } from '../../src/ntf/store/store.ts';
 import { bytes, connect, MANY_QUEUES, newQueue, silent, startRelay, type TestRelay } from '../helpers.ts';
-import { CaptureProvider, device, MANY_CREATIONS, startNtf, until, untilSub, type TestNtf } from './helpers.ts';
+import { CaptureProvider, device, MANY_CREATIONS, startNtf, TestClock, until, untilSub, type TestNtf } from './helpers.ts';
 
 const PG_URL = process.env.HUSH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -116,3 +120,136 @@ describe('NTF cluster members on one PostgreSQL', { skip }, () => {
 });
 
 const relayServiceTakeovers = async (relay: TestRelay) => (await relay.server.metrics.serviceTakeovers.get()).values[0]?.value ?? 0;
+
+// ---- the parts: the replica and the leases, on their own ----
+
+const rand = (n: number) => new Uint8Array(randomBytes(n));
+const newId = () => randomBytes(24).toString('latin1');
+const tokenRecord = (): TokenRecord => ({
+  tokenId: newId(),
+  device: { provider: 'apns', token: rand(32) },
+  tknAuthKey: rand(32),
+  tknDhKey: rand(32),
+  srvDhKey: rand(32),
+  tknDhSecret: rand(32),
+  status: { status: 'REGISTERED' },
+  code: rand(8),
+  cronMinutes: 0,
+  cronNextAt: 0,
+  statusAt: 1000,
+  verified: false,
+});
+
+async function freshSchema(): Promise<string> {
+  const schema = `hush_cluster_${randomBytes(4).toString('hex')}`;
+  schemas.push(schema);
+  return schema;
+}
+
+describe('NTF cluster parts', { skip }, () => {
+  test('replica: a member has the others\' committed changes after a catch-up; a row it writes too ends with both changes; a lost LISTEN is made good', async () => {
+    const schema = await freshSchema();
+    const clockB = new TestClock();
+    const open = (id: string, timers = REAL_TIMERS) =>
+      openClusterMember({ url: PG_URL, schema, id, logger: silent, metrics: new NtfMetrics(), timers });
+    const a = await open('a');
+    const b = await open('b', clockB);
+    await a.member.replica.start();
+    await b.member.replica.start();
+    try {
+      const t = tokenRecord();
+      a.store.createToken(t);
+      const sub: SubRecord = { subId: newId(), tokenId: t.tokenId, relay: 'hush://x@relay.example', notifierId: newId(), ntfAuthKey: newId(), status: 'NEW' };
+      a.store.createSub(sub);
+      await a.store.flush();
+      await b.member.replica.catchUp();
+      assert.deepEqual(b.store.token(t.tokenId), a.store.token(t.tokenId));
+      assert.deepEqual(b.store.sub(sub.subId), a.store.sub(sub.subId));
+
+      // A changes the status while B has a cron change of the same token queued: both stay, on both.
+      a.store.setTokenStatus(t.tokenId, { status: 'ACTIVE' }, 2000);
+      b.store.setCron(t.tokenId, 30, 5000);
+      await a.store.flush();
+      await b.member.replica.catchUp();
+      assert.equal(b.store.token(t.tokenId)!.status.status, 'REGISTERED', 'its own change pending: the row is read again after it commits');
+      await b.store.flush();
+      await until('B with A\'s status', async () => {
+        await b.member.replica.catchUp();
+        return b.store.token(t.tokenId)!.status.status === 'ACTIVE';
+      });
+      await a.member.replica.catchUp();
+      for (const s of [a.store, b.store]) {
+        const k = s.token(t.tokenId)!;
+        assert.deepEqual([k.status.status, k.statusAt, k.verified, k.cronMinutes, k.cronNextAt], ['ACTIVE', 2000, true, 30, 5000]);
+      }
+
+      // B's LISTEN connection dies; A deletes the token and makes another meanwhile; B reconnects and reads every row again.
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [`hush-ntf-listen-${changeOrigin('b')}`]);
+      await admin.end();
+      await until('B noticing its lost LISTEN', () => b.member.replica.downSince !== undefined);
+      a.store.deleteToken(t.tokenId);
+      const t2 = tokenRecord();
+      a.store.createToken(t2);
+      await a.store.flush();
+      await clockB.untilPending('the reconnect');
+      clockB.advance(1000);
+      await until('B back, with what it missed', () => b.member.replica.downSince === undefined && b.store.token(t2.tokenId) !== undefined);
+      assert.equal(b.store.token(t.tokenId), undefined);
+      assert.equal(b.store.sub(sub.subId), undefined, 'the token\'s subscription went with it');
+    } finally {
+      await a.member.stop();
+      await b.member.stop();
+      await a.store.close();
+      await b.store.close();
+    }
+  });
+
+  test('leases: a fair share each, handed back when a member joins, an expired member\'s taken, given up by the holder\'s own clock first', async () => {
+    const schema = await freshSchema();
+    const pool = newPool(PG_URL, 2);
+    await migrate(pool, schema);
+    const clocks = { a: 0, b: 0 };
+    const leases = (owner: 'a' | 'b') => new Leases({ pool, schema, owner, leaseMs: 10_000, renewMs: 2_000, now: () => clocks[owner] });
+    const wanted = ['r1', 'r2', 'r3', 'r4'];
+    const a = leases('a');
+    const b = leases('b');
+    try {
+      const first = await a.round(wanted, []);
+      assert.deepEqual(first.acquired.sort(), [CRON_DUTY, ...wanted.map(relayLease)].sort(), 'alone: everything');
+      assert.equal(first.members, 1);
+      const joined = await b.round(wanted, []);
+      assert.deepEqual([joined.members, joined.acquired], [2, []], 'nothing free yet');
+      const handing = await a.round(wanted, []);
+      assert.equal(handing.handedBack.length, 2, 'two more than the member with the fewest: half the difference back');
+      const taking = await b.round(wanted, []);
+      assert.deepEqual(taking.acquired.sort(), handing.handedBack.sort());
+      assert.deepEqual([...a.relays(), ...b.relays()].sort(), wanted, 'every relay held once');
+      assert.equal(a.holds(CRON_DUTY) && !b.holds(CRON_DUTY), true, 'one member with the cron duty');
+      const steady = await a.round(wanted, a.relays());
+      assert.deepEqual([steady.acquired, steady.lost, steady.handedBack], [[], [], []]);
+      assert.deepEqual([...steady.linksUp].sort(), a.relays().sort(), 'holders report their links');
+
+      // A stops renewing: by its own clock it gives up before the database would let B in.
+      clocks.a += 8_000;
+      const held = [CRON_DUTY, ...a.relays().map(relayLease)].sort();
+      assert.equal(a.holds(held[0]!), false, 'past its own deadline');
+      assert.deepEqual(a.expire().sort(), held);
+      assert.equal(a.relays().length, 0);
+      // The database's clock passes A's expiry (and its heartbeat's): B takes it all.
+      await pool.query(`UPDATE ${pg.escapeIdentifier(schema)}.leases SET expires_at = now() - interval '1 second' WHERE owner = 'a'`);
+      await pool.query(`UPDATE ${pg.escapeIdentifier(schema)}.instances SET seen_at = now() - interval '1 minute' WHERE instance_id = 'a'`);
+      const takeover = await b.round(wanted, b.relays());
+      assert.equal(takeover.members, 1);
+      assert.deepEqual(b.relays().sort(), wanted);
+      assert.equal(b.holds(CRON_DUTY), true);
+      // A comes back with a stale view: its renewal finds the leases taken, and it holds nothing.
+      const back = await a.round(wanted, []);
+      assert.deepEqual(back.lost, []);
+      assert.equal(a.relays().length + b.relays().length, wanted.length, 'still one holder each');
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -66,7 +66,8 @@ export class Replica {
   }
 
   async start(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.url, connectionTimeoutMillis: 10_000 });
+    // Named, so an operator sees which member each LISTEN connection is (pg_stat_activity).
+    const client = new pg.Client({ connectionString: this.o.url, connectionTimeoutMillis: 10_000, application_name: `hush-ntf-listen-${this.o.origin}` });
     client.on('error', () => this.lost(client));
     client.on('end', () => this.lost(client));
     client.on('notification', (n) => this.notified(n.channel, n.payload ?? ''));
