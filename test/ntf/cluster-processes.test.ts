@@ -25,23 +25,11 @@ import { BlackholeProxy } from '../../src/server/testkit/blackhole-proxy.ts';
 import { bytes, connect, crypto, MANY_QUEUES, newQueue, startRelay, tmpDir, type Queue, type TestClient, type TestRelay } from '../helpers.ts';
 import { freePort, HushProcess, ROOT } from '../process.ts';
 import { until } from './helpers.ts';
+import { PG_URL, pgDown } from '../pg.ts';
 
-const PG_URL = process.env.HUSH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const TOPIC = 'chat.hush.cluster';
 const LEASE_SECONDS = 4;
 
-async function pgDown(): Promise<string | undefined> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-    return undefined;
-  } catch (e) {
-    return `PostgreSQL unreachable at ${PG_URL}: ${(e as Error).message}`;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
 const down = await pgDown();
 const haproxy = fs.existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : undefined;
 const skip = process.env.CI === 'true' ? false : (down ?? (haproxy ? false : 'haproxy not installed (apt-get install haproxy)'));

@@ -19,23 +19,9 @@ import { migrate, newPool } from '../../src/ntf/store/postgres.ts';
 import type { SubRecord, TokenRecord } from '../../src/ntf/store/store.ts';
 import { bytes, connect, MANY_QUEUES, newQueue, silent, startRelay, type TestRelay } from '../helpers.ts';
 import { CaptureProvider, device, MANY_CREATIONS, startNtf, TestClock, until, untilSub, type TestNtf } from './helpers.ts';
+import { PG_URL, pgSkip } from '../pg.ts';
 
-const PG_URL = process.env.HUSH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-
-async function pgDown(): Promise<string | undefined> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-    return undefined;
-  } catch (e) {
-    return `PostgreSQL unreachable at ${PG_URL}: ${(e as Error).message}`;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-const down = await pgDown();
-const skip = down && process.env.CI !== 'true' ? down : false;
+const skip = await pgSkip();
 
 const schemas: string[] = [];
 after(async () => {

@@ -13,29 +13,15 @@ import { latin1 } from '../../src/core/encoding.ts';
 import type { NtfStore } from '../../src/ntf/store/store.ts';
 import { bytes } from '../helpers.ts';
 import { device, forDevice, rejectsWith, relayCommands, until, withNtf } from './helpers.ts';
+import { PG_URL, pgSkip } from '../pg.ts';
 
-const PG_URL = process.env.HUSH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-
-async function pgDown(): Promise<string | undefined> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-    return undefined;
-  } catch (e) {
-    return `PostgreSQL unreachable at ${PG_URL}: ${(e as Error).message}`;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-const down = await pgDown();
+const skip = await pgSkip();
 
 const backends: Array<{ name: string; skip: string | false; open(): Promise<{ store: NtfStore; drop(): Promise<void> }> }> = [
   { name: 'memory store', skip: false, open: async () => ({ store: new MemoryNtfStore(), async drop() {} }) },
   {
     name: 'PostgreSQL store',
-    // Never skipped in CI: there PostgreSQL must be up.
-    skip: down && process.env.CI !== 'true' ? down : false,
+    skip,
     async open() {
       const schema = `hush_tvfy_${randomBytes(4).toString('hex')}`;
       const { store } = await openPostgresNtfStore({ url: PG_URL, schema });
