@@ -1,5 +1,6 @@
 // `hush ntf init|start|repair`: creates a notification server's keys and config, runs it, repairs its journal.
 import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { nodeCrypto } from '../node/crypto.ts';
 import type { Logger } from 'pino';
@@ -42,7 +43,8 @@ async function openStore(c: NtfConfig, dir: string, log: Logger, metrics: NtfMet
         repairCommand: `hush ntf repair --dir ${dir}`,
       }).store,
     };
-  const id = c.cluster.instanceId ?? `${os.hostname()}:${c.port}`;
+  // Port 0 (any free port) names no listener: such an instance gets a name of its own, not kept across restarts.
+  const id = c.cluster.instanceId ?? `${os.hostname()}:${c.port || `0-${randomBytes(4).toString('hex')}`}`;
   const { store, member } = await openClusterMember({
     url: c.store.databaseUrl!,
     schema: c.store.schema,

@@ -31,6 +31,8 @@ export interface LeaseRound {
   lost: string[];
   /** Handed back (rebalancing, no live subscription left): stop acting as holder at once. */
   handedBack: string[];
+  /** Relays some member holds. */
+  leased: Set<string>;
   /** Relays whose holder reports its link up. */
   linksUp: Set<string>;
   /** Live members, this one included. */
@@ -121,11 +123,13 @@ export class Leases {
       const state = (await q<{ members: number; leases: Record<string, [string, boolean]> }>(this.sql.state, [ttl])).rows[0]!;
       const members = Math.max(1, state.members);
       const holders = new Map<string, number>([[owner, 0]]);
+      const leased = new Set<string>();
       const linksUp = new Set<string>();
       for (const [name, [holder, linkUp]] of Object.entries(state.leases)) {
         const relay = leaseRelay(name);
         if (relay === undefined) continue;
         holders.set(holder, (holders.get(holder) ?? 0) + 1);
+        leased.add(relay);
         if (linkUp) linksUp.add(relay);
       }
       const wantedSet = new Set(wanted);
@@ -151,11 +155,12 @@ export class Leases {
           acquired.push(name);
         }
       }
-      return { acquired, lost, handedBack, linksUp, members };
+      for (const name of acquired) leased.add(leaseRelay(name) ?? name);
+      return { acquired, lost, handedBack, leased, linksUp, members };
     } catch (err) {
       // No renewal: what reaches its deadline is given up, before anyone else may take it.
       lost.push(...this.expire());
-      return { error: err instanceof Error ? err.message : String(err), acquired: acquired.filter((n) => this.held.has(n)), lost, handedBack, linksUp: new Set(), members: 0 };
+      return { error: err instanceof Error ? err.message : String(err), acquired: acquired.filter((n) => this.held.has(n)), lost, handedBack, leased: new Set(), linksUp: new Set(), members: 0 };
     }
   }
 

@@ -168,7 +168,7 @@ export class ClusterMember implements NtfCluster {
     this.lastOk = performance.now();
     this.members = r.members;
     this.linksUp = r.linksUp;
-    this.leased = new Set([...r.linksUp, ...this.leases.relays()]);
+    this.leased = r.leased;
     for (const name of r.acquired) await this.take(name);
   }
 

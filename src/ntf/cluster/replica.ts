@@ -94,6 +94,7 @@ export class Replica {
           this.o.timers.clear(timer);
           resolve();
         });
+        this.o.queries?.(1);
         this.client?.query('SELECT pg_notify($1, $2)', [this.syncChannel, id]).catch(() => {});
       });
     });
