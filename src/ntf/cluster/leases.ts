@@ -59,7 +59,9 @@ export class Leases {
     const s = pg.escapeIdentifier(o.schema);
     const ttl = (n: number) => `make_interval(secs => $${n}::float8 / 1000)`;
     this.sql = {
-      heartbeat: `INSERT INTO ${s}.instances (instance_id, seen_at) VALUES ($1, now())
+      // Members gone a day are forgotten.
+      heartbeat: `WITH gone AS (DELETE FROM ${s}.instances WHERE seen_at < now() - interval '1 day')
+                  INSERT INTO ${s}.instances (instance_id, seen_at) VALUES ($1, now())
                   ON CONFLICT (instance_id) DO UPDATE SET seen_at = now()`,
       renew: `UPDATE ${s}.leases SET expires_at = now() + ${ttl(2)}, link_up = name = ANY($3::text[])
               WHERE owner = $1 AND expires_at > now() RETURNING name`,
