@@ -17,7 +17,8 @@ import { CRON_DUTY, Leases, relayLease } from '../../src/ntf/cluster/leases.ts';
 import { changeOrigin } from '../../src/ntf/cluster/replica.ts';
 import { migrate, newPool } from '../../src/ntf/store/postgres.ts';
 import type { SubRecord, TokenRecord } from '../../src/ntf/store/store.ts';
-import { bytes, connect, MANY_QUEUES, newQueue, silent, startRelay, type TestRelay } from '../helpers.ts';
+import type { Logger } from 'pino';
+import { bytes, capturedLog, connect, MANY_QUEUES, newQueue, silent, startRelay, type TestRelay } from '../helpers.ts';
 import { CaptureProvider, device, MANY_CREATIONS, startNtf, TestClock, until, untilSub, type TestNtf } from './helpers.ts';
 import { PG_URL, pgSkip } from '../pg.ts';
 
@@ -39,20 +40,25 @@ interface Member {
 }
 
 /** A member on `schema`, sharing the identity and service key of the cluster. */
-async function startMember(schema: string, name: string, keys: { identity: ReturnType<typeof nodeCrypto.ed25519KeyPair>; serviceKey: ReturnType<typeof nodeCrypto.x25519KeyPair> }): Promise<Member> {
+async function startMember(
+  schema: string,
+  name: string,
+  keys: { identity: ReturnType<typeof nodeCrypto.ed25519KeyPair>; serviceKey: ReturnType<typeof nodeCrypto.x25519KeyPair> },
+  log: Logger = silent,
+): Promise<Member> {
   const metrics = new NtfMetrics();
   const { store, member } = await openClusterMember({
     url: PG_URL,
     schema,
     id: name,
-    logger: silent,
+    logger: log,
     metrics,
     timers: REAL_TIMERS,
     leaseMs: 3000,
     renewMs: 250,
   });
   const provider = new CaptureProvider(['test']);
-  const ctx = await startNtf({ ...keys, store, metrics, cluster: member, providers: [provider], creation: MANY_CREATIONS });
+  const ctx = await startNtf({ ...keys, store, metrics, cluster: member, providers: [provider], creation: MANY_CREATIONS, log });
   return { ctx, member, provider };
 }
 
@@ -63,8 +69,9 @@ describe('NTF cluster members on one PostgreSQL', { skip }, () => {
     const keys = { identity: nodeCrypto.ed25519KeyPair(), serviceKey: nodeCrypto.x25519KeyPair() };
     const relay: TestRelay = await startRelay({ creation: MANY_QUEUES });
     const rc = await connect(relay.address);
-    const a = await startMember(schema, 'a', keys);
-    const b = await startMember(schema, 'b', keys);
+    const logs = capturedLog();
+    const a = await startMember(schema, 'a', keys, logs.log);
+    const b = await startMember(schema, 'b', keys, logs.log);
     try {
       assert.equal(a.ctx.address.split('@')[0], b.ctx.address.split('@')[0], 'one identity');
       // TNEW at A (its provider sends the verification push), TVFY and TCHK at B.
@@ -96,6 +103,12 @@ describe('NTF cluster members on one PostgreSQL', { skip }, () => {
       await until('the other member holds the relay', () => other.member.holdsRelay(relay.address), 10_000);
       await other.provider.next((r) => r.kind === 'message', 10_000);
       assert.equal(await relayServiceTakeovers(relay), 0, 'the relay never saw two connections fight over the service');
+      // What the members logged (takeovers, hand-overs included) names no device token, token, subscription or notifier.
+      assert.ok(logs.events('relay_taken').length >= 2);
+      const text = logs.text();
+      for (const secret of [d.device.token, d.tokenId, subId, q.ntf!.notifierId])
+        for (const form of ['hex', 'base64', 'base64url', 'latin1'] as const)
+          assert.equal(text.includes(Buffer.from(secret).toString(form)), false, `a ${form} ID in the log`);
     } finally {
       rc.close();
       await a.ctx.stop();
