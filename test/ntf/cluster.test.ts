@@ -1,14 +1,16 @@
 // Two notification servers as members of one cluster on one PostgreSQL
 // database (docs/ntf-cluster.md), in process, with an in-process relay: any
-// command works on either member, exactly one member holds the relay's lease
-// and links it, a push comes from the holder, a clean stop hands the relay to
-// the other member (no message lost), and a change one member makes is in the
-// other's memory before that member answers the next command.
+// command works on either member (a change one member makes is in the other's
+// memory before that one answers the next command), exactly one member holds
+// the relay's lease and links it, a push comes from the holder, and a push in
+// flight when the holder stops is sent by the member that takes the relay.
+// Then the parts on their own: the replica and the leases.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { nodeCrypto } from '../../src/node/crypto.ts';
+import { openMeta } from '../../src/relay/client.ts';
 import { NtfMetrics } from '../../src/ntf/metrics.ts';
 import { openClusterMember } from '../../src/ntf/cluster/open.ts';
 import type { ClusterMember } from '../../src/ntf/cluster/member.ts';
@@ -97,11 +99,22 @@ describe('NTF cluster members on one PostgreSQL', { skip }, () => {
       assert.ok(push);
       assert.equal(other.provider.peek((r) => r.kind === 'message').length, 0);
 
-      // The holder stops: it hands the relay back and the other takes it; messages meanwhile are pushed by it.
+      const hello = await rc.get(q.rcvId, q.rcvAuth.privateKey);
+      await rc.ack(q.rcvId, q.rcvAuth.privateKey, hello!.msgId);
+
+      // A push in flight at the holder when it stops. Its NMSG is acknowledged, so the relay sends
+      // nothing again: only the durable pending push brings it, from the member that takes the relay.
+      holder.provider.respond = () => holder.provider.hang();
+      await rc.send(q.sndId, bytes('in flight'), { notify: true });
+      await holder.provider.waitFor('the push in flight', () => holder.provider.pending > 0);
+      await until('the NMSG acknowledged', () => relay.store.counts().pendingNotifications === 0);
       await holder.ctx.stop();
-      await rc.send(q.sndId, bytes('while handing over'), { notify: true });
       await until('the other member holds the relay', () => other.member.holdsRelay(relay.address), 10_000);
-      await other.provider.next((r) => r.kind === 'message', 10_000);
+      const recovered = d.open((await other.provider.next((r) => r.kind === 'message', 10_000)).data);
+      const inFlight = await rc.get(q.rcvId, q.rcvAuth.privateKey);
+      assert.ok(recovered.kind === 'message' && inFlight);
+      const ids = recovered.entries.map((e) => Buffer.from(openMeta(nodeCrypto, q.ntf!.rcvNtfDhSecret, e)!.msgId).toString('hex'));
+      assert.deepEqual(ids, [Buffer.from(inFlight.msgId).toString('hex')], 'the push carries the message that was in flight');
       assert.equal(await relayServiceTakeovers(relay), 0, 'the relay never saw two connections fight over the service');
       // What the members logged (takeovers, hand-overs included) names no device token, token, subscription or notifier.
       assert.ok(logs.events('relay_taken').length >= 2);
