@@ -53,6 +53,8 @@ export class Replica {
   private readonly laterTokens = new Set<string>();
   private readonly laterSubs = new Set<string>();
   private laterScheduled = false;
+  /** The last catch-up NOTIFY sent on the LISTEN connection. */
+  private sending: Promise<unknown> = Promise.resolve();
   private closed = false;
   private retryTimer: unknown;
   /** When the LISTEN connection was lost (ms); undefined while it is up. */
@@ -95,7 +97,9 @@ export class Replica {
           resolve();
         });
         this.o.queries?.(1);
-        this.client?.query('SELECT pg_notify($1, $2)', [this.syncChannel, id]).catch(() => {});
+        // One query at a time on a client (pg queues them, but that is deprecated).
+        const client = this.client;
+        this.sending = this.sending.then(() => client?.query('SELECT pg_notify($1, $2)', [this.syncChannel, id])).catch(() => {});
       });
     });
     return this.nextSync;
