@@ -335,6 +335,24 @@ export function metric(text: string, sample: string): number {
   return 0;
 }
 
+/** The sum of every sample of one metric in /metrics text (all its label sets), e.g. metricSum(text, 'hush_ntf_db_queries_total'). */
+export function metricSum(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+/** Polls `f` every `pollMs` until it returns something truthy; rejects with `what` after `timeoutMs` (or with what `f` throws). */
+export async function until<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, pollMs = 100): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(pollMs);
+  }
+}
+
 /** A plain text table. */
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];

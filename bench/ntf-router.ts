@@ -78,7 +78,10 @@ export class PushRouter {
         this.flushQueued = false;
         const items = this.batch;
         this.batch = [];
-        this.sender?.send({ t: 'pushed', items });
+        // A driver that has exited (the section failing, or stopping it) fails its run through its exit;
+        // a write to its closed channel must not become an unhandled 'error' that ends this process
+        // before the section's finally kills the servers.
+        if (this.sender?.connected) this.sender.send({ t: 'pushed', items }, () => {});
       });
     }
   }

@@ -1,7 +1,7 @@
 // SEND driver of the notification-server benchmark, in a process of its own
 // (so it does not share an event loop with the APNs test server). Talks to the
 // benchmark over IPC:
-//   parent → child  { t: 'init', address, sndIds (hex), perToken }
+//   parent → child  { t: 'init', addresses, sndIds (hex), relayOf?, perToken }   (queue i is at addresses[relayOf[i] ?? 0])
 //                   { t: 'run', mode: 'paced', rate, warmupMs, measureMs, drainMs }
 //                   { t: 'run', mode: 'window', window, warmupMs, measureMs, drainMs }
 //                   { t: 'pushed', items: [queueIndex, timeMs, ...] }   (a push carried a new NMSG of that queue)
@@ -21,7 +21,7 @@ import { RelayClient } from '../src/relay/client.ts';
 const hrMs = () => Number(process.hrtime.bigint()) / 1e6;
 const BODY = nodeCrypto.randomBytes(64);
 
-type Init = { t: 'init'; address: string; sndIds: string[]; perToken: number };
+export type SenderInit = { t: 'init'; addresses: string[]; sndIds: string[]; relayOf?: number[]; perToken: number };
 type Run = {
   t: 'run';
   mode: 'paced' | 'window';
@@ -31,7 +31,7 @@ type Run = {
   measureMs: number;
   drainMs: number;
 };
-type Msg = Init | Run | { t: 'pushed'; items: number[] } | { t: 'exit' };
+type Msg = SenderInit | Run | { t: 'pushed'; items: number[] } | { t: 'exit' };
 
 export interface SenderResult {
   t: 'result';
@@ -57,8 +57,9 @@ export interface SenderResult {
   loopDelayMaxMs: number;
 }
 
-let client: RelayClient | undefined;
+let clients: RelayClient[] = [];
 let sndIds: Uint8Array[] = [];
+let relayOf: number[] = [];
 let perToken = 1;
 let tokens = 0;
 let outstandingQ = new Int32Array(0);
@@ -103,7 +104,7 @@ function sendOne(): boolean {
     outstanding++;
     stats.sent++;
     if (m) stats.sentInWindow++;
-    client!.send(sndIds[q]!, BODY, { notify: true }).catch(fail);
+    clients[relayOf[q] ?? 0]!.send(sndIds[q]!, BODY, { notify: true }).catch(fail);
     return true;
   }
   return false;
@@ -208,9 +209,10 @@ process.on('message', (m: Msg) => {
       sentAt = new Float64Array(tokens);
       measured = new Uint8Array(tokens);
       sendsOf = new Uint32Array(tokens);
-      RelayClient.connect(m.address, { webSocket: nodeWebSocket(), crypto: nodeCrypto, timeoutMs: 30_000 }).then(
-        (c) => {
-          client = c;
+      relayOf = m.relayOf ?? [];
+      Promise.all(m.addresses.map((a) => RelayClient.connect(a, { webSocket: nodeWebSocket(), crypto: nodeCrypto, timeoutMs: 30_000 }))).then(
+        (cs) => {
+          clients = cs;
           send({ t: 'ready' });
         },
         (e) => {
@@ -229,7 +231,7 @@ process.on('message', (m: Msg) => {
       pushed(m.items);
       return;
     case 'exit':
-      client?.close();
+      for (const c of clients) c.close();
       process.exit(0);
   }
 });

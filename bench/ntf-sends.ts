@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type Children, metric, metricsText, nextMessage, percentile, round, sleep, table, TEST_CA_FILE, waitForLine } from './lib.ts';
-import type { SenderResult } from './ntf-sender-child.ts';
+import type { SenderInit, SenderResult } from './ntf-sender-child.ts';
 import {
   collectGarbage,
   CONCURRENCY,
@@ -55,7 +55,7 @@ function tail(a: Map<string, number>, b: Map<string, number>): Record<string, nu
   return out;
 }
 
-type Run = { mode: 'paced'; rate: number } | { mode: 'window'; window: number };
+export type Run = { mode: 'paced'; rate: number } | { mode: 'window'; window: number };
 
 export interface RunResult {
   r: SenderResult;
@@ -70,7 +70,29 @@ export interface RunResult {
   dispatchQueued: number;
 }
 
-/** The SEND driver, a child process: sends over the subscribed queues and matches the router's pushes. */
+/** The SEND driver (bench/ntf-sender-child.ts), a child process connected to its relays; the router reports pushes to it. */
+export async function startSender(children: Children, router: PushRouter, init: Omit<SenderInit, 't'>): Promise<ChildProcess> {
+  const proc = children.spawn(process.execPath, tsxArgs('ntf-sender-child.ts'), { ipc: true });
+  proc.stdout?.on('data', () => {});
+  proc.stderr?.on('data', (d: Buffer) => process.stderr.write(`[ntf-sender-child.ts] ${d}`));
+  router.sender = proc;
+  const ready = nextMessage(proc, 'ready', 30_000);
+  proc.send({ t: 'init', ...init });
+  await ready;
+  return proc;
+}
+
+/** Starts one run of the driver; resolves with its result once the run and its drain are over. */
+export function startRun(proc: ChildProcess, run: Run, warmupMs: number, measureMs: number): Promise<SenderResult> {
+  const result = nextMessage<SenderResult>(proc, 'result', warmupMs + measureMs + DRAIN_MS + 30_000);
+  // Awaited after the measurement: a driver that dies meanwhile rejects there, where the section's
+  // finally kills its processes, not as an unhandled rejection that ends the run and orphans them.
+  result.catch(() => {});
+  proc.send({ t: 'run', ...run, warmupMs, measureMs, drainMs: DRAIN_MS });
+  return result;
+}
+
+/** The SEND driver over one relay's queues, and the notification server's metrics over its runs. */
 export class SendDriver {
   private constructor(
     private readonly proc: ChildProcess,
@@ -79,13 +101,8 @@ export class SendDriver {
   ) {}
 
   static async start(children: Children, stack: Stack, router: PushRouter, queues: SubQueue[]): Promise<SendDriver> {
-    const proc = children.spawn(process.execPath, tsxArgs('ntf-sender-child.ts'), { ipc: true });
-    proc.stdout?.on('data', () => {});
-    proc.stderr?.on('data', (d: Buffer) => process.stderr.write(`[ntf-sender-child.ts] ${d}`));
-    stack.sender = router.sender = proc;
-    const ready = nextMessage(proc, 'ready', 30_000);
-    proc.send({ t: 'init', address: stack.relay.address, sndIds: queues.map((q) => hex(q.sndId)), perToken: SUBS_PER_TOKEN });
-    await ready;
+    const proc = await startSender(children, router, { addresses: [stack.relay.address], sndIds: queues.map((q) => hex(q.sndId)), perToken: SUBS_PER_TOKEN });
+    stack.sender = proc;
     stack.procs.sender = proc.pid!;
     return new SendDriver(proc, stack, router);
   }
@@ -107,11 +124,7 @@ export class SendDriver {
     };
     collectGarbage();
     const loop = monitorEventLoopDelay({ resolution: 1 });
-    const result = nextMessage<SenderResult>(this.proc, 'result', warmupMs + measureMs + DRAIN_MS + 30_000);
-    // Awaited after the measurement: a driver that dies meanwhile rejects there, where the section's
-    // finally kills its processes, not as an unhandled rejection that ends the run and orphans them.
-    result.catch(() => {});
-    this.proc.send({ t: 'run', ...run, warmupMs, measureMs, drainMs: DRAIN_MS });
+    const result = startRun(this.proc, run, warmupMs, measureMs);
     await sleep(warmupMs);
     loop.enable();
     const a = await snap();

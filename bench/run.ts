@@ -7,6 +7,7 @@ import { run as push } from './push.ts';
 import { run as client } from './client.ts';
 import { run as faults } from './faults.ts';
 import { run as abuse } from './abuse.ts';
+import { run as cluster } from './cluster.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
@@ -15,6 +16,7 @@ const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'client', run: client },
   { name: 'faults', run: faults },
   { name: 'abuse', run: abuse },
+  { name: 'cluster', run: cluster },
 ];
 
 const wanted = process.argv.slice(2);
