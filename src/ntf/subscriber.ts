@@ -97,11 +97,6 @@ export class RelaySubscriber {
     this.links.delete(relay);
   }
 
-  /** Relays linked now, up or not. */
-  linked(): string[] {
-    return [...this.links.keys()];
-  }
-
   /** A subscription the store has deleted: the relay stops notifying it (NUNS); a link left with no live one is closed. */
   remove(sub: SubRecord): void {
     const l = this.links.get(sub.relay);

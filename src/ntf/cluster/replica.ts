@@ -48,7 +48,10 @@ export class Replica {
   private tokens = new Set<string>();
   private subs = new Set<string>();
   private syncs = new Map<string, () => void>();
-  private nextSync: Promise<void> | undefined;
+  /** Callers of the next catch-up, not sent yet. */
+  private waiting: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** A catch-up is on its way. */
+  private syncing = false;
   private syncCount = 0;
   private readonly laterTokens = new Set<string>();
   private readonly laterSubs = new Set<string>();
@@ -79,37 +82,55 @@ export class Replica {
     this.client = client;
   }
 
-  /** Resolves once every change other members committed before the call is in memory. */
+  /**
+   * Resolves once every change other members committed before the call is in
+   * memory. One catch-up at a time: calls made meanwhile share the next, so a
+   * flood of commands costs the database one round trip per round trip.
+   */
   catchUp(): Promise<void> {
     if (!this.client) return Promise.resolve(); // lost: served as memory holds it, and health says so
-    // Calls in the same turn share one round trip.
-    this.nextSync ??= new Promise<void>((resolve) => {
-      queueMicrotask(() => {
-        this.nextSync = undefined;
-        const id = String(++this.syncCount);
-        const timer = this.o.timers.set(() => {
-          this.lateCatchUps++;
-          this.syncs.delete(id);
-          resolve();
-        }, this.o.catchUpTimeoutMs ?? 5000);
-        this.syncs.set(id, () => {
-          this.o.timers.clear(timer);
-          resolve();
-        });
-        this.o.queries?.(1);
-        // One query at a time on a client (pg queues them, but that is deprecated).
-        const client = this.client;
-        this.sending = this.sending.then(() => client?.query('SELECT pg_notify($1, $2)', [this.syncChannel, id])).catch(() => {});
-      });
-    });
-    return this.nextSync;
+    if (!this.waiting) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.waiting = { promise, resolve };
+      // Calls in this turn share it too.
+      if (!this.syncing) queueMicrotask(() => this.sendSync());
+    }
+    return this.waiting.promise;
+  }
+
+  private sendSync(): void {
+    const batch = this.waiting;
+    if (!batch || this.syncing) return;
+    this.waiting = undefined;
+    const client = this.client;
+    if (!client) return batch.resolve();
+    this.syncing = true;
+    const id = String(++this.syncCount);
+    let finished = false;
+    const done = () => {
+      if (finished) return; // by the timeout, then by the notification
+      finished = true;
+      this.o.timers.clear(timer);
+      this.syncs.delete(id);
+      this.syncing = false;
+      batch.resolve();
+      this.sendSync();
+    };
+    const timer = this.o.timers.set(() => {
+      this.lateCatchUps++;
+      done();
+    }, this.o.catchUpTimeoutMs ?? 5000);
+    this.syncs.set(id, done);
+    this.o.queries?.(1);
+    // One query at a time on a client (pg queues them, but that is deprecated).
+    this.sending = this.sending.then(() => client.query('SELECT pg_notify($1, $2)', [this.syncChannel, id])).catch(() => {});
   }
 
   private notified(channel: string, payload: string): void {
     if (channel === this.syncChannel) {
-      const done = this.syncs.get(payload);
-      this.syncs.delete(payload);
       // after the rows notified before it are applied
+      const done = this.syncs.get(payload);
       if (done) this.work = this.work.then(done);
       return;
     }
@@ -182,8 +203,7 @@ export class Replica {
     this.client = undefined;
     this.downSince ??= Date.now();
     client.end().catch(() => {});
-    for (const done of this.syncs.values()) done(); // nobody waits on a dead connection
-    this.syncs.clear();
+    for (const done of [...this.syncs.values()]) done(); // nobody waits on a dead connection
     if (this.closed) return;
     this.o.logger.warn({ event: 'replica_disconnected' });
     this.reconnect(1000);
@@ -233,7 +253,7 @@ export class Replica {
     if (this.retryTimer) this.o.timers.clear(this.retryTimer);
     const c = this.client;
     this.client = undefined;
-    for (const done of this.syncs.values()) done();
+    for (const done of [...this.syncs.values()]) done();
     await c?.end().catch(() => {});
   }
 }
