@@ -162,13 +162,10 @@ describe('NTF cluster parts', { skip }, () => {
   test('replica: a member has the others\' committed changes after a catch-up; a row it writes too ends with both changes; a lost LISTEN is made good', async () => {
     const schema = await freshSchema();
     const clockB = new TestClock();
-    const metricsB = new NtfMetrics();
-    const open = (id: string, timers = REAL_TIMERS, metrics = new NtfMetrics()) =>
-      openClusterMember({ url: PG_URL, schema, id, logger: silent, metrics, timers });
+    const open = (id: string, timers = REAL_TIMERS) =>
+      openClusterMember({ url: PG_URL, schema, id, logger: silent, metrics: new NtfMetrics(), timers });
     const a = await open('a');
-    const b = await open('b', clockB, metricsB);
-    await a.member.replica.start();
-    await b.member.replica.start();
+    const b = await open('b', clockB);
     try {
       const t = tokenRecord();
       a.store.createToken(t);
@@ -196,16 +193,30 @@ describe('NTF cluster parts', { skip }, () => {
         assert.deepEqual([k.status.status, k.statusAt, k.verified, k.cronMinutes, k.cronNextAt], ['ACTIVE', 2000, true, 30, 5000]);
       }
 
+      // A's stale view: its verification push accepted for a token B has just made ACTIVE. CONFIRMED
+      // is written only over REGISTERED, so ACTIVE stays, and A reads it back.
+      const t3 = tokenRecord();
+      a.store.createToken(t3);
+      await a.store.flush();
+      await b.member.replica.catchUp();
+      b.store.setTokenStatus(t3.tokenId, { status: 'ACTIVE' }, 3000);
+      a.store.setTokenStatus(t3.tokenId, { status: 'CONFIRMED' }, 2500);
+      await b.store.flush();
+      await a.store.flush();
+      await until('A with B\'s ACTIVE', async () => {
+        await a.member.replica.catchUp();
+        return a.store.token(t3.tokenId)!.status.status === 'ACTIVE';
+      });
+
       // A flood of catch-ups (a client's command blocks) costs a round trip at a time, not one each.
-      const replicaQueries = async () => (await metricsB.dbQueries.get()).values.find((v) => v.labels.purpose === 'replica')?.value ?? 0;
-      const before = await replicaQueries();
+      const before = b.member.replica.catchUps;
       const flood: Promise<void>[] = [];
       for (let turn = 0; turn < 10; turn++) {
         for (let i = 0; i < 100; i++) flood.push(b.member.replica.catchUp());
         await new Promise((r) => setImmediate(r));
       }
       await Promise.all(flood);
-      const sent = (await replicaQueries()) - before;
+      const sent = b.member.replica.catchUps - before;
       assert.ok(sent >= 1 && sent <= 11, `1,000 catch-ups in 10 turns sent ${sent} NOTIFYs`);
 
       // B's LISTEN connection dies; A deletes the token and makes another meanwhile; B reconnects and reads every row again.

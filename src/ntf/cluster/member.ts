@@ -14,7 +14,8 @@ import { loadRelayNotifications, subscriptionStored, type PostgresLog } from '..
 import { TERMINAL_SUB_STATUSES } from '../protocol.ts';
 import type { Timers } from '../timers.ts';
 import { CRON_DUTY, leaseRelay, Leases, relayLease } from './leases.ts';
-import { changeOrigin, Replica } from './replica.ts';
+import type { Replica } from './replica.ts';
+import type { SubRecord } from '../store/store.ts';
 
 export interface ClusterMemberOptions {
   url: string;
@@ -25,6 +26,8 @@ export interface ClusterMemberOptions {
   log: PostgresLog;
   /** Leases, reading the others' rows, checks: its own connections, so a long flush never delays a renewal. */
   pool: pg.Pool;
+  /** Listening since before the store was loaded (open.ts). */
+  replica: Replica;
   logger: Logger;
   metrics: NtfMetrics;
   timers: Timers;
@@ -56,24 +59,16 @@ export class ClusterMember implements NtfCluster {
       ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}),
       ...(o.renewMs ? { renewMs: o.renewMs } : {}),
     });
-    this.replica = new Replica({
-      url: o.url,
-      schema: o.schema,
-      origin: changeOrigin(o.id),
-      store: o.store,
-      log: o.log,
-      pool: o.pool,
-      logger: o.logger,
-      timers: o.timers,
-      queries: (n) => this.o.metrics.dbQueries.inc({ purpose: 'replica' }, n),
-      onSub: (event, sub) => {
-        if (!this.server || !this.holdsRelay(sub.relay)) return;
-        if (event === 'added') this.server.subscriber.add(sub);
-        else this.server.subscriber.remove(sub);
-      },
-    });
+    this.replica = o.replica;
     this.lastOk = performance.now();
     o.metrics.bindCluster({ relaysHeld: () => this.leases.relays().length, members: () => this.members, holdsCron: () => this.holdsCron() });
+  }
+
+  /** A subscription another member created or deleted: the holder of its relay subscribes or unsubscribes it. */
+  subChanged(event: 'added' | 'removed', sub: SubRecord): void {
+    if (!this.server || !this.holdsRelay(sub.relay)) return;
+    if (event === 'added') this.server.subscriber.add(sub);
+    else this.server.subscriber.remove(sub);
   }
 
   holdsRelay = (relay: string) => this.leases.holds(relayLease(relay));
@@ -101,7 +96,6 @@ export class ClusterMember implements NtfCluster {
 
   async start(server: NtfServer): Promise<void> {
     this.server = server;
-    await this.replica.start();
     await this.round(); // a lone member links its relays at once
     this.schedule();
   }
@@ -169,7 +163,8 @@ export class ClusterMember implements NtfCluster {
     this.members = r.members;
     this.linksUp = r.linksUp;
     this.leased = r.leased;
-    for (const name of r.acquired) await this.take(name);
+    // Not awaited: a take that waits on the database must not hold up the next round's renewals.
+    for (const name of r.acquired) void this.take(name);
   }
 
   /** A live (not terminal) subscription at `relay`. */

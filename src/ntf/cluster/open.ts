@@ -7,7 +7,10 @@ import type { MemoryNtfStore } from '../store/memory.ts';
 import { newPool, openPostgresNtfStore } from '../store/postgres.ts';
 import type { Timers } from '../timers.ts';
 import { ClusterMember } from './member.ts';
-import { changeOrigin, changesChannel } from './replica.ts';
+import { changeOrigin, changesChannel, Replica } from './replica.ts';
+
+/** A lease round's statements time out sooner (leases.ts); this bounds the rest (reads, loading a relay's notifications). */
+const CLUSTER_QUERY_TIMEOUT_MS = 30_000;
 
 export interface ClusterMemberConfig {
   url: string;
@@ -23,7 +26,11 @@ export interface ClusterMemberConfig {
 
 export async function openClusterMember(c: ClusterMemberConfig): Promise<{ store: MemoryNtfStore; member: ClusterMember }> {
   let member: ClusterMember | undefined;
-  const { store, log } = await openPostgresNtfStore({
+  const pool = newPool(c.url, 2, undefined, CLUSTER_QUERY_TIMEOUT_MS);
+  // Listening before the load: what is committed meanwhile is applied after it.
+  const replica = new Replica({ ...c, origin: changeOrigin(c.id), pool, queries: (n) => c.metrics.dbQueries.inc({ purpose: 'replica' }, n), onSub: (event, sub) => member?.subChanged(event, sub) });
+  await replica.start();
+  const opened = openPostgresNtfStore({
     url: c.url,
     schema: c.schema,
     notifications: false,
@@ -34,6 +41,12 @@ export async function openClusterMember(c: ClusterMemberConfig): Promise<{ store
       queries: (n) => c.metrics.dbQueries.inc({ purpose: 'flush' }, n),
     },
   });
-  member = new ClusterMember({ ...c, store, log, pool: newPool(c.url, 2) });
+  const { store, log } = await opened.catch(async (e: unknown) => {
+    await replica.close();
+    await pool.end();
+    throw e;
+  });
+  replica.attach(store, log);
+  member = new ClusterMember({ ...c, store, log, pool, replica });
   return { store, member };
 }

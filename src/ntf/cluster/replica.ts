@@ -22,8 +22,6 @@ export interface ReplicaOptions {
   schema: string;
   /** This member's ID: its own notifications are skipped. */
   origin: string;
-  store: MemoryNtfStore;
-  log: PostgresLog;
   /** Reads rows (the store's pool is the log's). */
   pool: pg.Pool;
   logger: Logger;
@@ -43,8 +41,11 @@ export const changeOrigin = (id: string) => createHash('sha256').update(id).dige
 export class Replica {
   private client: pg.Client | undefined;
   private readonly syncChannel: string;
-  /** Applying notifications, one batch at a time, in arrival order. */
-  private work: Promise<void> = Promise.resolve();
+  /** Applying notifications, one batch at a time, in arrival order; held until attach(). */
+  private work: Promise<void>;
+  private attached!: () => void;
+  private store: MemoryNtfStore | undefined;
+  private log: PostgresLog | undefined;
   private tokens = new Set<string>();
   private subs = new Set<string>();
   private syncs = new Map<string, () => void>();
@@ -52,7 +53,8 @@ export class Replica {
   private waiting: { promise: Promise<void>; resolve: () => void } | undefined;
   /** A catch-up is on its way. */
   private syncing = false;
-  private syncCount = 0;
+  /** Catch-ups sent. */
+  catchUps = 0;
   private readonly laterTokens = new Set<string>();
   private readonly laterSubs = new Set<string>();
   private laterScheduled = false;
@@ -68,6 +70,18 @@ export class Replica {
 
   constructor(private readonly o: ReplicaOptions) {
     this.syncChannel = `${o.schema}_sync_${o.origin}`;
+    this.work = new Promise((r) => (this.attached = r));
+  }
+
+  /**
+   * The store is loaded: changes notified since start() are applied to it now.
+   * Listening starts before the load, so nothing committed between the load's
+   * snapshot and the LISTEN is missed (what both hold is read again, harmlessly).
+   */
+  attach(store: MemoryNtfStore, log: PostgresLog): void {
+    this.store = store;
+    this.log = log;
+    this.attached();
   }
 
   async start(): Promise<void> {
@@ -106,7 +120,7 @@ export class Replica {
     const client = this.client;
     if (!client) return batch.resolve();
     this.syncing = true;
-    const id = String(++this.syncCount);
+    const id = String(++this.catchUps);
     let finished = false;
     const done = () => {
       if (finished) return; // by the timeout, then by the notification
@@ -167,18 +181,18 @@ export class Replica {
   }
 
   private syncToken(id: string, t: Parameters<MemoryNtfStore['syncToken']>[1]): void {
-    if (this.o.log.writing('t', id)) return this.later('t', id);
+    if (this.log!.writing('t', id)) return this.later('t', id);
     this.applied++;
-    for (const s of this.o.store.syncToken(id, t)) this.o.onSub('removed', s);
+    for (const s of this.store!.syncToken(id, t)) this.o.onSub('removed', s);
   }
 
   private syncSub(id: string, s: SubRecord | undefined): void {
-    if (this.o.log.writing('s', id)) return this.later('s', id);
+    if (this.log!.writing('s', id)) return this.later('s', id);
     this.applied++;
-    const before = this.o.store.sub(id);
-    const event = this.o.store.syncSub(id, s);
+    const before = this.store!.sub(id);
+    const event = this.store!.syncSub(id, s);
     if (event === 'removed') this.o.onSub('removed', before!);
-    else if (event === 'added') this.o.onSub('added', this.o.store.sub(id)!);
+    else if (event === 'added') this.o.onSub('added', this.store!.sub(id)!);
   }
 
   /** A row this member is writing too: read again once its write has committed. */
@@ -195,7 +209,7 @@ export class Replica {
       this.laterSubs.clear();
       this.work = this.work.then(() => this.applyQueued());
     };
-    this.o.log.flush().then(again, () => this.o.timers.set(again, 1000));
+    this.log!.flush().then(again, () => this.o.timers.set(again, 1000));
   }
 
   private lost(client: pg.Client): void {
@@ -229,7 +243,7 @@ export class Replica {
 
   /** Every row read again: what was notified while the connection was down is lost. */
   private async resync(): Promise<void> {
-    const { store } = this.o;
+    const store = this.store!;
     const tokens = new Set<string>();
     const subs = new Set<string>();
     await readAllEntities(

@@ -106,7 +106,8 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   }
 
   setTokenStatus(tokenId: string, status: TokenStatus, at: number): void {
-    this.record({ t: 'TSTAT', tokenId, status, at });
+    const from = this.tokens.get(tokenId)?.status.status;
+    this.record({ t: 'TSTAT', tokenId, status, at, ...(from ? { from } : {}) });
   }
 
   replaceDevice(tokenId: string, device: DeviceToken, code: Uint8Array, at: number): void {

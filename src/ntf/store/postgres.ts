@@ -100,9 +100,14 @@ export async function openPostgresNtfStore(
   }
 }
 
-/** A pool whose broken idle connections are dropped (the next query opens another), giving up connecting after `connectTimeoutMs`. */
-export function newPool(url: string, max: number, connectTimeoutMs = 10_000): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: connectTimeoutMs });
+/**
+ * A pool whose broken idle connections are dropped (the next query opens
+ * another), giving up connecting after `connectTimeoutMs` and a query after
+ * `queryTimeoutMs`: a connection the network silently dropped must not hold a
+ * flush, or a lease round, for ever.
+ */
+export function newPool(url: string, max: number, connectTimeoutMs = 10_000, queryTimeoutMs = 60_000): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: connectTimeoutMs, query_timeout: queryTimeoutMs });
   pool.on('error', () => {});
   return pool;
 }
@@ -348,6 +353,11 @@ class Pending {
   readonly tokensDevice = new Set<string>();
   readonly tokensCode = new Set<string>();
   readonly tokensCron = new Set<string>();
+  /**
+   * The status each changed token had before this window's first change
+   * (null: after a reset by a new device token or code, any).
+   */
+  readonly statusBase = new Map<string, TokenStatus['status'] | null>();
   readonly subsDeleted = new Set<string>();
   readonly subsCreated = new Set<string>();
   readonly subsStatus = new Set<string>();
@@ -369,6 +379,8 @@ class Pending {
         // leaving ACTIVE ends pending notifications
         if (r.t !== 'TSTAT' || r.status.status !== 'ACTIVE') this.pushed.set(r.tokenId, undefined);
         this.tokensStatus.add(r.tokenId);
+        if (r.t !== 'TSTAT') this.statusBase.set(r.tokenId, null);
+        else if (!this.statusBase.has(r.tokenId)) this.statusBase.set(r.tokenId, r.from ?? null);
         if (r.t === 'TDEV') this.tokensDevice.add(r.tokenId);
         if (r.t !== 'TSTAT') this.tokensCode.add(r.tokenId);
         return;
@@ -404,6 +416,9 @@ class Pending {
     for (const k of ['tokensDeleted', 'tokensCreated', 'tokensStatus', 'tokensDevice', 'tokensCode', 'tokensCron', 'subsDeleted', 'subsCreated', 'subsStatus'] as const) {
       for (const id of earlier[k]) this[k].add(id);
     }
+    // The earlier window's base is the older one; a reset in either stays a reset.
+    for (const [tokenId, base] of earlier.statusBase)
+      this.statusBase.set(tokenId, this.statusBase.get(tokenId) === null ? null : base);
     for (const [tokenId, subs] of earlier.last) {
       const mine = this.last.get(tokenId);
       if (!mine) this.last.set(tokenId, subs);
@@ -511,10 +526,13 @@ export class PostgresLog implements RecordLog<NtfRecord> {
           cron_minutes = EXCLUDED.cron_minutes, cron_next_at = EXCLUDED.cron_next_at,
           status_at = EXCLUDED.status_at, verified = EXCLUDED.verified`,
       // Only the columns that changed; a token another instance deleted is not brought back.
+      // The last write wins, but CONFIRMED only over the status it replaced (base): the dispatcher
+      // confirms a token it saw REGISTERED, and another server may have made it ACTIVE since.
       tokenStatus: `
         UPDATE ${s}.tokens t SET status = u.status, invalid_reason = u.invalid_reason, status_at = u.status_at, verified = u.verified
-        FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::boolean[]) AS u (token_id, status, invalid_reason, status_at, verified)
-        WHERE t.token_id = u.token_id`,
+        FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::text[])
+             AS u (token_id, status, invalid_reason, status_at, verified, base)
+        WHERE t.token_id = u.token_id AND (u.status <> 'CONFIRMED' OR u.base IS NULL OR t.status = u.base)`,
       tokenDevice: `
         UPDATE ${s}.tokens t SET provider = u.provider, device_token = u.device_token
         FROM unnest($1::bytea[], $2::text[], $3::bytea[]) AS u (token_id, provider, device_token) WHERE t.token_id = u.token_id`,
@@ -648,7 +666,7 @@ export class PostgresLog implements RecordLog<NtfRecord> {
     const delTokens = new Columns(this.sql.delTokens, 1, max);
     const delSubs = new Columns(this.sql.delSubs, 1, max);
     const newTokens = new Columns(this.sql.upsertTokens, 14, max);
-    const statusCols = new Columns(this.sql.tokenStatus, 5, max);
+    const statusCols = new Columns(this.sql.tokenStatus, 6, max);
     const deviceCols = new Columns(this.sql.tokenDevice, 3, max);
     const codeCols = new Columns(this.sql.tokenCode, 2, max);
     const cronCols = new Columns(this.sql.tokenCron, 3, max);
@@ -670,7 +688,13 @@ export class PostgresLog implements RecordLog<NtfRecord> {
         if (t) cols.push(latin1Bytes(id), ...row(t));
       }
     };
-    changed(p.tokensStatus, statusCols, (t) => [t.status.status, t.status.status === 'INVALID' ? t.status.reason : null, t.statusAt, t.verified]);
+    changed(p.tokensStatus, statusCols, (t) => [
+      t.status.status,
+      t.status.status === 'INVALID' ? t.status.reason : null,
+      t.statusAt,
+      t.verified,
+      p.statusBase.get(t.tokenId) ?? null,
+    ]);
     changed(p.tokensDevice, deviceCols, (t) => [t.device.provider, t.device.token]);
     changed(p.tokensCode, codeCols, (t) => [t.code]);
     changed(p.tokensCron, cronCols, (t) => [t.cronMinutes, t.cronNextAt]);

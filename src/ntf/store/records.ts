@@ -9,8 +9,9 @@ import { isStoredSubStatus, type LastNotification, type SentNotification, type S
 
 export type NtfRecord =
   | { t: 'TNEW'; token: TokenRecord }
-  // at: the token's new statusAt (TokenRecord)
-  | { t: 'TSTAT'; tokenId: string; status: TokenStatus; at: number }
+  // at: the token's new statusAt (TokenRecord). from: the status it replaces, for a database that
+  // several servers write (the change applies only if it is still that); not journaled.
+  | { t: 'TSTAT'; tokenId: string; status: TokenStatus; at: number; from?: TokenStatus['status'] }
   | { t: 'TDEV'; tokenId: string; device: DeviceToken; code: Uint8Array; at: number }
   | { t: 'TCODE'; tokenId: string; code: Uint8Array; at: number }
   | { t: 'TCRN'; tokenId: string; minutes: number; nextAt: number }
