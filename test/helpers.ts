@@ -95,7 +95,7 @@ export interface TestRelay {
 }
 
 export async function startRelay(
-  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string }; log?: Logger; crypto?: CryptoSuite; creation?: Partial<CreationPolicy> } = {},
+  opts: { store?: QueueStore; limits?: Partial<RelayLimits>; identity?: KeyPair; port?: number; now?: () => number; tls?: { cert: string; key: string }; proxyProtocol?: boolean; log?: Logger; crypto?: CryptoSuite; creation?: Partial<CreationPolicy> } = {},
 ): Promise<TestRelay> {
   const store = opts.store ?? new MemoryQueueStore();
   const server = new RelayServer({
@@ -109,6 +109,7 @@ export async function startRelay(
     ...(opts.creation ? { creation: opts.creation } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
+    ...(opts.proxyProtocol ? { proxyProtocol: true } : {}),
   });
   await server.start();
   return { server, address: server.address, store, stop: () => server.stop() };

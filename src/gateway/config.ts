@@ -31,6 +31,8 @@ export const gatewayConfigSchema = z
     /** A connection with no request for this long is closed. */
     idleTimeoutSeconds: positiveSchema.default(DEFAULT_IDLE_MS / 1000),
   })
+  // Its HTTP/2 listener does not read the PROXY protocol: a gateway.json asking for it is refused.
+  .omit({ proxyProtocol: true })
   .strict()
   .refine((c) => c.tls || ['127.0.0.1', '::1', 'localhost'].includes(c.host), {
     message: 'tls is required unless the gateway listens on loopback only (keys would cross the network in clear)',
@@ -38,8 +40,8 @@ export const gatewayConfigSchema = z
   });
 
 export const GATEWAY_ENV: EnvMap = {
-  // The gateway prints no address, so no HUSH_GATEWAY_PUBLIC_HOST.
-  ...listenerEnv('HUSH_GATEWAY_', { publicHost: false }),
+  // The gateway prints no address, so no HUSH_GATEWAY_PUBLIC_HOST; nor PROXY_PROTOCOL (above).
+  ...listenerEnv('HUSH_GATEWAY_', { publicHost: false, proxyProtocol: false }),
   ...providerEnv('HUSH_GATEWAY_'),
 };
 

@@ -63,7 +63,7 @@ export const nonNegativeSchema = z.coerce.number().int().min(0);
 /** A boolean, also from the env strings "true" and "false". */
 export const boolSchema = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
-/** host, port, publicHost, tls, metrics and logLevel, with this server's default ports. */
+/** host, port, publicHost, tls, proxyProtocol, metrics and logLevel, with this server's default ports. */
 export function listenerSchema(defaultPort: number, defaultMetricsPort: number) {
   return {
     host: z.string().min(1).default('127.0.0.1'),
@@ -71,6 +71,8 @@ export function listenerSchema(defaultPort: number, defaultMetricsPort: number) 
     /** Host name clients use, put into the printed address. */
     publicHost: z.string().min(1).optional(),
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    /** Every connection starts with a PROXY protocol header (behind HAProxy's send-proxy / send-proxy-v2). */
+    proxyProtocol: boolSchema.default(false),
     metrics: z
       .object({ host: z.string().min(1).default('127.0.0.1'), port: portSchema.default(defaultMetricsPort) })
       .strict()
@@ -81,16 +83,18 @@ export function listenerSchema(defaultPort: number, defaultMetricsPort: number) 
 
 /**
  * The variables of listenerSchema's settings: `prefix` + HOST, PORT, PUBLIC_HOST,
- * TLS_CERT, TLS_KEY, METRICS_HOST, METRICS_PORT, and HUSH_LOG_LEVEL. Without
- * `publicHost` no PUBLIC_HOST (a server that prints no address).
+ * TLS_CERT, TLS_KEY, PROXY_PROTOCOL, METRICS_HOST, METRICS_PORT, and
+ * HUSH_LOG_LEVEL. Without `publicHost` no PUBLIC_HOST (a server that prints no
+ * address), without `proxyProtocol` no PROXY_PROTOCOL (one that does not read it).
  */
-export function listenerEnv(prefix: string, { publicHost = true } = {}): EnvMap {
+export function listenerEnv(prefix: string, { publicHost = true, proxyProtocol = true } = {}): EnvMap {
   return {
     [`${prefix}HOST`]: 'host',
     [`${prefix}PORT`]: 'port',
     ...(publicHost ? { [`${prefix}PUBLIC_HOST`]: 'publicHost' } : {}),
     [`${prefix}TLS_CERT`]: 'tls.cert',
     [`${prefix}TLS_KEY`]: 'tls.key',
+    ...(proxyProtocol ? { [`${prefix}PROXY_PROTOCOL`]: 'proxyProtocol' } : {}),
     [`${prefix}METRICS_HOST`]: 'metrics.host',
     [`${prefix}METRICS_PORT`]: 'metrics.port',
     HUSH_LOG_LEVEL: 'logLevel',

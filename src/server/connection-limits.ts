@@ -104,7 +104,9 @@ export function addressKey(ip: string): string {
  * Caps the TCP connections `server` holds per client address (addressKey),
  * counted from accept to close, so a handshake in progress and a socket
  * closing both count. A connection over the cap is destroyed at once, before
- * any byte is read. Behind a proxy every client has the proxy's address.
+ * any byte is read. Behind a proxy every client has the proxy's address,
+ * unless the proxy names the client in a PROXY protocol header (proxy-protocol.ts,
+ * which hands `server` the connection with that address once it is read).
  */
 export function capConnectionsPerAddress(server: net.Server, max: number, refused: () => void): void {
   if (max <= 0) return;

@@ -13,7 +13,7 @@ export class ConnectionMetrics {
     this.open = m.gauge('connections', 'Open client connections');
     this.refused = m.counter(
       'connections_refused_total',
-      'Connections refused or dropped before their session, by reason: limit (maxConnections), address (maxConnectionsPerAddress), http (upgrade request too slow or bad), handshake (no hello in time)',
+      'Connections refused or dropped before their session, by reason: limit (maxConnections), address (maxConnectionsPerAddress), http (upgrade request too slow or bad), handshake (no hello in time), proxy (no valid PROXY protocol header in time)',
       ['reason'],
     );
     this.backpressure = m.counter(

@@ -5,7 +5,7 @@
 // flush) resolves, so nothing is acknowledged before it is safe on disk.
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { formatAddress, fingerprintOf } from '../core/address.ts';
 import { BlockCipher, decodeBlock, encodeBlock, groupBlocks } from '../core/block.ts';
@@ -28,6 +28,7 @@ import {
 import type { Logger } from 'pino';
 import { capConnectionsPerAddress, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.ts';
 import type { ConnectionMetrics } from './connection-metrics.ts';
+import { ProxyProtocolListener } from './proxy-protocol.ts';
 
 /** WebSocket close codes Hush servers use. */
 export const CLOSE = {
@@ -70,6 +71,12 @@ export interface ListenerOptions {
   /** Host name put in the printed address (defaults to `host`). */
   publicHost?: string;
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Behind a balancer that sends the PROXY protocol (HAProxy's send-proxy,
+   * send-proxy-v2): every connection starts with its header, and the client
+   * address in it is the connection's for every per-address limit.
+   */
+  proxyProtocol?: boolean;
   log: Logger;
 }
 
@@ -95,7 +102,7 @@ export interface ServerParts {
 
 /** The ProtocolServer of a Hush server: `spec` on the wire, listening where `listener` says. */
 export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts: ServerParts): ProtocolServer {
-  const { identity, crypto, host, port, publicHost, tls, log } = listener;
+  const { identity, crypto, host, port, publicHost, tls, proxyProtocol, log } = listener;
   return new ProtocolServer({
     ...spec,
     identity,
@@ -104,6 +111,7 @@ export function serveProtocol(spec: ServerSpec, listener: ListenerOptions, parts
     port,
     ...(publicHost !== undefined ? { publicHost } : {}),
     ...(tls ? { tls } : {}),
+    ...(proxyProtocol ? { proxyProtocol } : {}),
     log,
     limits: parts.limits,
     barrier: () => parts.store.flush(),
@@ -364,6 +372,8 @@ function corrIdOf(item: Uint8Array): Uint8Array {
 export class ProtocolServer {
   readonly crypto: CryptoSuite;
   private readonly http: http.Server;
+  /** What listens: the http server, or the PROXY protocol reader that hands it the connections. */
+  private readonly listener: NetServer;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<Session>();
   /** WebSockets within maxConnections, from accept (handshake included) until their socket has closed. */
@@ -395,6 +405,7 @@ export class ProtocolServer {
       socket.destroy();
     });
     this.http.on('request', (_req, res) => res.writeHead(426).end('WebSocket only\n'));
+    this.listener = opts.proxyProtocol ? new ProxyProtocolListener(this.http, { timeoutMs: t, refused: () => this.refused('proxy') }) : this.http;
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.blockSize, perMessageDeflate: false });
     this.wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? ''));
     opts.metrics?.bind(() => this.largestBuffered());
@@ -402,8 +413,8 @@ export class ProtocolServer {
 
   async listen(): Promise<number> {
     const port = await new Promise<number>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.opts.port, this.opts.host, () => resolve((this.http.address() as AddressInfo).port));
+      this.listener.once('error', reject);
+      this.listener.listen(this.opts.port, this.opts.host, () => resolve((this.listener.address() as AddressInfo).port));
     });
     this.idleTimer = setInterval(() => this.closeIdle(), Math.max(this.limits.idleTimeoutMs / 4, 10));
     this.idleTimer.unref();
@@ -429,7 +440,7 @@ export class ProtocolServer {
   }
 
   /** Counts a refused connection; logs each reason at most once a minute (a flood must not flood the log). */
-  private refused(reason: 'limit' | 'address' | 'http' | 'handshake'): void {
+  private refused(reason: 'limit' | 'address' | 'http' | 'handshake' | 'proxy'): void {
     this.opts.metrics?.refused.inc({ reason });
     const now = Date.now();
     if (now - (this.refusalLogged.get(reason) ?? -Infinity) < 60_000) return;
@@ -596,7 +607,9 @@ export class ProtocolServer {
     await closed((cb) => this.wss.close(() => cb()));
     terminateAll();
     this.http.closeAllConnections();
-    await closed((cb) => this.http.close(() => cb()));
+    await closed((cb) => this.listener.close(() => cb()));
+    // One that never listened still stops its request timers.
+    if (this.listener !== this.http) this.http.close();
     clearTimeout(grace);
   }
 }

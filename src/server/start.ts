@@ -20,14 +20,21 @@ type TlsFiles = { cert: string; key: string };
 export const readTls = (tls: TlsFiles | undefined): { tls?: { cert: Buffer; key: Buffer } } =>
   tls ? { tls: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {};
 
-/** Where a relay or NTF server listens, as its config (listenerSchema) says: host, port, publicHost, TLS. */
-export function listenerOf(c: { host: string; port: number; publicHost?: string | undefined; tls?: TlsFiles | undefined }): {
+/** Where a relay or NTF server listens, as its config (listenerSchema) says: host, port, publicHost, TLS, PROXY protocol. */
+export function listenerOf(c: { host: string; port: number; publicHost?: string | undefined; tls?: TlsFiles | undefined; proxyProtocol: boolean }): {
   host: string;
   port: number;
   publicHost?: string;
   tls?: { cert: Buffer; key: Buffer };
+  proxyProtocol?: boolean;
 } {
-  return { host: c.host, port: c.port, ...(c.publicHost ? { publicHost: c.publicHost } : {}), ...readTls(c.tls) };
+  return {
+    host: c.host,
+    port: c.port,
+    ...(c.publicHost ? { publicHost: c.publicHost } : {}),
+    ...readTls(c.tls),
+    ...(c.proxyProtocol ? { proxyProtocol: true } : {}),
+  };
 }
 
 /** A started server with its ops endpoint; stop() closes the endpoint, then the server. */

@@ -84,6 +84,7 @@ test('three instances behind HAProxy: spread, one holder per relay, kill -9 unde
       configFile,
       JSON.stringify({
         ...config,
+        proxyProtocol: true,
         store: { backend: 'postgres', databaseUrl: db, schema },
         apns: { host: apns.url, keyId: team.keyId, teamId: team.teamId, keyFile: path.join(dir, 'apns.p8'), topic: TOPIC, caFile: path.join(dir, 'apns-ca.pem') },
         relays: { allow: ['127.0.0.1'] },
