@@ -73,6 +73,10 @@ export class NtfMetrics {
     ['reason'],
   );
   readonly dbQueries = this.m.counter('db_queries_total', 'PostgreSQL round trips, by purpose: flush (writes), lease, replica (reading what other members wrote), check', ['purpose']);
+  readonly catchUpsLate = this.m.counter(
+    'catch_ups_late_total',
+    "Catch-ups (the read barrier before a cluster member's commands) not back from the database within 5 s: those commands ran on what the member's memory held",
+  );
   private cluster: ClusterMetricSources | undefined;
 
   constructor() {

@@ -1,4 +1,4 @@
-// Leases in PostgreSQL (docs/ntf-cluster.md §3): who holds each relay's
+// Leases in PostgreSQL (docs/ntf.md §9): who holds each relay's
 // service subscription, and the cluster-wide duties. A lease is a row with an
 // expiry on the database's clock, renewed every renewMs by its holder; a
 // holder that could not renew gives the lease up by its own clock before the

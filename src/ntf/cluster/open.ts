@@ -28,24 +28,34 @@ export async function openClusterMember(c: ClusterMemberConfig): Promise<{ store
   let member: ClusterMember | undefined;
   const pool = newPool(c.url, 2, undefined, CLUSTER_QUERY_TIMEOUT_MS);
   // Listening before the load: what is committed meanwhile is applied after it.
-  const replica = new Replica({ ...c, origin: changeOrigin(c.id), pool, queries: (n) => c.metrics.dbQueries.inc({ purpose: 'replica' }, n), onSub: (event, sub) => member?.subChanged(event, sub) });
-  await replica.start();
-  const opened = openPostgresNtfStore({
-    url: c.url,
-    schema: c.schema,
-    notifications: false,
-    changes: {
-      channel: changesChannel(c.schema),
-      origin: changeOrigin(c.id),
-      relays: () => member?.leases.relays() ?? [],
-      queries: (n) => c.metrics.dbQueries.inc({ purpose: 'flush' }, n),
-    },
+  const replica = new Replica({
+    ...c,
+    origin: changeOrigin(c.id),
+    pool,
+    queries: (n) => c.metrics.dbQueries.inc({ purpose: 'replica' }, n),
+    late: () => c.metrics.catchUpsLate.inc(),
+    onSub: (event, sub) => member?.subChanged(event, sub),
   });
-  const { store, log } = await opened.catch(async (e: unknown) => {
+  let opened;
+  try {
+    await replica.start();
+    opened = await openPostgresNtfStore({
+      url: c.url,
+      schema: c.schema,
+      notifications: false,
+      changes: {
+        channel: changesChannel(c.schema),
+        origin: changeOrigin(c.id),
+        relays: () => member?.leases.relays() ?? [],
+        queries: (n) => c.metrics.dbQueries.inc({ purpose: 'flush' }, n),
+      },
+    });
+  } catch (e) {
     await replica.close();
     await pool.end();
     throw e;
-  });
+  }
+  const { store, log } = opened;
   replica.attach(store, log);
   member = new ClusterMember({ ...c, store, log, pool, replica });
   return { store, member };

@@ -1,4 +1,4 @@
-// A cluster member's view of what the others write (docs/ntf-cluster.md §2).
+// A cluster member's view of what the others write (docs/ntf.md §9).
 // Every flush NOTIFYs the keys of the token and subscription rows it wrote;
 // a member LISTENs, reads those rows again and makes its memory hold them —
 // except rows it has a change of its own queued or being written: those are
@@ -30,7 +30,9 @@ export interface ReplicaOptions {
   timers: Timers;
   /** Counts reads of rows (round trips). */
   queries?(n: number): void;
-  /** A catch-up not back by then resolves anyway (counted as late); default 5 s. */
+  /** A catch-up not back within catchUpTimeoutMs: the commands waiting for it ran on what memory held. */
+  late?(): void;
+  /** A catch-up not back by then resolves anyway (late); default 5 s. */
   catchUpTimeoutMs?: number;
 }
 
@@ -64,9 +66,6 @@ export class Replica {
   private retryTimer: unknown;
   /** When the LISTEN connection was lost (ms); undefined while it is up. */
   downSince: number | undefined;
-  /** Rows read again after other members' changes. */
-  applied = 0;
-  lateCatchUps = 0;
 
   constructor(private readonly o: ReplicaOptions) {
     this.syncChannel = `${o.schema}_sync_${o.origin}`;
@@ -132,7 +131,7 @@ export class Replica {
       this.sendSync();
     };
     const timer = this.o.timers.set(() => {
-      this.lateCatchUps++;
+      this.o.late?.();
       done();
     }, this.o.catchUpTimeoutMs ?? 5000);
     this.syncs.set(id, done);
@@ -165,7 +164,7 @@ export class Replica {
     let rows;
     try {
       rows = await readEntities(this.o.pool, this.o.schema, tokenIds, subIds);
-      this.o.queries?.(4);
+      this.o.queries?.(4); // BEGIN, the subscriptions, their tokens, COMMIT
     } catch (err) {
       // Read again with the next batch, or by the resync after a lost connection.
       for (const id of tokenIds) this.tokens.add(id);
@@ -182,13 +181,11 @@ export class Replica {
 
   private syncToken(id: string, t: Parameters<MemoryNtfStore['syncToken']>[1]): void {
     if (this.log!.writing('t', id)) return this.later('t', id);
-    this.applied++;
     for (const s of this.store!.syncToken(id, t)) this.o.onSub('removed', s);
   }
 
   private syncSub(id: string, s: SubRecord | undefined): void {
     if (this.log!.writing('s', id)) return this.later('s', id);
-    this.applied++;
     const before = this.store!.sub(id);
     const event = this.store!.syncSub(id, s);
     if (event === 'removed') this.o.onSub('removed', before!);
