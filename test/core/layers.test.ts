@@ -15,6 +15,7 @@ const LAYERS: Record<string, number> = {
   push: 3, // push vocabulary and providers (APNs, FCM, Web Push, a remote gateway)
   ntf: 4,
   gateway: 4,
+  xmpp: 4, // the XEP-0357 app server: push providers for XMPP servers
   sdk: 5,
   chat: 6, // apps
   stack: 6,

@@ -1,0 +1,112 @@
+// The XEP-0357 app server against Debian's Prosody (mod_cloud_notify): a
+// phone (an xmpp.js client) registers its APNs token with the app server's
+// ad-hoc command, enables push on its server with the node and secret, and
+// goes offline; another account sends it a message; Prosody publishes to the
+// app server, which wakes the phone through the APNs test server — with a
+// push that carries neither the body nor the sender. A wrong secret, an
+// unknown node and a dead device token are refused, as XEP-0357 says.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { client, xml, type Client, type Element } from '@xmpp/client';
+import { ApnsProvider } from '../../src/push/apns/provider.ts';
+import { ApnsTestServer } from '../../src/push/stand-ins/apns-server.ts';
+import { PUSH_DATA_SIZE } from '../../src/push/device.ts';
+import { fromBase64Url } from '../../src/core/encoding.ts';
+import { XmppAppServer } from '../../src/xmpp/server.ts';
+import { RegistrationStore } from '../../src/xmpp/store.ts';
+import { capturedLog } from '../helpers.ts';
+import { until } from '../ntf/helpers.ts';
+import { prosodyMissing, startProsody, type Prosody } from './prosody.ts';
+
+const TOPIC = 'chat.hush.xmpp';
+const skip = prosodyMissing && process.env.CI !== 'true' ? prosodyMissing : false;
+
+const NS_COMMANDS = 'http://jabber.org/protocol/commands';
+const NS_DATA = 'jabber:x:data';
+
+const field = (name: string, value: string) => xml('field', { var: name }, xml('value', {}, value));
+
+/** The result form's fields of a completed command. */
+function resultFields(iq: Element): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const f of iq.getChild('command', NS_COMMANDS)?.getChild('x', NS_DATA)?.getChildren('field') ?? []) out.set(f.attrs.var!, f.getChildText('value') ?? '');
+  return out;
+}
+
+describe('XEP-0357 app server with Prosody (mod_cloud_notify)', { skip }, () => {
+  let prosody: Prosody;
+  let apns: ApnsTestServer;
+  let app: XmppAppServer;
+  const logs = capturedLog();
+  const clients: Client[] = [];
+
+  const connect = async (username: string) => {
+    const c = client({ service: `xmpp://127.0.0.1:${prosody.c2s}`, domain: prosody.domain, username, password: 'pw', resource: 'phone' });
+    c.on('error', () => {});
+    clients.push(c);
+    await c.start();
+    await c.send(xml('presence'));
+    return c;
+  };
+
+  before(async () => {
+    prosody = await startProsody();
+    prosody.register('bob', 'pw');
+    prosody.register('alice', 'pw');
+    apns = await ApnsTestServer.start({ topics: [TOPIC] });
+    const team = apns.keys.create();
+    const store = new RegistrationStore();
+    app = new XmppAppServer({
+      links: [prosody.component],
+      providers: [new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC })],
+      store,
+      log: logs.log,
+    });
+    await app.start();
+  });
+
+  after(async () => {
+    for (const c of clients) await c.stop().catch(() => {});
+    await app?.stop();
+    await apns?.close();
+    await prosody?.stop();
+  });
+
+  test('register, enable, go offline, get a message: the phone is woken by a push with no body and no sender', async () => {
+    const token = randomBytes(32).toString('hex');
+    const bob = await connect('bob');
+    const reply = await bob.iqCaller.request(
+      xml('iq', { type: 'set', to: 'push.localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'register-push-apns', action: 'execute' }, xml('x', { xmlns: NS_DATA, type: 'submit' }, field('token', token), field('device-id', 'bobs-phone')))),
+    );
+    const reg = resultFields(reply);
+    const node = reg.get('node')!;
+    const secret = reg.get('secret')!;
+    assert.ok(node && secret, 'the command returns a node and a secret');
+
+    await bob.iqCaller.request(
+      xml(
+        'iq',
+        { type: 'set' },
+        xml(
+          'enable',
+          { xmlns: 'urn:xmpp:push:0', jid: 'push.localhost', node },
+          xml('x', { xmlns: NS_DATA, type: 'submit' }, field('FORM_TYPE', 'http://jabber.org/protocol/pubsub#publish-options'), field('secret', secret)),
+        ),
+      ),
+    );
+    await bob.stop();
+
+    const alice = await connect('alice');
+    await alice.send(xml('message', { to: 'bob@localhost', type: 'chat' }, xml('body', {}, 'hi from alice')));
+    const push = await until('the push at the APNs test server', () => apns.pushes.find((p) => p.token === token), 15_000);
+    assert.equal(push.headers['apns-push-type'], 'alert');
+    const data = fromBase64Url(push.payload.d as string)!;
+    assert.equal(data.length, PUSH_DATA_SIZE, 'the size of every Hush push');
+    const raw = JSON.stringify(push.payload);
+    for (const leak of ['hi from alice', 'alice', 'bob@localhost']) assert.equal(raw.includes(leak), false, `the push carries ${leak}`);
+    const text = logs.text();
+    for (const leak of [token, node, 'alice@localhost', 'bob@localhost', 'hi from alice']) assert.equal(text.includes(leak), false, `the log names ${leak}`);
+    assert.equal((await app.metrics.publishes.get()).values.find((v) => v.labels.result === 'delivered')?.value, 1);
+  });
+});
