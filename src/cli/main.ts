@@ -9,6 +9,8 @@
 //   hush gateway init [--dir D] [--host H] [--port P]
 //   hush gateway add-server --name N [--dir D] [--rate R] [--burst B] [--daily-quota Q]
 //   hush gateway start [--dir D]
+//   hush xmpp init [--dir D]
+//   hush xmpp start [--dir D]
 //   hush chat --data FILE --relay ADDR [--ntf ADDR] [--name NAME] [--preview P] [--mode M]
 import { parseArgs } from 'node:util';
 import { parseAddress } from '../core/address.ts';
@@ -17,6 +19,7 @@ import { initRelay, repairRelay, startRelay } from '../relay/run.ts';
 import { initNtf, repairNtf, startNtf } from '../ntf/run.ts';
 import type { JournalRepair } from '../server/journal.ts';
 import { addServer, initGateway, startGateway } from '../gateway/run.ts';
+import { initXmpp, startXmpp } from '../xmpp/run.ts';
 import { startLocalStack } from '../stack/stack.ts';
 import { NOTIFICATION_MODES, PREVIEW_MODES, runChat } from '../chat/cli.ts';
 
@@ -35,12 +38,14 @@ const USAGE = `usage:
   hush gateway add-server --name NAME [--dir DIR] [--rate N] [--burst N] [--daily-quota N]
                                                           authorize a notification server, print its key
   hush gateway start [--dir DIR]                          run the push gateway
+  hush xmpp init [--dir DIR]                              XEP-0357 app server for XMPP servers: write its config
+  hush xmpp start [--dir DIR]                             run it (a component of each XMPP server in xmpp.json)
   hush chat --data FILE --relay ADDR [--ntf ADDR] [--name NAME]
             [--preview message|contact|hidden] [--mode instant|periodic|off]
                                                           a terminal chat; with --ntf, notifications
                                                           through a local Web Push endpoint (/help inside)
-Settings: DIR/relay.json, DIR/ntf.json and DIR/gateway.json, overridden by
-HUSH_RELAY_*, HUSH_NTF_* and HUSH_GATEWAY_*
+Settings: DIR/relay.json, DIR/ntf.json, DIR/gateway.json and DIR/xmpp.json, overridden by
+HUSH_RELAY_*, HUSH_NTF_*, HUSH_GATEWAY_* and HUSH_XMPP_*
 environment variables (see README).`;
 
 async function main(argv: string[]): Promise<void> {
@@ -113,6 +118,16 @@ async function main(argv: string[]): Promise<void> {
         const g = await startGateway(values.dir ?? 'data/gateway');
         console.log(`seal key: ${g.sealKey}`);
         return { ...g, address: g.url };
+      });
+    case 'xmpp init': {
+      const dir = values.dir ?? 'data/xmpp';
+      console.log(`XMPP app server config written: ${initXmpp(dir)} (add the XMPP servers and a push provider)`);
+      return;
+    }
+    case 'xmpp start':
+      return run('XMPP app server', async () => {
+        const x = await startXmpp(values.dir ?? 'data/xmpp');
+        return { ...x, address: `a component of ${x.server.domains().join(', ') || 'no XMPP server yet'}` };
       });
     case 'chat': {
       if (!values.data || !values.relay) throw new UsageError('--data and --relay are required');

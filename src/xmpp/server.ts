@@ -85,6 +85,11 @@ export class XmppAppServer {
     await Promise.all(this.o.providers.map((p) => p.close()));
   }
 
+  /** The component domains, one per XMPP server. */
+  domains(): string[] {
+    return this.o.links.map((l) => l.domain);
+  }
+
   /** Components online now. */
   online(): number {
     return this.components.filter((c) => c.status === 'online').length;
