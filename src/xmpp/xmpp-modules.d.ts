@@ -55,6 +55,9 @@ declare module '@xmpp/client' {
     iqCaller: {
       request(el: Element, timeoutMs?: number): Promise<Element>;
     };
+    iqCallee: {
+      set(ns: string, name: string, handler: (ctx: { stanza: Element; element: Element }) => Promise<Element | boolean | undefined> | Element | boolean | undefined): void;
+    };
   }
 
   export function client(o: { service: string; domain: string; username?: string; password?: string; resource?: string }): Client;

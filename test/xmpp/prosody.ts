@@ -13,15 +13,19 @@ export const prosodyMissing = PROSODY.some((p) => !fs.existsSync(p)) ? 'prosody 
 export interface Prosody {
   domain: string;
   c2s: number;
+  /** Its HTTP port, when started with `http` (mod_unified_push's endpoints). */
+  http?: number;
   /** The component (XEP-0114) the app server connects as. */
   component: { service: string; domain: string; password: string };
   register(user: string, password: string): void;
   stop(): Promise<void>;
 }
 
-export async function startProsody(modules: string[] = ['cloud_notify']): Promise<Prosody> {
+export async function startProsody(o: { modules?: string[]; http?: boolean } = {}): Promise<Prosody> {
+  const modules = o.modules ?? ['cloud_notify'];
   const dir = tmpDir('hush-prosody-');
   const [c2s, comp] = [await freePort(), await freePort()];
+  const http = o.http ? await freePort() : undefined;
   const password = `c-${Date.now()}`;
   const config = path.join(dir, 'prosody.cfg.lua');
   fs.mkdirSync(path.join(dir, 'data'));
@@ -41,7 +45,8 @@ c2s_interfaces = { "127.0.0.1" }
 component_ports = { ${comp} }
 component_interfaces = { "127.0.0.1" }
 s2s_ports = {}
-http_ports = {}
+http_ports = { ${http ?? ''} }
+http_interfaces = { "127.0.0.1" }
 https_ports = {}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -58,13 +63,15 @@ Component "push.localhost"
   const deadline = Date.now() + 15_000;
   for (;;) {
     const text = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '';
-    if (text.includes(`'c2s' on [127.0.0.1]:${c2s}`) && text.includes(`'component' on [127.0.0.1]:${comp}`)) break;
+    const up = [`'c2s' on [127.0.0.1]:${c2s}`, `'component' on [127.0.0.1]:${comp}`, ...(http ? [`'http' on [127.0.0.1]:${http}`] : [])];
+    if (up.every((line) => text.includes(line))) break;
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`prosody did not start: ${text}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
     domain: 'localhost',
     c2s,
+    ...(http ? { http } : {}),
     component: { service: `xmpp://127.0.0.1:${comp}`, domain: 'push.localhost', password },
     register(user, pw) {
       const r = spawnSync('/usr/bin/prosodyctl', ['--config', config, 'register', user, 'localhost', pw], { encoding: 'utf8' });
