@@ -25,6 +25,8 @@ export const xmppConfigSchema = z
     maxRegistrations: positiveSchema.default(1_000_000),
     /** Pushes per node: at once, and regained per minute. */
     pushesPerNode: z.object({ burst: positiveSchema.default(10), perMinute: positiveSchema.default(60) }).strict().prefault({}),
+    /** New registrations per XMPP server (its users' domain): at once, and regained per minute. */
+    registrationsPerServer: z.object({ burst: positiveSchema.default(1000), perMinute: positiveSchema.default(100) }).strict().prefault({}),
     metrics: z
       .object({ host: z.string().min(1).default('127.0.0.1'), port: portSchema.default(9467) })
       .strict()

@@ -31,6 +31,7 @@ export async function startXmpp(dir: string, env: NodeJS.ProcessEnv = process.en
     log,
     maxRegistrations: c.maxRegistrations,
     pushesPerNode: c.pushesPerNode,
+    registrationsPerServer: c.registrationsPerServer,
   });
   return startWithOps(server, c.metrics, () => ({ servers: server.online(), registrations: store.size }));
 }

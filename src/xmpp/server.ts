@@ -36,6 +36,8 @@ export interface XmppAppServerOptions {
   maxRegistrations?: number;
   /** Pushes per node: burst, then per minute; default 10 and 60. */
   pushesPerNode?: RateLimit;
+  /** New registrations per XMPP server (the requesting JID's domain); default 1,000 at once, 100 a minute. */
+  registrationsPerServer?: RateLimit;
   now?: () => number;
 }
 
@@ -56,11 +58,14 @@ export class XmppAppServer {
   private readonly components: Component[] = [];
   /** Pushes per node. */
   private readonly budget: RateLimiter;
+  /** New registrations per requesting server: what a stranger can make the store keep. */
+  private readonly registrations: RateLimiter;
 
   constructor(private readonly o: XmppAppServerOptions) {
     this.metrics = o.metrics ?? new XmppMetrics();
     this.metrics.bind({ registrations: () => o.store.size, online: () => this.online() });
     this.budget = new RateLimiter(o.pushesPerNode ?? { burst: 10, perMinute: 60 }, o.now ?? Date.now);
+    this.registrations = new RateLimiter(o.registrationsPerServer ?? { burst: 1000, perMinute: 100 }, o.now ?? Date.now);
   }
 
   /** Connects to every server; resolves once each is online (each reconnects by itself afterwards). */
@@ -137,6 +142,12 @@ export class XmppAppServer {
     if (!reg) {
       if (this.o.store.size >= (this.o.maxRegistrations ?? 1_000_000)) {
         this.metrics.commands.inc({ command: 'register', result: 'full' });
+        return stanzaError('wait', 'resource-constraint');
+      }
+      // The domain is used for the budget only: it is not kept with the registration.
+      const server = (ctx.stanza.attrs.from ?? '').replace(/^[^@/]*@/, '').replace(/\/.*$/, '');
+      if (!this.registrations.take(server)) {
+        this.metrics.commands.inc({ command: 'register', result: 'rate' });
         return stanzaError('wait', 'resource-constraint');
       }
       reg = { node: toBase64Url(randomBytes(18)), secret: latin1(randomBytes(24)), device };

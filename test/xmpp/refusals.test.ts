@@ -59,7 +59,14 @@ describe('XEP-0357 app server: refusals', { skip }, () => {
   before(async () => {
     prosody = await startProsody();
     prosody.register('eve', 'pw');
-    app = new XmppAppServer({ links: [prosody.component], providers: [provider], store, log: silent, pushesPerNode: { burst: 2, perMinute: 1 } });
+    app = new XmppAppServer({
+      links: [prosody.component],
+      providers: [provider],
+      store,
+      log: silent,
+      pushesPerNode: { burst: 2, perMinute: 1 },
+      registrationsPerServer: { burst: 5, perMinute: 1 },
+    });
     await app.start();
     eve = client({ service: `xmpp://127.0.0.1:${prosody.c2s}`, domain: prosody.domain, username: 'eve', password: 'pw' });
     eve.on('error', () => {});
@@ -95,6 +102,17 @@ describe('XEP-0357 app server: refusals', { skip }, () => {
     assert.equal((await command('unregister-push', { node: b.node, secret: randomBytes(24).toString('base64url') })).outcome, 'not-authorized');
     assert.equal((await command('unregister-push', { node: b.node, secret: b.secret })).outcome, 'result');
     assert.equal(await publish(b.node, b.secret), 'item-not-found');
+  });
+
+  test('new registrations per XMPP server are bounded; registering a known token again is not one', async () => {
+    const known = await register();
+    let refused = 0;
+    for (let i = 0; i < 5; i++) {
+      const r = await command('register-push-apns', { token: randomBytes(32).toString('hex') });
+      if (r.outcome === 'resource-constraint') refused++;
+    }
+    assert.ok(refused >= 1, 'past the server\'s budget: wait');
+    assert.equal((await register(known.token)).node, known.node);
   });
 
   test('bad registrations', async () => {
