@@ -6,20 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../process.ts';
 import { tmpDir } from '../helpers.ts';
+import type { XmppTestServer } from './harness.ts';
 
 export const PROSODY = ['/usr/bin/prosody', '/usr/bin/prosodyctl'];
 export const prosodyMissing = PROSODY.some((p) => !fs.existsSync(p)) ? 'prosody not installed (apt-get install prosody prosody-modules)' : undefined;
 
-export interface Prosody {
-  domain: string;
-  c2s: number;
-  /** The component (XEP-0114) the app server connects as. */
-  component: { service: string; domain: string; password: string };
-  register(user: string, password: string): void;
-  stop(): Promise<void>;
-}
-
-export async function startProsody(modules: string[] = ['cloud_notify']): Promise<Prosody> {
+export async function startProsody(modules: string[] = ['cloud_notify']): Promise<XmppTestServer> {
   const dir = tmpDir('hush-prosody-');
   const [c2s, comp] = [await freePort(), await freePort()];
   const password = `c-${Date.now()}`;
@@ -66,7 +58,7 @@ Component "push.localhost"
     domain: 'localhost',
     c2s,
     component: { service: `xmpp://127.0.0.1:${comp}`, domain: 'push.localhost', password },
-    register(user, pw) {
+    async register(user, pw) {
       const r = spawnSync('/usr/bin/prosodyctl', ['--config', config, 'register', user, 'localhost', pw], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`prosodyctl register failed: ${r.stderr}${r.stdout}`);
     },
