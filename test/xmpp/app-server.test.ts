@@ -1,10 +1,9 @@
-// The XEP-0357 app server against Debian's Prosody (mod_cloud_notify): a
-// phone (an xmpp.js client) registers its APNs token with the app server's
-// ad-hoc command, enables push on its server with the node and secret, and
-// goes offline; another account sends it a message; Prosody publishes to the
-// app server, which wakes the phone through the APNs test server — with a
-// push that carries neither the body nor the sender. A wrong secret, an
-// unknown node and a dead device token are refused, as XEP-0357 says.
+// The XEP-0357 app server against Debian's Prosody (mod_cloud_notify) and
+// ejabberd (mod_push): a phone (an xmpp.js client) registers its APNs token
+// with the app server's ad-hoc command, enables push on its server with the
+// node and secret, and goes offline; another account sends it a message; the
+// server publishes to the app server, which wakes the phone through the APNs
+// test server — with a push that carries neither the body nor the sender.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -17,10 +16,17 @@ import { XmppAppServer } from '../../src/xmpp/server.ts';
 import { RegistrationStore } from '../../src/xmpp/store.ts';
 import { capturedLog } from '../helpers.ts';
 import { until } from '../ntf/helpers.ts';
-import { prosodyMissing, startProsody, type Prosody } from './prosody.ts';
+import { ejabberdMissing, startEjabberd } from './ejabberd.ts';
+import type { XmppTestServer } from './harness.ts';
+import { prosodyMissing, startProsody } from './prosody.ts';
 
 const TOPIC = 'chat.hush.xmpp';
-const skip = prosodyMissing && process.env.CI !== 'true' ? prosodyMissing : false;
+
+/** The servers the scenario runs on; CI installs both (.ci/run), elsewhere a missing one is skipped. */
+const SERVERS = [
+  { name: 'Prosody (mod_cloud_notify)', missing: prosodyMissing, start: () => startProsody() },
+  { name: 'ejabberd (mod_push)', missing: ejabberdMissing, start: startEjabberd },
+];
 
 const NS_COMMANDS = 'http://jabber.org/protocol/commands';
 const NS_DATA = 'jabber:x:data';
@@ -34,79 +40,82 @@ function resultFields(iq: Element): Map<string, string> {
   return out;
 }
 
-describe('XEP-0357 app server with Prosody (mod_cloud_notify)', { skip }, () => {
-  let prosody: Prosody;
-  let apns: ApnsTestServer;
-  let app: XmppAppServer;
-  const logs = capturedLog();
-  const clients: Client[] = [];
+for (const server of SERVERS) {
+  describe(`XEP-0357 app server with ${server.name}`, { skip: server.missing && process.env.CI !== 'true' ? server.missing : false }, () => {
+    let xmpp: XmppTestServer;
+    let apns: ApnsTestServer;
+    let app: XmppAppServer;
+    const logs = capturedLog();
+    const clients: Client[] = [];
 
-  const connect = async (username: string) => {
-    const c = client({ service: `xmpp://127.0.0.1:${prosody.c2s}`, domain: prosody.domain, username, password: 'pw', resource: 'phone' });
-    c.on('error', () => {});
-    clients.push(c);
-    await c.start();
-    await c.send(xml('presence'));
-    return c;
-  };
+    const connect = async (username: string) => {
+      const c = client({ service: `xmpp://127.0.0.1:${xmpp.c2s}`, domain: xmpp.domain, username, password: 'pw', resource: 'phone' });
+      c.on('error', () => {});
+      clients.push(c);
+      await c.start();
+      await c.send(xml('presence'));
+      return c;
+    };
 
-  before(async () => {
-    prosody = await startProsody();
-    prosody.register('bob', 'pw');
-    prosody.register('alice', 'pw');
-    apns = await ApnsTestServer.start({ topics: [TOPIC] });
-    const team = apns.keys.create();
-    const store = new RegistrationStore();
-    app = new XmppAppServer({
-      links: [prosody.component],
-      providers: [new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC })],
-      store,
-      log: logs.log,
+    before(async () => {
+      xmpp = await server.start();
+      await Promise.all([xmpp.register('bob', 'pw'), xmpp.register('alice', 'pw')]);
+      apns = await ApnsTestServer.start({ topics: [TOPIC] });
+      const team = apns.keys.create();
+      const store = new RegistrationStore();
+      app = new XmppAppServer({
+        links: [xmpp.component],
+        providers: [new ApnsProvider({ host: apns.url, ca: apns.ca, keyId: team.keyId, teamId: team.teamId, key: team.privateKey, topic: TOPIC })],
+        store,
+        log: logs.log,
+      });
+      await app.start();
     });
-    await app.start();
-  });
 
-  after(async () => {
-    for (const c of clients) await c.stop().catch(() => {});
-    await app?.stop();
-    await apns?.close();
-    await prosody?.stop();
-  });
+    after(async () => {
+      for (const c of clients) await c.stop().catch(() => {});
+      await app?.stop();
+      await apns?.close();
+      await xmpp?.stop();
+    });
 
-  test('register, enable, go offline, get a message: the phone is woken by a push with no body and no sender', async () => {
-    const token = randomBytes(32).toString('hex');
-    const bob = await connect('bob');
-    const reply = await bob.iqCaller.request(
-      xml('iq', { type: 'set', to: 'push.localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'register-push-apns', action: 'execute' }, xml('x', { xmlns: NS_DATA, type: 'submit' }, field('token', token), field('device-id', 'bobs-phone')))),
-    );
-    const reg = resultFields(reply);
-    const node = reg.get('node')!;
-    const secret = reg.get('secret')!;
-    assert.ok(node && secret, 'the command returns a node and a secret');
+    test('register, enable, go offline, get a message: the phone is woken by a push with no body and no sender', async () => {
+      const token = randomBytes(32).toString('hex');
+      const bob = await connect('bob');
+      const reply = await bob.iqCaller.request(
+        xml('iq', { type: 'set', to: xmpp.component.domain }, xml('command', { xmlns: NS_COMMANDS, node: 'register-push-apns', action: 'execute' }, xml('x', { xmlns: NS_DATA, type: 'submit' }, field('token', token), field('device-id', 'bobs-phone')))),
+      );
+      const reg = resultFields(reply);
+      const node = reg.get('node')!;
+      const secret = reg.get('secret')!;
+      assert.ok(node && secret, 'the command returns a node and a secret');
 
-    await bob.iqCaller.request(
-      xml(
-        'iq',
-        { type: 'set' },
+      await bob.iqCaller.request(
         xml(
-          'enable',
-          { xmlns: 'urn:xmpp:push:0', jid: 'push.localhost', node },
-          xml('x', { xmlns: NS_DATA, type: 'submit' }, field('FORM_TYPE', 'http://jabber.org/protocol/pubsub#publish-options'), field('secret', secret)),
+          'iq',
+          { type: 'set' },
+          xml(
+            'enable',
+            { xmlns: 'urn:xmpp:push:0', jid: xmpp.component.domain, node },
+            xml('x', { xmlns: NS_DATA, type: 'submit' }, field('FORM_TYPE', 'http://jabber.org/protocol/pubsub#publish-options'), field('secret', secret)),
+          ),
         ),
-      ),
-    );
-    await bob.stop();
+      );
+      await bob.stop();
 
-    const alice = await connect('alice');
-    await alice.send(xml('message', { to: 'bob@localhost', type: 'chat' }, xml('body', {}, 'hi from alice')));
-    const push = await until('the push at the APNs test server', () => apns.pushes.find((p) => p.token === token), 15_000);
-    assert.equal(push.headers['apns-push-type'], 'alert');
-    const data = fromBase64Url(push.payload.d as string)!;
-    assert.equal(data.length, PUSH_DATA_SIZE, 'the size of every Hush push');
-    const raw = JSON.stringify(push.payload);
-    for (const leak of ['hi from alice', 'alice', 'bob@localhost']) assert.equal(raw.includes(leak), false, `the push carries ${leak}`);
-    const text = logs.text();
-    for (const leak of [token, node, 'alice@localhost', 'bob@localhost', 'hi from alice']) assert.equal(text.includes(leak), false, `the log names ${leak}`);
-    assert.equal((await app.metrics.publishes.get()).values.find((v) => v.labels.result === 'delivered')?.value, 1);
+      const alice = await connect('alice');
+      await alice.send(xml('message', { to: `bob@${xmpp.domain}`, type: 'chat' }, xml('body', {}, 'hi from alice')));
+      const push = await until('the push at the APNs test server', () => apns.pushes.find((p) => p.token === token), 15_000);
+      assert.equal(push.headers['apns-push-type'], 'alert');
+      const data = fromBase64Url(push.payload.d as string)!;
+      assert.equal(data.length, PUSH_DATA_SIZE, 'the size of every Hush push');
+      const raw = JSON.stringify(push.payload);
+      for (const leak of ['hi from alice', 'alice', `bob@${xmpp.domain}`]) assert.equal(raw.includes(leak), false, `the push carries ${leak}`);
+      // The APNs test server has the push before the provider's send returns: the publish is counted (and logged) after.
+      const delivered = await until('the publish counted', async () => (await app.metrics.publishes.get()).values.find((v) => v.labels.result === 'delivered')?.value);
+      assert.equal(delivered, 1);
+      const text = logs.text();
+      for (const leak of [token, node, `alice@${xmpp.domain}`, `bob@${xmpp.domain}`, 'hi from alice']) assert.equal(text.includes(leak), false, `the log names ${leak}`);
+    });
   });
-});
+}

@@ -6,20 +6,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../process.ts';
 import { tmpDir } from '../helpers.ts';
+import type { XmppTestServer } from './harness.ts';
 
 export const PROSODY = ['/usr/bin/prosody', '/usr/bin/prosodyctl'];
 export const prosodyMissing = PROSODY.some((p) => !fs.existsSync(p)) ? 'prosody not installed (apt-get install prosody prosody-modules)' : undefined;
 
-export interface Prosody {
-  domain: string;
-  c2s: number;
-  /** Its HTTP port, when started with `http` (mod_unified_push's endpoints). */
-  http?: number;
-  /** The component (XEP-0114) the app server connects as. */
-  component: { service: string; domain: string; password: string };
-  register(user: string, password: string): void;
-  stop(): Promise<void>;
-}
+/** Prosody started by a test; `http`: its HTTP port, when started with `http` (mod_unified_push's endpoints). */
+export type Prosody = XmppTestServer & { http?: number };
 
 export async function startProsody(o: { modules?: string[]; http?: boolean } = {}): Promise<Prosody> {
   const modules = o.modules ?? ['cloud_notify'];
@@ -73,7 +66,7 @@ Component "push.localhost"
     c2s,
     ...(http ? { http } : {}),
     component: { service: `xmpp://127.0.0.1:${comp}`, domain: 'push.localhost', password },
-    register(user, pw) {
+    async register(user, pw) {
       const r = spawnSync('/usr/bin/prosodyctl', ['--config', config, 'register', user, 'localhost', pw], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`prosodyctl register failed: ${r.stderr}${r.stdout}`);
     },

@@ -58,7 +58,7 @@ describe('XEP-0357 app server: refusals', { skip }, () => {
 
   before(async () => {
     prosody = await startProsody();
-    prosody.register('eve', 'pw');
+    await prosody.register('eve', 'pw');
     app = new XmppAppServer({
       links: [prosody.component],
       providers: [provider],

@@ -22,7 +22,7 @@ const NS_UP = 'http://gultsch.de/xmpp/drafts/unified-push';
 test('a push through Prosody\'s UnifiedPush endpoint becomes "Alice: hi" on the phone reading its XMPP stream', { skip, timeout: 60_000 }, async (t) => {
   const prosody = await startProsody({ modules: ['unified_push'], http: true });
   t.after(() => prosody.stop());
-  prosody.register('bob', 'pw');
+  await prosody.register('bob', 'pw');
 
   // Bob's XMPP client: the UnifiedPush distributor. Each push is an IQ with the encrypted body in base64.
   const xmpp = client({ service: `xmpp://127.0.0.1:${prosody.c2s}`, domain: prosody.domain, username: 'bob', password: 'pw', resource: 'phone' });
