@@ -7,13 +7,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { client, xml, type Client, type Element } from '@xmpp/client';
+import { xml, type Client } from '@xmpp/client';
 import { ApnsProvider } from '../../src/push/apns/provider.ts';
 import { ApnsTestServer } from '../../src/push/stand-ins/apns-server.ts';
 import { PUSH_DATA_SIZE } from '../../src/push/device.ts';
 import { fromBase64Url } from '../../src/core/encoding.ts';
 import { XmppAppServer } from '../../src/xmpp/server.ts';
 import { RegistrationStore } from '../../src/xmpp/store.ts';
+import { connectClient, enablePush, registerPush } from '../../src/xmpp/testkit/phone.ts';
 import { capturedLog } from '../helpers.ts';
 import { until } from '../ntf/helpers.ts';
 import { ejabberdMissing, startEjabberd } from './ejabberd.ts';
@@ -28,18 +29,6 @@ const SERVERS = [
   { name: 'ejabberd (mod_push)', missing: ejabberdMissing, start: startEjabberd },
 ];
 
-const NS_COMMANDS = 'http://jabber.org/protocol/commands';
-const NS_DATA = 'jabber:x:data';
-
-const field = (name: string, value: string) => xml('field', { var: name }, xml('value', {}, value));
-
-/** The result form's fields of a completed command. */
-function resultFields(iq: Element): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const f of iq.getChild('command', NS_COMMANDS)?.getChild('x', NS_DATA)?.getChildren('field') ?? []) out.set(f.attrs.var!, f.getChildText('value') ?? '');
-  return out;
-}
-
 for (const server of SERVERS) {
   describe(`XEP-0357 app server with ${server.name}`, { skip: server.missing && process.env.CI !== 'true' ? server.missing : false }, () => {
     let xmpp: XmppTestServer;
@@ -49,11 +38,8 @@ for (const server of SERVERS) {
     const clients: Client[] = [];
 
     const connect = async (username: string) => {
-      const c = client({ service: `xmpp://127.0.0.1:${xmpp.c2s}`, domain: xmpp.domain, username, password: 'pw', resource: 'phone' });
-      c.on('error', () => {});
+      const c = await connectClient(xmpp, username, 'pw');
       clients.push(c);
-      await c.start();
-      await c.send(xml('presence'));
       return c;
     };
 
@@ -82,25 +68,8 @@ for (const server of SERVERS) {
     test('register, enable, go offline, get a message: the phone is woken by a push with no body and no sender', async () => {
       const token = randomBytes(32).toString('hex');
       const bob = await connect('bob');
-      const reply = await bob.iqCaller.request(
-        xml('iq', { type: 'set', to: xmpp.component.domain }, xml('command', { xmlns: NS_COMMANDS, node: 'register-push-apns', action: 'execute' }, xml('x', { xmlns: NS_DATA, type: 'submit' }, field('token', token), field('device-id', 'bobs-phone')))),
-      );
-      const reg = resultFields(reply);
-      const node = reg.get('node')!;
-      const secret = reg.get('secret')!;
-      assert.ok(node && secret, 'the command returns a node and a secret');
-
-      await bob.iqCaller.request(
-        xml(
-          'iq',
-          { type: 'set' },
-          xml(
-            'enable',
-            { xmlns: 'urn:xmpp:push:0', jid: xmpp.component.domain, node },
-            xml('x', { xmlns: NS_DATA, type: 'submit' }, field('FORM_TYPE', 'http://jabber.org/protocol/pubsub#publish-options'), field('secret', secret)),
-          ),
-        ),
-      );
+      const { node, secret } = await registerPush(bob, xmpp.component.domain, 'apns', { token, 'device-id': 'bobs-phone' });
+      await enablePush(bob, xmpp.component.domain, { node, secret });
       await bob.stop();
 
       const alice = await connect('alice');

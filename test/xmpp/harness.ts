@@ -1,11 +1,2 @@
-// What the XEP-0357 test needs of an XMPP server it starts (prosody.ts, ejabberd.ts).
-
-export interface XmppTestServer {
-  domain: string;
-  c2s: number;
-  /** The component (XEP-0114) the app server connects as. */
-  component: { service: string; domain: string; password: string };
-  register(user: string, password: string): Promise<void>;
-  /** Kills the server and removes its files. */
-  stop(): Promise<void>;
-}
+// What the XMPP tests need of a server they start: the kit the benchmark uses too.
+export type { XmppTestServer } from '../../src/xmpp/testkit/harness.ts';
