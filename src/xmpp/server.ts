@@ -77,7 +77,14 @@ export class XmppAppServer {
       c.on('online', () => this.o.log.info({ event: 'xmpp_online', domain: link.domain }));
       c.iqCallee.get(NS.discoInfo, 'query', () => this.discoInfo());
       c.iqCallee.set(NS.commands, 'command', (ctx) => this.command(ctx));
-      c.iqCallee.set(NS.pubsub, 'pubsub', (ctx) => this.publish(ctx));
+      c.iqCallee.set(NS.pubsub, 'pubsub', async (ctx) => {
+        const done = this.metrics.publishSeconds.startTimer();
+        try {
+          return await this.publish(ctx);
+        } finally {
+          done();
+        }
+      });
       this.components.push(c);
     }
     await Promise.all(this.components.map((c) => c.start()));

@@ -83,6 +83,7 @@ for (const server of SERVERS) {
       // The APNs test server has the push before the provider's send returns: the publish is counted (and logged) after.
       const delivered = await until('the publish counted', async () => (await app.metrics.publishes.get()).values.find((v) => v.labels.result === 'delivered')?.value);
       assert.equal(delivered, 1);
+      await until('the publish timed', async () => (await app.metrics.publishSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value === 1);
       const text = logs.text();
       for (const leak of [token, node, `alice@${xmpp.domain}`, `bob@${xmpp.domain}`, 'hi from alice']) assert.equal(text.includes(leak), false, `the log names ${leak}`);
     });
