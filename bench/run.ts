@@ -8,6 +8,7 @@ import { run as client } from './client.ts';
 import { run as faults } from './faults.ts';
 import { run as abuse } from './abuse.ts';
 import { run as cluster } from './cluster.ts';
+import { run as xmpp } from './xmpp.ts';
 
 const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'relay', run: relay },
@@ -17,6 +18,7 @@ const SECTIONS: { name: string; run: () => Promise<void> }[] = [
   { name: 'faults', run: faults },
   { name: 'abuse', run: abuse },
   { name: 'cluster', run: cluster },
+  { name: 'xmpp', run: xmpp },
 ];
 
 const wanted = process.argv.slice(2);
