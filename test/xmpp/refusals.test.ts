@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { client, xml, type Client, type Element } from '@xmpp/client';
+import { xml, type Client, type Element } from '@xmpp/client';
+import { connectClient, registerPush } from '../../src/xmpp/testkit/phone.ts';
 import { CaptureProvider, forDevice } from '../../src/push/stand-ins/capture-provider.ts';
 import { XmppAppServer } from '../../src/xmpp/server.ts';
 import { RegistrationStore } from '../../src/xmpp/store.ts';
@@ -37,11 +38,7 @@ describe('XEP-0357 app server: refusals', { skip }, () => {
   };
   const command = (node: string, fields: Record<string, string>) =>
     ask(xml('iq', { type: 'set', to: 'push.localhost' }, xml('command', { xmlns: NS_COMMANDS, node, action: 'execute' }, submit(fields))));
-  const register = async (token = randomBytes(32).toString('hex')) => {
-    const { reply } = await command('register-push-apns', { token });
-    const fields = new Map(reply!.getChild('command', NS_COMMANDS)!.getChild('x', NS_DATA)!.getChildren('field').map((f) => [f.attrs.var!, f.getChildText('value') ?? '']));
-    return { token, node: fields.get('node')!, secret: fields.get('secret')! };
-  };
+  const register = async (token = randomBytes(32).toString('hex')) => ({ token, ...(await registerPush(eve, 'push.localhost', 'apns', { token })) });
   const publish = (node: string, secret: string) =>
     ask(
       xml(
@@ -68,9 +65,7 @@ describe('XEP-0357 app server: refusals', { skip }, () => {
       registrationsPerServer: { burst: 5, perMinute: 1 },
     });
     await app.start();
-    eve = client({ service: `xmpp://127.0.0.1:${prosody.c2s}`, domain: prosody.domain, username: 'eve', password: 'pw' });
-    eve.on('error', () => {});
-    await eve.start();
+    eve = await connectClient(prosody, 'eve', 'pw');
   });
 
   after(async () => {
