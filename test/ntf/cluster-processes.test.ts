@@ -160,32 +160,24 @@ test('three instances behind HAProxy: spread, one holder per relay, kill -9 unde
   }, 30_000);
   for (const inst of instances) assert.equal(await metric(inst.ops, 'hush_ntf_relays_held'), 1);
 
-  // ---- load: a message to every queue every 100 ms; kill -9 of the instance holding relay 0 meanwhile
-  const sent = new Map<Phone, number>(phones.map((p) => [p, 0]));
-  let sending = true;
-  const load = (async () => {
-    while (sending) {
-      await Promise.all(phones.map(async (p) => {
-        await rcs[relays.indexOf(p.relay)]!.send(p.q.sndId, bytes('m'), { notify: true });
-        sent.set(p, sent.get(p)! + 1);
-      }));
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
+  // ---- kill -9 under load: a round of messages in flight as the holder of relay 0 dies, another
+  // while it is dead; once its relays are taken over, every queue's newest message is pushed.
+  const round = () => Promise.all(phones.map((p) => rcs[relays.indexOf(p.relay)]!.send(p.q.sndId, bytes('m'), { notify: true })));
+  await round();
+  await lastMessagesPushed(apns, phones, rcs, relays);
   // Instance IDs are host name:port.
   const victimId = (await holders()).get(relays[0]!.address)!;
   const killed = instances.find((inst) => victimId.endsWith(`:${inst.port}`))!;
   assert.ok(killed, `the holder ${victimId} is one of the instances`);
-  await new Promise((r) => setTimeout(r, 500));
+  const inFlight = round();
   killed.proc!.kill('SIGKILL');
+  await inFlight;
   await killed.proc!.exited;
+  await round();
   await until('relay 0 taken over', async () => {
     const owner = (await holders()).get(relays[0]!.address);
     return owner !== undefined && owner !== victimId;
   }, 20_000);
-  await new Promise((r) => setTimeout(r, 1000));
-  sending = false;
-  await load;
   await lastMessagesPushed(apns, phones, rcs, relays);
 
   // ---- the killed instance restarted: rejoins and takes its share again
