@@ -1,7 +1,7 @@
 // The push vocabulary shared by everything that names a device or a push: the
 // notification server's protocol and stores, the push providers, the push
 // gateway and the SDK. Portable: no Node imports.
-import { ParseError, type Decoder, type Encoder } from '../core/encoding.ts';
+import { latin1, ParseError, type Decoder, type Encoder } from '../core/encoding.ts';
 
 /** Push providers a token can name. Which ones a server accepts is its configuration. */
 // 'sealed': a token sealed to a push gateway's key (src/push/gateway/sealed-token.ts), opaque to the notification server.
@@ -17,6 +17,9 @@ export interface DeviceToken {
   /** Provider-specific bytes: APNs token, FCM registration token, Web Push subscription. */
   token: Uint8Array;
 }
+
+/** A device token as a map key: equal for the same provider and token bytes. */
+export const deviceKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
 
 /** A device token as the NTF protocol and its journal write it: tag(provider) ‖ long(token). */
 export const writeDevice = (e: Encoder, d: DeviceToken) => e.tag(d.provider).long(d.token);

@@ -8,7 +8,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { component, xml, type Component, type Element, type IqContext } from '@xmpp/component';
 import type { Logger } from 'pino';
-import { latin1, toBase64Url } from '../core/encoding.ts';
+import { toBase64Url } from '../core/encoding.ts';
 import { isProvider, PUSH_DATA_SIZE, type DeviceToken, type Provider } from '../push/device.ts';
 import type { PushProvider } from '../push/provider.ts';
 import { RateLimiter, type RateLimit } from '../server/rate-limit.ts';
@@ -52,6 +52,16 @@ function deviceToken(provider: Provider, token: string): DeviceToken | undefined
   if (provider === 'apns' || provider === 'apns-sandbox') return /^[0-9a-f]{16,200}$/i.test(token) ? { provider, token: Buffer.from(token, 'hex') } : undefined;
   return { provider, token: new TextEncoder().encode(token) };
 }
+
+/** Constant-time: a publish's secret against the node's. */
+function secretMatches(stored: string, given: string | undefined): boolean {
+  const a = Buffer.from(stored);
+  const b = Buffer.from(given ?? '');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The server of a JID (its domain), for the registration budget only: never kept. */
+const serverOf = (jid: string) => jid.replace(/\/.*$/, '').replace(/^[^@]*@/, '');
 
 export class XmppAppServer {
   readonly metrics: XmppMetrics;
@@ -125,50 +135,45 @@ export class XmppAppServer {
     );
   }
 
-  private async command(ctx: IqContext): Promise<Element> {
+  private command(ctx: IqContext): Promise<Element> {
     const node = ctx.element.attrs.node ?? '';
     const fields = formFields(ctx.element.getChild('x', NS.data));
-    const sessionid = toBase64Url(randomBytes(8));
-    if (node === UNREGISTER) {
-      const reg = this.o.store.byNode(fields.get('node') ?? '');
-      if (!reg || !this.secretMatches(reg.secret, fields.get('secret'))) return stanzaError('auth', 'not-authorized');
-      this.o.store.delete(reg.node);
-      await this.o.store.flush();
-      this.metrics.commands.inc({ command: 'unregister', result: 'ok' });
-      return completed(node, sessionid, {});
-    }
+    if (node === UNREGISTER) return this.unregister(fields);
     const provider = node.startsWith(REGISTER) ? node.slice(REGISTER.length) : '';
-    if (!isProvider(provider) || !REGISTERABLE.includes(provider)) return stanzaError('cancel', 'item-not-found');
-    if (!this.o.providers.some((p) => p.serves.includes(provider))) return stanzaError('cancel', 'feature-not-implemented');
-    const device = deviceToken(provider, fields.get('token') ?? '');
-    if (!device) {
-      this.metrics.commands.inc({ command: 'register', result: 'bad_request' });
-      return stanzaError('modify', 'bad-request');
-    }
+    if (!isProvider(provider) || !REGISTERABLE.includes(provider)) return Promise.resolve(stanzaError('cancel', 'item-not-found'));
+    return this.register(node, provider, fields.get('token') ?? '', serverOf(ctx.stanza.attrs.from ?? ''));
+  }
+
+  private async register(command: string, provider: Provider, token: string, server: string): Promise<Element> {
+    const refused = (result: string, error: Element) => {
+      this.metrics.commands.inc({ command: 'register', result });
+      return error;
+    };
+    if (!this.o.providers.some((p) => p.serves.includes(provider))) return refused('no_provider', stanzaError('cancel', 'feature-not-implemented'));
+    const device = deviceToken(provider, token);
+    if (!device) return refused('bad_request', stanzaError('modify', 'bad-request'));
     let reg = this.o.store.byDevice(device);
     if (!reg) {
-      if (this.o.store.size >= (this.o.maxRegistrations ?? 1_000_000)) {
-        this.metrics.commands.inc({ command: 'register', result: 'full' });
-        return stanzaError('wait', 'resource-constraint');
-      }
-      // The domain is used for the budget only: it is not kept with the registration.
-      const server = (ctx.stanza.attrs.from ?? '').replace(/^[^@/]*@/, '').replace(/\/.*$/, '');
-      if (!this.registrations.take(server)) {
-        this.metrics.commands.inc({ command: 'register', result: 'rate' });
-        return stanzaError('wait', 'resource-constraint');
-      }
-      reg = { node: toBase64Url(randomBytes(18)), secret: latin1(randomBytes(24)), device };
+      if (this.o.store.size >= (this.o.maxRegistrations ?? 1_000_000)) return refused('full', stanzaError('wait', 'resource-constraint'));
+      if (!this.registrations.take(server)) return refused('rate', stanzaError('wait', 'resource-constraint'));
+      reg = { node: toBase64Url(randomBytes(18)), secret: toBase64Url(randomBytes(24)), device };
       this.o.store.add(reg);
       await this.o.store.flush();
     }
     this.metrics.commands.inc({ command: 'register', result: 'ok' });
-    return completed(node, sessionid, { node: reg.node, secret: toBase64Url(Buffer.from(reg.secret, 'latin1')) });
+    return completed(command, toBase64Url(randomBytes(8)), { node: reg.node, secret: reg.secret });
   }
 
-  private secretMatches(stored: string, given: string | undefined): boolean {
-    const a = Buffer.from(stored, 'latin1');
-    const b = Buffer.from(given ?? '', 'base64url');
-    return a.length === b.length && timingSafeEqual(a, b);
+  private async unregister(fields: Map<string, string>): Promise<Element> {
+    const reg = this.o.store.byNode(fields.get('node') ?? '');
+    if (!reg || !secretMatches(reg.secret, fields.get('secret'))) {
+      this.metrics.commands.inc({ command: 'unregister', result: 'not_authorized' });
+      return stanzaError('auth', 'not-authorized');
+    }
+    this.o.store.delete(reg.node);
+    await this.o.store.flush();
+    this.metrics.commands.inc({ command: 'unregister', result: 'ok' });
+    return completed(UNREGISTER, toBase64Url(randomBytes(8)), {});
   }
 
   private async publish(ctx: IqContext): Promise<Element | boolean> {
@@ -179,7 +184,7 @@ export class XmppAppServer {
       this.metrics.publishes.inc({ result: 'unknown_node' });
       return stanzaError('cancel', 'item-not-found');
     }
-    if (!this.secretMatches(reg.secret, p.secret)) {
+    if (!secretMatches(reg.secret, p.secret)) {
       this.metrics.publishes.inc({ result: 'not_authorized' });
       return stanzaError('auth', 'not-authorized');
     }

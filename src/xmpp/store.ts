@@ -3,22 +3,20 @@
 // journal record, written before the registration's reply leaves. Nothing
 // about the user is kept: not the account that registered, not its server.
 import path from 'node:path';
-import { Encoder, latin1, latin1Bytes, parse, ParseError } from '../core/encoding.ts';
-import { readDevice, writeDevice, type DeviceToken } from '../push/device.ts';
+import { Encoder, latin1Bytes, parse, ParseError } from '../core/encoding.ts';
+import { deviceKey, readDevice, writeDevice, type DeviceToken } from '../push/device.ts';
 import { openJournal, type JournalOptions } from '../server/journal.ts';
 import { RecordedStore } from '../server/recorded-store.ts';
 
 export interface Registration {
   /** Random, given to the client; its server publishes to it. */
   node: string;
-  /** Checked against each publish's publish-options (latin1 string of random bytes). */
+  /** Checked against each publish's publish-options: base64url of random bytes, as the client got it. */
   secret: string;
   device: DeviceToken;
 }
 
 export type XmppRecord = { t: 'REG'; reg: Registration } | { t: 'DEL'; node: string };
-
-const deviceKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
 
 export class RegistrationStore extends RecordedStore<XmppRecord> {
   private readonly nodes = new Map<string, Registration>();

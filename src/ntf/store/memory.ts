@@ -2,7 +2,7 @@
 // NtfRecord, applied here and handed to `persist` (journal append, SQL batch).
 import { equalBytes, latin1 } from '../../core/encoding.ts';
 import type { TokenStatus } from '../protocol.ts';
-import type { DeviceToken } from '../../push/device.ts';
+import { deviceKey, type DeviceToken } from '../../push/device.ts';
 import { RecordedStore } from '../../server/recorded-store.ts';
 import type { NtfRecord } from './records.ts';
 import type {
@@ -20,8 +20,7 @@ import type {
 export const LAST_PER_TOKEN = 16;
 
 const statusReason = (t: TokenRecord) => (t.status.status === 'INVALID' ? t.status.reason : undefined);
-const deviceOnlyKey = (d: DeviceToken) => `${d.provider}\u0000${latin1(d.token)}`;
-const deviceKey = (d: DeviceToken, authKey: Uint8Array) => `${deviceOnlyKey(d)}\u0000${latin1(authKey)}`;
+const deviceAuthKey = (d: DeviceToken, authKey: Uint8Array) => `${deviceKey(d)}\u0000${latin1(authKey)}`;
 
 export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore {
   protected readonly tokens = new Map<string, TokenRecord>();
@@ -48,7 +47,7 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   private readonly subCounts: NtfStoreCounts['subscriptions'] = { NEW: 0, PENDING: 0, ACTIVE: 0, END: 0, DELETED: 0, AUTH: 0 };
 
   token = (tokenId: string) => this.tokens.get(tokenId);
-  tokenOfDevice = (device: DeviceToken, tknAuthKey: Uint8Array) => this.devices.get(deviceKey(device, tknAuthKey));
+  tokenOfDevice = (device: DeviceToken, tknAuthKey: Uint8Array) => this.devices.get(deviceAuthKey(device, tknAuthKey));
   cronTokens = () => this.crons.values();
   inactiveTokens = () => this.inactive.values();
   sub = (subId: string) => this.subs.get(subId);
@@ -60,7 +59,7 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   tokenIds = () => this.tokens.keys();
   subIds = () => this.subs.keys();
 
-  tokensOfDevice = (device: DeviceToken) => this.byDevice.get(deviceOnlyKey(device))?.values() ?? [].values();
+  tokensOfDevice = (device: DeviceToken) => this.byDevice.get(deviceKey(device))?.values() ?? [].values();
 
   lastNotifications(tokenId: string, limit: number): StoredNotification[] {
     const all = [...(this.last.get(tokenId)?.values() ?? [])];
@@ -216,7 +215,7 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
       case 'TNEW': {
         const t = { ...r.token };
         this.tokens.set(t.tokenId, t);
-        this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.devices.set(deviceAuthKey(t.device, t.tknAuthKey), t);
         this.linkDevice(t);
         this.tokenCounts[t.status.status]++;
         if (t.cronMinutes > 0) this.crons.add(t);
@@ -261,10 +260,10 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
         else this.endPending(t.tokenId);
         break;
       case 'TDEV':
-        this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        this.devices.delete(deviceAuthKey(t.device, t.tknAuthKey));
         this.unlinkDevice(t);
         t.device = r.device;
-        this.devices.set(deviceKey(t.device, t.tknAuthKey), t);
+        this.devices.set(deviceAuthKey(t.device, t.tknAuthKey), t);
         this.linkDevice(t);
         this.setCode(t, r.code, r.at);
         break;
@@ -280,7 +279,7 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
       case 'TDEL':
         for (const s of [...this.subsOfToken(t.tokenId)]) this.unlinkSub(s);
         this.tokens.delete(t.tokenId);
-        this.devices.delete(deviceKey(t.device, t.tknAuthKey));
+        this.devices.delete(deviceAuthKey(t.device, t.tknAuthKey));
         this.unlinkDevice(t);
         this.crons.delete(t);
         this.inactive.delete(t);
@@ -326,14 +325,14 @@ export class MemoryNtfStore extends RecordedStore<NtfRecord> implements NtfStore
   }
 
   private linkDevice(t: TokenRecord): void {
-    const key = deviceOnlyKey(t.device);
+    const key = deviceKey(t.device);
     let set = this.byDevice.get(key);
     if (!set) this.byDevice.set(key, (set = new Set()));
     set.add(t);
   }
 
   private unlinkDevice(t: TokenRecord): void {
-    const key = deviceOnlyKey(t.device);
+    const key = deviceKey(t.device);
     const set = this.byDevice.get(key);
     set?.delete(t);
     if (set?.size === 0) this.byDevice.delete(key);
