@@ -166,10 +166,11 @@ export class Replica {
       rows = await readEntities(this.o.pool, this.o.schema, tokenIds, subIds);
       this.o.queries?.(4); // BEGIN, the subscriptions, their tokens, COMMIT
     } catch (err) {
-      // Read again with the next batch, or by the resync after a lost connection.
+      // Read again in a second (with whatever is notified meanwhile): nothing may wait for a next notification that never comes.
       for (const id of tokenIds) this.tokens.add(id);
       for (const id of subIds) this.subs.add(id);
       this.o.logger.warn({ event: 'replica_read_failed', err: String(err) });
+      if (!this.closed) this.o.timers.set(() => (this.work = this.work.then(() => this.applyQueued())), 1000);
       return;
     }
     const tokens = new Map(rows.tokens.map((t) => [t.tokenId, t]));
