@@ -25,39 +25,31 @@ declare module '@xmpp/component' {
     to: string;
   }
 
-  export interface Component extends EventEmitter {
+  /** An IQ handler: the result's child (true: an empty result) or an error element. */
+  export type IqHandler = (ctx: IqContext) => Promise<Element | boolean | undefined> | Element | boolean | undefined;
+
+  /** What xmpp.js's client and component share. */
+  export interface Entity extends EventEmitter {
     status: string;
     start(): Promise<unknown>;
     stop(): Promise<unknown>;
     send(el: Element): Promise<void>;
-    iqCallee: {
-      get(ns: string, name: string, handler: (ctx: IqContext) => Promise<Element | boolean | undefined> | Element | boolean | undefined): void;
-      set(ns: string, name: string, handler: (ctx: IqContext) => Promise<Element | boolean | undefined> | Element | boolean | undefined): void;
-    };
-    reconnect: EventEmitter & { delay: number };
+    iqCallee: { get(ns: string, name: string, handler: IqHandler): void; set(ns: string, name: string, handler: IqHandler): void };
   }
+
+  export type Component = Entity;
 
   export function component(o: { service: string; domain: string; password: string }): Component;
 }
 
 declare module '@xmpp/client' {
-  import type { EventEmitter } from 'node:events';
-  import type { Element } from '@xmpp/component';
+  import type { Element, Entity } from '@xmpp/component';
 
   export { Element };
   export function xml(name: string, attrs?: Record<string, string | undefined> | null, ...children: Array<Element | string | undefined>): Element;
 
-  export interface Client extends EventEmitter {
-    status: string;
-    start(): Promise<unknown>;
-    stop(): Promise<unknown>;
-    send(el: Element): Promise<void>;
-    iqCaller: {
-      request(el: Element, timeoutMs?: number): Promise<Element>;
-    };
-    iqCallee: {
-      set(ns: string, name: string, handler: (ctx: { stanza: Element; element: Element }) => Promise<Element | boolean | undefined> | Element | boolean | undefined): void;
-    };
+  export interface Client extends Entity {
+    iqCaller: { request(el: Element, timeoutMs?: number): Promise<Element> };
   }
 
   export function client(o: { service: string; domain: string; username?: string; password?: string; resource?: string }): Client;
